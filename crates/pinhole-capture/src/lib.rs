@@ -1,0 +1,72 @@
+//! Where a frame enters pinhole.
+//!
+//! Every source implements [`Source`]: it runs on its own thread (capture and
+//! software encoding are blocking, CPU-bound work) and hands each encoded
+//! [`AccessUnit`] to a [`FrameSink`] — in the daemon, the hub.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pinhole_media::AccessUnit;
+
+pub mod error;
+pub mod pipe;
+pub mod test_pattern;
+
+pub use error::CaptureError;
+
+/// Receives what a source produces. Implementations must not block.
+pub trait FrameSink: Send + Sync {
+    fn publish(&self, au: AccessUnit);
+    /// Health of the source, shown in `/api/status` and logged.
+    fn report(&self, state: SourceState);
+}
+
+/// What a source says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceState {
+    Starting,
+    Running,
+    /// Not delivering frames; the text says why and what happens next.
+    Failed(String),
+}
+
+/// Static description of a source, for status and for pacing the outputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceInfo {
+    /// `test`, `pipe`, `v4l2`, …
+    pub kind: &'static str,
+    /// Human-readable detail, e.g. the command or device.
+    pub detail: String,
+    /// Nominal frame rate (frames per second), if known.
+    pub fps: Option<f64>,
+    /// Configured bitrate in bit/s, if the source encodes.
+    pub bitrate: Option<u32>,
+    /// Configured keyframe interval in frames, if the source encodes.
+    pub keyframe_interval: Option<u32>,
+}
+
+/// Cooperative stop signal shared between the daemon and a source thread.
+#[derive(Clone, Debug, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+pub trait Source: Send + 'static {
+    fn info(&self) -> SourceInfo;
+    /// Produce frames into `sink` until `stop` is set. Blocking; recoverable
+    /// faults (a crashed command, a garbled stream) are handled inside with
+    /// backoff and reported through [`FrameSink::report`]; an `Err` means the
+    /// source cannot go on at all.
+    fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError>;
+}

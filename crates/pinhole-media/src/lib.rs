@@ -1,0 +1,14 @@
+//! Pure media code for pinhole: no sockets, no files, no clocks of its own.
+//!
+//! A frame enters as Annex B bytes ([`annexb`]), its parameter sets describe
+//! the stream ([`h264`]), and it leaves as fragmented MP4 ([`fmp4`]).
+
+pub mod annexb;
+pub mod clock;
+pub mod fmp4;
+pub mod frame;
+pub mod h264;
+pub mod hls;
+
+pub use clock::{Clock, SystemClock};
+pub use frame::{AccessUnit, StreamInfo};
