@@ -5,10 +5,13 @@
 
 pub mod annexb;
 pub mod clock;
+pub mod error;
 pub mod fmp4;
 pub mod frame;
 pub mod h264;
 pub mod hls;
 
+pub use annexb::{AccessUnitAssembler, AssembledAu};
 pub use clock::{Clock, SystemClock};
+pub use error::MediaError;
 pub use frame::{AccessUnit, StreamInfo};

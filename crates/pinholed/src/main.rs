@@ -1,1 +1,206 @@
-fn main() {}
+//! `pinholed`: wires a source, the hub and the HTTP server together.
+
+mod config;
+mod systemd;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use pinhole_capture::pipe::{parse_pipe_spec, PipeInput, PipeSource};
+use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
+use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
+use pinhole_hub::{Hub, HubConfig};
+use pinhole_media::{Clock, SystemClock};
+use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
+
+use config::{Cli, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let cfg = match Config::load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("pinholed: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pinholed")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pinholed: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("pinholed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// journald when started by systemd with a journal stream, plain text otherwise.
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        if let Ok(journald) = tracing_journald::layer() {
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(journald.with_syslog_identifier("pinholed".into()))
+                .init();
+            return;
+        }
+    }
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+}
+
+fn make_source(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Box<dyn Source>, String> {
+    let test_pattern = |clock| {
+        TestPattern::new(
+            TestPatternConfig {
+                width: cfg.video.width,
+                height: cfg.video.height,
+                fps: cfg.video.fps,
+                bitrate: cfg.video.bitrate,
+                keyframe_interval: cfg.keyframe_interval(),
+            },
+            clock,
+        )
+        .map(|s| Box::new(s) as Box<dyn Source>)
+        .map_err(|e| format!("test pattern: {e}"))
+    };
+    let spec = cfg.source.as_str();
+    match spec {
+        "test" => test_pattern(clock),
+        "auto" => {
+            tracing::info!(
+                reason = "no camera backend is built into this version",
+                "auto: using the test pattern"
+            );
+            test_pattern(clock)
+        }
+        _ if spec.starts_with("pipe:") => {
+            let mut input = parse_pipe_spec(&spec["pipe:".len()..]);
+            if let PipeInput::File { looped, .. } = &mut input {
+                *looped = cfg.pipe.looped;
+            }
+            Ok(Box::new(PipeSource::new(
+                input,
+                f64::from(cfg.video.fps),
+                clock,
+            )))
+        }
+        _ if spec.starts_with("v4l2:") || spec.starts_with("libcamera") => Err(format!(
+            "source '{spec}': camera sources are not in this build yet; use test or pipe:<…>"
+        )),
+        _ => Err(format!(
+            "unknown source '{spec}': use test, pipe:<file|-|command>, v4l2:<device>, libcamera[:<id>] or auto"
+        )),
+    }
+}
+
+/// Runs the source on its own thread; restarts it with backoff if it fails.
+fn spawn_source(mut source: Box<dyn Source>, state: Arc<AppState>, stop: StopFlag) {
+    let spawned = std::thread::Builder::new()
+        .name("source".into())
+        .spawn(move || {
+            let mut backoff = Duration::from_millis(500);
+            while !stop.is_stopped() {
+                state.report(SourceState::Starting);
+                let result = source.run(&*state, &stop);
+                if stop.is_stopped() {
+                    break;
+                }
+                match result {
+                    Ok(()) => {
+                        state.report(SourceState::Failed("the source ended".into()));
+                        break;
+                    }
+                    Err(e) => {
+                        state.report(SourceState::Failed(format!(
+                            "{e}; retrying in {:.1} s",
+                            backoff.as_secs_f64()
+                        )));
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the source thread");
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let source = make_source(&cfg, clock)?;
+    let info = source.info();
+    tracing::info!(kind = info.kind, detail = %info.detail, "source");
+
+    let hub = Hub::new(HubConfig {
+        max_lag_frames: cfg.http.max_lag_frames,
+        nominal_fps: info.fps.unwrap_or(f64::from(cfg.video.fps)),
+        ..HubConfig::default()
+    });
+    let state = AppState::new(
+        hub,
+        info,
+        ServerConfig {
+            mjpeg_fps: cfg.http.mjpeg_fps,
+            jpeg_quality: cfg.http.jpeg_quality,
+            ui_dir: cfg.http.ui_dir.clone(),
+        },
+    );
+
+    let mut listeners = Vec::new();
+    for l in &cfg.listen {
+        let addr: ListenAddr = l.parse()?;
+        let bound = Listener::bind(&addr).await.map_err(|e| e.to_string())?;
+        match bound.local_addr() {
+            ListenAddr::Tcp(a) => tracing::info!("listening on http://{a}/"),
+            u => tracing::info!("listening on {u}"),
+        }
+        listeners.push(bound);
+    }
+
+    let stop = StopFlag::new();
+    spawn_source(source, state.clone(), stop.clone());
+    tokio::spawn(systemd::supervise(state.clone()));
+
+    pinhole_server::serve(listeners, state, shutdown_signal()).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    stop.stop();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian machine of this kind:
+# Debian's chromium (never a downloaded browser), ffmpeg (ffprobe validates
+# our output), nginx (the LL-HLS front end), and the browser tests' npm modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v ffprobe >/dev/null || need+=(ffmpeg)
+command -v nginx >/dev/null || need+=(nginx-light)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "== apt-get install ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The packaged nginx must not hold port 80 on a test machine.
+if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+  $SUDO systemctl stop nginx || true
+fi
+
+if [ ! -d tests/browser/node_modules ]; then
+  echo "== npm ci (tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command (README): installs what the tests need, then runs them all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - start )) s)"; }
+
+step "dependencies"
+ci/install-deps.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
+
+step "release build"
+cargo build --release --locked -p pinholed
+
+step "browser tests (headless chromium)"
+PINHOLED="$PWD/target/release/pinholed" tests/browser/run.sh
+
+step "done in $(( $(date +%s) - start )) s"

@@ -1,0 +1,53 @@
+//! Arbitrary bytes, fed in arbitrary chunk sizes, through the assembler and
+//! on to AVCC and an fMP4 fragment: nothing may panic, memory stays bounded.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pinhole_media::annexb::{nal_units, to_avcc, AccessUnitAssembler};
+use pinhole_media::fmp4::{fragment, Sample};
+use pinhole_media::h264::{find_parameter_sets, find_timestamp_sei, stream_info};
+
+const LIMIT: usize = 64 * 1024;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
+    // A small access-unit limit so the oversize paths are reachable.
+    let mut assembler = AccessUnitAssembler::with_limit(LIMIT);
+    let mut aus = Vec::new();
+    let mut rest = stream;
+    let mut step = usize::from(seed) + 1;
+    while !rest.is_empty() {
+        let n = step.min(rest.len());
+        aus.extend(assembler.push(&rest[..n]));
+        rest = &rest[n..];
+        step = (step * 7 + 3) % 521 + 1;
+    }
+    aus.extend(assembler.finish());
+    let _ = assembler.take_errors();
+
+    let mut avcc = Vec::new();
+    for au in &aus {
+        assert!(au.data.len() <= LIMIT + 1024, "access unit over the limit");
+        avcc.clear();
+        to_avcc(&au.data, &mut avcc);
+        let _ = find_timestamp_sei(&au.data);
+        if au.keyframe {
+            if let Some((sps, pps)) = find_parameter_sets(&au.data) {
+                let _ = stream_info(sps, pps);
+            }
+        }
+    }
+    let samples: Vec<Sample> = aus
+        .iter()
+        .map(|au| Sample {
+            data: &au.data,
+            duration: 3000,
+            keyframe: au.keyframe,
+        })
+        .collect();
+    let frag = fragment(1, u64::from(seed), &samples, Some(u64::from(seed)));
+    assert!(!frag.is_empty());
+    let _ = nal_units(stream).count();
+});

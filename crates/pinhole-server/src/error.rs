@@ -1,0 +1,36 @@
+//! The server's error type: a kind that maps to an HTTP status, plus context.
+
+use http::StatusCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method {method} not allowed on {path}")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServerError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServerError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::Bind { .. } | ServerError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}

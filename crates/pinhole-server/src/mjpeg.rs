@@ -1,0 +1,180 @@
+//! `/snapshot.jpg` and `/mjpeg`: JPEG pictures decoded from the H.264 stream.
+//!
+//! One decoder thread serves every MJPEG viewer (it must decode every frame
+//! to follow the references, and encodes a JPEG at the configured rate); it
+//! runs only while someone watches. A snapshot without MJPEG viewers decodes
+//! the held GOP once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame as BodyFrame;
+use hyper::Response;
+use tokio::sync::watch;
+
+use crate::snapshot::JpegMaker;
+use crate::state::Output;
+use crate::{full, AppState, Body, ServerError};
+
+const BOUNDARY: &str = "pinholeframe";
+
+#[derive(Default)]
+pub(crate) struct MjpegShared {
+    tx: Mutex<Option<Arc<watch::Sender<Option<Bytes>>>>>,
+    running: Arc<AtomicBool>,
+}
+
+impl MjpegShared {
+    /// The latest MJPEG picture, if the decoder thread is running.
+    fn latest(&self) -> Option<Bytes> {
+        if !self.running.load(Ordering::SeqCst) {
+            return None;
+        }
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        tx.as_ref().and_then(|t| t.borrow().clone())
+    }
+
+    fn subscribe(&self, state: &Arc<AppState>) -> watch::Receiver<Option<Bytes>> {
+        let mut slot = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = slot.as_ref() {
+            if self.running.load(Ordering::SeqCst) {
+                return tx.subscribe();
+            }
+        }
+        let (tx, rx) = watch::channel(None);
+        let tx = Arc::new(tx);
+        *slot = Some(tx.clone());
+        self.running.store(true, Ordering::SeqCst);
+        let running = self.running.clone();
+        let state = state.clone();
+        let handle = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("mjpeg".into())
+            .spawn(move || {
+                if let Err(e) = decode_loop(&state, &tx, &handle) {
+                    tracing::error!(error = %e, "MJPEG decoder stopped");
+                }
+                running.store(false, Ordering::SeqCst);
+            })
+            .map_err(|e| tracing::error!(error = %e, "cannot start the MJPEG thread"))
+            .ok();
+        rx
+    }
+}
+
+fn decode_loop(
+    state: &Arc<AppState>,
+    tx: &watch::Sender<Option<Bytes>>,
+    handle: &tokio::runtime::Handle,
+) -> Result<(), crate::snapshot::SnapshotError> {
+    let mut viewer = state.hub.subscribe();
+    let mut maker = JpegMaker::new()?;
+    let fps = state.config.mjpeg_fps.clamp(0.1, 60.0);
+    let interval = Duration::from_secs_f64(1.0 / fps);
+    let mut due = Instant::now();
+    let mut generation = 0;
+    tracing::info!(fps, "MJPEG decoder started");
+    while tx.receiver_count() > 0 {
+        let next = handle.block_on(async {
+            tokio::time::timeout(Duration::from_secs(1), viewer.recv()).await
+        });
+        let frame = match next {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(_) => continue, // no frame for a second: re-check for viewers
+        };
+        if frame.stream.generation != generation {
+            generation = frame.stream.generation;
+            maker.reset();
+        }
+        let decoded = match maker.decode(&frame.au.data) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot decode frame for MJPEG");
+                false
+            }
+        };
+        let now = Instant::now();
+        if decoded && now >= due {
+            if let Some(Ok(jpeg)) = maker.jpeg(state.config.jpeg_quality) {
+                tx.send_replace(Some(jpeg));
+            }
+            due = (due + interval).max(now);
+        }
+    }
+    tracing::info!("MJPEG decoder stopped: no viewers");
+    Ok(())
+}
+
+pub(crate) async fn snapshot(state: &Arc<AppState>) -> Result<Response<Body>, ServerError> {
+    let jpeg = match state.mjpeg.latest() {
+        Some(j) => j,
+        None => {
+            let gop = state.hub.gop();
+            if gop.is_empty() {
+                return Err(ServerError::Unavailable(
+                    "no picture yet: the source has not delivered a keyframe".into(),
+                ));
+            }
+            let quality = state.config.jpeg_quality;
+            tokio::task::spawn_blocking(move || {
+                let mut maker = JpegMaker::new()?;
+                for f in &gop {
+                    maker.decode(&f.au.data)?;
+                }
+                maker.jpeg(quality).transpose()
+            })
+            .await
+            .map_err(|e| ServerError::Internal(format!("snapshot task: {e}")))?
+            .map_err(|e| ServerError::Internal(format!("snapshot: {e}")))?
+            .ok_or_else(|| ServerError::Unavailable("the decoder produced no picture".into()))?
+        }
+    };
+    let mut resp = full(StatusCode::OK, "image/jpeg", jpeg);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+pub(crate) fn stream(state: &Arc<AppState>) -> Result<Response<Body>, ServerError> {
+    if state.hub.stream().is_none() {
+        return Err(ServerError::Unavailable(
+            "no video yet: the source has not delivered a keyframe".into(),
+        ));
+    }
+    let rx = state.mjpeg.subscribe(state);
+    let guard = state.viewer(Output::Mjpeg);
+    let parts = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        loop {
+            rx.changed().await.ok()?;
+            let jpeg = rx.borrow_and_update().clone();
+            if let Some(jpeg) = jpeg {
+                let head = format!(
+                    "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    jpeg.len()
+                );
+                let mut part = Vec::with_capacity(head.len() + jpeg.len() + 2);
+                part.extend_from_slice(head.as_bytes());
+                part.extend_from_slice(&jpeg);
+                part.extend_from_slice(b"\r\n");
+                return Some((
+                    Ok::<_, std::io::Error>(BodyFrame::data(Bytes::from(part))),
+                    (rx, guard),
+                ));
+            }
+        }
+    });
+    let mut resp = Response::new(StreamBody::new(parts).boxed_unsync());
+    let h = resp.headers_mut();
+    if let Ok(v) =
+        header::HeaderValue::from_str(&format!("multipart/x-mixed-replace; boundary={BOUNDARY}"))
+    {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(resp)
+}

@@ -1,0 +1,88 @@
+//! The route table: every URL the daemon answers.
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+
+use crate::{error_response, full, mjpeg, mp4, status, ui, ws, AppState, Body, ServerError};
+
+pub(crate) async fn handle(req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let result = route(req, &state, &path, &method).await;
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if e.status().is_server_error() {
+                tracing::error!(%path, error = %e, "request failed");
+            } else {
+                tracing::debug!(%path, error = %e, "request refused");
+            }
+            error_response(&e)
+        }
+    }
+}
+
+async fn route(
+    req: Request<Incoming>,
+    state: &Arc<AppState>,
+    path: &str,
+    method: &Method,
+) -> Result<Response<Body>, ServerError> {
+    let get_only = |allowed: bool| {
+        if allowed {
+            Ok(())
+        } else {
+            Err(ServerError::MethodNotAllowed {
+                method: method.to_string(),
+                path: path.to_owned(),
+            })
+        }
+    };
+    let is_get = method == Method::GET || method == Method::HEAD;
+    match path {
+        "/ws/h264" => {
+            get_only(method == Method::GET)?;
+            ws::upgrade(req, state.clone(), ws::Kind::H264)
+        }
+        "/ws/fmp4" => {
+            get_only(method == Method::GET)?;
+            ws::upgrade(req, state.clone(), ws::Kind::Fmp4)
+        }
+        "/stream.mp4" => {
+            get_only(is_get)?;
+            mp4::progressive(state)
+        }
+        "/snapshot.jpg" => {
+            get_only(is_get)?;
+            mjpeg::snapshot(state).await
+        }
+        "/mjpeg" => {
+            get_only(is_get)?;
+            mjpeg::stream(state)
+        }
+        "/api/status" => {
+            get_only(is_get)?;
+            Ok(full(
+                StatusCode::OK,
+                "application/json",
+                status::json(state).to_string(),
+            ))
+        }
+        "/metrics" => {
+            get_only(is_get)?;
+            Ok(full(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                status::prometheus(state),
+            ))
+        }
+        _ if path.starts_with("/api/") => Err(ServerError::NotFound(path.to_owned())),
+        _ => {
+            get_only(is_get)?;
+            ui::serve(state, path).await
+        }
+    }
+}

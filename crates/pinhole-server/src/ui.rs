@@ -1,0 +1,67 @@
+//! The web UI: embedded in the binary (so `pinholed` alone is a working
+//! camera), or served from a directory for development.
+
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use http::{header, StatusCode};
+use hyper::Response;
+use include_dir::{include_dir, Dir};
+
+use crate::{full, AppState, Body, ServerError};
+
+static WEB: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../web");
+
+pub(crate) async fn serve(state: &Arc<AppState>, path: &str) -> Result<Response<Body>, ServerError> {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() || rel.ends_with('/') {
+        format!("{rel}index.html")
+    } else {
+        rel.to_owned()
+    };
+    // Only plain relative components: no "..", no absolute paths, no hidden files.
+    let clean = Path::new(&rel).components().all(|c| match c {
+        Component::Normal(s) => !s.to_string_lossy().starts_with('.'),
+        _ => false,
+    });
+    if !clean {
+        return Err(ServerError::NotFound(path.to_owned()));
+    }
+    let body = match &state.config.ui_dir {
+        Some(dir) => {
+            let full_path = dir.join(&rel);
+            // Symlinks are not followed out of the UI directory.
+            match tokio::fs::symlink_metadata(&full_path).await {
+                Ok(m) if m.is_file() => tokio::fs::read(&full_path)
+                    .await
+                    .map_err(|e| ServerError::Internal(format!("{}: {e}", full_path.display())))?
+                    .into(),
+                _ => return Err(ServerError::NotFound(path.to_owned())),
+            }
+        }
+        None => match WEB.get_file(&rel) {
+            Some(f) => bytes::Bytes::from_static(f.contents()),
+            None => return Err(ServerError::NotFound(path.to_owned())),
+        },
+    };
+    let mut resp = full(StatusCode::OK, mime(&rel), body);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+pub(crate) fn mime(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "webmanifest" => "application/manifest+json",
+        "m3u8" => "application/vnd.apple.mpegurl",
+        "mp4" | "m4s" => "video/mp4",
+        _ => "application/octet-stream",
+    }
+}

@@ -1,0 +1,146 @@
+//! WebSocket outputs: `/ws/h264` (raw Annex B, one access unit per message,
+//! as jmuxer expects) and `/ws/fmp4` (init segment, then one fragment per
+//! frame, for MSE).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderMap, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::state::Output;
+use crate::{full, AppState, Body, ServerError};
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    H264,
+    Fmp4,
+}
+
+/// A viewer whose socket accepts nothing for this long is disconnected.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+pub(crate) fn upgrade(
+    mut req: Request<Incoming>,
+    state: Arc<AppState>,
+    kind: Kind,
+) -> Result<Response<Body>, ServerError> {
+    let h = req.headers();
+    if !header_has(h, header::UPGRADE, "websocket") || !header_has(h, header::CONNECTION, "upgrade")
+    {
+        return Err(ServerError::BadRequest(
+            "this is a WebSocket endpoint: send Connection: Upgrade and Upgrade: websocket".into(),
+        ));
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(ServerError::BadRequest(
+            "Sec-WebSocket-Version must be 13".into(),
+        ));
+    }
+    let key = match h.get(header::SEC_WEBSOCKET_KEY) {
+        Some(k) if !k.is_empty() && k.len() <= 64 => k.as_bytes().to_vec(),
+        _ => {
+            return Err(ServerError::BadRequest(
+                "missing or invalid Sec-WebSocket-Key".into(),
+            ))
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                // Viewers send nothing but control frames: keep limits tiny.
+                let cfg = WebSocketConfig::default()
+                    .max_message_size(Some(64 << 10))
+                    .max_frame_size(Some(64 << 10))
+                    .write_buffer_size(0);
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg))
+                        .await;
+                run_viewer(ws, state, kind).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
+        }
+    });
+    let mut resp = full(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
+    let hs = resp.headers_mut();
+    hs.remove(header::CONTENT_TYPE);
+    hs.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
+    hs.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = header::HeaderValue::from_str(&derive_accept_key(&key)) {
+        hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok(resp)
+}
+
+async fn run_viewer<S>(mut ws: WebSocketStream<S>, state: Arc<AppState>, kind: Kind)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let _guard = state.viewer(match kind {
+        Kind::H264 => Output::WsH264,
+        Kind::Fmp4 => Output::WsFmp4,
+    });
+    let mut viewer = state.hub.subscribe();
+    let mut generation = 0;
+    let reason = loop {
+        tokio::select! {
+            frame = viewer.recv() => {
+                let Some(frame) = frame else { break "daemon shutting down" };
+                let mut msgs = Vec::with_capacity(3);
+                if let Kind::Fmp4 = kind {
+                    if frame.stream.generation != generation {
+                        generation = frame.stream.generation;
+                        let info = &frame.stream.info;
+                        let fps = state.hub.stats().measured_fps;
+                        let meta = serde_json::json!({
+                            "type": "init",
+                            "codec": info.codec,
+                            "width": info.width,
+                            "height": info.height,
+                            "fps": if fps > 0.0 { fps } else { state.source_info().fps.unwrap_or(30.0) },
+                        });
+                        msgs.push(Message::text(meta.to_string()));
+                        msgs.push(Message::Binary(frame.stream.init.clone()));
+                    }
+                    msgs.push(Message::Binary(frame.fmp4().clone()));
+                } else {
+                    msgs.push(Message::Binary(frame.au.data.clone()));
+                }
+                let send = async {
+                    for m in msgs {
+                        ws.feed(m).await?;
+                    }
+                    ws.flush().await
+                };
+                match tokio::time::timeout(SEND_TIMEOUT, send).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break "connection lost",
+                    Err(_) => break "viewer stopped reading",
+                }
+            }
+            msg = ws.next() => match msg {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break "viewer left",
+                Some(Ok(_)) => {} // pings are answered by tungstenite
+            },
+        }
+    };
+    tracing::debug!(?kind, reason, skipped = viewer.skipped(), "websocket viewer ended");
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+}

@@ -1,0 +1,213 @@
+//! Test support: a real server on port 0, real clients, real fixtures.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use pinhole_capture::SourceInfo;
+use pinhole_hub::{Hub, HubConfig};
+use pinhole_media::annexb::AccessUnitAssembler;
+use pinhole_media::AccessUnit;
+use pinhole_server::{AppState, Listener, ServerConfig};
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(hub_cfg: HubConfig) -> TestServer {
+        let hub = Hub::new(hub_cfg);
+        let info = SourceInfo {
+            kind: "test",
+            detail: "driven by the test".into(),
+            fps: Some(30.0),
+            bitrate: None,
+            keyframe_interval: None,
+        };
+        let state = AppState::new(hub, info, ServerConfig::default());
+        let listener = Listener::bind(&"127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind");
+        let addr = match listener.local_addr() {
+            pinhole_server::ListenAddr::Tcp(a) => a,
+            other => panic!("unexpected {other}"),
+        };
+        let (tx, rx) = oneshot::channel();
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            pinhole_server::serve(vec![listener], st, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        TestServer {
+            addr,
+            state,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("server stops within 10 s")
+                .expect("server task");
+        }
+    }
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../pinhole-media/testdata")
+        .join(name)
+}
+
+/// The access units of a real x264 stream (320x240, 30 fps, GOP 30).
+pub fn fixture_aus() -> Vec<(Bytes, bool)> {
+    let data = std::fs::read(fixture_path("x264_baseline_320x240_30fps_gop30.h264"))
+        .expect("fixture");
+    let mut asm = AccessUnitAssembler::new();
+    let mut out: Vec<(Bytes, bool)> = asm
+        .push(&data)
+        .into_iter()
+        .map(|a| (a.data, a.keyframe))
+        .collect();
+    if let Some(a) = asm.finish() {
+        out.push((a.data, a.keyframe));
+    }
+    assert!(out.len() >= 60, "fixture has {} AUs", out.len());
+    assert!(out[0].1, "fixture starts with a keyframe");
+    out
+}
+
+/// Publishes fixture AUs in a loop at `fps`, as a camera would; returns a
+/// handle that stops it when dropped.
+pub fn publish_fixture(state: Arc<AppState>, fps: f64) -> tokio::task::JoinHandle<()> {
+    let aus = fixture_aus();
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / fps));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        for (data, keyframe) in aus.iter().cycle() {
+            t.tick().await;
+            let us = start.elapsed().as_micros() as u64;
+            state.hub.publish(AccessUnit {
+                data: data.clone(),
+                pts_us: us,
+                wallclock_us: us,
+                keyframe: *keyframe,
+            });
+        }
+    })
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// GET with a real HTTP/1.1 client; reads the body for at most `read_for`
+/// (streams never end by themselves).
+pub async fn get(url: &str, read_for: Duration) -> HttpResponse {
+    get_with(url, http::Method::GET, &[], read_for).await
+}
+
+pub async fn get_with(
+    url: &str,
+    method: http::Method,
+    headers: &[(&str, &str)],
+    read_for: Duration,
+) -> HttpResponse {
+    let uri: http::Uri = url.parse().expect("uri");
+    let host = uri.authority().expect("authority").to_string();
+    let stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .header("host", host);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Empty::<Bytes>::new()).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = resp.into_body();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + read_for;
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    out.extend_from_slice(d);
+                }
+            }
+            Ok(Some(Err(e))) => panic!("body error: {e}"),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    HttpResponse {
+        status,
+        headers,
+        body: out,
+    }
+}
+
+/// Runs ffprobe on a file; fails loudly if ffprobe is missing.
+pub fn ffprobe(path: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,r_frame_rate,avg_frame_rate,nb_read_frames,profile",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe must be installed (ci/test.sh installs ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe reported errors: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    v["streams"][0].clone()
+}

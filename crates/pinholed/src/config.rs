@@ -1,0 +1,317 @@
+//! Configuration: a TOML file, overridden by command-line flags.
+//!
+//! Every field has a default that runs anywhere: the test pattern on
+//! 127.0.0.1:8080, no camera and no root needed.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+use pinhole_server::ListenAddr;
+
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "pinholed",
+    version,
+    about = "pinhole: a live camera for many browsers at once",
+    long_about = "pinholed captures video (a camera, a pipe, or its built-in test pattern), \
+                  and serves it live over WebSocket (H.264 and fMP4), progressive MP4, \
+                  JPEG snapshots and MJPEG, with a web UI at /.\n\n\
+                  Flags override the config file; the config file overrides the defaults."
+)]
+pub struct Cli {
+    /// Address to listen on: IP:PORT for TCP, or unix:/path for a Unix socket.
+    /// Repeat for several. [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<ListenAddr>,
+
+    /// Video source: test | pipe:<file, - for stdin, or shell command> |
+    /// v4l2:<device> | libcamera[:<id>] | auto. [default: test]
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+
+    /// TOML configuration file (see docs/config.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Test pattern / encoder width in pixels. [default: 1280]
+    #[arg(long)]
+    pub width: Option<u32>,
+
+    /// Test pattern / encoder height in pixels. [default: 720]
+    #[arg(long)]
+    pub height: Option<u32>,
+
+    /// Frames per second of the test pattern; pacing rate of a file pipe
+    /// whose stream does not state one. [default: 30]
+    #[arg(long)]
+    pub fps: Option<u32>,
+
+    /// Encoder bitrate in bit/s. [default: 2000000]
+    #[arg(long)]
+    pub bitrate: Option<u32>,
+
+    /// Frames between keyframes. [default: one second's worth]
+    #[arg(long, value_name = "FRAMES")]
+    pub keyframe_interval: Option<u32>,
+
+    /// Play a pipe file once instead of looping it.
+    #[arg(long)]
+    pub no_loop: bool,
+
+    /// MJPEG frames per second on /mjpeg. [default: 5]
+    #[arg(long)]
+    pub mjpeg_fps: Option<f64>,
+
+    /// JPEG quality (1-100) for /snapshot.jpg and /mjpeg. [default: 80]
+    #[arg(long)]
+    pub jpeg_quality: Option<u8>,
+
+    /// Frames a viewer may fall behind before it skips to a keyframe. [default: 30]
+    #[arg(long, value_name = "FRAMES")]
+    pub max_lag: Option<u64>,
+
+    /// Serve the web UI from this directory instead of the built-in copy.
+    #[arg(long, value_name = "DIR")]
+    pub ui_dir: Option<PathBuf>,
+}
+
+/// The config file. Unknown keys are an error, so typos are caught.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: Vec<String>,
+    pub source: String,
+    pub video: VideoConfig,
+    pub pipe: PipeConfig,
+    pub http: HttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VideoConfig {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate: u32,
+    /// 0 = one second's worth of frames.
+    pub keyframe_interval: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipeConfig {
+    /// Loop a file source at its end.
+    #[serde(rename = "loop")]
+    pub looped: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub mjpeg_fps: f64,
+    pub jpeg_quality: u8,
+    pub max_lag_frames: u64,
+    pub ui_dir: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: vec!["127.0.0.1:8080".into()],
+            source: "test".into(),
+            video: VideoConfig::default(),
+            pipe: PipeConfig::default(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            bitrate: 2_000_000,
+            keyframe_interval: 0,
+        }
+    }
+}
+
+impl Default for PipeConfig {
+    fn default() -> Self {
+        PipeConfig { looped: true }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            mjpeg_fps: 5.0,
+            jpeg_quality: 80,
+            max_lag_frames: 30,
+            ui_dir: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl Config {
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Loads the file (if any), applies the flags, and validates the result.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let mut cfg = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_toml(&text, path)?
+            }
+            None => Config::default(),
+        };
+        if !cli.listen.is_empty() {
+            cfg.listen = cli.listen.iter().map(|l| l.to_string()).collect();
+        }
+        if let Some(s) = &cli.source {
+            cfg.source = s.clone();
+        }
+        let v = &mut cfg.video;
+        v.width = cli.width.unwrap_or(v.width);
+        v.height = cli.height.unwrap_or(v.height);
+        v.fps = cli.fps.unwrap_or(v.fps);
+        v.bitrate = cli.bitrate.unwrap_or(v.bitrate);
+        v.keyframe_interval = cli.keyframe_interval.unwrap_or(v.keyframe_interval);
+        if cli.no_loop {
+            cfg.pipe.looped = false;
+        }
+        let h = &mut cfg.http;
+        h.mjpeg_fps = cli.mjpeg_fps.unwrap_or(h.mjpeg_fps);
+        h.jpeg_quality = cli.jpeg_quality.unwrap_or(h.jpeg_quality);
+        h.max_lag_frames = cli.max_lag.unwrap_or(h.max_lag_frames);
+        if cli.ui_dir.is_some() {
+            h.ui_dir = cli.ui_dir.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, reason: String| Err(ConfigError::Invalid { field, reason });
+        if self.listen.is_empty() {
+            return bad("listen", "at least one address is needed".into());
+        }
+        for l in &self.listen {
+            if let Err(e) = l.parse::<ListenAddr>() {
+                return bad("listen", e);
+            }
+        }
+        let v = &self.video;
+        if !(16..=3840).contains(&v.width) || v.width % 2 != 0 {
+            return bad("video.width", format!("{} (allowed: even, 16-3840)", v.width));
+        }
+        if !(16..=2160).contains(&v.height) || v.height % 2 != 0 {
+            return bad("video.height", format!("{} (allowed: even, 16-2160)", v.height));
+        }
+        if !(1..=120).contains(&v.fps) {
+            return bad("video.fps", format!("{} (allowed: 1-120)", v.fps));
+        }
+        if !(50_000..=50_000_000).contains(&v.bitrate) {
+            return bad("video.bitrate", format!("{} (allowed: 50000-50000000 bit/s)", v.bitrate));
+        }
+        if v.keyframe_interval > 600 {
+            return bad(
+                "video.keyframe_interval",
+                format!("{} (allowed: 0 = 1 s, or 1-600 frames)", v.keyframe_interval),
+            );
+        }
+        let h = &self.http;
+        if !(0.1..=60.0).contains(&h.mjpeg_fps) {
+            return bad("http.mjpeg_fps", format!("{} (allowed: 0.1-60)", h.mjpeg_fps));
+        }
+        if !(1..=100).contains(&h.jpeg_quality) {
+            return bad("http.jpeg_quality", format!("{} (allowed: 1-100)", h.jpeg_quality));
+        }
+        if !(2..=3600).contains(&h.max_lag_frames) {
+            return bad("http.max_lag_frames", format!("{} (allowed: 2-3600)", h.max_lag_frames));
+        }
+        Ok(())
+    }
+
+    pub fn keyframe_interval(&self) -> u32 {
+        match self.video.keyframe_interval {
+            0 => self.video.fps,
+            n => n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_run_anywhere() {
+        let cfg = Config::load(&Cli::default()).expect("defaults");
+        assert_eq!(cfg.listen, vec!["127.0.0.1:8080"]);
+        assert_eq!(cfg.source, "test");
+        assert_eq!(cfg.keyframe_interval(), 30);
+    }
+
+    #[test]
+    fn file_then_flags() {
+        let cfg = Config::from_toml(
+            "source = \"pipe:-\"\n[video]\nfps = 25\nbitrate = 1000000\n",
+            Path::new("x.toml"),
+        )
+        .expect("parse");
+        assert_eq!(cfg.video.fps, 25);
+        assert_eq!(cfg.video.width, 1280, "unset keys keep defaults");
+        assert_eq!(cfg.source, "pipe:-");
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let e = Config::from_toml("[video]\nfsp = 25\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("fsp"), "{e}");
+        let mut cfg = Config::default();
+        cfg.video.width = 1281;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("video.width") && e.contains("1281"), "{e}");
+        cfg = Config::default();
+        cfg.listen = vec!["nowhere".into()];
+        assert!(cfg.validate().unwrap_err().to_string().contains("listen"));
+    }
+
+    #[test]
+    fn help_documents_every_flag() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_long_help().to_string();
+        for flag in ["--listen", "--source", "--config", "--version", "--bitrate", "--fps"] {
+            assert!(help.contains(flag), "--help lacks {flag}");
+        }
+    }
+}

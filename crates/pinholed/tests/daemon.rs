@@ -1,0 +1,224 @@
+//! The real `pinholed` binary, started as a user would, on port 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use pinhole_media::annexb::{nal_unit_type, nal_units};
+use tokio_tungstenite::tungstenite::Message;
+
+struct Daemon {
+    child: Child,
+    addr: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(args: &[&str]) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pinholed"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pinholed");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("pinholed logs its address");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.trim_end_matches('/').to_string();
+            }
+        };
+        Daemon {
+            child,
+            addr,
+            log: rx,
+        }
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        let body = http_get(&self.addr, "/api/status").await;
+        serde_json::from_str(&body).expect("status json")
+    }
+
+    /// Polls /api/status until `pred` holds (or panics after `secs`).
+    async fn wait_status(&self, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "status never matched: {s}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn logs(&self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal HTTP/1.0 GET (the daemon closes the connection after the body).
+async fn http_get(addr: &str, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+fn fixture() -> String {
+    format!(
+        "{}/../pinhole-media/testdata/x264_baseline_320x240_30fps_gop30.h264",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn nal_types(au: &[u8]) -> Vec<u8> {
+    nal_units(au).filter_map(nal_unit_type).collect()
+}
+
+#[tokio::test]
+async fn test_pattern_is_the_default_and_starts_viewers_on_a_keyframe() {
+    let d = Daemon::start(&["--width", "320", "--height", "240"]);
+    let s = d
+        .wait_status(20, |s| s["source"]["state"] == "running" && s["frames"].as_u64() > Some(5))
+        .await;
+    assert_eq!(s["source"]["kind"], "test");
+    assert_eq!(s["stream"]["width"], 320);
+    assert_eq!(s["stream"]["height"], 240);
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/h264", d.addr))
+        .await
+        .expect("connect");
+    let mut first = None;
+    let mut count = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Binary(b) = m {
+            first.get_or_insert(b);
+            count += 1;
+        }
+    }
+    let types = nal_types(&first.expect("a frame"));
+    assert!(types.contains(&7) && types.contains(&8) && types.contains(&5), "first AU NAL types {types:?}");
+    assert!(count >= 45, "{count} frames in 2 s at 30 fps");
+}
+
+#[tokio::test]
+async fn a_pipe_command_that_dies_is_restarted_and_viewers_resume() {
+    // The command plays the clip, then dies by SIGKILL, as a crashed camera tool would.
+    let cmd = format!("pipe:cat {0}; sleep 1; kill -9 $$", fixture());
+    let d = Daemon::start(&["--source", &cmd]);
+    let (mut ws, _) = loop {
+        // 503-free once the first keyframe is in; the socket itself always works.
+        match tokio_tungstenite::connect_async(format!("ws://{}/ws/h264", d.addr)).await {
+            Ok(c) => break c,
+            Err(e) => panic!("connect: {e}"),
+        }
+    };
+    // Frames arrive from at least three runs of the command on one connection.
+    let mut keyframes = 0;
+    let mut frames = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    while keyframes < 3 {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                frames += 1;
+                if nal_types(&b).contains(&5) {
+                    keyframes += 1;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("viewer lost its stream after {frames} frames: {other:?}"),
+        }
+    }
+    let logs = d.logs().join("\n");
+    assert!(logs.contains("restarting"), "restart logged:\n{logs}");
+    let s = d.status().await;
+    assert!(s["frames"].as_u64().unwrap_or(0) >= 90, "{s}");
+}
+
+#[tokio::test]
+async fn garbage_from_a_pipe_is_a_clear_error_not_a_crash() {
+    let d = Daemon::start(&["--source", "pipe:head -c 300000 /dev/urandom; sleep 30"]);
+    let s = d.wait_status(10, |s| s["source"]["state"] == "failed").await;
+    let err = s["source"]["error"].as_str().unwrap_or_default().to_string();
+    assert!(!err.is_empty(), "a reason is given: {s}");
+    assert!(s["stream"].is_null(), "no stream from garbage: {s}");
+    // Still serving.
+    let r = http_get(&d.addr, "/").await;
+    assert!(r.contains("<video"));
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_daemon_cleanly_with_viewers_connected() {
+    let mut d = Daemon::start(&["--width", "320", "--height", "240"]);
+    d.wait_status(20, |s| s["frames"].as_u64() > Some(3)).await;
+    let (_ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/fmp4", d.addr))
+        .await
+        .expect("connect");
+    let pid = nix::unistd::Pid::from_raw(d.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let t = Instant::now();
+    loop {
+        if let Some(status) = d.child.try_wait().expect("wait") {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(8), "still running 8 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn cli_errors_name_the_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pinholed"))
+        .args(["--width", "1281"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("video.width") && err.contains("1281"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pinholed"))
+        .args(["--listen", "example.com:80"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_pinholed"))
+        .arg("--version")
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("pinholed "));
+}

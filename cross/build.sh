@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Build pinholed as a fully static aarch64 ELF with Debian's rustc and the
+# arm64 std from libstd-rust-web-dev:arm64. Installs its own toolchain
+# (idempotent; skipped when everything is present). Prints the binary path.
+#
+#   cross/build.sh [--no-install] [--profile release|dev] [-- extra cargo args]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+target=aarch64-unknown-linux-gnu
+profile=release
+install=1
+extra=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --no-install) install=0 ;;
+        --profile) profile=$2; shift ;;
+        --) shift; extra=("$@"); break ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "cross/build.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+log() { printf 'cross: %s\n' "$*" >&2; }
+
+# Host packages (amd64) and the one arm64 package (the std for the target).
+host_pkgs=(rustc-web cargo-web gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
+           libc6-dev-arm64-cross libclang1-14 libclang-common-14-dev
+           qemu-user-static binfmt-support file pkg-config)
+arm64_pkgs=(libstd-rust-web-dev:arm64)
+
+missing_pkgs() {
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' \
+            || printf '%s\n' "$p"
+    done
+}
+
+ensure_toolchain() {
+    local missing
+    mapfile -t missing < <(missing_pkgs "${host_pkgs[@]}" "${arm64_pkgs[@]}")
+    [ ${#missing[@]} -eq 0 ] && return 0
+    [ "$(id -u)" -eq 0 ] || { log "missing packages (need root to install): ${missing[*]}"; exit 1; }
+    log "installing: ${missing[*]}"
+    if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+        dpkg --add-architecture arm64
+    fi
+    local apt=(apt-get -o DPkg::Lock::Timeout=900 -o Acquire::Retries=3)
+    "${apt[@]}" update -qq
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+[ "$install" = 1 ] && ensure_toolchain
+
+# rustup's shims come first on PATH: name Debian's tools by absolute path.
+export RUSTC=/usr/bin/rustc
+cargo=/usr/bin/cargo
+[ -x "$cargo" ] || cargo=$(command -v cargo)
+[ -x "$RUSTC" ] || { log "no /usr/bin/rustc (install rustc-web)"; exit 1; }
+[ -d /usr/lib/rustlib/$target ] || [ -d "$($RUSTC --print sysroot)/lib/rustlib/$target" ] \
+    || { log "no $target std (install libstd-rust-web-dev:arm64)"; exit 1; }
+
+# A global RUSTFLAGS would override the target rustflags below.
+unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS CARGO_BUILD_RUSTFLAGS
+T=AARCH64_UNKNOWN_LINUX_GNU
+t=aarch64_unknown_linux_gnu
+export "CARGO_TARGET_${T}_LINKER=aarch64-linux-gnu-gcc"
+export "CARGO_TARGET_${T}_RUSTFLAGS=-C target-feature=+crt-static"
+export "CARGO_TARGET_${T}_RUNNER=qemu-aarch64-static"
+export "CC_${t}=aarch64-linux-gnu-gcc" "CXX_${t}=aarch64-linux-gnu-g++" "AR_${t}=aarch64-linux-gnu-ar"
+export "BINDGEN_EXTRA_CLANG_ARGS_${t}=--target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include"
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
+export PKG_CONFIG_ALLOW_CROSS=1
+export CARGO_TARGET_DIR="$repo/target-aarch64"
+# Reproducible: no build path or time baked in beyond what cargo already pins.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 0)}
+
+log "$($RUSTC --version), $($cargo --version)"
+start=$(date +%s)
+(cd "$repo" && "$cargo" build --locked --profile "$profile" --target "$target" \
+    -p pinholed ${extra[@]+"${extra[@]}"}) >&2
+dir=$profile; [ "$profile" = dev ] && dir=debug
+bin="$CARGO_TARGET_DIR/$target/$dir/pinholed"
+[ -x "$bin" ] || { log "no binary at $bin"; exit 1; }
+log "built in $(( $(date +%s) - start ))s, $(stat -c %s "$bin") bytes"
+echo "$bin"

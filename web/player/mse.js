@@ -1,0 +1,420 @@
+// Live low-delay player: fMP4 fragments from /ws/fmp4 appended to a (Managed)MediaSource.
+//
+// Protocol: a text {"type":"init",codec,width,height,fps} message, then a binary init
+// segment, then one binary message per frame ([prft] moof mdat). A new "init" text message
+// may arrive at any time (resolution change): the MediaSource is rebuilt.
+
+import { parseFragment, parseTimescale } from './boxes.js';
+import { Backoff, RateMeter, wsUrl } from './util.js';
+
+const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
+
+// Latency tuning (seconds).
+const LAG_SPEEDUP = 0.25;  // above this, play slightly faster
+const LAG_NORMAL = 0.12;   // back to 1.0x below this
+const LAG_JUMP = 1.5;      // above this, jump to the live edge
+const JUMP_TARGET = 0.1;   // how far behind the buffered end a jump lands
+const KEEP_BEHIND = 10;    // keep this much played media; older is removed
+const STALL_S = 1.0;       // currentTime frozen this long with data ahead: jump
+const SILENCE_S = 5;       // no message this long on an open socket: reconnect
+const MAX_QUEUE = 300;     // fragments waiting for the SourceBuffer before we give up
+const HIDDEN_S = 10;       // page hidden this long: disconnect (saves a phone's data and battery)
+
+export class MsePlayer {
+  static id = 'mse';
+  static label = 'MSE';
+  static supported(codec = 'avc1.42c01f') {
+    return !!MS && MS.isTypeSupported(`video/mp4; codecs="${codec}"`);
+  }
+
+  /** @param {{onState?: (s: {kind: string, text: string}) => void, url?: string}} opts */
+  constructor(opts = {}) {
+    this.onState = opts.onState || (() => {});
+    this.url = opts.url || wsUrl('ws/fmp4');
+    this.backoff = new Backoff();
+    this.bytes = new RateMeter();
+    this.frames = new RateMeter();
+    this.video = null;
+    this.ws = null;
+    this.ms = null;
+    this.sb = null;
+    this.objectUrl = null;
+    this.queue = [];
+    this.info = null;        // last init JSON
+    this.timescale = 90000;
+    this.prft = [];          // [{t: media seconds, wallMs}] ascending
+    this.state = { kind: 'idle', text: '' };
+    this.timers = new Set();
+    this.stopped = true;
+    this.presented = 0;
+    this.lastMsgAt = 0;
+    this.lastCt = -1;
+    this.lastCtChange = 0;
+    this.jumps = 0;
+    this.needSeek = true;
+  }
+
+  start(container) {
+    this.stopped = false;
+    const v = document.createElement('video');
+    v.muted = true;
+    v.defaultMuted = true;
+    v.autoplay = true;
+    v.playsInline = true;
+    v.setAttribute('playsinline', '');
+    v.setAttribute('webkit-playsinline', '');
+    v.disablePictureInPicture = false;
+    if (globalThis.ManagedMediaSource) v.disableRemotePlayback = true; // required by Safari's MMS
+    v.addEventListener('error', () => this._fail(`video error ${v.error?.code ?? ''} ${v.error?.message ?? ''}`));
+    this.video = v;
+    container.appendChild(v);
+    this._countFrames();
+    this._every(250, () => this._tick());
+    this._onVisibility = () => this._visibility();
+    document.addEventListener('visibilitychange', this._onVisibility);
+    this._connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    for (const t of this.timers) { clearTimeout(t); clearInterval(t); }
+    this.timers.clear();
+    document.removeEventListener('visibilitychange', this._onVisibility);
+    this._closeSocket();
+    this._detachMedia();
+    this.video?.remove();
+    this.video = null;
+    this._setState('idle', '');
+  }
+
+  stats() {
+    const v = this.video;
+    const out = {
+      player: 'mse',
+      state: this.state.kind,
+      width: v?.videoWidth || this.info?.width || 0,
+      height: v?.videoHeight || this.info?.height || 0,
+      codec: this.info?.codec || null,
+      fps: this.frames.rate(),
+      bitrate: this.bytes.rate() * 8,
+      delay: null,
+      delaySource: null,
+      buffer: null,
+      playbackRate: v?.playbackRate ?? 1,
+      decodedFrames: 0,
+      droppedFrames: 0,
+      jumps: this.jumps,
+      currentTime: v?.currentTime ?? 0,
+    };
+    if (!v) return out;
+    const q = v.getVideoPlaybackQuality?.();
+    if (q) { out.decodedFrames = q.totalVideoFrames; out.droppedFrames = q.droppedVideoFrames; }
+    const b = v.buffered;
+    if (b.length) out.buffer = Math.max(0, b.end(b.length - 1) - v.currentTime);
+    const wall = this._wallclockAt(v.currentTime);
+    if (wall != null) { out.delay = (Date.now() - wall) / 1000; out.delaySource = 'prft'; }
+    else if (out.buffer != null) { out.delay = out.buffer; out.delaySource = 'buffer'; }
+    return out;
+  }
+
+  // ---- connection -------------------------------------------------------------------------
+
+  _connect() {
+    if (this.stopped) return;
+    this._setState(this.backoff.attempts ? 'reconnecting' : 'connecting', 'connecting…');
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (e) {
+      this._retry(`cannot open socket: ${e.message}`);
+      return;
+    }
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    this.lastMsgAt = performance.now();
+    this.awaitInitSegment = false;
+    ws.onmessage = (ev) => {
+      if (ws !== this.ws) return;
+      this.lastMsgAt = performance.now();
+      if (typeof ev.data === 'string') this._onText(ev.data);
+      else this._onBinary(ev.data);
+    };
+    ws.onclose = (ev) => { if (ws === this.ws) this._retry(`connection closed${ev.code ? ` (${ev.code})` : ''}`); };
+    ws.onerror = () => { if (ws === this.ws) this._retry('connection failed'); };
+  }
+
+  /** Hidden for a while: stop streaming. Visible again: reconnect at once, at the live edge. */
+  _visibility() {
+    clearTimeout(this.hiddenTimer);
+    if (document.hidden) {
+      this.hiddenTimer = this._after(HIDDEN_S * 1000, () => {
+        clearTimeout(this.retryTimer);
+        clearInterval(this.countdown);
+        this._closeSocket();
+        this._detachMedia();
+        this._setState('paused', 'paused while hidden');
+      });
+    } else if (this.state.kind === 'paused') {
+      this.backoff.reset();
+      this._connect();
+    }
+  }
+
+  _closeSocket() {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onmessage = ws.onclose = ws.onerror = null;
+      try { ws.close(); } catch { /* already closed */ }
+    }
+  }
+
+  /** Tear down the socket and try again later (the last frame stays on screen meanwhile). */
+  _retry(reason) {
+    if (this.stopped) return;
+    this._closeSocket();
+    clearTimeout(this.retryTimer);
+    clearInterval(this.countdown);
+    const delay = this.backoff.next();
+    const until = performance.now() + delay * 1000;
+    const show = () => {
+      const s = Math.max(1, Math.ceil((until - performance.now()) / 1000));
+      this._setState('reconnecting', `reconnecting in ${s} s`, reason);
+    };
+    show();
+    this.countdown = this._every(500, show);
+    this.retryTimer = this._after(delay * 1000, () => {
+      clearInterval(this.countdown);
+      this.timers.delete(this.countdown);
+      this._connect();
+    });
+  }
+
+  /** Something is wrong with the media pipeline: rebuild everything via a reconnect. */
+  _fail(reason) {
+    if (this.stopped) return;
+    console.warn('[pinhole mse]', reason);
+    this._detachMedia();
+    this._retry(reason);
+  }
+
+  _onText(text) {
+    let msg;
+    try { msg = JSON.parse(text); } catch { return; }
+    if (msg.type !== 'init') return;
+    this.info = msg;
+    this.awaitInitSegment = true;
+    this._attachMedia(msg.codec || 'avc1.42c01f');
+  }
+
+  _onBinary(buf) {
+    this.bytes.add(buf.byteLength);
+    if (!this.ms) return; // media before any init message: ignore
+    if (this.awaitInitSegment) {
+      this.awaitInitSegment = false;
+      this.timescale = parseTimescale(buf) || 90000;
+      this._enqueue({ kind: 'append', data: buf });
+      return;
+    }
+    const { prft } = parseFragment(buf);
+    if (prft) {
+      this.prft.push({ t: prft.mediaTime / this.timescale, wallMs: prft.wallMs });
+      if (this.prft.length > 900) this.prft.splice(0, this.prft.length - 600);
+    }
+    this._enqueue({ kind: 'append', data: buf });
+  }
+
+  // ---- MediaSource ----------------------------------------------------------------------
+
+  _attachMedia(codec) {
+    this._detachMedia();
+    const v = this.video;
+    const mime = `video/mp4; codecs="${codec}"`;
+    if (!MS || !MS.isTypeSupported(mime)) {
+      this._setState('error', `this browser cannot play ${codec}`);
+      this._closeSocket();
+      return;
+    }
+    const ms = new MS();
+    this.ms = ms;
+    this.queue = [];
+    this.prft = [];
+    this.needSeek = true;
+    this.attachedAt = performance.now();
+    this.playingSince = 0;
+    ms.addEventListener('sourceopen', () => {
+      if (ms !== this.ms) return;
+      try {
+        const sb = ms.addSourceBuffer(mime);
+        sb.mode = 'segments';
+        sb.addEventListener('updateend', () => { if (sb === this.sb) this._onUpdateEnd(); });
+        sb.addEventListener('error', () => { if (sb === this.sb) this._fail('SourceBuffer error'); });
+        this.sb = sb;
+        this._pump();
+      } catch (e) {
+        this._fail(`addSourceBuffer: ${e.message}`);
+      }
+    }, { once: true });
+    this.objectUrl = URL.createObjectURL(ms);
+    v.src = this.objectUrl;
+    v.playbackRate = 1;
+  }
+
+  _detachMedia() {
+    const v = this.video;
+    this.sb = null;
+    this.queue = [];
+    if (this.ms) {
+      const ms = this.ms;
+      this.ms = null;
+      try { if (ms.readyState === 'open') ms.endOfStream(); } catch { /* closing anyway */ }
+    }
+    if (this.objectUrl) {
+      URL.revokeObjectURL(this.objectUrl);
+      this.objectUrl = null;
+      if (v) { v.removeAttribute('src'); v.load(); }
+    }
+  }
+
+  _enqueue(op) {
+    this.queue.push(op);
+    if (this.queue.length > MAX_QUEUE) { this._fail('SourceBuffer is not keeping up'); return; }
+    this._pump();
+  }
+
+  _pump() {
+    const sb = this.sb;
+    if (!sb || sb.updating || !this.queue.length || this.ms?.readyState !== 'open') return;
+    const op = this.queue[0];
+    try {
+      if (op.kind === 'append') sb.appendBuffer(op.data);
+      else sb.remove(op.start, op.end);
+      this.queue.shift();
+    } catch (e) {
+      if (e.name === 'QuotaExceededError') this._onQuota(op);
+      else this._fail(`${op.kind}: ${e.name}: ${e.message}`);
+    }
+  }
+
+  /** Buffer full: drop everything behind the playhead, then retry the same append. */
+  _onQuota(op) {
+    if (op.quotaRetried) { this._fail('buffer full (QuotaExceededError)'); return; }
+    op.quotaRetried = true;
+    const v = this.video;
+    const b = this.sb.buffered;
+    const cut = v.currentTime - 0.5;
+    if (b.length && cut > b.start(0)) {
+      this.queue.unshift({ kind: 'remove', start: 0, end: cut });
+      this._pump();
+    } else {
+      this._fail('buffer full (QuotaExceededError)');
+    }
+  }
+
+  _onUpdateEnd() {
+    const v = this.video;
+    if (this.needSeek && v.buffered.length) {
+      this.needSeek = false;
+      const b = v.buffered;
+      v.currentTime = Math.max(b.start(b.length - 1), b.end(b.length - 1) - JUMP_TARGET);
+      this._play();
+    }
+    this._pump();
+  }
+
+  _play() {
+    const p = this.video?.play();
+    if (p?.catch) p.catch((e) => {
+      if (e.name === 'NotAllowedError') this._setState('blocked', 'tap to play');
+    });
+  }
+
+  // ---- live-edge control ----------------------------------------------------------------
+
+  _tick() {
+    const v = this.video;
+    if (!v) return;
+    this.bytes.sample();
+    this.frames.sample(this.presented);
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && performance.now() - this.lastMsgAt > SILENCE_S * 1000) {
+      this._retry('no data from the camera');
+      return;
+    }
+    const b = v.buffered;
+    if (!b.length || !this.sb) return;
+    const ct = v.currentTime;
+    const end = b.end(b.length - 1);
+    const lag = end - ct;
+    const now = performance.now();
+
+    if (ct !== this.lastCt) { this.lastCt = ct; this.lastCtChange = now; }
+    const stalled = !v.paused && now - this.lastCtChange > STALL_S * 1000 && lag > JUMP_TARGET;
+    // Just (re)started: the server's GOP cache arrives in a burst; go straight to its end.
+    const jumpAt = now - this.attachedAt < 2000 ? LAG_SPEEDUP : LAG_JUMP;
+    if (lag > jumpAt || stalled || ct < b.start(0)) {
+      // Too far behind, or stuck at a gap (a skipped GOP): go to the live edge.
+      v.currentTime = Math.max(b.start(b.length - 1), end - JUMP_TARGET);
+      v.playbackRate = 1;
+      this.jumps++;
+      this.lastCtChange = now;
+    } else if (lag > LAG_SPEEDUP) {
+      v.playbackRate = Math.min(1.5, 1.1 + (lag - LAG_SPEEDUP));
+    } else if (lag < LAG_NORMAL && v.playbackRate !== 1) {
+      v.playbackRate = 1;
+    }
+    if (v.paused && this.state.kind !== 'blocked') this._play();
+
+    // Playing: say so once frames move.
+    const open = this.ws?.readyState === WebSocket.OPEN;
+    if (open && !v.paused && v.readyState >= 2 && now - this.lastCtChange < 500) {
+      if (this.state.kind !== 'playing') this._setState('playing', '');
+      if (!this.playingSince) this.playingSince = now;
+      if (now - this.playingSince > 5000) this.backoff.reset();
+    }
+
+    // Keep memory bounded: remove what is more than KEEP_BEHIND seconds behind.
+    if (!this.queue.some((op) => op.kind === 'remove') && ct - b.start(0) > KEEP_BEHIND + 2) {
+      this._enqueue({ kind: 'remove', start: 0, end: ct - KEEP_BEHIND });
+    }
+  }
+
+  /** Capture wallclock (Unix ms) of the frame at media time t, from the prft boxes. */
+  _wallclockAt(t) {
+    const list = this.prft;
+    if (!list.length) return null;
+    // Latest entry at or before t (list is ascending; search from the end, it's near the live edge).
+    let i = list.length - 1;
+    while (i > 0 && list[i].t > t + 1e-4) i--;
+    const e = list[i];
+    if (Math.abs(t - e.t) > 2) return null; // no nearby reference
+    return e.wallMs + (t - e.t) * 1000;
+  }
+
+  _countFrames() {
+    const v = this.video;
+    if (v.requestVideoFrameCallback) {
+      const cb = (_now, meta) => {
+        if (v !== this.video) return;
+        this.presented = meta.presentedFrames;
+        v.requestVideoFrameCallback(cb);
+      };
+      v.requestVideoFrameCallback(cb);
+    } else {
+      this._every(250, () => {
+        const q = v.getVideoPlaybackQuality?.();
+        if (q) this.presented = q.totalVideoFrames - q.droppedVideoFrames;
+      });
+    }
+  }
+
+  // ---- helpers --------------------------------------------------------------------------
+
+  _setState(kind, text, detail) {
+    if (this.state.kind === kind && this.state.text === text) return;
+    this.state = { kind, text, detail };
+    this.onState(this.state);
+  }
+
+  _every(ms, fn) { const t = setInterval(fn, ms); this.timers.add(t); return t; }
+  _after(ms, fn) { const t = setTimeout(() => { this.timers.delete(t); fn(); }, ms); this.timers.add(t); return t; }
+}

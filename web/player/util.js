@@ -1,0 +1,36 @@
+// Small helpers shared by the players.
+
+/** ws:// or wss:// URL for a path relative to the page (works behind a reverse proxy too). */
+export function wsUrl(path) {
+  const u = new URL(path, location.href);
+  u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';
+  return u.href;
+}
+
+/** Reconnect delays: 0.5, 1, 2, 4, 8, 10, 10, … seconds. */
+export class Backoff {
+  constructor(first = 0.5, max = 10) { this.first = first; this.max = max; this.attempts = 0; }
+  next() { return Math.min(this.max, this.first * 2 ** this.attempts++); }
+  reset() { this.attempts = 0; }
+}
+
+/** Rate of a growing counter over a sliding window (per second). */
+export class RateMeter {
+  constructor(windowMs = 2000) { this.windowMs = windowMs; this.total = 0; this.samples = []; }
+  add(n) { this.total += n; }
+  sample(total = this.total) {
+    const t = performance.now();
+    const last = this.samples[this.samples.length - 1];
+    if (last && total < last.v) this.samples = []; // counter was reset (new media element)
+    this.total = total;
+    this.samples.push({ t, v: total });
+    while (this.samples.length > 2 && t - this.samples[1].t >= this.windowMs) this.samples.shift();
+  }
+  rate() {
+    const s = this.samples;
+    if (s.length < 2) return null;
+    const a = s[0];
+    const b = s[s.length - 1];
+    return b.t > a.t ? ((b.v - a.v) * 1000) / (b.t - a.t) : null;
+  }
+}
