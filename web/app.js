@@ -107,10 +107,13 @@ async function pollStatus() {
 
 function renderStatus() {
   const s = status;
-  const parts = [];
-  if (s?.source) parts.push(s.source.detail || s.source.kind || '');
-  if (s?.stream?.width) parts.push(`${s.stream.width}×${s.stream.height}${s.stream.fps ? ` @ ${fmtNum(s.stream.fps, 0)} fps` : ''}`);
-  $('source-line').textContent = statusOk ? parts.filter(Boolean).join(' · ') : (statusFails ? 'pinhole is unreachable' : '');
+  // The source's own description when it has one (it usually names the size), else the stream's.
+  let line = s?.source?.detail || '';
+  if (!line && s?.stream?.width) {
+    line = `${s.source?.kind ?? 'source'} · ${s.stream.width}×${s.stream.height}${s.stream.fps ? ` @ ${fmtNum(s.stream.fps, 0)} fps` : ''}`;
+  }
+  $('source-line').textContent = statusOk ? line : (statusFails ? 'pinhole is unreachable' : '');
+  $('source-line').title = $('source-line').textContent;
   if (s?.version) $('foot-version').textContent = `pinhole ${s.version}`;
   $('foot-uptime').textContent = statusOk && typeof s?.uptime_s === 'number' ? `up ${fmtDuration(s.uptime_s)}` : '';
 }

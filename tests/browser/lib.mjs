@@ -12,7 +12,11 @@ export const repoRoot = path.resolve(here, '../..');
 export const resultsDir = path.join(here, 'results');
 fs.mkdirSync(resultsDir, { recursive: true });
 
-/** PINHOLED=path/to/binary (default target/release/pinholed); PINHOLED=mock uses dev/mock-pinholed.mjs. */
+/**
+ * PINHOLED=path/to/binary (default target/release/pinholed); PINHOLED=mock uses dev/mock-pinholed.mjs.
+ * The UI is served from web/ on disk (--ui-dir, as nginx will on the device), so editing web/
+ * needs no rebuild; PINHOLE_UI=embedded tests the copy built into the binary instead.
+ */
 const PINHOLED = process.env.PINHOLED || 'target/release/pinholed';
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -32,7 +36,7 @@ export function freePort() {
 }
 
 /** Start pinholed on 127.0.0.1:port and wait until /api/status answers. */
-export async function startDaemon(port, { timeoutMs = 20000 } = {}) {
+export async function startDaemon(port, { timeoutMs = 20000, extraArgs = [] } = {}) {
   let cmd;
   let args;
   if (PINHOLED === 'mock') {
@@ -41,7 +45,8 @@ export async function startDaemon(port, { timeoutMs = 20000 } = {}) {
   } else {
     cmd = path.resolve(repoRoot, PINHOLED);
     if (!fs.existsSync(cmd)) throw new Error(`${cmd} not found: cargo build --release -p pinholed (or set PINHOLED)`);
-    args = ['--listen', `127.0.0.1:${port}`];
+    args = ['--listen', `127.0.0.1:${port}`, ...extraArgs];
+    if (process.env.PINHOLE_UI !== 'embedded') args.push('--ui-dir', path.join(repoRoot, 'web'));
   }
   const logFile = path.join(resultsDir, `pinholed-${port}.log`);
   const log = fs.openSync(logFile, 'a');

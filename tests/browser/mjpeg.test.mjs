@@ -25,6 +25,13 @@ test('MJPEG mode shows a 1280 px wide image', async (t) => {
     const s = await waitFor(() => page.evaluate(() => window.pinhole.stats().state === 'playing' && window.pinhole.stats()), { timeoutMs: 5000 });
     assert.ok(s, 'MJPEG player not in "playing" state');
     t.diagnostic(`image ${s.width}x${s.height}`);
+    // The snapshot button opens a JPEG.
+    const href = await page.locator('#btn-snapshot').getAttribute('href');
+    const snap = await page.request.get(new URL(href, page.url()).href);
+    assert.equal(snap.status(), 200);
+    assert.match(snap.headers()['content-type'], /^image\/jpeg/);
+    const jpg = await snap.body();
+    assert.ok(jpg[0] === 0xff && jpg[1] === 0xd8, 'snapshot is not a JPEG');
     // The choice is remembered: a plain reload stays on MJPEG.
     await page.goto(`${daemon.base}/`);
     await page.locator('#player-select').selectOption('mjpeg');

@@ -27,7 +27,7 @@ test('MSE player resumes after pinholed is killed and restarted', async (t) => {
     await daemon.stop('SIGKILL');
     const down = await waitFor(() => page.evaluate(() => {
       const s = document.getElementById('state');
-      return !s.hidden && /reconnecting in \d+ s/.test(s.textContent) ? s.textContent : null;
+      return !s.hidden && /reconnecting in \d+ s/.test(s.textContent) ? s.textContent.trim() : null;
     }), { timeoutMs: 8000 });
     assert.ok(down, 'no "reconnecting in N s" shown after the daemon died');
     t.diagnostic(`while down: "${down}"`);

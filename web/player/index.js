@@ -7,8 +7,9 @@
 
 import { MsePlayer } from './mse.js';
 import { MjpegPlayer } from './mjpeg.js';
+import { HlsPlayer } from './hls.js';
 
-export const PLAYERS = [MsePlayer, MjpegPlayer];
+export const PLAYERS = [MsePlayer, HlsPlayer, MjpegPlayer];
 
 export function playerById(id) {
   return PLAYERS.find((P) => P.id === id) || null;

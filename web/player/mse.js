@@ -15,7 +15,7 @@ const LAG_NORMAL = 0.12;   // back to 1.0x below this
 const LAG_JUMP = 1.5;      // above this, jump to the live edge
 const JUMP_TARGET = 0.1;   // how far behind the buffered end a jump lands
 const KEEP_BEHIND = 10;    // keep this much played media; older is removed
-const STALL_S = 1.0;       // currentTime frozen this long with data ahead: jump
+const STALL_S = 0.4;       // currentTime frozen this long with data ahead: jump
 const SILENCE_S = 5;       // no message this long on an open socket: reconnect
 const MAX_QUEUE = 300;     // fragments waiting for the SourceBuffer before we give up
 const HIDDEN_S = 10;       // page hidden this long: disconnect (saves a phone's data and battery)
@@ -348,7 +348,7 @@ export class MsePlayer {
     const now = performance.now();
 
     if (ct !== this.lastCt) { this.lastCt = ct; this.lastCtChange = now; }
-    const stalled = !v.paused && now - this.lastCtChange > STALL_S * 1000 && lag > JUMP_TARGET;
+    const stalled = !v.paused && now - this.lastCtChange > STALL_S * 1000 && lag > 2 * JUMP_TARGET;
     // Just (re)started: the server's GOP cache arrives in a burst; go straight to its end.
     const jumpAt = now - this.attachedAt < 2000 ? LAG_SPEEDUP : LAG_JUMP;
     if (lag > jumpAt || stalled || ct < b.start(0)) {

@@ -33,7 +33,9 @@ const HEALTHY_RUN_US: u64 = 30_000_000;
 /// Delay before replaying a file that held nothing decodable.
 const EMPTY_FILE_RETRY_US: u64 = 2_000_000;
 /// How long a command gets to exit after SIGTERM before SIGKILL.
-const KILL_GRACE_US: u64 = 500_000;
+const KILL_GRACE_US: u64 = 200_000;
+/// 20 ms polls a command may live on after closing its stdout (5 s).
+const LINGER_POLLS: u32 = 250;
 /// Longest stderr line forwarded to the log.
 const MAX_STDERR_LINE: usize = 4096;
 
@@ -356,7 +358,11 @@ impl PipeSource {
         if !(self.default_fps.is_finite() && self.default_fps > 0.0) {
             return Err(CaptureError::InvalidConfig {
                 source_kind: "pipe",
-                reason: format!("frame rate {} for pacing {}", self.default_fps, path.display()),
+                reason: format!(
+                    "frame rate {} for pacing {}",
+                    self.default_fps,
+                    path.display()
+                ),
             });
         }
         let io_err = |what: &str| {
@@ -451,14 +457,14 @@ impl PipeSource {
                     };
                     match end {
                         LiveEnd::Stopped => {
-                            terminate(&mut child, &*clock);
+                            terminate(&mut child);
                             return Ok(());
                         }
                         LiveEnd::Error(e) => {
-                            terminate(&mut child, &*clock);
+                            terminate(&mut child);
                             format!("reading the output of command `{cmd}` failed: {e}")
                         }
-                        LiveEnd::Eof => match wait_exit(&mut child, &*clock, stop) {
+                        LiveEnd::Eof => match wait_exit(&mut child, stop) {
                             None => return Ok(()),
                             Some(status) => format!(
                                 "command `{cmd}` exited with status {} after {} frames",
@@ -514,7 +520,7 @@ fn forward_stderr(mut stderr: ChildStderr, label: &str) {
     let mut buf = [0u8; 4096];
     let mut line = Vec::new();
     let mut truncated = false;
-    let mut emit = |line: &mut Vec<u8>, truncated: &mut bool| {
+    let emit = |line: &mut Vec<u8>, truncated: &mut bool| {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches('\r');
         if !text.is_empty() {
@@ -550,30 +556,37 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// Wait for the command to exit after its stdout closed. `None` if stopped
-/// first (the command is then terminated).
-fn wait_exit(child: &mut Child, clock: &dyn Clock, stop: &StopFlag) -> Option<ExitStatus> {
-    loop {
+/// Wait for the command to exit after its stdout closed; one that lingers for
+/// [`LINGER_POLLS`] polls without stdout is terminated. `None` if stopped
+/// first (the command is then terminated too).
+fn wait_exit(child: &mut Child, stop: &StopFlag) -> Option<ExitStatus> {
+    for _ in 0..LINGER_POLLS {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!("waiting for the pipe command: {e}");
-                terminate(child, clock);
+                terminate(child);
                 return child.wait().ok();
             }
         }
         if stop.is_stopped() {
-            terminate(child, clock);
+            terminate(child);
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    tracing::warn!("the pipe command closed its stdout but did not exit; terminating it");
+    terminate(child);
+    child.wait().ok()
 }
 
 /// Stop the command and everything it started: SIGTERM to its process group,
-/// SIGKILL if it is still there after [`KILL_GRACE_US`].
-fn terminate(child: &mut Child, clock: &dyn Clock) {
+/// SIGKILL to whatever is left after [`KILL_GRACE_US`], then reap it.
+///
+/// The child is reaped only after both signals, so its PID (which names the
+/// group) cannot have been reused by an unrelated process in between.
+fn terminate(child: &mut Child) {
     let pgid = child.id();
     let signal_group = |signal: &str| {
         // The child leads its own process group (`process_group(0)`), so
@@ -587,16 +600,7 @@ fn terminate(child: &mut Child, clock: &dyn Clock) {
             .status();
     };
     signal_group("TERM");
-    let give_up = clock.now_us() + KILL_GRACE_US;
-    let mut waited = 0u64;
-    while waited < KILL_GRACE_US && clock.now_us() < give_up {
-        if let Ok(Some(_)) = child.try_wait() {
-            signal_group("KILL"); // stragglers in the group, if any
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        waited += 20_000;
-    }
+    std::thread::sleep(Duration::from_micros(KILL_GRACE_US));
     signal_group("KILL");
     let _ = child.kill();
     let _ = child.wait();
@@ -794,7 +798,10 @@ mod tests {
         let mut source = PipeSource::new(input, 30.0, Arc::new(FakeClock::default()));
         let sink = RecordingSink::default();
         let err = source.run(&sink, &StopFlag::new()).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/pinhole.h264"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/pinhole.h264"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -830,10 +837,7 @@ mod tests {
             failures[0].contains("exited with status 1 after 60 frames; restarting in 0.5 s"),
             "{failures:?}"
         );
-        assert!(
-            failures[1].contains("restarting in 1.0 s"),
-            "{failures:?}"
-        );
+        assert!(failures[1].contains("restarting in 1.0 s"), "{failures:?}");
         assert!(states.contains(&SourceState::Running));
     }
 
@@ -867,5 +871,37 @@ mod tests {
             panic!("{states:?}");
         };
         assert!(reason.contains("no H.264 Annex B start code"), "{reason}");
+    }
+
+    /// Regenerates the OpenH264 fixture of pinhole-media from our own test
+    /// pattern (a second encoder besides x264):
+    /// `cargo test -p pinhole-capture -- --ignored regenerate_openh264_fixture`.
+    #[test]
+    #[ignore = "writes pinhole-media/testdata; run by hand"]
+    fn regenerate_openh264_fixture() {
+        use crate::test_pattern::{TestPattern, TestPatternConfig};
+        let cfg = TestPatternConfig {
+            width: 320,
+            height: 240,
+            fps: 15,
+            bitrate: 300_000,
+            keyframe_interval: 15,
+        };
+        let mut source = TestPattern::new(cfg, Arc::new(FakeClock::default())).unwrap();
+        let stop = StopFlag::new();
+        let sink = RecordingSink {
+            stop_after: Some((45, stop.clone())),
+            ..Default::default()
+        };
+        source.run(&sink, &stop).unwrap();
+        let mut out = Vec::new();
+        for au in sink.aus().iter().take(45) {
+            out.extend_from_slice(&au.data);
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../pinhole-media/testdata/openh264_testpattern_320x240_15fps_gop15.h264"
+        );
+        std::fs::write(path, out).unwrap();
     }
 }

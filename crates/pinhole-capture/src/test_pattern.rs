@@ -135,7 +135,8 @@ impl TestPattern {
 
     /// Draw the current picture for slot time `t_us` and capture time `wall_us`.
     fn draw(&mut self, t_us: u64, wall_us: u64, frame_no: u64) {
-        self.scene.draw(&mut self.pic, t_us / 1000, wall_us, frame_no);
+        self.scene
+            .draw(&mut self.pic, t_us / 1000, wall_us, frame_no);
     }
 }
 
@@ -177,7 +178,7 @@ impl Source for TestPattern {
             self.draw(due(0, slot), wall_us, frames);
             // After an encoder failure the new encoder starts on an IDR; keep
             // the count aligned with it.
-            let force_idr = frames % interval == 0;
+            let force_idr = frames.checked_rem(interval) == Some(0);
             match enc.encode(&self.pic, pts_us, force_idr) {
                 Ok(Some(out)) => {
                     failures = 0;

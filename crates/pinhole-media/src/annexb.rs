@@ -253,7 +253,11 @@ impl AccessUnitAssembler {
         let mut search = scan_from;
         while let Some(sc) = find_start_code(&pending, search) {
             let piece_offset = self.pending_offset + consumed as u64;
-            self.end_piece(trim_trailing_zeros(&pending[consumed..sc]), piece_offset, &mut out);
+            self.end_piece(
+                trim_trailing_zeros(&pending[consumed..sc]),
+                piece_offset,
+                &mut out,
+            );
             consumed = sc + 3;
             search = consumed;
         }
@@ -544,6 +548,8 @@ mod tests {
     const BASELINE: &[u8] = include_bytes!("../testdata/x264_baseline_320x240_30fps_gop30.h264");
     const HIGH: &[u8] =
         include_bytes!("../testdata/x264_high_bframes_slices_aud_320x180_25fps_gop25.h264");
+    const OPENH264: &[u8] =
+        include_bytes!("../testdata/openh264_testpattern_320x240_15fps_gop15.h264");
 
     /// Small deterministic PRNG (xorshift64*), so tests need no extra crate.
     pub(crate) struct Rng(u64);
@@ -598,7 +604,10 @@ mod tests {
         assert_eq!(nal_units(&[]).count(), 0);
         assert_eq!(nal_units(&[0, 0, 1]).count(), 0);
         assert_eq!(nal_units(&[1, 2, 3]).count(), 0);
-        assert_eq!(nal_units(&[0, 0, 1, 0, 0, 1, 9]).collect::<Vec<_>>(), vec![&[9u8][..]]);
+        assert_eq!(
+            nal_units(&[0, 0, 1, 0, 0, 1, 9]).collect::<Vec<_>>(),
+            vec![&[9u8][..]]
+        );
     }
 
     #[test]
@@ -609,7 +618,10 @@ mod tests {
         assert_eq!(keyframe_positions(&aus), vec![0, 30]);
         for au in aus.iter().filter(|au| au.keyframe) {
             let t = types(&au.data);
-            assert!(t.contains(&nal_type::SPS) && t.contains(&nal_type::PPS), "{t:?}");
+            assert!(
+                t.contains(&nal_type::SPS) && t.contains(&nal_type::PPS),
+                "{t:?}"
+            );
         }
         // Nothing lost: every NAL unit of the input comes out once.
         let all_in: Vec<&[u8]> = nal_units(BASELINE).collect();
@@ -634,6 +646,17 @@ mod tests {
             // 4 slices per picture
             assert_eq!(t.iter().filter(|&&t| t == 1 || t == 5).count(), 4, "{t:?}");
         }
+    }
+
+    #[test]
+    fn openh264_fixture() {
+        let (aus, errors) = assemble(OPENH264, || usize::MAX);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(aus.len(), 45);
+        assert_eq!(keyframe_positions(&aus), vec![0, 15, 30]);
+        let mut rng = Rng::new(99);
+        let (chunked, _) = assemble(OPENH264, || 1 + rng.below(3000));
+        assert_eq!(chunked, aus);
     }
 
     #[test]
@@ -716,7 +739,9 @@ mod tests {
             expect_offset += len;
         }
         assert_eq!(expect_offset, 40 * 64 * 1024);
-        assert!(errors[0].to_string().contains("no H.264 Annex B start code"));
+        assert!(errors[0]
+            .to_string()
+            .contains("no H.264 Annex B start code"));
     }
 
     #[test]
@@ -747,7 +772,7 @@ mod tests {
     fn oversize_access_unit_is_dropped_and_stream_recovers() {
         let (aus, _) = assemble(BASELINE, || usize::MAX);
         let limit = 2000;
-        let big = aus.iter().position(|au| au.data.len() > limit).unwrap();
+        assert!(aus.iter().any(|au| au.data.len() > limit));
         let mut a = AccessUnitAssembler::with_limit(limit);
         let mut out = Vec::new();
         for chunk in BASELINE.chunks(333) {
@@ -764,7 +789,6 @@ mod tests {
         assert!(a.stats().dropped_oversize >= 1);
         assert!(out.len() < aus.len());
         assert!(out.iter().all(|au| au.data.len() <= limit));
-        let _ = big;
     }
 
     #[test]
@@ -781,7 +805,11 @@ mod tests {
         a.push(&[0, 0, 1, 0xe5, 1, 2, 0, 0, 1]);
         assert!(matches!(
             a.take_errors()[..],
-            [MediaError::InvalidNal { offset: 3, nal_type: 5, .. }]
+            [MediaError::InvalidNal {
+                offset: 3,
+                nal_type: 5,
+                ..
+            }]
         ));
     }
 
@@ -793,6 +821,9 @@ mod tests {
         ];
         let mut out = vec![0xaa];
         to_avcc(&annexb, &mut out);
-        assert_eq!(out, vec![0xaa, 0, 0, 0, 2, 0x06, 5, 0, 0, 0, 4, 0x65, 7, 8, 9]);
+        assert_eq!(
+            out,
+            vec![0xaa, 0, 0, 0, 2, 0x06, 5, 0, 0, 0, 4, 0x65, 7, 8, 9]
+        );
     }
 }

@@ -300,6 +300,8 @@ mod tests {
     const BASELINE: &[u8] = include_bytes!("../testdata/x264_baseline_320x240_30fps_gop30.h264");
     const HIGH: &[u8] =
         include_bytes!("../testdata/x264_high_bframes_slices_aud_320x180_25fps_gop25.h264");
+    const OPENH264: &[u8] =
+        include_bytes!("../testdata/openh264_testpattern_320x240_15fps_gop15.h264");
 
     fn assemble(data: &[u8]) -> Vec<AssembledAu> {
         let mut a = AccessUnitAssembler::new();
@@ -399,12 +401,12 @@ mod tests {
         assert_eq!(moof.mfhd.sequence_number, 7);
         let traf = &moof.traf[0];
         assert!(traf.tfhd.default_base_is_moof);
-        assert_eq!(traf.tfdt.as_ref().unwrap().base_media_decode_time, 123_456_789_000);
-        let trun = &traf.trun[0];
         assert_eq!(
-            trun.data_offset,
-            Some((mdat_start - moof_start + 8) as i32)
+            traf.tfdt.as_ref().unwrap().base_media_decode_time,
+            123_456_789_000
         );
+        let trun = &traf.trun[0];
+        assert_eq!(trun.data_offset, Some((mdat_start - moof_start + 8) as i32));
         let entries: Vec<TrunEntry> = trun.samples.iter().collect();
         assert_eq!(entries[0].flags, Some(SYNC_SAMPLE_FLAGS));
         assert_eq!(entries[1].flags, Some(NON_SYNC_SAMPLE_FLAGS));
@@ -429,7 +431,10 @@ mod tests {
     #[test]
     fn ntp_conversion() {
         assert_eq!(ntp_timestamp(0), NTP_UNIX_OFFSET_S << 32);
-        assert_eq!(ntp_timestamp(500_000), (NTP_UNIX_OFFSET_S << 32) | (1 << 31));
+        assert_eq!(
+            ntp_timestamp(500_000),
+            (NTP_UNIX_OFFSET_S << 32) | (1 << 31)
+        );
     }
 
     /// ffprobe's view of a file: codec, size, frame count.
@@ -461,10 +466,35 @@ mod tests {
     #[test]
     fn ffprobe_accepts_muxed_fixtures() {
         let dir = tempfile::tempdir().unwrap();
-        let cases: [(&[u8], u32, usize, bool, &str); 3] = [
-            (BASELINE, 30, 1, true, "width=320\nheight=240\nnb_read_frames=60"),
-            (BASELINE, 30, 7, false, "width=320\nheight=240\nnb_read_frames=60"),
-            (HIGH, 25, 1, true, "width=320\nheight=180\nnb_read_frames=50"),
+        let cases: [(&[u8], u32, usize, bool, &str); 4] = [
+            (
+                BASELINE,
+                30,
+                1,
+                true,
+                "width=320\nheight=240\nnb_read_frames=60",
+            ),
+            (
+                BASELINE,
+                30,
+                7,
+                false,
+                "width=320\nheight=240\nnb_read_frames=60",
+            ),
+            (
+                HIGH,
+                25,
+                1,
+                true,
+                "width=320\nheight=180\nnb_read_frames=50",
+            ),
+            (
+                OPENH264,
+                15,
+                5,
+                true,
+                "width=320\nheight=240\nnb_read_frames=45",
+            ),
         ];
         for (i, (data, fps, per, prft, expect)) in cases.into_iter().enumerate() {
             let path = dir.path().join(format!("case{i}.mp4"));

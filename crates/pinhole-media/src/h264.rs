@@ -52,7 +52,8 @@ fn parse_sps(sps: &[u8]) -> Result<(SeqParameterSet, [u8; 3]), MediaError> {
     let Some(&[profile_idc, constraint_flags, level_idc]) = rbsp.get(..3) else {
         return Err(err("shorter than profile, constraints and level".into()));
     };
-    let parsed = SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| err(format!("{e:?}")))?;
+    let parsed =
+        SeqParameterSet::from_bits(BitReader::new(&rbsp[..])).map_err(|e| err(format!("{e:?}")))?;
     Ok((parsed, [profile_idc, constraint_flags, level_idc]))
 }
 
@@ -122,7 +123,9 @@ pub(crate) fn sps_chroma(sps: &[u8]) -> Option<(u8, u8, u8)> {
     let c = &parsed.chroma_info;
     let luma = c.bit_depth_luma_minus8.checked_add(8)?;
     let chroma = c.bit_depth_chroma_minus8.checked_add(8)?;
-    let format = u8::try_from(c.chroma_format.to_u32()).ok().filter(|&f| f <= 3)?;
+    let format = u8::try_from(c.chroma_format.to_u32())
+        .ok()
+        .filter(|&f| f <= 3)?;
     Some((format, luma, chroma))
 }
 
@@ -241,6 +244,16 @@ mod tests {
     }
 
     #[test]
+    fn openh264_stream_info_without_vui_timing() {
+        let data = include_bytes!("../testdata/openh264_testpattern_320x240_15fps_gop15.h264");
+        let (sps, pps) = find_parameter_sets(data).unwrap();
+        let info = stream_info(sps, pps).unwrap();
+        assert_eq!((info.width, info.height), (320, 240));
+        assert_eq!(info.codec, "avc1.42c00c");
+        assert_eq!(sps_fps(sps), None);
+    }
+
+    #[test]
     fn bad_parameter_sets_are_errors() {
         let (sps, pps) = find_parameter_sets(BASELINE).unwrap();
         assert!(matches!(stream_info(pps, pps), Err(MediaError::Sps { .. })));
@@ -255,17 +268,29 @@ mod tests {
             let _ = stream_info(sps, &pps[..cut]);
         }
         let err = stream_info(&sps[..4], pps).unwrap_err();
-        assert!(err.to_string().starts_with("invalid SPS (4 bytes)"), "{err}");
+        assert!(
+            err.to_string().starts_with("invalid SPS (4 bytes)"),
+            "{err}"
+        );
         assert_eq!(find_parameter_sets(&[0, 0, 1, 0x67, 1]), None);
     }
 
     #[test]
     fn timestamp_sei_round_trip_with_emulation_prevention() {
-        for ts in [0u64, 1, 3, 0x0000_0300_0000_0001, 1_700_000_000_123_456, u64::MAX] {
+        for ts in [
+            0u64,
+            1,
+            3,
+            0x0000_0300_0000_0001,
+            1_700_000_000_123_456,
+            u64::MAX,
+        ] {
             let nal = timestamp_sei_nal(ts);
             assert_eq!(&nal[..5], &[0, 0, 0, 1, 6]);
             // No start-code emulation inside the NAL unit.
-            assert!(!nal[4..].windows(3).any(|w| w == [0, 0, 1] || w == [0, 0, 0]));
+            assert!(!nal[4..]
+                .windows(3)
+                .any(|w| w == [0, 0, 1] || w == [0, 0, 0]));
             assert_eq!(find_timestamp_sei(&nal), Some(ts), "{ts:#x}");
             // Inside a real access unit, after x264's own SEI.
             let mut au = nal.clone();

@@ -4,6 +4,7 @@
 //! bind port 0 and talk real bytes to it.
 
 pub mod error;
+pub mod hls;
 pub mod listen;
 mod mjpeg;
 mod mp4;
@@ -63,19 +64,20 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    let graceful = GracefulShutdown::new();
+    hls::start_default(&state);
+    let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let state = state.clone();
         let mut stop_rx = stop_rx.clone();
-        let watcher = graceful.watcher();
+        let graceful = graceful.clone();
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop_rx.changed() => break,
                     conn = accept(&listener) => match conn {
-                        Ok(io) => serve_connection(io, state.clone(), &watcher),
+                        Ok(io) => serve_connection(io, state.clone(), &graceful),
                         Err(e) => {
                             // EMFILE and friends: back off instead of spinning.
                             tracing::warn!(error = %e, "accept failed");
@@ -93,6 +95,9 @@ pub async fn serve(
         let _ = t.await;
     }
     state.hub.close();
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return; // accept tasks are gone, so this cannot happen; nothing to wait for
+    };
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(Duration::from_secs(5)) => {
@@ -118,11 +123,7 @@ async fn accept(l: &Listener) -> std::io::Result<Conn> {
     }
 }
 
-fn serve_connection(
-    conn: Conn,
-    state: Arc<AppState>,
-    watcher: &hyper_util::server::graceful::Watcher,
-) {
+fn serve_connection(conn: Conn, state: Arc<AppState>, graceful: &GracefulShutdown) {
     let svc = service_fn(move |req: Request<Incoming>| {
         let state = state.clone();
         async move { Ok::<_, Infallible>(routes::handle(req, state).await) }
@@ -138,7 +139,7 @@ fn serve_connection(
             let fut = builder
                 .serve_connection_with_upgrades(TokioIo::new(s), svc)
                 .into_owned();
-            let fut = watcher.watch(fut);
+            let fut = graceful.watch(fut);
             tokio::spawn(async move {
                 if let Err(e) = fut.await {
                     tracing::debug!(error = %e, "connection ended with error");
@@ -149,7 +150,7 @@ fn serve_connection(
             let fut = builder
                 .serve_connection_with_upgrades(TokioIo::new(s), svc)
                 .into_owned();
-            let fut = watcher.watch(fut);
+            let fut = graceful.watch(fut);
             tokio::spawn(async move {
                 if let Err(e) = fut.await {
                     tracing::debug!(error = %e, "connection ended with error");

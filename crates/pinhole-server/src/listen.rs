@@ -18,7 +18,9 @@ impl FromStr for ListenAddr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err("unix: needs a socket path, e.g. unix:/run/pinhole/pinholed.sock".into());
+                return Err(
+                    "unix: needs a socket path, e.g. unix:/run/pinhole/pinholed.sock".into(),
+                );
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }

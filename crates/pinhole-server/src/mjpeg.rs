@@ -79,9 +79,8 @@ fn decode_loop(
     let mut generation = 0;
     tracing::info!(fps, "MJPEG decoder started");
     while tx.receiver_count() > 0 {
-        let next = handle.block_on(async {
-            tokio::time::timeout(Duration::from_secs(1), viewer.recv()).await
-        });
+        let next = handle
+            .block_on(async { tokio::time::timeout(Duration::from_secs(1), viewer.recv()).await });
         let frame = match next {
             Ok(Some(f)) => f,
             Ok(None) => break,
@@ -135,8 +134,10 @@ pub(crate) async fn snapshot(state: &Arc<AppState>) -> Result<Response<Body>, Se
         }
     };
     let mut resp = full(StatusCode::OK, "image/jpeg", jpeg);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     Ok(resp)
 }
 
@@ -175,6 +176,9 @@ pub(crate) fn stream(state: &Arc<AppState>) -> Result<Response<Body>, ServerErro
     {
         h.insert(header::CONTENT_TYPE, v);
     }
-    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     Ok(resp)
 }

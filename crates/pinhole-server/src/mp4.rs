@@ -55,7 +55,10 @@ pub(crate) fn progressive(state: &Arc<AppState>) -> Result<Response<Body>, Serve
     let mut resp = Response::new(StreamBody::new(chunks).boxed_unsync());
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("video/mp4"));
+    h.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("video/mp4"),
+    );
     h.insert(
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),

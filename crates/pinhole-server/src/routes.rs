@@ -6,7 +6,7 @@ use http::{Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
-use crate::{error_response, full, mjpeg, mp4, status, ui, ws, AppState, Body, ServerError};
+use crate::{error_response, full, hls, mjpeg, mp4, status, ui, ws, AppState, Body, ServerError};
 
 pub(crate) async fn handle(req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let path = req.uri().path().to_owned();
@@ -78,6 +78,10 @@ async fn route(
                 "text/plain; version=0.0.4",
                 status::prometheus(state),
             ))
+        }
+        _ if path.starts_with("/hls/") => {
+            get_only(is_get)?;
+            hls::handle(state, path, req.uri().query()).await
         }
         _ if path.starts_with("/api/") => Err(ServerError::NotFound(path.to_owned())),
         _ => {

@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub jpeg_quality: u8,
     /// Serve the UI from this directory instead of the embedded copy.
     pub ui_dir: Option<std::path::PathBuf>,
+    /// Write LL-HLS here (tmpfs on the device); `None`: no HLS.
+    pub hls_dir: Option<std::path::PathBuf>,
+    /// LL-HLS part target, milliseconds.
+    pub hls_part_target_ms: u32,
 }
 
 impl Default for ServerConfig {
@@ -46,7 +50,61 @@ impl Default for ServerConfig {
             mjpeg_fps: 5.0,
             jpeg_quality: 80,
             ui_dir: None,
+            hls_dir: None,
+            hls_part_target_ms: 200,
         }
+    }
+}
+
+/// Histogram of server-added latency: frame published → written to a viewer's
+/// socket. One atomic add per send; exposed in `/metrics`.
+pub struct SendLatency {
+    buckets: [AtomicU64; SEND_BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+/// Upper bounds (µs) of the histogram buckets; +Inf is `count`.
+pub const SEND_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+impl Default for SendLatency {
+    fn default() -> Self {
+        SendLatency {
+            buckets: Default::default(),
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SendLatency {
+    pub fn record(&self, d: std::time::Duration) {
+        let us = d.as_micros() as u64;
+        if let Some(i) = SEND_BUCKETS_US.iter().position(|&b| us <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// (cumulative counts per bucket, count, sum in µs)
+    pub fn snapshot(&self) -> (Vec<u64>, u64, u64) {
+        let mut acc = 0;
+        let cum = self
+            .buckets
+            .iter()
+            .map(|b| {
+                acc += b.load(Ordering::Relaxed);
+                acc
+            })
+            .collect();
+        (
+            cum,
+            self.count.load(Ordering::Relaxed),
+            self.sum_us.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -63,7 +121,9 @@ pub struct AppState {
     source_info: Mutex<SourceInfo>,
     source_state: Mutex<SourceState>,
     viewers: [Counter; 4],
+    pub send_latency: SendLatency,
     pub(crate) mjpeg: crate::mjpeg::MjpegShared,
+    pub(crate) hls: crate::hls::HlsShared,
 }
 
 impl AppState {
@@ -75,7 +135,9 @@ impl AppState {
             source_info: Mutex::new(source),
             source_state: Mutex::new(SourceState::Starting),
             viewers: Default::default(),
+            send_latency: SendLatency::default(),
             mjpeg: Default::default(),
+            hls: Default::default(),
         })
     }
 

@@ -50,6 +50,7 @@ pub(crate) fn json(state: &Arc<AppState>) -> Value {
         "last_frame_age_s": s.last_publish.map(|t| t.elapsed().as_secs_f64()),
         "measured": { "fps": s.measured_fps, "bitrate": s.measured_bitrate },
         "viewers": viewers,
+        "hls": crate::hls::status_json(state),
     })
 }
 
@@ -61,25 +62,111 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
         let _ = writeln!(out, "# TYPE pinhole_{name} {kind}");
         let _ = writeln!(out, "pinhole_{name} {value}");
     };
-    metric("uptime_seconds", "gauge", "Seconds since the daemon started.", state.started.elapsed().as_secs_f64());
-    metric("frames_total", "counter", "Frames published by the source.", s.frames as f64);
-    metric("keyframes_total", "counter", "Keyframes published by the source.", s.keyframes as f64);
-    metric("bytes_total", "counter", "Encoded bytes published by the source.", s.bytes as f64);
-    metric("viewer_dropped_frames_total", "counter", "Frames skipped by viewers that fell behind.", s.viewer_drops as f64);
-    metric("undecodable_frames_total", "counter", "Frames discarded before a decodable keyframe.", s.undecodable as f64);
-    metric("measured_fps", "gauge", "Frame rate over the last 2 s.", s.measured_fps);
-    metric("measured_bitrate_bits", "gauge", "Bitrate over the last 2 s, bit/s.", s.measured_bitrate);
-    metric("source_up", "gauge", "1 while the source delivers frames.", f64::from(state.source_state() == SourceState::Running));
-    metric("gop_cache_bytes", "gauge", "Bytes held by the hub for late joiners and lagging viewers.", s.ring_bytes as f64);
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since the daemon started.",
+        state.started.elapsed().as_secs_f64(),
+    );
+    metric(
+        "frames_total",
+        "counter",
+        "Frames published by the source.",
+        s.frames as f64,
+    );
+    metric(
+        "keyframes_total",
+        "counter",
+        "Keyframes published by the source.",
+        s.keyframes as f64,
+    );
+    metric(
+        "bytes_total",
+        "counter",
+        "Encoded bytes published by the source.",
+        s.bytes as f64,
+    );
+    metric(
+        "viewer_dropped_frames_total",
+        "counter",
+        "Frames skipped by viewers that fell behind.",
+        s.viewer_drops as f64,
+    );
+    metric(
+        "undecodable_frames_total",
+        "counter",
+        "Frames discarded before a decodable keyframe.",
+        s.undecodable as f64,
+    );
+    metric(
+        "measured_fps",
+        "gauge",
+        "Frame rate over the last 2 s.",
+        s.measured_fps,
+    );
+    metric(
+        "measured_bitrate_bits",
+        "gauge",
+        "Bitrate over the last 2 s, bit/s.",
+        s.measured_bitrate,
+    );
+    metric(
+        "source_up",
+        "gauge",
+        "1 while the source delivers frames.",
+        f64::from(state.source_state() == SourceState::Running),
+    );
+    metric(
+        "gop_cache_bytes",
+        "gauge",
+        "Bytes held by the hub for late joiners and lagging viewers.",
+        s.ring_bytes as f64,
+    );
     let _ = writeln!(out, "# HELP pinhole_viewers Current viewers per output.");
     let _ = writeln!(out, "# TYPE pinhole_viewers gauge");
     for o in Output::ALL {
-        let _ = writeln!(out, "pinhole_viewers{{output=\"{}\"}} {}", o.name(), state.viewers(o).0);
+        let _ = writeln!(
+            out,
+            "pinhole_viewers{{output=\"{}\"}} {}",
+            o.name(),
+            state.viewers(o).0
+        );
     }
-    let _ = writeln!(out, "# HELP pinhole_viewers_total Viewers since start per output.");
+    let _ = writeln!(
+        out,
+        "# HELP pinhole_viewers_total Viewers since start per output."
+    );
     let _ = writeln!(out, "# TYPE pinhole_viewers_total counter");
     for o in Output::ALL {
-        let _ = writeln!(out, "pinhole_viewers_total{{output=\"{}\"}} {}", o.name(), state.viewers(o).1);
+        let _ = writeln!(
+            out,
+            "pinhole_viewers_total{{output=\"{}\"}} {}",
+            o.name(),
+            state.viewers(o).1
+        );
     }
+    let (cum, count, sum_us) = state.send_latency.snapshot();
+    let _ = writeln!(
+        out,
+        "# HELP pinhole_send_latency_seconds Frame published to written on a viewer's WebSocket."
+    );
+    let _ = writeln!(out, "# TYPE pinhole_send_latency_seconds histogram");
+    for (le, c) in crate::state::SEND_BUCKETS_US.iter().zip(cum) {
+        let _ = writeln!(
+            out,
+            "pinhole_send_latency_seconds_bucket{{le=\"{}\"}} {c}",
+            *le as f64 / 1e6
+        );
+    }
+    let _ = writeln!(
+        out,
+        "pinhole_send_latency_seconds_bucket{{le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(
+        out,
+        "pinhole_send_latency_seconds_sum {}",
+        sum_us as f64 / 1e6
+    );
+    let _ = writeln!(out, "pinhole_send_latency_seconds_count {count}");
     out
 }

@@ -12,7 +12,10 @@ use crate::{full, AppState, Body, ServerError};
 
 static WEB: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/../../web");
 
-pub(crate) async fn serve(state: &Arc<AppState>, path: &str) -> Result<Response<Body>, ServerError> {
+pub(crate) async fn serve(
+    state: &Arc<AppState>,
+    path: &str,
+) -> Result<Response<Body>, ServerError> {
     let rel = path.trim_start_matches('/');
     let rel = if rel.is_empty() || rel.ends_with('/') {
         format!("{rel}index.html")
@@ -45,8 +48,10 @@ pub(crate) async fn serve(state: &Arc<AppState>, path: &str) -> Result<Response<
         },
     };
     let mut resp = full(StatusCode::OK, mime(&rel), body);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
     Ok(resp)
 }
 

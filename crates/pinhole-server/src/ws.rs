@@ -70,9 +70,12 @@ pub(crate) fn upgrade(
                     .max_message_size(Some(64 << 10))
                     .max_frame_size(Some(64 << 10))
                     .write_buffer_size(0);
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(cfg))
-                        .await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(cfg),
+                )
+                .await;
                 run_viewer(ws, state, kind).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
@@ -81,8 +84,14 @@ pub(crate) fn upgrade(
     let mut resp = full(StatusCode::SWITCHING_PROTOCOLS, "text/plain", "");
     let hs = resp.headers_mut();
     hs.remove(header::CONTENT_TYPE);
-    hs.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
-    hs.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+    hs.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    hs.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
     if let Ok(v) = header::HeaderValue::from_str(&derive_accept_key(&key)) {
         hs.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
@@ -130,7 +139,7 @@ where
                     ws.flush().await
                 };
                 match tokio::time::timeout(SEND_TIMEOUT, send).await {
-                    Ok(Ok(())) => {}
+                    Ok(Ok(())) => state.send_latency.record(frame.published.elapsed()),
                     Ok(Err(_)) => break "connection lost",
                     Err(_) => break "viewer stopped reading",
                 }
@@ -141,6 +150,11 @@ where
             },
         }
     };
-    tracing::debug!(?kind, reason, skipped = viewer.skipped(), "websocket viewer ended");
+    tracing::debug!(
+        ?kind,
+        reason,
+        skipped = viewer.skipped(),
+        "websocket viewer ended"
+    );
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
 }

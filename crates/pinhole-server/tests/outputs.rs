@@ -10,6 +10,7 @@ use bytes::Bytes;
 use common::*;
 use futures_util::StreamExt;
 use pinhole_hub::HubConfig;
+use pinhole_media::annexb::{nal_unit_type, nal_units};
 use pinhole_media::h264::{find_timestamp_sei, timestamp_sei_nal};
 use pinhole_media::AccessUnit;
 use pinhole_server::AppState;
@@ -62,7 +63,9 @@ async fn twenty_viewers_get_a_keyframe_first_then_every_frame_in_order() {
         viewers.push(tokio::spawn(async move {
             // Stagger joins so viewers start at different points of the GOP.
             tokio::time::sleep(Duration::from_millis(37 * i)).await;
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
             let mut got = Vec::new();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
             while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
@@ -75,7 +78,11 @@ async fn twenty_viewers_get_a_keyframe_first_then_every_frame_in_order() {
     }
     for v in viewers {
         let got = v.await.expect("viewer task");
-        assert!(got.len() >= 45, "a viewer got only {} frames in 2 s", got.len());
+        assert!(
+            got.len() >= 45,
+            "a viewer got only {} frames in 2 s",
+            got.len()
+        );
         let start = aus
             .iter()
             .position(|(d, _)| *d == got[0])
@@ -108,13 +115,24 @@ async fn a_viewer_that_stops_reading_does_not_delay_the_others() {
     for _ in 0..5 {
         let url = server.ws_url("/ws/h264");
         healthy.push(tokio::spawn(async move {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+            let (mut ws, _) = tokio_tungstenite::connect_async(url)
+                .await
+                .expect("connect");
             let mut delays = Vec::new();
+            let mut keyframes = 0;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
             while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
                 if let Message::Binary(b) = m {
                     let sent = find_timestamp_sei(&b).expect("stamped frame");
-                    delays.push(wall_us().saturating_sub(sent));
+                    let now = wall_us();
+                    // A joining viewer is handed the current GOP (frames up
+                    // to 1 s old) on purpose; measure from the next keyframe.
+                    if nal_units(&b).any(|n| nal_unit_type(n) == Some(5)) {
+                        keyframes += 1;
+                    }
+                    if keyframes >= 2 {
+                        delays.push(now.saturating_sub(sent));
+                    }
                 }
             }
             delays
@@ -122,16 +140,29 @@ async fn a_viewer_that_stops_reading_does_not_delay_the_others() {
     }
     for h in healthy {
         let mut d = h.await.expect("viewer");
-        assert!(d.len() >= 80, "healthy viewer got {} frames in 3 s", d.len());
+        assert!(
+            d.len() >= 30,
+            "healthy viewer got {} live frames",
+            d.len()
+        );
         d.sort_unstable();
+        let p50 = d[d.len() / 2];
         let p99 = d[d.len() * 99 / 100];
         // Loopback delivery of a 200 kB frame is ~1 ms; 50 ms would mean
         // the healthy viewers were waiting on the stalled one.
-        assert!(p99 < 50_000, "p99 delivery delay {p99} µs");
+        assert!(
+            p99 < 50_000,
+            "delivery delay p50 {p50} µs, p99 {p99} µs, max {} µs",
+            d[d.len() - 1]
+        );
     }
     // The hub's memory stayed bounded while one viewer hoarded nothing.
     let stats = server.state.hub.stats();
-    assert!(stats.ring_frames <= 61, "ring holds {} frames", stats.ring_frames);
+    assert!(
+        stats.ring_frames <= 61,
+        "ring holds {} frames",
+        stats.ring_frames
+    );
     drop(stalled);
     publisher.abort();
     server.stop().await;
@@ -155,7 +186,9 @@ async fn the_stream_survives_all_viewers_leaving_and_rejoining() {
             let meta: serde_json::Value = serde_json::from_str(&t).expect("json");
             assert_eq!(meta["type"], "init");
             assert_eq!(meta["width"], 320);
-            assert!(meta["codec"].as_str().is_some_and(|c| c.starts_with("avc1.")));
+            assert!(meta["codec"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("avc1.")));
             let Some(Ok(Message::Binary(init))) = ws.next().await else {
                 panic!("init segment expected")
             };
@@ -172,7 +205,9 @@ async fn the_stream_survives_all_viewers_leaving_and_rejoining() {
         let s = server.state.hub.stats();
         assert!(s.frames > before + 5, "frames kept flowing with no viewers");
         let st = serde_json::from_slice::<serde_json::Value>(
-            &get(&server.url("/api/status"), Duration::from_secs(2)).await.body,
+            &get(&server.url("/api/status"), Duration::from_secs(2))
+                .await
+                .body,
         )
         .expect("status json");
         assert_eq!(st["viewers"]["ws_fmp4"], 0, "viewers are counted down");
@@ -197,9 +232,21 @@ async fn ffprobe_decodes_stream_mp4_and_ws_fmp4() {
     assert_eq!(s["codec_name"], "h264");
     assert_eq!(s["width"], 320);
     assert_eq!(s["height"], 240);
-    let frames: u64 = s["nb_read_frames"].as_str().and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!((70..=100).contains(&frames), "{frames} frames in 3 s of stream");
-    assert_eq!(s["avg_frame_rate"], "30/1", "{s}");
+    let frames: u64 = s["nb_read_frames"]
+        .as_str()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        (70..=100).contains(&frames),
+        "{frames} frames in 3 s of stream"
+    );
+    assert_eq!(s["r_frame_rate"], "30/1", "{s}");
+    // The average follows the real capture clock: 30 fps give or take jitter.
+    let avg = s["avg_frame_rate"].as_str().and_then(|r| {
+        let (n, d) = r.split_once('/')?;
+        Some(n.parse::<f64>().ok()? / d.parse::<f64>().ok()?)
+    });
+    assert!(avg.is_some_and(|a| (29.0..31.0).contains(&a)), "{s}");
 
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/ws/fmp4"))
         .await
@@ -237,12 +284,18 @@ async fn snapshot_and_mjpeg_serve_real_jpegs() {
     let p = dir.path().join("s.jpg");
     std::fs::write(&p, &snap.body).expect("write");
     let s = ffprobe(&p);
-    assert_eq!((s["width"].clone(), s["height"].clone()), (320.into(), 240.into()));
+    assert_eq!(
+        (s["width"].clone(), s["height"].clone()),
+        (320.into(), 240.into())
+    );
 
     let mj = get(&server.url("/mjpeg"), Duration::from_secs(2)).await;
     assert_eq!(mj.status, 200);
     let ct = mj.headers["content-type"].to_str().expect("ct");
-    assert!(ct.starts_with("multipart/x-mixed-replace; boundary="), "{ct}");
+    assert!(
+        ct.starts_with("multipart/x-mixed-replace; boundary="),
+        "{ct}"
+    );
     let parts = mj.body.windows(2).filter(|w| w == &[0xff, 0xd8]).count();
     assert!(parts >= 5, "{parts} JPEGs in 2 s at 5 fps");
     publisher.abort();
@@ -265,12 +318,22 @@ async fn bad_requests_get_clear_errors() {
     let r = get_with(
         &server.url("/ws/fmp4"),
         http::Method::GET,
-        &[("connection", "Upgrade"), ("upgrade", "websocket"), ("sec-websocket-version", "8")],
+        &[
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "8"),
+        ],
         Duration::from_secs(2),
     )
     .await;
     assert_eq!(r.status, 400);
-    let r = get_with(&server.url("/api/status"), http::Method::POST, &[], Duration::from_secs(2)).await;
+    let r = get_with(
+        &server.url("/api/status"),
+        http::Method::POST,
+        &[],
+        Duration::from_secs(2),
+    )
+    .await;
     assert_eq!(r.status, 405);
     // Streams before the first keyframe: 503 with a reason.
     let r = get(&server.url("/stream.mp4"), Duration::from_secs(2)).await;
@@ -278,7 +341,7 @@ async fn bad_requests_get_clear_errors() {
     // The UI is there.
     let r = get(&server.url("/"), Duration::from_secs(2)).await;
     assert_eq!(r.status, 200);
-    assert!(String::from_utf8_lossy(&r.body).contains("<video"));
+    assert!(String::from_utf8_lossy(&r.body).contains("<title>pinhole"));
     server.stop().await;
 }
 
@@ -292,7 +355,9 @@ async fn status_and_metrics_report_the_same_counters() {
         .expect("connect");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let st: serde_json::Value = serde_json::from_slice(
-        &get(&server.url("/api/status"), Duration::from_secs(2)).await.body,
+        &get(&server.url("/api/status"), Duration::from_secs(2))
+            .await
+            .body,
     )
     .expect("json");
     assert_eq!(st["stream"]["width"], 320);
@@ -300,8 +365,12 @@ async fn status_and_metrics_report_the_same_counters() {
     let fps = st["measured"]["fps"].as_f64().expect("fps");
     assert!((25.0..35.0).contains(&fps), "measured fps {fps}");
     assert!(st["frames"].as_u64().expect("frames") >= 30);
-    let m = String::from_utf8(get(&server.url("/metrics"), Duration::from_secs(2)).await.body)
-        .expect("utf8");
+    let m = String::from_utf8(
+        get(&server.url("/metrics"), Duration::from_secs(2))
+            .await
+            .body,
+    )
+    .expect("utf8");
     assert!(m.contains("pinhole_viewers{output=\"ws_h264\"} 1"), "{m}");
     assert!(m.contains("# TYPE pinhole_frames_total counter"));
     publisher.abort();

@@ -75,6 +75,11 @@ pub struct Cli {
     /// Serve the web UI from this directory instead of the built-in copy.
     #[arg(long, value_name = "DIR")]
     pub ui_dir: Option<PathBuf>,
+
+    /// Write LL-HLS segments and playlists into DIR (a tmpfs; nginx may serve
+    /// it). [default: a fresh temporary directory, removed at exit]
+    #[arg(long, value_name = "DIR")]
+    pub hls_dir: Option<PathBuf>,
 }
 
 /// The config file. Unknown keys are an error, so typos are caught.
@@ -86,6 +91,27 @@ pub struct Config {
     pub video: VideoConfig,
     pub pipe: PipeConfig,
     pub http: HttpConfig,
+    pub hls: HlsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConfig {
+    pub enabled: bool,
+    /// Segment directory; unset: a temporary directory removed at exit.
+    pub dir: Option<PathBuf>,
+    /// LL-HLS part target (maximum part duration), milliseconds.
+    pub part_target_ms: u32,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            enabled: true,
+            dir: None,
+            part_target_ms: 200,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -124,6 +150,7 @@ impl Default for Config {
             video: VideoConfig::default(),
             pipe: PipeConfig::default(),
             http: HttpConfig::default(),
+            hls: HlsConfig::default(),
         }
     }
 }
@@ -215,6 +242,9 @@ impl Config {
         if cli.ui_dir.is_some() {
             h.ui_dir = cli.ui_dir.clone();
         }
+        if cli.hls_dir.is_some() {
+            cfg.hls.dir = cli.hls_dir.clone();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -231,32 +261,59 @@ impl Config {
         }
         let v = &self.video;
         if !(16..=3840).contains(&v.width) || v.width % 2 != 0 {
-            return bad("video.width", format!("{} (allowed: even, 16-3840)", v.width));
+            return bad(
+                "video.width",
+                format!("{} (allowed: even, 16-3840)", v.width),
+            );
         }
         if !(16..=2160).contains(&v.height) || v.height % 2 != 0 {
-            return bad("video.height", format!("{} (allowed: even, 16-2160)", v.height));
+            return bad(
+                "video.height",
+                format!("{} (allowed: even, 16-2160)", v.height),
+            );
         }
         if !(1..=120).contains(&v.fps) {
             return bad("video.fps", format!("{} (allowed: 1-120)", v.fps));
         }
         if !(50_000..=50_000_000).contains(&v.bitrate) {
-            return bad("video.bitrate", format!("{} (allowed: 50000-50000000 bit/s)", v.bitrate));
+            return bad(
+                "video.bitrate",
+                format!("{} (allowed: 50000-50000000 bit/s)", v.bitrate),
+            );
         }
         if v.keyframe_interval > 600 {
             return bad(
                 "video.keyframe_interval",
-                format!("{} (allowed: 0 = 1 s, or 1-600 frames)", v.keyframe_interval),
+                format!(
+                    "{} (allowed: 0 = 1 s, or 1-600 frames)",
+                    v.keyframe_interval
+                ),
             );
         }
         let h = &self.http;
         if !(0.1..=60.0).contains(&h.mjpeg_fps) {
-            return bad("http.mjpeg_fps", format!("{} (allowed: 0.1-60)", h.mjpeg_fps));
+            return bad(
+                "http.mjpeg_fps",
+                format!("{} (allowed: 0.1-60)", h.mjpeg_fps),
+            );
         }
         if !(1..=100).contains(&h.jpeg_quality) {
-            return bad("http.jpeg_quality", format!("{} (allowed: 1-100)", h.jpeg_quality));
+            return bad(
+                "http.jpeg_quality",
+                format!("{} (allowed: 1-100)", h.jpeg_quality),
+            );
         }
         if !(2..=3600).contains(&h.max_lag_frames) {
-            return bad("http.max_lag_frames", format!("{} (allowed: 2-3600)", h.max_lag_frames));
+            return bad(
+                "http.max_lag_frames",
+                format!("{} (allowed: 2-3600)", h.max_lag_frames),
+            );
+        }
+        if !(20..=5000).contains(&self.hls.part_target_ms) {
+            return bad(
+                "hls.part_target_ms",
+                format!("{} (allowed: 20-5000)", self.hls.part_target_ms),
+            );
         }
         Ok(())
     }
@@ -307,10 +364,37 @@ mod tests {
     }
 
     #[test]
+    fn hls_section() {
+        let cfg = Config::default();
+        assert!(cfg.hls.enabled);
+        assert_eq!(cfg.hls.part_target_ms, 200);
+        let cfg = Config::from_toml(
+            "[hls]\ndir = \"/run/pinhole/hls\"\npart_target_ms = 250\n",
+            Path::new("c.toml"),
+        )
+        .expect("parse");
+        assert_eq!(cfg.hls.dir.as_deref(), Some(Path::new("/run/pinhole/hls")));
+        let mut cfg = Config::default();
+        cfg.hls.part_target_ms = 5;
+        assert!(cfg
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("hls.part_target_ms"));
+    }
+
+    #[test]
     fn help_documents_every_flag() {
         use clap::CommandFactory;
         let help = Cli::command().render_long_help().to_string();
-        for flag in ["--listen", "--source", "--config", "--version", "--bitrate", "--fps"] {
+        for flag in [
+            "--listen",
+            "--source",
+            "--config",
+            "--version",
+            "--bitrate",
+            "--fps",
+        ] {
             assert!(help.contains(flag), "--help lacks {flag}");
         }
     }

@@ -158,6 +158,14 @@ async fn run(cfg: Config) -> Result<(), String> {
         nominal_fps: info.fps.unwrap_or(f64::from(cfg.video.fps)),
         ..HubConfig::default()
     });
+    let hls_dir = match HlsDir::new(&cfg.hls) {
+        Ok(d) => d,
+        Err(e) => {
+            // HLS is one output among several: run without it.
+            tracing::error!("HLS disabled: {e}");
+            None
+        }
+    };
     let state = AppState::new(
         hub,
         info,
@@ -165,6 +173,8 @@ async fn run(cfg: Config) -> Result<(), String> {
             mjpeg_fps: cfg.http.mjpeg_fps,
             jpeg_quality: cfg.http.jpeg_quality,
             ui_dir: cfg.http.ui_dir.clone(),
+            hls_dir: hls_dir.as_ref().map(|d| d.path().to_owned()),
+            hls_part_target_ms: cfg.hls.part_target_ms,
         },
     );
 
@@ -189,9 +199,56 @@ async fn run(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// The HLS segment directory: the configured one, or a fresh temporary one
+/// under $XDG_RUNTIME_DIR (else /tmp) that is removed when dropped.
+struct HlsDir {
+    path: std::path::PathBuf,
+    temporary: bool,
+}
+
+impl HlsDir {
+    fn new(cfg: &config::HlsConfig) -> Result<Option<HlsDir>, String> {
+        if !cfg.enabled {
+            return Ok(None);
+        }
+        if let Some(dir) = &cfg.dir {
+            return Ok(Some(HlsDir {
+                path: dir.clone(),
+                temporary: false,
+            }));
+        }
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let path = base.join(format!("pinhole-hls-{}", std::process::id()));
+        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        tracing::info!(dir = %path.display(), "HLS segments in a temporary directory");
+        Ok(Some(HlsDir {
+            path,
+            temporary: true,
+        }))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for HlsDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(t), Ok(i)) => (t, i),
         _ => {
             tracing::warn!("cannot install signal handlers; stop with SIGKILL");

@@ -87,6 +87,9 @@ mod tests {
         assert!(frames_flowing(Some(Duration::from_millis(40)), limit));
         assert!(!frames_flowing(Some(Duration::from_secs(6)), limit));
         assert!(!frames_flowing(None, limit), "no frame yet: not ready");
-        assert_eq!(stall_limit(Some(Duration::from_secs(1))), Duration::from_secs(2));
+        assert_eq!(
+            stall_limit(Some(Duration::from_secs(1))),
+            Duration::from_secs(2)
+        );
     }
 }

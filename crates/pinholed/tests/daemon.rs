@@ -56,7 +56,11 @@ impl Daemon {
     }
 
     /// Polls /api/status until `pred` holds (or panics after `secs`).
-    async fn wait_status(&self, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    async fn wait_status(
+        &self,
+        secs: u64,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(secs);
         loop {
             let s = self.status().await;
@@ -93,7 +97,9 @@ async fn http_get(addr: &str, path: &str) -> String {
         .expect("response in time")
         .expect("read");
     let text = String::from_utf8_lossy(&buf).to_string();
-    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
 }
 
 fn fixture() -> String {
@@ -111,7 +117,9 @@ fn nal_types(au: &[u8]) -> Vec<u8> {
 async fn test_pattern_is_the_default_and_starts_viewers_on_a_keyframe() {
     let d = Daemon::start(&["--width", "320", "--height", "240"]);
     let s = d
-        .wait_status(20, |s| s["source"]["state"] == "running" && s["frames"].as_u64() > Some(5))
+        .wait_status(20, |s| {
+            s["source"]["state"] == "running" && s["frames"].as_u64() > Some(5)
+        })
         .await;
     assert_eq!(s["source"]["kind"], "test");
     assert_eq!(s["stream"]["width"], 320);
@@ -130,7 +138,10 @@ async fn test_pattern_is_the_default_and_starts_viewers_on_a_keyframe() {
         }
     }
     let types = nal_types(&first.expect("a frame"));
-    assert!(types.contains(&7) && types.contains(&8) && types.contains(&5), "first AU NAL types {types:?}");
+    assert!(
+        types.contains(&7) && types.contains(&8) && types.contains(&5),
+        "first AU NAL types {types:?}"
+    );
     assert!(count >= 45, "{count} frames in 2 s at 30 fps");
 }
 
@@ -146,38 +157,52 @@ async fn a_pipe_command_that_dies_is_restarted_and_viewers_resume() {
             Err(e) => panic!("connect: {e}"),
         }
     };
-    // Frames arrive from at least three runs of the command on one connection.
-    let mut keyframes = 0;
+    // The command dies; once the restart is logged, a keyframe from the
+    // new run must reach the same connection.
     let mut frames = 0;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
-    while keyframes < 3 {
+    let mut restarted = false;
+    let mut logs = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Ok(Some(Ok(Message::Binary(b)))) => {
                 frames += 1;
-                if nal_types(&b).contains(&5) {
-                    keyframes += 1;
+                for l in d.logs() {
+                    logs.push_str(&l);
+                    logs.push('\n');
+                }
+                if !restarted && logs.contains("restarting") {
+                    restarted = true;
+                    continue;
+                }
+                if restarted && nal_types(&b).contains(&5) {
+                    break;
                 }
             }
             Ok(Some(Ok(_))) => {}
-            other => panic!("viewer lost its stream after {frames} frames: {other:?}"),
+            other => panic!(
+                "viewer lost its stream after {frames} frames (restarted: {restarted}): {other:?}\n{logs}"
+            ),
         }
     }
-    let logs = d.logs().join("\n");
-    assert!(logs.contains("restarting"), "restart logged:\n{logs}");
-    let s = d.status().await;
-    assert!(s["frames"].as_u64().unwrap_or(0) >= 90, "{s}");
+    assert!(logs.contains("signal 9"), "the cause is logged:\n{logs}");
 }
 
 #[tokio::test]
 async fn garbage_from_a_pipe_is_a_clear_error_not_a_crash() {
-    let d = Daemon::start(&["--source", "pipe:head -c 300000 /dev/urandom; sleep 30"]);
-    let s = d.wait_status(10, |s| s["source"]["state"] == "failed").await;
-    let err = s["source"]["error"].as_str().unwrap_or_default().to_string();
+    let d = Daemon::start(&["--source", "pipe:head -c 3000000 /dev/urandom; sleep 30"]);
+    let s = d
+        .wait_status(10, |s| s["source"]["state"] == "failed")
+        .await;
+    let err = s["source"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!err.is_empty(), "a reason is given: {s}");
     assert!(s["stream"].is_null(), "no stream from garbage: {s}");
     // Still serving.
     let r = http_get(&d.addr, "/").await;
-    assert!(r.contains("<video"));
+    assert!(r.contains("<title>pinhole"), "{r}");
 }
 
 #[tokio::test]
@@ -195,7 +220,10 @@ async fn sigterm_stops_the_daemon_cleanly_with_viewers_connected() {
             assert!(status.success(), "exit status {status}");
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(8), "still running 8 s after SIGTERM");
+        assert!(
+            t.elapsed() < Duration::from_secs(8),
+            "still running 8 s after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -86,7 +86,11 @@ fn collect_nals(annexb: &[u8], keep: impl Fn(u8) -> bool, out: &mut Vec<u8>) {
     let mut i = 0;
     while i + 3 <= annexb.len() {
         if annexb[i] == 0 && annexb[i + 1] == 0 && annexb[i + 2] == 1 {
-            starts.push(if i > 0 && annexb[i - 1] == 0 { i - 1 } else { i });
+            starts.push(if i > 0 && annexb[i - 1] == 0 {
+                i - 1
+            } else {
+                i
+            });
             i += 3;
         } else {
             i += 1;
@@ -186,18 +190,35 @@ mod tests {
 
     #[test]
     fn levels() {
-        assert!(matches!(pick_level(1280, 720, 30, 2_000_000), Level::Level_3_1));
-        assert!(matches!(pick_level(640, 480, 30, 2_000_000), Level::Level_3_0));
-        assert!(matches!(pick_level(1920, 1080, 30, 4_000_000), Level::Level_4_0));
-        assert!(matches!(pick_level(320, 240, 15, 300_000), Level::Level_1_2));
-        assert!(matches!(pick_level(3840, 2160, 120, 2_000_000), Level::Level_5_2));
+        assert!(matches!(
+            pick_level(1280, 720, 30, 2_000_000),
+            Level::Level_3_1
+        ));
+        assert!(matches!(
+            pick_level(640, 480, 30, 2_000_000),
+            Level::Level_3_0
+        ));
+        assert!(matches!(
+            pick_level(1920, 1080, 30, 4_000_000),
+            Level::Level_4_0
+        ));
+        assert!(matches!(
+            pick_level(320, 240, 15, 300_000),
+            Level::Level_1_2
+        ));
+        assert!(matches!(
+            pick_level(3840, 2160, 120, 2_000_000),
+            Level::Level_5_2
+        ));
         // A very wide picture needs a higher level for its width alone.
         assert!(matches!(pick_level(3840, 16, 1, 100_000), Level::Level_4_0));
     }
 
     #[test]
     fn nal_splitting() {
-        let au = [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5];
+        let au = [
+            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 4, 5,
+        ];
         assert_eq!(nal_types(&au).collect::<Vec<_>>(), vec![7, 8, 5]);
         let mut ps = Vec::new();
         collect_nals(&au, |t| t == 7 || t == 8, &mut ps);

@@ -153,7 +153,14 @@ impl Scene {
         let y0 = h.saturating_sub(box_h + big) & !1;
         pic.fill_rect(x0, y0, box_w, box_h, BLACK);
         font::draw_text(pic, x0 + pad, y0 + pad, big, clock, WHITE);
-        font::draw_text(pic, x0 + pad, y0 + pad + (GLYPH_H + 1) * big, small, counter, WHITE);
+        font::draw_text(
+            pic,
+            x0 + pad,
+            y0 + pad + (GLYPH_H + 1) * big,
+            small,
+            counter,
+            WHITE,
+        );
     }
 }
 
@@ -173,7 +180,15 @@ mod tests {
 
     #[test]
     fn draws_every_size_without_panicking() {
-        for (w, h) in [(16, 16), (18, 16), (144, 16), (640, 480), (1280, 720), (3840, 16), (16, 2160)] {
+        for (w, h) in [
+            (16, 16),
+            (18, 16),
+            (144, 16),
+            (640, 480),
+            (1280, 720),
+            (3840, 16),
+            (16, 2160),
+        ] {
             let mut pic = Picture::new(w, h);
             let mut scene = Scene::new(w, h);
             for t in [0, 1234, 99_999] {

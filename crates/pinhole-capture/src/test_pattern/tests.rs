@@ -27,8 +27,12 @@ impl FakeClock {
             stop,
         })
     }
+    /// Charge work to the clock; a source that is always behind never
+    /// sleeps, so reaching the limit here must stop it too.
     fn advance(&self, us: u64) {
-        self.now.fetch_add(us, Ordering::SeqCst);
+        if self.now.fetch_add(us, Ordering::SeqCst) + us >= self.limit_us {
+            self.stop.stop();
+        }
     }
 }
 
@@ -78,7 +82,11 @@ fn cfg(width: u32, height: u32, keyframe_interval: u32) -> TestPatternConfig {
 }
 
 /// Run a pattern on a fake clock from t=1 ms until `limit_us`.
-fn run_fake(c: TestPatternConfig, limit_us: u64, cost_us: u64) -> (Vec<AccessUnit>, Vec<SourceState>) {
+fn run_fake(
+    c: TestPatternConfig,
+    limit_us: u64,
+    cost_us: u64,
+) -> (Vec<AccessUnit>, Vec<SourceState>) {
     let stop = StopFlag::new();
     let clock = FakeClock::new(1_000, limit_us, stop.clone());
     let sink = Collect {
@@ -113,14 +121,20 @@ fn keyframes_carry_parameter_sets_at_exact_interval() {
         let types: Vec<u8> = nal_types(&au.data).collect();
         if n % 7 == 0 {
             assert!(au.keyframe, "frame {n} should be an IDR");
-            assert!(types.contains(&7) && types.contains(&8), "frame {n}: {types:?}");
+            assert!(
+                types.contains(&7) && types.contains(&8),
+                "frame {n}: {types:?}"
+            );
             assert!(types.contains(&5), "frame {n}: {types:?}");
             // SPS and PPS come before the IDR slice.
             let first_slice = types.iter().position(|&t| t == 5);
             assert!(types.iter().position(|&t| t == 7) < first_slice);
         } else {
             assert!(!au.keyframe, "frame {n} should not be an IDR");
-            assert!(!types.contains(&5) && !types.contains(&7), "frame {n}: {types:?}");
+            assert!(
+                !types.contains(&5) && !types.contains(&7),
+                "frame {n}: {types:?}"
+            );
         }
     }
     // Constrained Baseline: profile_idc 66 with constraint_set0+1.
@@ -137,7 +151,10 @@ fn half(y: &[u8], stride: usize, w: usize, h: usize) -> Vec<u8> {
     for r in 0..hh {
         for c in 0..hw {
             let p = |yy: usize, xx: usize| u32::from(y[yy * stride + xx]);
-            let s = p(2 * r, 2 * c) + p(2 * r, 2 * c + 1) + p(2 * r + 1, 2 * c) + p(2 * r + 1, 2 * c + 1);
+            let s = p(2 * r, 2 * c)
+                + p(2 * r, 2 * c + 1)
+                + p(2 * r + 1, 2 * c)
+                + p(2 * r + 1, 2 * c + 1);
             out[r * hw + c] = ((s + 2) / 4) as u8;
         }
     }
@@ -161,9 +178,17 @@ fn check_barcodes(c: TestPatternConfig, seconds: u64) {
         assert_eq!(yuv.dimensions(), (w, h));
         let stride = yuv.strides().0;
         let want = au.wallclock_us / 1000;
-        assert_eq!(read_barcode(yuv.y(), stride, w, h), Some(want), "frame {n} full size");
+        assert_eq!(
+            read_barcode(yuv.y(), stride, w, h),
+            Some(want),
+            "frame {n} full size"
+        );
         let small = half(yuv.y(), stride, w, h);
-        assert_eq!(read_barcode(&small, w / 2, w / 2, h / 2), Some(want), "frame {n} at 50%");
+        assert_eq!(
+            read_barcode(&small, w / 2, w / 2, h / 2),
+            Some(want),
+            "frame {n} at 50%"
+        );
         decoded += 1;
         p_frames += usize::from(!au.keyframe);
     }
@@ -217,7 +242,11 @@ fn stops_promptly_on_real_clock() {
     std::thread::sleep(Duration::from_millis(300));
     stop.stop();
     th.join().expect("thread").expect("run ok");
-    assert!(t0.elapsed() < Duration::from_millis(600), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        t0.elapsed()
+    );
     assert_eq!(sink.aus.lock().unwrap().len(), 1);
 }
 
@@ -265,7 +294,8 @@ fn config_validation() {
 
 #[test]
 fn info_describes_the_source() {
-    let tp = TestPattern::new(TestPatternConfig::default(), Arc::new(SystemClock::new())).expect("valid");
+    let tp = TestPattern::new(TestPatternConfig::default(), Arc::new(SystemClock::new()))
+        .expect("valid");
     let info = tp.info();
     assert_eq!(info.kind, "test");
     assert_eq!(info.fps, Some(30.0));
@@ -289,7 +319,9 @@ fn measure_draw_and_encode() {
             let t0 = Instant::now();
             tp.draw(i * 33_333, WALL_BASE_US + i * 33_333, i);
             let t1 = Instant::now();
-            let out = enc.encode(&tp.pic, i * 33_333, i % 30 == 0).expect("encode");
+            let out = enc
+                .encode(&tp.pic, i * 33_333, i % 30 == 0)
+                .expect("encode");
             let t2 = Instant::now();
             bytes += out.map_or(0, |o| o.data.len());
             draw += t1 - t0;

@@ -84,8 +84,8 @@ pub fn fixture_path(name: &str) -> PathBuf {
 
 /// The access units of a real x264 stream (320x240, 30 fps, GOP 30).
 pub fn fixture_aus() -> Vec<(Bytes, bool)> {
-    let data = std::fs::read(fixture_path("x264_baseline_320x240_30fps_gop30.h264"))
-        .expect("fixture");
+    let data =
+        std::fs::read(fixture_path("x264_baseline_320x240_30fps_gop30.h264")).expect("fixture");
     let mut asm = AccessUnitAssembler::new();
     let mut out: Vec<(Bytes, bool)> = asm
         .push(&data)
@@ -141,7 +141,9 @@ pub async fn get_with(
 ) -> HttpResponse {
     let uri: http::Uri = url.parse().expect("uri");
     let host = uri.authority().expect("authority").to_string();
-    let stream = tokio::net::TcpStream::connect(&host).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(&host)
+        .await
+        .expect("connect");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await

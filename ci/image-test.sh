@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Cold path CI runs: cross-build pinholed, build the qemu-arm64 image, boot it
+# in QEMU and run the system test. Needs root (apt, binfmt, mmdebstrap).
+#   ci/image-test.sh [--no-ab]        (extra args go to tests/qemu/boot_test.py)
+# Prints timings: binary size, image build time/size, boot to first frame.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+t0=$(date +%s)
+
+pkgs=(qemu-system-arm u-boot-qemu mtools python3)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get -o DPkg::Lock::Timeout=900 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+        --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bin=$(cross/build.sh | tail -n1)
+t1=$(date +%s)
+cross/smoke.sh "$bin"
+img=$(image/build --pinholed "$bin" qemu-arm64 | tail -n1)
+t2=$(date +%s)
+mkdir -p out/test
+rc=0
+python3 tests/qemu/boot_test.py --log-dir out/test "$@" "$img" || rc=$?
+t3=$(date +%s)
+echo "---- image-test summary ----"
+echo "pinholed:     $(stat -c %s "$bin") bytes (static aarch64), cross build $((t1 - t0))s"
+echo "image:        $img, $(du -h --apparent-size "$img" | cut -f1) ($(du -h "$img" | cut -f1) allocated), built in $((t2 - t1))s"
+grep -E '^(root.sqfs|initrd):' "${img%.img}.summary" || true
+echo "system test:  $((t3 - t2))s; console log out/test/console.log"
+exit "$rc"

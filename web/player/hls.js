@@ -1,0 +1,215 @@
+// LL-HLS player: the fallback where MSE over WebSocket is unavailable (iPhones before
+// ManagedMediaSource), and selectable by hand (?player=hls).
+//
+// Safari/iOS play hls/index.m3u8 natively; elsewhere hls.js (vendored, loaded with import()
+// only when this player starts) in low-latency mode: blocking playlist reloads and parts,
+// ~3 part targets (PART-HOLD-BACK) behind live. Delay is read from EXT-X-PROGRAM-DATE-TIME.
+
+import { Backoff, RateMeter } from './util.js';
+
+const HLS_TYPE = 'application/vnd.apple.mpegurl';
+const HLS_JS = '../vendor/hls.light.min.mjs';
+const STALL_S = 6;     // currentTime frozen this long while playing: reload
+
+function nativeHls() {
+  try {
+    return document.createElement('video').canPlayType(HLS_TYPE) !== '';
+  } catch {
+    return false;
+  }
+}
+
+function hasMse() {
+  const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
+  return !!MS && typeof MS.isTypeSupported === 'function' && MS.isTypeSupported('video/mp4; codecs="avc1.42c01f"');
+}
+
+export class HlsPlayer {
+  static id = 'hls';
+  static label = 'HLS';
+  static supported() { return nativeHls() || hasMse(); }
+
+  /** @param {{onState?: (s: {kind: string, text: string}) => void, url?: string, native?: boolean}} opts */
+  constructor(opts = {}) {
+    this.onState = opts.onState || (() => {});
+    this.url = opts.url || new URL('hls/index.m3u8', location.href).href;
+    // hls.js wherever MSE exists (its latency control is better); native otherwise.
+    this.forceNative = opts.native ?? false;
+    this.backoff = new Backoff();
+    this.bytes = new RateMeter();
+    this.frames = new RateMeter();
+    this.video = null;
+    this.hls = null;
+    this.mode = null; // 'hls.js' | 'native'
+    this.state = { kind: 'idle', text: '' };
+    this.timers = new Set();
+    this.lastCt = -1;
+    this.lastCtChange = 0;
+    this.stopped = true;
+  }
+
+  start(container) {
+    this.stopped = false;
+    const v = document.createElement('video');
+    v.muted = true;
+    v.defaultMuted = true;
+    v.autoplay = true;
+    v.playsInline = true;
+    v.setAttribute('playsinline', '');
+    v.addEventListener('playing', () => { this.backoff.reset(); this._setState('playing', ''); });
+    v.addEventListener('error', () => {
+      if (this.mode === 'native') this._retry(`video error ${v.error?.code ?? ''}`);
+    });
+    this.video = v;
+    container.appendChild(v);
+    this._every(500, () => this._tick());
+    this._connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    for (const t of this.timers) { clearTimeout(t); clearInterval(t); }
+    this.timers.clear();
+    this._teardown();
+    if (this.video) {
+      this.video.removeAttribute('src');
+      this.video.load();
+      this.video.remove();
+    }
+    this.video = null;
+    this._setState('idle', '');
+  }
+
+  /** The daemon restarted: its segment names changed, start over. */
+  restart() {
+    if (this.stopped) return;
+    this._teardown();
+    this._connect();
+  }
+
+  stats() {
+    const v = this.video;
+    const out = {
+      player: this.mode === 'native' ? 'hls (native)' : 'hls',
+      state: this.state.kind,
+      width: v?.videoWidth || 0,
+      height: v?.videoHeight || 0,
+      codec: null,
+      fps: this.frames.rate(),
+      bitrate: this.mode === 'hls.js' ? this.bytes.rate() * 8 : null,
+      delay: null,
+      delaySource: null,
+      buffer: null,
+      playbackRate: v?.playbackRate ?? 1,
+      decodedFrames: 0,
+      droppedFrames: 0,
+      currentTime: v?.currentTime ?? 0,
+      latency: null,          // hls.js: seconds behind the live edge
+      targetLatency: null,
+      liveSyncPosition: null,
+    };
+    if (!v) return out;
+    const q = v.getVideoPlaybackQuality?.();
+    if (q) { out.decodedFrames = q.totalVideoFrames; out.droppedFrames = q.droppedVideoFrames; }
+    const b = v.buffered;
+    if (b.length) out.buffer = Math.max(0, b.end(b.length - 1) - v.currentTime);
+    let playing = null;
+    if (this.hls) {
+      const h = this.hls;
+      out.latency = Number.isFinite(h.latency) ? h.latency : null;
+      out.targetLatency = Number.isFinite(h.targetLatency) ? h.targetLatency : null;
+      out.liveSyncPosition = Number.isFinite(h.liveSyncPosition) ? h.liveSyncPosition : null;
+      out.codec = h.levels?.[h.currentLevel]?.videoCodec ?? null;
+      playing = h.playingDate;
+    } else if (typeof v.getStartDate === 'function') {
+      const start = v.getStartDate();
+      if (start && !Number.isNaN(start.getTime())) playing = new Date(start.getTime() + v.currentTime * 1000);
+    }
+    if (playing && !Number.isNaN(playing.getTime())) {
+      out.delay = (Date.now() - playing.getTime()) / 1000;
+      out.delaySource = 'pdt';
+    } else if (out.latency != null) {
+      out.delay = out.latency;
+      out.delaySource = 'buffer';
+    }
+    return out;
+  }
+
+  // ---- internals --------------------------------------------------------------------------
+
+  async _connect() {
+    if (this.stopped || !this.video) return;
+    this._setState(this.backoff.attempts ? 'reconnecting' : 'connecting', 'connecting…');
+    const v = this.video;
+    if (this.forceNative || !hasMse()) {
+      if (!nativeHls()) { this._setState('error', 'HLS is not supported by this browser'); return; }
+      this.mode = 'native';
+      v.src = this.url;
+      v.play().catch((e) => { if (e?.name === 'NotAllowedError') this._setState('blocked', 'tap to play'); });
+      return;
+    }
+    let Hls;
+    try {
+      Hls = (await import(HLS_JS)).default;
+    } catch (e) {
+      this._setState('error', `cannot load hls.js: ${e?.message ?? e}`);
+      return;
+    }
+    if (this.stopped || this.video !== v) return;
+    this.mode = 'hls.js';
+    const hls = new Hls({
+      lowLatencyMode: true,
+      // No back buffer to speak of: this is live, memory matters on phones.
+      backBufferLength: 4,
+      liveDurationInfinity: true,
+      // Catch up by playing faster instead of stalling behind.
+      maxLiveSyncPlaybackRate: 1.5,
+      enableWorker: false,
+    });
+    this.hls = hls;
+    hls.on(Hls.Events.FRAG_LOADED, (_e, d) => this.bytes.add(d?.payload?.byteLength || d?.frag?.stats?.total || 0));
+    hls.on(Hls.Events.ERROR, (_e, d) => {
+      if (!d?.fatal) return;
+      if (d.type === Hls.ErrorTypes.MEDIA_ERROR) { hls.recoverMediaError(); return; }
+      this._retry(`${d.type}: ${d.details}`);
+    });
+    hls.attachMedia(v);
+    hls.loadSource(this.url);
+    v.play().catch((e) => { if (e?.name === 'NotAllowedError') this._setState('blocked', 'tap to play'); });
+  }
+
+  _teardown() {
+    if (this.hls) { this.hls.destroy(); this.hls = null; }
+  }
+
+  _retry(reason) {
+    if (this.stopped) return;
+    this._teardown();
+    const delay = this.backoff.next();
+    this._setState('reconnecting', `reconnecting in ${Math.ceil(delay)} s`, reason);
+    this._after(delay * 1000, () => this._connect());
+  }
+
+  _tick() {
+    const v = this.video;
+    if (!v) return;
+    this.bytes.sample();
+    const q = v.getVideoPlaybackQuality?.();
+    if (q) this.frames.sample(q.totalVideoFrames);
+    const now = performance.now();
+    if (v.currentTime !== this.lastCt) { this.lastCt = v.currentTime; this.lastCtChange = now; return; }
+    if (this.state.kind === 'playing' && !v.paused && now - this.lastCtChange > STALL_S * 1000) {
+      this.lastCtChange = now;
+      this._retry('playback stalled');
+    }
+  }
+
+  _every(ms, fn) { const t = setInterval(fn, ms); this.timers.add(t); }
+  _after(ms, fn) { const t = setTimeout(() => { this.timers.delete(t); fn(); }, ms); this.timers.add(t); }
+
+  _setState(kind, text, detail) {
+    if (this.state.kind === kind && this.state.text === text) return;
+    this.state = { kind, text, detail };
+    this.onState(this.state);
+  }
+}
