@@ -91,9 +91,7 @@ impl<T: Entry> Ring<T> {
             Some(k) => k.min(lag_floor),
             None => lag_floor,
         };
-        while self.frames.len() > 1
-            && (self.front_seq < keep_from || self.bytes > self.max_bytes)
-        {
+        while self.frames.len() > 1 && (self.front_seq < keep_from || self.bytes > self.max_bytes) {
             if let Some(f) = self.frames.pop_front() {
                 self.bytes -= f.byte_len();
             }

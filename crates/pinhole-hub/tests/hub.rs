@@ -8,10 +8,17 @@ use pinhole_media::annexb::AccessUnitAssembler;
 use pinhole_media::AccessUnit;
 
 fn fixture(name: &str) -> Vec<(Bytes, bool)> {
-    let path = format!("{}/../pinhole-media/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../pinhole-media/testdata/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let data = std::fs::read(path).expect("fixture");
     let mut asm = AccessUnitAssembler::new();
-    let mut v: Vec<_> = asm.push(&data).into_iter().map(|a| (a.data, a.keyframe)).collect();
+    let mut v: Vec<_> = asm
+        .push(&data)
+        .into_iter()
+        .map(|a| (a.data, a.keyframe))
+        .collect();
     v.extend(asm.finish().map(|a| (a.data, a.keyframe)));
     v
 }
@@ -69,10 +76,8 @@ async fn new_parameter_sets_start_a_new_generation_with_its_own_init_segment() {
     let a = fixture("x264_baseline_320x240_30fps_gop30.h264");
     let b = fixture("x264_high_bframes_slices_aud_320x180_25fps_gop25.h264");
     let mut v = hub.subscribe();
-    let mut i = 0;
-    for (d, k) in a.iter().take(5).chain(b.iter().take(5)) {
-        hub.publish(au(d, *k, i));
-        i += 1;
+    for (i, (d, k)) in a.iter().take(5).chain(b.iter().take(5)).enumerate() {
+        hub.publish(au(d, *k, i as u64));
     }
     let mut gens = Vec::new();
     for _ in 0..10 {
@@ -83,7 +88,11 @@ async fn new_parameter_sets_start_a_new_generation_with_its_own_init_segment() {
     assert_eq!(gens[9], (2, 180));
     let s = hub.stream().expect("stream");
     assert_eq!(&s.init[4..8], b"ftyp");
-    assert!(s.info.codec.starts_with("avc1.64"), "high profile: {}", s.info.codec);
+    assert!(
+        s.info.codec.starts_with("avc1.64"),
+        "high profile: {}",
+        s.info.codec
+    );
 }
 
 #[tokio::test]
@@ -116,6 +125,10 @@ async fn decode_times_follow_the_capture_clock_and_durations_the_measured_rate()
         frame = Some(f);
     }
     let f = frame.expect("frame");
-    assert!((3500..=3600).contains(&f.duration), "duration {}", f.duration);
+    assert!(
+        (3500..=3600).contains(&f.duration),
+        "duration {}",
+        f.duration
+    );
     assert!(f.fmp4().windows(4).any(|w| w == b"moof"));
 }

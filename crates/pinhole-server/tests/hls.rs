@@ -618,6 +618,9 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
 
     // ffmpeg decodes ≥ 5 s of the live stream, without errors. -copyts keeps
     // our timestamps (µs since t0 = capture time) for the latency figure.
+    // A few segments first, so ffmpeg starts where it would on a camera
+    // that has been running (three segments back from the end).
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let url = format!("{base}/hls/index.m3u8");
     let ff = tokio::process::Command::new("ffmpeg")
         .args([
@@ -717,8 +720,8 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
         // The newest part (may be msn.part, or msn+1.0 if the segment ended).
         let newest = text
             .lines()
-            .filter_map(|l| l.strip_prefix("#EXT-X-PART:DURATION="))
-            .last()
+            .rev()
+            .find_map(|l| l.strip_prefix("#EXT-X-PART:DURATION="))
             .and_then(|l| l.split("URI=\"").nth(1)?.split('"').next())
             .expect("a part")
             .to_owned();

@@ -140,11 +140,7 @@ async fn a_viewer_that_stops_reading_does_not_delay_the_others() {
     }
     for h in healthy {
         let mut d = h.await.expect("viewer");
-        assert!(
-            d.len() >= 30,
-            "healthy viewer got {} live frames",
-            d.len()
-        );
+        assert!(d.len() >= 30, "healthy viewer got {} live frames", d.len());
         d.sort_unstable();
         let p50 = d[d.len() / 2];
         let p99 = d[d.len() * 99 / 100];

@@ -260,13 +260,13 @@ impl Config {
             }
         }
         let v = &self.video;
-        if !(16..=3840).contains(&v.width) || v.width % 2 != 0 {
+        if !(16..=3840).contains(&v.width) || !v.width.is_multiple_of(2) {
             return bad(
                 "video.width",
                 format!("{} (allowed: even, 16-3840)", v.width),
             );
         }
-        if !(16..=2160).contains(&v.height) || v.height % 2 != 0 {
+        if !(16..=2160).contains(&v.height) || !v.height.is_multiple_of(2) {
             return bad(
                 "video.height",
                 format!("{} (allowed: even, 16-2160)", v.height),

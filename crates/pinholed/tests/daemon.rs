@@ -150,13 +150,9 @@ async fn a_pipe_command_that_dies_is_restarted_and_viewers_resume() {
     // The command plays the clip, then dies by SIGKILL, as a crashed camera tool would.
     let cmd = format!("pipe:cat {0}; sleep 1; kill -9 $$", fixture());
     let d = Daemon::start(&["--source", &cmd]);
-    let (mut ws, _) = loop {
-        // 503-free once the first keyframe is in; the socket itself always works.
-        match tokio_tungstenite::connect_async(format!("ws://{}/ws/h264", d.addr)).await {
-            Ok(c) => break c,
-            Err(e) => panic!("connect: {e}"),
-        }
-    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/h264", d.addr))
+        .await
+        .expect("connect");
     // The command dies; once the restart is logged, a keyframe from the
     // new run must reach the same connection.
     let mut frames = 0;

@@ -422,8 +422,7 @@ impl Segmenter {
         });
         seg.complete = Some(name);
         self.segments_written += 1;
-        if seg.duration > 0 {
-            let bw = seg.bytes * 8 * u64::from(TIMESCALE) / seg.duration;
+        if let Some(bw) = (seg.bytes * 8 * u64::from(TIMESCALE)).checked_div(seg.duration) {
             self.peak_bandwidth = self.peak_bandwidth.max(bw);
         }
         // §4.4.3.1: EXTINF rounded must not exceed the target duration.
