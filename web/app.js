@@ -39,19 +39,27 @@ function buildSelect() {
   });
 }
 
-function startPlayer() {
+function startPlayer(P = choice === 'auto' ? autoPlayer() : playerById(choice)) {
   if (player) player.stop();
   player = null;
   $('screen').replaceChildren();
-  const P = choice === 'auto' ? autoPlayer() : playerById(choice);
   if (!P.supported()) {
     playerState = { kind: 'error', text: `${P.label} is not supported by this browser` };
     render();
     return;
   }
-  player = new P({
-    onState: (s) => { playerState = s; render(); },
+  const p = new P({
+    onState: (s) => {
+      if (p !== player) return;
+      // Auto: a player that cannot play here (e.g. no decoder for the codec) hands over to the next.
+      if (s.kind === 'error' && choice === 'auto' && autoPlayer(P) !== P) {
+        setTimeout(() => { if (p === player) startPlayer(autoPlayer(P)); });
+      }
+      playerState = s;
+      render();
+    },
   });
+  player = p;
   window.pinhole.player = player;
   player.start($('screen'));
   render();

@@ -3,18 +3,22 @@
 //   constructor({onState})   onState({kind: 'connecting'|'reconnecting'|'playing'|'blocked'|'error'|'idle', text})
 //   start(container)  stop()  stats() -> {width, height, fps, bitrate, delay, delaySource, …}
 //   optional restart(): called when the status poll sees that the daemon restarted.
-// Order matters: "Auto" picks the first supported one. (HLS goes between MSE and MJPEG.)
+// Order matters: "Auto" picks the first supported one: WebCodecs (secure contexts only) →
+// MSE → HLS → MJPEG; if the chosen one reports an error, the UI moves on to the next.
 
+import { WebCodecsPlayer } from './webcodecs.js';
 import { MsePlayer } from './mse.js';
 import { MjpegPlayer } from './mjpeg.js';
 import { HlsPlayer } from './hls.js';
 
-export const PLAYERS = [MsePlayer, HlsPlayer, MjpegPlayer];
+export const PLAYERS = [WebCodecsPlayer, MsePlayer, HlsPlayer, MjpegPlayer];
 
 export function playerById(id) {
   return PLAYERS.find((P) => P.id === id) || null;
 }
 
-export function autoPlayer() {
-  return PLAYERS.find((P) => P.supported()) || MjpegPlayer;
+/** The first supported player (after `after`, when the previous pick failed). */
+export function autoPlayer(after = null) {
+  const from = after ? PLAYERS.indexOf(after) + 1 : 0;
+  return PLAYERS.slice(from).find((P) => P.supported()) || MjpegPlayer;
 }

@@ -140,6 +140,25 @@ impl TestPattern {
     }
 }
 
+/// The access unit with pinhole's capture-time SEI
+/// ([`pinhole_media::h264::timestamp_sei_nal`]) inserted before its first
+/// slice: after SPS/PPS (an IDR still starts with them), before any picture
+/// data, so byte-level clients can read the same time as the barcode.
+fn with_timestamp_sei(au: Vec<u8>, wall_us: u64) -> Vec<u8> {
+    let sei = pinhole_media::h264::timestamp_sei_nal(wall_us);
+    // First 3-byte start code whose NAL is a slice (type 1) or IDR (type 5);
+    // a 4-byte start code begins one byte earlier.
+    let at = au
+        .windows(4)
+        .position(|w| w[..3] == [0, 0, 1] && matches!(w[3] & 0x1f, 1 | 5))
+        .map_or(0, |i| if i > 0 && au[i - 1] == 0 { i - 1 } else { i });
+    let mut out = Vec::with_capacity(au.len() + sei.len());
+    out.extend_from_slice(&au[..at]);
+    out.extend_from_slice(&sei);
+    out.extend_from_slice(&au[at..]);
+    out
+}
+
 impl Source for TestPattern {
     fn info(&self) -> SourceInfo {
         let c = &self.cfg;
@@ -183,7 +202,7 @@ impl Source for TestPattern {
                 Ok(Some(out)) => {
                     failures = 0;
                     sink.publish(AccessUnit {
-                        data: Bytes::from(out.data),
+                        data: Bytes::from(with_timestamp_sei(out.data, wall_us)),
                         pts_us,
                         wallclock_us: wall_us,
                         keyframe: out.keyframe,

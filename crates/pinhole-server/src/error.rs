@@ -10,6 +10,12 @@ pub enum ServerError {
     MethodNotAllowed { method: String, path: String },
     #[error("bad request: {0}")]
     BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("cannot bind {addr}: {source}")]
@@ -28,6 +34,9 @@ impl ServerError {
             ServerError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ServerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ServerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServerError::Conflict(_) => StatusCode::CONFLICT,
+            ServerError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ServerError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ServerError::Bind { .. } | ServerError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

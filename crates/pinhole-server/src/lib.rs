@@ -13,6 +13,7 @@ pub mod snapshot;
 pub mod state;
 mod status;
 mod ui;
+pub mod update;
 mod ws;
 
 use std::convert::Infallible;

@@ -6,7 +6,9 @@ use http::{Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
-use crate::{error_response, full, hls, mjpeg, mp4, status, ui, ws, AppState, Body, ServerError};
+use crate::{
+    error_response, full, hls, mjpeg, mp4, status, ui, update, ws, AppState, Body, ServerError,
+};
 
 pub(crate) async fn handle(req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let path = req.uri().path().to_owned();
@@ -82,6 +84,18 @@ async fn route(
         _ if path.starts_with("/hls/") => {
             get_only(is_get)?;
             hls::handle(state, path, req.uri().query()).await
+        }
+        "/api/update" => match *method {
+            Method::POST => update::upload(req, state).await,
+            Method::GET | Method::HEAD => update::status(state),
+            _ => Err(ServerError::MethodNotAllowed {
+                method: method.to_string(),
+                path: path.to_owned(),
+            }),
+        },
+        "/api/update/events" => {
+            get_only(is_get)?;
+            update::events(state)
         }
         _ if path.starts_with("/api/") => Err(ServerError::NotFound(path.to_owned())),
         _ => {

@@ -122,6 +122,8 @@ pub struct AppState {
     source_state: Mutex<SourceState>,
     viewers: [Counter; 4],
     pub send_latency: SendLatency,
+    /// The OTA installer, when this system is set up for updates.
+    pub update: std::sync::OnceLock<Arc<crate::update::UpdateService>>,
     pub(crate) mjpeg: crate::mjpeg::MjpegShared,
     pub(crate) hls: crate::hls::HlsShared,
 }
@@ -136,6 +138,7 @@ impl AppState {
             source_state: Mutex::new(SourceState::Starting),
             viewers: Default::default(),
             send_latency: SendLatency::default(),
+            update: std::sync::OnceLock::new(),
             mjpeg: Default::default(),
             hls: Default::default(),
         })

@@ -92,6 +92,54 @@ pub struct Config {
     pub pipe: PipeConfig,
     pub http: HttpConfig,
     pub hls: HlsConfig,
+    pub ota: OtaConfig,
+}
+
+/// Over-the-air updates. Off unless the image turns it on: a developer
+/// machine has no A/B slots to write.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtaConfig {
+    pub enabled: bool,
+    /// This board's compatible string (`rpi4`, `qemu-arm64`).
+    pub board: String,
+    /// Files with trusted Ed25519 public keys (`pinhole-bundle keygen` output).
+    pub public_keys: Vec<PathBuf>,
+    /// `rpi` (autoboot.txt + tryboot) or `file` (slot.txt/tryboot.txt read by U-Boot).
+    pub boot: String,
+    /// Where the bootsel partition is mounted (read-write).
+    pub bootsel_dir: PathBuf,
+    /// Directory holding the slot partitions by name (boot_a, root_a, …).
+    pub slots_dir: PathBuf,
+    /// The running system's version (a file holding e.g. `1.2.0`).
+    pub version_file: PathBuf,
+    pub allow_downgrade: bool,
+    /// Seconds a trial boot has to prove healthy before it rolls back.
+    pub health_timeout_s: u64,
+    /// false: record reboots instead of rebooting (tests).
+    pub reboot: bool,
+    /// Kernel command line (`file` backend) and device-tree dir (`rpi`).
+    pub cmdline: PathBuf,
+    pub device_tree_dir: PathBuf,
+}
+
+impl Default for OtaConfig {
+    fn default() -> Self {
+        OtaConfig {
+            enabled: false,
+            board: String::new(),
+            public_keys: vec![PathBuf::from("/usr/share/pinhole/keys/update.pub")],
+            boot: "file".into(),
+            bootsel_dir: PathBuf::from("/boot/bootsel"),
+            slots_dir: PathBuf::from("/dev/disk/by-partlabel"),
+            version_file: PathBuf::from("/usr/lib/pinhole/version"),
+            allow_downgrade: false,
+            health_timeout_s: 180,
+            reboot: true,
+            cmdline: PathBuf::from("/proc/cmdline"),
+            device_tree_dir: PathBuf::from("/proc/device-tree/chosen/bootloader"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,6 +199,7 @@ impl Default for Config {
             pipe: PipeConfig::default(),
             http: HttpConfig::default(),
             hls: HlsConfig::default(),
+            ota: OtaConfig::default(),
         }
     }
 }

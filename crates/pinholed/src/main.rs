@@ -1,6 +1,7 @@
 //! `pinholed`: wires a source, the hub and the HTTP server together.
 
 mod config;
+mod ota;
 mod systemd;
 
 use std::process::ExitCode;
@@ -189,9 +190,19 @@ async fn run(cfg: Config) -> Result<(), String> {
         listeners.push(bound);
     }
 
+    match ota::start(&cfg.ota) {
+        Ok(Some(svc)) => {
+            let _ = state.update.set(svc);
+        }
+        Ok(None) => {}
+        // The camera must keep working even if the update set-up is broken.
+        Err(e) => tracing::error!("updates disabled: {e}"),
+    }
+
+    let probe = listeners.first().map(|l| l.local_addr());
     let stop = StopFlag::new();
     spawn_source(source, state.clone(), stop.clone());
-    tokio::spawn(systemd::supervise(state.clone()));
+    tokio::spawn(systemd::supervise(state.clone(), probe));
 
     pinhole_server::serve(listeners, state, shutdown_signal()).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);

@@ -39,7 +39,7 @@ fn status_line(state: &AppState) -> String {
 }
 
 /// Runs for the life of the daemon.
-pub async fn supervise(state: Arc<AppState>) {
+pub async fn supervise(state: Arc<AppState>, probe: Option<pinhole_server::ListenAddr>) {
     let watchdog = sd_notify::watchdog_enabled();
     let limit = stall_limit(watchdog);
     let tick = watchdog
@@ -69,6 +69,17 @@ pub async fn supervise(state: Arc<AppState>) {
                 limit_s = limit.as_secs_f64(),
                 "no frames from the source: withholding the watchdog ping"
             );
+        }
+        // On a trial boot after an update, the installer commits the new
+        // system only once all three signals have been seen.
+        if let Some(update) = state.update.get() {
+            if update.status().trial {
+                let http = match &probe {
+                    Some(addr) => crate::ota::http_answers(addr).await,
+                    None => false,
+                };
+                update.report_health(crate::ota::health(ready, flowing, http));
+            }
         }
         let line = status_line(&state);
         let _ = sd_notify::notify(&[NotifyState::Status(&line)]);

@@ -109,6 +109,17 @@ fn frame_count_and_timestamps_follow_the_clock() {
         assert_eq!(au.pts_us, 1_000 + n as u64 * 1_000_000 / 30);
         assert_eq!(au.wallclock_us, WALL_BASE_US + au.pts_us);
         assert!(!au.data.is_empty());
+        // The capture time is in the stream too, before the picture data.
+        assert_eq!(
+            pinhole_media::h264::find_timestamp_sei(&au.data),
+            Some(au.wallclock_us)
+        );
+        let types: Vec<u8> = nal_types(&au.data).collect();
+        let sei = types.iter().position(|&t| t == 6).expect("SEI");
+        assert!(
+            types[sei + 1..].iter().all(|&t| t == 1 || t == 5),
+            "{types:?}"
+        );
     }
     assert_eq!(states, vec![SourceState::Starting, SourceState::Running]);
 }
