@@ -17,10 +17,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
+step "fuzz smoke (every cargo-fuzz target, briefly)"
+ci/fuzz-smoke.sh
+
 step "release build"
-cargo build --release --locked -p pinholed
+cargo build --release --locked -p pinholed -p pinhole-ota
 
 step "browser tests (headless chromium)"
 PINHOLED="$PWD/target/release/pinholed" tests/browser/run.sh
+
+step "latency smoke (bench/latency: every probe produces numbers)"
+bench/latency/run.sh --smoke
 
 step "done in $(( $(date +%s) - start )) s"

@@ -46,6 +46,8 @@ export async function startDaemon(port, { timeoutMs = 20000, extraArgs = [] } = 
     cmd = path.resolve(repoRoot, PINHOLED);
     if (!fs.existsSync(cmd)) throw new Error(`${cmd} not found: cargo build --release -p pinholed (or set PINHOLED)`);
     args = ['--listen', `127.0.0.1:${port}`, ...extraArgs];
+    // A fresh data dir: no admin password, as on first boot (docs/security.md).
+    if (!extraArgs.includes('--data-dir')) args.push('--data-dir', fs.mkdtempSync(path.join(os.tmpdir(), 'pinhole-data-')));
     if (process.env.PINHOLE_UI !== 'embedded') args.push('--ui-dir', path.join(repoRoot, 'web'));
   }
   const logFile = path.join(resultsDir, `pinholed-${port}.log`);

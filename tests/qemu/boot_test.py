@@ -103,8 +103,8 @@ class Guest:
             out = self.buf[b.end():m.start()]
         return int(m.group(1)), out.strip()
 
-    def login(self, timeout=120):
-        self.wait_for(r"root@[\w-]+:[^\n]*# ", timeout, 0)
+    def login(self, timeout=300, start=0):
+        self.wait_for(r"root@[\w-]+:[^\n]*# ", timeout, start)
         self.send("export SYSTEMD_PAGER= SYSTEMD_COLORS=0 TERM=dumb PS1='# '; stty -echo; dmesg -n 1")
         time.sleep(1)
 
@@ -193,8 +193,20 @@ def free_port():
 
 
 def boot_report(g, start=0, timeout=600):
-    m = g.wait_for(r"PINHOLE-BOOT state=(\S+) failed=(\S+) root=(\S+) slot=(\S+) uptime=(\S+)", timeout, start)
-    return dict(zip(["state", "failed", "root", "slot", "uptime"], m.groups()))
+    """Log in on the console, wait for the boot to finish, return its summary."""
+    g.login(timeout, start)
+    st, state = g.sh("timeout 420 systemctl is-system-running --wait", 450)
+    state = state.strip().splitlines()[-1] if state.strip() else "?"
+    _, failed = g.sh("systemctl list-units --failed --plain --no-legend | awk '{print $1}' | paste -sd, -")
+    _, root = g.sh("findmnt -no FSTYPE,OPTIONS / | tr ' ' ':'")
+    _, slot = g.sh("sed -n 's/.*pinhole[.]slot=\\([ab]\\).*/\\1/p' /proc/cmdline")
+    r = {"state": state, "failed": failed.strip() or "none", "root": root.strip(), "slot": slot.strip() or "?"}
+    if r["state"] != "running":
+        _, diag = g.sh("systemctl list-jobs --no-legend | head -20; systemctl --failed --no-legend;"
+                       " for u in $(systemctl list-units --failed --plain --no-legend | awk '{print $1}');"
+                       " do journalctl -b -u $u --no-pager | tail -n 15; done")
+        print("   diagnostics:\n   " + diag.replace("\n", "\n   "), flush=True)
+    return r
 
 
 def main():
@@ -264,13 +276,19 @@ def run_checks(g, port, a):
     check(r["failed"] == "none", "no failed units", r["failed"])
     check(r["root"].startswith("squashfs:ro"), "/ is a read-only squashfs", r["root"])
     check(r["slot"] == "a", "booted slot A by default", r["slot"])
-    g.login()
 
     st, out = g.sh("systemctl is-active pinholed; systemctl show -p Type,WatchdogUSec,NRestarts,MainPID --value pinholed")
     check(out.splitlines()[:2] == ["active", "notify"], "pinholed active (Type=notify: READY=1 sent)", out.replace("\n", " "))
-    st, out = g.sh("touch /probe 2>&1; findmnt -no FSTYPE,SIZE /var /tmp /run/pinhole/hls")
-    check("Read-only file system" in out, "writing to / fails (read-only)", out.splitlines()[0] if out else "")
-    check(out.count("tmpfs") == 3, "/var, /tmp and /run/pinhole/hls are tmpfs", out.replace("\n", " | "))
+    st, out = g.sh("touch /probe 2>&1")
+    check("Read-only file system" in out, "writing to / fails (read-only)", out)
+    st, out = g.sh("for m in /var /tmp /run/pinhole/hls; do echo $m $(findmnt -no FSTYPE,SIZE $m); done")
+    check(out.count("tmpfs") == 3, "/var, /tmp and /run/pinhole/hls are tmpfs (size-capped)", out.replace("\n", " | "))
+
+    st, out = g.sh("cat /sys/class/watchdog/watchdog0/identity /sys/class/watchdog/watchdog0/state 2>&1;"
+                   " systemctl show -p RuntimeWatchdogUSec --value")
+    check("6300" in out and "active" in out, "hardware watchdog (i6300esb) armed by systemd", out.replace("\n", " | "))
+    st, out = g.sh("hostname; resolvectl mdns 2>&1 | tail -n +1 | paste -sd' '")
+    check(re.search(r"\(e\w+\): yes", out) is not None, "mDNS enabled on the Ethernet link (pinhole.local)", out.replace("\n", " | "))
 
     # 3. nginx: UI at /
     try:
@@ -352,7 +370,6 @@ def run_checks(g, port, a):
     g.wait_for(r"pinhole: slot b \(trial 1\)", 180, start)
     r = boot_report(g, start)
     check(r["slot"] == "b" and r["state"] == "running", "trial boot runs slot B", f"slot={r['slot']} state={r['state']} failed={r['failed']}")
-    g.login()
     st, out = g.sh("grep -o 'pinhole[.][a-z]*=[^ ]*' /proc/cmdline | paste -sd' '; mtype -i /dev/disk/by-partlabel/bootsel ::tryboot.txt")
     check("pinhole.trial=1" in out and "tried_slot=b" in out, "the trial request was consumed before booting", out.replace("\n", " | "))
     start = g.mark()

@@ -4,16 +4,21 @@
 // segment, then one binary message per frame ([prft] moof mdat). A new "init" text message
 // may arrive at any time (resolution change): the MediaSource is rebuilt.
 
-import { parseFragment, parseTimescale } from './boxes.js';
+import { findBox, parseFragment, parseTimescale } from './boxes.js';
 import { Backoff, RateMeter, wsUrl } from './util.js';
 
 const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
 
-// Latency tuning (seconds).
-const LAG_SPEEDUP = 0.25;  // above this, play slightly faster
-const LAG_NORMAL = 0.12;   // back to 1.0x below this
+// Latency tuning (seconds). "lag" = buffered end − currentTime: the media the element holds
+// but has not shown yet. Fragments arrive one frame (~33 ms) at a time, so the lag seen by the
+// 250 ms tick swings by a frame interval; these were tuned with bench/latency (see its README).
+// ?mse_tune=JUMP_TARGET,LAG_NORMAL,LAG_SPEEDUP overrides them for measurements.
+const TUNE = (new URLSearchParams(globalThis.location?.search || '').get('mse_tune') || '')
+  .split(',').map(Number).filter((x) => Number.isFinite(x) && x > 0);
+const JUMP_TARGET = TUNE[0] ?? 0.04; // how far behind the buffered end a jump lands
+const LAG_NORMAL = TUNE[1] ?? 0.06;  // back to 1.0x below this
+const LAG_SPEEDUP = TUNE[2] ?? 0.09; // above this, play faster (up to 1.5x) until back under LAG_NORMAL
 const LAG_JUMP = 1.5;      // above this, jump to the live edge
-const JUMP_TARGET = 0.1;   // how far behind the buffered end a jump lands
 const KEEP_BEHIND = 10;    // keep this much played media; older is removed
 const STALL_S = 0.4;       // currentTime frozen this long with data ahead: jump
 const SILENCE_S = 5;       // no message this long on an open socket: reconnect
@@ -43,6 +48,7 @@ export class MsePlayer {
     this.info = null;        // last init JSON
     this.timescale = 90000;
     this.prft = [];          // [{t: media seconds, wallMs}] ascending
+    this.nextDts = null;     // where the next fragment goes on the (contiguous) media timeline
     this.state = { kind: 'idle', text: '' };
     this.timers = new Set();
     this.stopped = true;
@@ -216,12 +222,55 @@ export class MsePlayer {
       this._enqueue({ kind: 'append', data: buf });
       return;
     }
+    const shift = this._restamp(buf);
     const { prft } = parseFragment(buf);
     if (prft) {
-      this.prft.push({ t: prft.mediaTime / this.timescale, wallMs: prft.wallMs });
+      this.prft.push({ t: (prft.mediaTime + shift) / this.timescale, wallMs: prft.wallMs });
       if (this.prft.length > 900) this.prft.splice(0, this.prft.length - 600);
     }
     this._enqueue({ kind: 'append', data: buf });
+  }
+
+  /**
+   * Keep the media timeline contiguous: move this fragment to where the previous one ended
+   * (rewriting its tfdt in place) and return the shift, in timescale units. Decode times come
+   * from the capture clock, so a skipped or late frame would leave a gap in the buffered range,
+   * and Chromium stops at a gap until we seek (a seek re-decodes from the keyframe: a visible
+   * hiccup). Contiguous, a late frame only makes the element wait for it. Like
+   * SourceBuffer mode "sequence", but we know the shift, so the prft mapping stays exact.
+   */
+  _restamp(buf) {
+    const dv = new DataView(buf);
+    const moof = findBox(dv, 'moof');
+    const end = moof ? moof.start + moof.size : 0;
+    const tfdt = moof && findBox(dv, 'tfdt', moof.body, end);
+    const trun = moof && findBox(dv, 'trun', moof.body, end);
+    const tfhd = moof && findBox(dv, 'tfhd', moof.body, end);
+    if (!tfdt || !trun) { this.nextDts = null; return 0; }
+    // Total duration of the fragment's samples: per-sample durations, else tfhd's default.
+    const rf = dv.getUint32(trun.body) & 0xffffff;
+    const count = dv.getUint32(trun.body + 4);
+    let total = 0;
+    if (rf & 0x100) {
+      let off = trun.body + 8 + (rf & 0x1 ? 4 : 0) + (rf & 0x4 ? 4 : 0);
+      const entry = 4 * [0x100, 0x200, 0x400, 0x800].filter((f) => rf & f).length;
+      for (let i = 0; i < count && off + 4 <= end; i++, off += entry) total += dv.getUint32(off);
+    } else if (tfhd && dv.getUint32(tfhd.body) & 0x8) {
+      const hf = dv.getUint32(tfhd.body);
+      total = count * dv.getUint32(tfhd.body + 8 + (hf & 0x1 ? 8 : 0) + (hf & 0x2 ? 4 : 0));
+    }
+    const v1 = dv.getUint8(tfdt.body) === 1;
+    const orig = v1 ? dv.getUint32(tfdt.body + 4) * 4294967296 + dv.getUint32(tfdt.body + 8) : dv.getUint32(tfdt.body + 4);
+    const want = this.nextDts ?? orig;
+    if (!total || (!v1 && want > 0xffffffff)) { this.nextDts = null; return 0; }
+    if (v1) {
+      dv.setUint32(tfdt.body + 4, Math.floor(want / 4294967296));
+      dv.setUint32(tfdt.body + 8, want % 4294967296);
+    } else {
+      dv.setUint32(tfdt.body + 4, want);
+    }
+    this.nextDts = want + total;
+    return want - orig;
   }
 
   // ---- MediaSource ----------------------------------------------------------------------
@@ -239,12 +288,15 @@ export class MsePlayer {
     this.ms = ms;
     this.queue = [];
     this.prft = [];
+    this.nextDts = null;
     this.needSeek = true;
     this.attachedAt = performance.now();
     this.playingSince = 0;
     ms.addEventListener('sourceopen', () => {
       if (ms !== this.ms) return;
       try {
+        // A live stream (infinite duration): Chromium then renders in low-delay mode.
+        try { ms.duration = Infinity; } catch { /* keep the default */ }
         const sb = ms.addSourceBuffer(mime);
         sb.mode = 'segments';
         sb.addEventListener('updateend', () => { if (sb === this.sb) this._onUpdateEnd(); });
@@ -357,9 +409,9 @@ export class MsePlayer {
       v.playbackRate = 1;
       this.jumps++;
       this.lastCtChange = now;
-    } else if (lag > LAG_SPEEDUP) {
-      v.playbackRate = Math.min(1.5, 1.1 + (lag - LAG_SPEEDUP));
-    } else if (lag < LAG_NORMAL && v.playbackRate !== 1) {
+    } else if (lag > LAG_SPEEDUP || (lag > LAG_NORMAL && v.playbackRate !== 1)) {
+      v.playbackRate = Math.min(1.5, 1.1 + 2 * (lag - LAG_NORMAL));
+    } else if (lag <= LAG_NORMAL && v.playbackRate !== 1) {
       v.playbackRate = 1;
     }
     if (v.paused && this.state.kind !== 'blocked') this._play();

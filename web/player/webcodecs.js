@@ -12,7 +12,11 @@
 import { boxes, findBox, parseTimescale, ntpToUnixMs } from './boxes.js';
 import { Backoff, RateMeter, wsUrl } from './util.js';
 
-const MAX_DECODE_QUEUE = 8; // chunks waiting in the decoder (~270 ms at 30 fps): reset and resync
+// Chunks waiting in the decoder. A new connection starts with a burst (the server's cached GOP,
+// up to a keyframe interval of frames) that must all be decoded to reach the live frame; only a
+// backlog beyond that means the decoder cannot keep up: then drop to the next keyframe.
+const MAX_DECODE_QUEUE = 60;
+const SKIP_DRAW_QUEUE = 2;  // a decoded frame with more than this many chunks behind it is stale: don't draw it
 const SILENCE_S = 5;        // no message this long on an open socket: reconnect
 const HIDDEN_S = 10;        // page hidden this long: disconnect
 
@@ -321,6 +325,12 @@ export class WebCodecsPlayer {
 
   _onFrame(frame) {
     this.decoded++;
+    if (this.decoder && this.decoder.decodeQueueSize > SKIP_DRAW_QUEUE) {
+      // Catching up (the start-up burst, or a hiccup): newer frames are right behind this one.
+      frame.close();
+      this.dropped++;
+      return;
+    }
     if (this.render === 'raf') {
       if (this.pending) { this.pending.close(); this.dropped++; }
       this.pending = frame;

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use pinhole_media::AccessUnit;
 
+pub mod encoder;
 pub mod error;
 pub mod pipe;
 pub mod test_pattern;
+pub mod v4l2;
 
 pub use error::CaptureError;
 
@@ -20,6 +22,16 @@ pub trait FrameSink: Send + Sync {
     fn publish(&self, au: AccessUnit);
     /// Health of the source, shown in `/api/status` and logged.
     fn report(&self, state: SourceState);
+    /// What the source found once it opened its device (negotiated format,
+    /// encoder), replacing [`Source::info`]'s description.
+    fn update_info(&self, _info: SourceInfo) {}
+    /// The source thread is alive and handling things (also while it waits
+    /// for a lost camera), so the daemon can tell a fault being retried
+    /// from a hung thread.
+    fn heartbeat(&self) {}
+    /// A JPEG picture straight from the camera (MJPEG devices), for
+    /// `/snapshot.jpg` and `/mjpeg` without a decode/encode round trip.
+    fn publish_jpeg(&self, _jpeg: bytes::Bytes, _pts_us: u64) {}
 }
 
 /// What a source says about itself.

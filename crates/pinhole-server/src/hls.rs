@@ -460,7 +460,7 @@ fn evict_oldest(store: &mut dyn SegmentStore, prefix: &str, writing: &str) -> us
     freed
 }
 
-fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, ServerError> {
+pub(crate) fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, ServerError> {
     let Some(q) = query else { return Ok(None) };
     for pair in q.split('&') {
         if let Some(v) = pair.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
@@ -550,11 +550,11 @@ pub(crate) async fn handle(
                 "_HLS_msn={msn} is more than two segments ahead"
             )));
         }
-        let td = current.map_or(FIRST_PLAYLIST_WAIT.as_secs(), |p| p.target_duration_s);
+        let wait = current.map_or(FIRST_PLAYLIST_WAIT, |p| {
+            Duration::from_secs(3 * p.target_duration_s.max(1))
+        });
         let p = shared
-            .wait_for(Duration::from_secs(3 * td.max(1)), |p| {
-                p.satisfies(msn, part)
-            })
+            .wait_for(wait, |p| p.satisfies(msn, part))
             .await
             .ok_or_else(|| {
                 ServerError::Unavailable(format!(

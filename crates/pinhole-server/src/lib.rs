@@ -3,8 +3,12 @@
 //! [`serve`] takes already-bound listeners and a shutdown future, so tests
 //! bind port 0 and talk real bytes to it.
 
+pub mod auth;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hls;
+pub mod limits;
 pub mod listen;
 mod mjpeg;
 mod mp4;
@@ -55,7 +59,12 @@ pub(crate) fn full(
 
 pub(crate) fn error_response(e: &ServerError) -> Response<Body> {
     let body = serde_json::json!({ "error": e.to_string() }).to_string();
-    full(e.status(), "application/json", body)
+    let mut resp = full(e.status(), "application/json", body);
+    if let ServerError::TooManyRequests { retry_after } = e {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, (*retry_after).into());
+    }
+    resp
 }
 
 /// Serves HTTP on every listener until `shutdown` resolves, then lets open
@@ -108,37 +117,49 @@ pub async fn serve(
 }
 
 enum Conn {
-    Tcp(tokio::net::TcpStream),
+    Tcp(tokio::net::TcpStream, std::net::SocketAddr),
     Unix(tokio::net::UnixStream),
 }
 
 async fn accept(l: &Listener) -> std::io::Result<Conn> {
     match l {
         Listener::Tcp(l) => {
-            let (s, _) = l.accept().await?;
+            let (s, peer) = l.accept().await?;
             // Frames are written whole; never let Nagle hold one back.
             s.set_nodelay(true)?;
-            Ok(Conn::Tcp(s))
+            Ok(Conn::Tcp(s, peer))
         }
         Listener::Unix(l, _) => Ok(Conn::Unix(l.accept().await?.0)),
     }
 }
 
 fn serve_connection(conn: Conn, state: Arc<AppState>, graceful: &GracefulShutdown) {
-    let svc = service_fn(move |req: Request<Incoming>| {
+    // Where the request came from, for the access guard (auth.rs).
+    let info = auth::ConnInfo {
+        peer: match &conn {
+            Conn::Tcp(_, peer) => Some(peer.ip()),
+            Conn::Unix(_) => None,
+        },
+    };
+    let header_timeout = state.config.security.header_read_timeout;
+    let svc = service_fn(move |mut req: Request<Incoming>| {
         let state = state.clone();
+        req.extensions_mut().insert(info);
         async move { Ok::<_, Infallible>(routes::handle(req, state).await) }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .max_buf_size(64 * 1024)
-        .header_read_timeout(Duration::from_secs(10))
+        .header_read_timeout(header_timeout)
         .timer(hyper_util::rt::TokioTimer::new());
     match conn {
-        Conn::Tcp(s) => {
+        Conn::Tcp(s, _) => {
             let fut = builder
-                .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                .serve_connection_with_upgrades(
+                    TokioIo::new(limits::FirstByteDeadline::new(s, header_timeout)),
+                    svc,
+                )
                 .into_owned();
             let fut = graceful.watch(fut);
             tokio::spawn(async move {
@@ -149,7 +170,10 @@ fn serve_connection(conn: Conn, state: Arc<AppState>, graceful: &GracefulShutdow
         }
         Conn::Unix(s) => {
             let fut = builder
-                .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                .serve_connection_with_upgrades(
+                    TokioIo::new(limits::FirstByteDeadline::new(s, header_timeout)),
+                    svc,
+                )
                 .into_owned();
             let fut = graceful.watch(fut);
             tokio::spawn(async move {

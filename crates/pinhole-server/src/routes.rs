@@ -10,10 +10,27 @@ use crate::{
     error_response, full, hls, mjpeg, mp4, status, ui, update, ws, AppState, Body, ServerError,
 };
 
-pub(crate) async fn handle(req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
+pub(crate) async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let result = route(req, &state, &path, &method).await;
+    // Access control for every route, before the table (auth.rs): anything
+    // that changes state needs an admin session, live views the viewer policy.
+    let admitted = match crate::auth::guard(&mut req, &state) {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
+    let result = if crate::auth::classify(&method, &path) == crate::auth::Class::Auth {
+        crate::auth::handle(req, &state, &admitted).await
+    } else {
+        route(req, &state, &path, &method).await
+    };
+    // A live stream holds its viewer slot until its body ends.
+    let result = match (result, admitted.permit) {
+        (Ok(resp), Some(permit)) => {
+            Ok(resp.map(|body| crate::limits::PermitBody::wrap(body, permit)))
+        }
+        (r, _) => r,
+    };
     match result {
         Ok(resp) => resp,
         Err(e) => {

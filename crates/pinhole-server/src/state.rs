@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub hls_dir: Option<std::path::PathBuf>,
     /// LL-HLS part target, milliseconds.
     pub hls_part_target_ms: u32,
+    /// Access control and limits (auth.rs, docs/security.md).
+    pub security: crate::auth::SecurityConfig,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             ui_dir: None,
             hls_dir: None,
             hls_part_target_ms: 200,
+            security: crate::auth::SecurityConfig::default(),
         }
     }
 }
@@ -120,22 +123,28 @@ pub struct AppState {
     pub started: Instant,
     source_info: Mutex<SourceInfo>,
     source_state: Mutex<SourceState>,
+    /// Last sign of life from the source thread (FrameSink::heartbeat).
+    source_heartbeat: Mutex<Option<Instant>>,
     viewers: [Counter; 4],
     pub send_latency: SendLatency,
     /// The OTA installer, when this system is set up for updates.
     pub update: std::sync::OnceLock<Arc<crate::update::UpdateService>>,
     pub(crate) mjpeg: crate::mjpeg::MjpegShared,
     pub(crate) hls: crate::hls::HlsShared,
+    /// The admin password, sessions, viewer policy and limits.
+    pub auth: crate::auth::Auth,
 }
 
 impl AppState {
     pub fn new(hub: Arc<Hub>, source: SourceInfo, config: ServerConfig) -> Arc<Self> {
         Arc::new(AppState {
             hub,
+            auth: crate::auth::Auth::new(config.security.clone()),
             config,
             started: Instant::now(),
             source_info: Mutex::new(source),
             source_state: Mutex::new(SourceState::Starting),
+            source_heartbeat: Mutex::new(None),
             viewers: Default::default(),
             send_latency: SendLatency::default(),
             update: std::sync::OnceLock::new(),
@@ -212,5 +221,28 @@ impl FrameSink for AppState {
             }
             *cur = state;
         }
+    }
+
+    fn update_info(&self, info: SourceInfo) {
+        self.set_source_info(info);
+    }
+
+    fn heartbeat(&self) {
+        *self
+            .source_heartbeat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+}
+
+impl AppState {
+    /// The source is not delivering but its thread is alive and retrying
+    /// (a lost camera): the daemon should stay up for its viewers.
+    pub fn source_recovering(&self, within: std::time::Duration) -> bool {
+        let beat = *self
+            .source_heartbeat
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.source_state() != SourceState::Running && beat.is_some_and(|t| t.elapsed() <= within)
     }
 }

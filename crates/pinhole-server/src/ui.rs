@@ -16,24 +16,24 @@ pub(crate) async fn serve(
     state: &Arc<AppState>,
     path: &str,
 ) -> Result<Response<Body>, ServerError> {
-    let rel = path.trim_start_matches('/');
-    let rel = if rel.is_empty() || rel.ends_with('/') {
-        format!("{rel}index.html")
-    } else {
-        rel.to_owned()
-    };
-    // Only plain relative components: no "..", no absolute paths, no hidden files.
-    let clean = Path::new(&rel).components().all(|c| match c {
-        Component::Normal(s) => !s.to_string_lossy().starts_with('.'),
-        _ => false,
-    });
-    if !clean {
+    let Some(rel) = relative_path(path) else {
         return Err(ServerError::NotFound(path.to_owned()));
-    }
+    };
     let body = match &state.config.ui_dir {
         Some(dir) => {
             let full_path = dir.join(&rel);
-            // Symlinks are not followed out of the UI directory.
+            // Symlinks are not followed, in any component (a linked
+            // directory could lead out of the UI directory).
+            let mut prefix = dir.clone();
+            let mut parents = rel.split('/').collect::<Vec<_>>();
+            parents.pop();
+            for c in parents {
+                prefix.push(c);
+                match tokio::fs::symlink_metadata(&prefix).await {
+                    Ok(m) if m.is_dir() => {}
+                    _ => return Err(ServerError::NotFound(path.to_owned())),
+                }
+            }
             match tokio::fs::symlink_metadata(&full_path).await {
                 Ok(m) if m.is_file() => tokio::fs::read(&full_path)
                     .await
@@ -53,6 +53,23 @@ pub(crate) async fn serve(
         header::HeaderValue::from_static("no-cache"),
     );
     Ok(resp)
+}
+
+/// The UI-relative file a request path names, or `None` if it could leave
+/// the UI directory: only plain relative components, no "..", no absolute
+/// paths, no hidden files.
+pub(crate) fn relative_path(path: &str) -> Option<String> {
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() || rel.ends_with('/') {
+        format!("{rel}index.html")
+    } else {
+        rel.to_owned()
+    };
+    let clean = Path::new(&rel).components().all(|c| match c {
+        Component::Normal(s) => !s.to_string_lossy().starts_with('.'),
+        _ => false,
+    });
+    clean.then_some(rel)
 }
 
 pub(crate) fn mime(path: &str) -> &'static str {

@@ -33,6 +33,8 @@ pub struct UpdateStatus {
     pub error: Option<(ErrorKind, String)>,
     pub active_slot: String,
     pub trial: bool,
+    /// The running system's version (the image, not just the daemon).
+    pub version: Option<String>,
 }
 
 impl UpdateStatus {
@@ -44,6 +46,7 @@ impl UpdateStatus {
             "error": self.error.as_ref().map(|(_, m)| m),
             "active_slot": self.active_slot,
             "trial": self.trial,
+            "version": self.version,
         })
     }
 }
@@ -78,6 +81,7 @@ impl UpdateService {
     pub fn spawn<S, B>(
         mut installer: Installer<S, B>,
         now: impl Fn() -> Duration + Send + 'static,
+        version: Option<String>,
     ) -> std::io::Result<Arc<UpdateService>>
     where
         S: SlotDevice + Send + 'static,
@@ -91,6 +95,7 @@ impl UpdateService {
             error: None,
             active_slot: boot.active.as_str().to_string(),
             trial: boot.trial,
+            version,
         };
         let (status_tx, status) = watch::channel(initial);
         let (tx, rx) = mpsc::sync_channel::<(Event, Option<Reply>)>(1);

@@ -62,13 +62,24 @@ pub(crate) fn upgrade(
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
+    // The viewer slot the access guard took (auth.rs) lives as long as the socket.
+    let permit = req
+        .extensions_mut()
+        .remove::<Arc<crate::limits::ViewerPermit>>();
     tokio::spawn(async move {
+        let _permit = permit;
         match on_upgrade.await {
             Ok(upgraded) => {
                 // Viewers send nothing but control frames: keep limits tiny.
+                // The read buffer too: tungstenite zero-fills all of it
+                // (default 128 KiB) on every read attempt, i.e. once per
+                // frame sent here, which cost half the CPU and 128 KiB of
+                // RSS per viewer (bench/README.md, fan-out). Larger
+                // messages still arrive; they are just read in 1 KiB steps.
                 let cfg = WebSocketConfig::default()
                     .max_message_size(Some(64 << 10))
                     .max_frame_size(Some(64 << 10))
+                    .read_buffer_size(1 << 10)
                     .write_buffer_size(0);
                 let ws = WebSocketStream::from_raw_socket(
                     TokioIo::new(upgraded),

@@ -16,6 +16,10 @@ use pinhole_media::AccessUnit;
 use pinhole_server::AppState;
 use tokio_tungstenite::tungstenite::Message;
 
+/// These tests measure delivery times: run them one at a time so they do not
+/// compete for the two cores with each other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn wall_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -52,6 +56,7 @@ fn publish_stamped(state: Arc<AppState>, fps: f64, pad: usize) -> tokio::task::J
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_viewers_get_a_keyframe_first_then_every_frame_in_order() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start(HubConfig::default()).await;
     let publisher = publish_fixture(server.state.clone(), 30.0);
     let aus = fixture_aus();
@@ -100,6 +105,7 @@ async fn twenty_viewers_get_a_keyframe_first_then_every_frame_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_that_stops_reading_does_not_delay_the_others() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start(HubConfig::default()).await;
     // ~6 MB/s so the stalled viewer's socket buffers fill within a second or two.
     let publisher = publish_stamped(server.state.clone(), 30.0, 200_000);
@@ -166,6 +172,7 @@ async fn a_viewer_that_stops_reading_does_not_delay_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stream_survives_all_viewers_leaving_and_rejoining() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start(HubConfig::default()).await;
     let publisher = publish_fixture(server.state.clone(), 30.0);
     for round in 0..3 {
@@ -265,6 +272,7 @@ async fn ffprobe_decodes_stream_mp4_and_ws_fmp4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_and_mjpeg_serve_real_jpegs() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start(HubConfig::default()).await;
     // Before any frame: a clear 503, not a hang or a broken picture.
     let early = get(&server.url("/snapshot.jpg"), Duration::from_secs(2)).await;
@@ -300,6 +308,7 @@ async fn snapshot_and_mjpeg_serve_real_jpegs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start(HubConfig::default()).await;
     let r = get(&server.url("/nope"), Duration::from_secs(2)).await;
     assert_eq!(r.status, 404);
@@ -343,6 +352,7 @@ async fn bad_requests_get_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_metrics_report_the_same_counters() {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start(HubConfig::default()).await;
     let publisher = publish_fixture(server.state.clone(), 30.0);
     tokio::time::sleep(Duration::from_millis(1500)).await;

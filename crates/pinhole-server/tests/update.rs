@@ -87,7 +87,8 @@ impl Device {
         let slots = FileSlots::new(SlotPaths::by_partlabel(d), info.active);
         let installer = Installer::new(Updater::new(cfg, info), slots, boot);
         let start = Instant::now();
-        let svc = UpdateService::spawn(installer, move || start.elapsed()).expect("spawn");
+        let svc = UpdateService::spawn(installer, move || start.elapsed(), Some("1.0.0".into()))
+            .expect("spawn");
 
         let server = TestServer::start(HubConfig::default()).await;
         assert!(server.state.update.set(svc).is_ok());
@@ -150,8 +151,10 @@ async fn post(
             Ok(hyper::body::Frame::data(Bytes::new()))
         }
     }));
+    let cookie = common::admin_cookie(addr).await;
     let req = http::Request::post("/api/update")
         .header("host", "pinhole")
+        .header("cookie", cookie)
         .header("content-type", "application/octet-stream")
         .body(StreamBody::new(stream))
         .expect("request");
@@ -283,6 +286,7 @@ async fn a_second_upload_while_one_runs_gets_409() {
     let dev = Device::start().await;
     let addr = dev.server.addr;
     // A slow first upload: the header, then nothing for a while.
+    let cookie = common::admin_cookie(addr).await;
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -293,6 +297,7 @@ async fn a_second_upload_while_one_runs_gets_409() {
         tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
     let req = http::Request::post("/api/update")
         .header("host", "pinhole")
+        .header("cookie", cookie)
         .body(StreamBody::new(tokio_stream_from(rx)))
         .expect("req");
     let first =

@@ -80,6 +80,11 @@ pub struct Cli {
     /// it). [default: a fresh temporary directory, removed at exit]
     #[arg(long, value_name = "DIR")]
     pub hls_dir: Option<PathBuf>,
+
+    /// Keep the admin password (admin.json) here. [default:
+    /// $XDG_STATE_HOME/pinhole, else ~/.local/state/pinhole]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// The config file. Unknown keys are an error, so typos are caught.
@@ -93,6 +98,29 @@ pub struct Config {
     pub http: HttpConfig,
     pub hls: HlsConfig,
     pub ota: OtaConfig,
+    pub security: crate::security_config::SecuritySection,
+    pub camera: CameraConfig,
+}
+
+/// Camera sources (`v4l2:…`, `auto`): docs/cameras.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CameraConfig {
+    /// H.264 encoder for raw/MJPEG cameras: `software` (OpenH264) or
+    /// `m2m:/dev/videoN` (a V4L2 stateful encoder, e.g. Raspberry Pi OS's
+    /// `/dev/video11`).
+    pub encoder: String,
+    /// No frame for this long: the camera is closed and reopened.
+    pub stall_timeout_ms: u32,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            encoder: "software".into(),
+            stall_timeout_ms: 3000,
+        }
+    }
 }
 
 /// Over-the-air updates. Off unless the image turns it on: a developer
@@ -200,6 +228,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             hls: HlsConfig::default(),
             ota: OtaConfig::default(),
+            security: Default::default(),
+            camera: CameraConfig::default(),
         }
     }
 }
@@ -294,6 +324,9 @@ impl Config {
         if cli.hls_dir.is_some() {
             cfg.hls.dir = cli.hls_dir.clone();
         }
+        if cli.data_dir.is_some() {
+            cfg.security.data_dir = cli.data_dir.clone();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -362,6 +395,22 @@ impl Config {
             return bad(
                 "hls.part_target_ms",
                 format!("{} (allowed: 20-5000)", self.hls.part_target_ms),
+            );
+        }
+        if let Err((field, reason)) = self.security.validate() {
+            return bad(field, reason);
+        }
+        let enc = &self.camera.encoder;
+        if enc != "software" && !enc.strip_prefix("m2m:").is_some_and(|p| p.starts_with('/')) {
+            return bad(
+                "camera.encoder",
+                format!("{enc:?} (allowed: \"software\" or \"m2m:/dev/videoN\")"),
+            );
+        }
+        if !(500..=60_000).contains(&self.camera.stall_timeout_ms) {
+            return bad(
+                "camera.stall_timeout_ms",
+                format!("{} (allowed: 500-60000)", self.camera.stall_timeout_ms),
             );
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! `pinholed`: wires a source, the hub and the HTTP server together.
 
-mod config;
+use pinholed::config;
 mod ota;
 mod systemd;
 
@@ -11,10 +11,12 @@ use std::time::Duration;
 use clap::Parser;
 use pinhole_capture::pipe::{parse_pipe_spec, PipeInput, PipeSource};
 use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
-use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
+use pinhole_capture::v4l2::{self, EncoderChoice, V4l2Config, V4l2Source};
+use pinhole_capture::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::{Clock, SystemClock};
 use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
+use std::path::{Path, PathBuf};
 
 use config::{Cli, Config};
 
@@ -88,13 +90,7 @@ fn make_source(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Box<dyn Source>, S
     let spec = cfg.source.as_str();
     match spec {
         "test" => test_pattern(clock),
-        "auto" => {
-            tracing::info!(
-                reason = "no camera backend is built into this version",
-                "auto: using the test pattern"
-            );
-            test_pattern(clock)
-        }
+        "auto" => auto_source(cfg, clock, test_pattern),
         _ if spec.starts_with("pipe:") => {
             let mut input = parse_pipe_spec(&spec["pipe:".len()..]);
             if let PipeInput::File { looped, .. } = &mut input {
@@ -106,12 +102,134 @@ fn make_source(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Box<dyn Source>, S
                 clock,
             )))
         }
-        _ if spec.starts_with("v4l2:") || spec.starts_with("libcamera") => Err(format!(
-            "source '{spec}': camera sources are not in this build yet; use test or pipe:<…>"
+        _ if spec.starts_with("v4l2:") => {
+            let (device, fourcc) = v4l2::parse_spec(&spec["v4l2:".len()..]);
+            let c = v4l2_config(cfg, device, fourcc);
+            V4l2Source::new(c, clock)
+                .map(|s| Box::new(s) as Box<dyn Source>)
+                .map_err(|e| e.to_string())
+        }
+        _ if spec.starts_with("libcamera") => Err(format!(
+            "source '{spec}': the libcamera helper is not in this build yet (docs/cameras.md); \
+             use v4l2:/dev/videoN, test, pipe:<…> or auto"
         )),
         _ => Err(format!(
             "unknown source '{spec}': use test, pipe:<file|-|command>, v4l2:<device>, libcamera[:<id>] or auto"
         )),
+    }
+}
+
+fn v4l2_config(cfg: &Config, device: PathBuf, fourcc: Option<u32>) -> V4l2Config {
+    let mut c = V4l2Config::new(device);
+    c.width = cfg.video.width;
+    c.height = cfg.video.height;
+    c.fps = cfg.video.fps;
+    c.bitrate = cfg.video.bitrate;
+    c.keyframe_interval = cfg.keyframe_interval();
+    c.fourcc = fourcc;
+    c.stall_timeout = Duration::from_millis(u64::from(cfg.camera.stall_timeout_ms));
+    // Validated in Config::validate: "software" or "m2m:/dev/…".
+    if let Some(path) = cfg.camera.encoder.strip_prefix("m2m:") {
+        c.encoder = EncoderChoice::M2m(PathBuf::from(path));
+    }
+    c
+}
+
+/// `--source auto`: a libcamera camera, else the first V4L2 capture node
+/// with a usable format, else the test pattern. The choice and the reasons
+/// go to the log and into `source.detail` in `/api/status`.
+fn auto_source(
+    cfg: &Config,
+    clock: Arc<dyn Clock>,
+    test_pattern: impl FnOnce(Arc<dyn Clock>) -> Result<Box<dyn Source>, String>,
+) -> Result<Box<dyn Source>, String> {
+    let mut skipped = vec!["libcamera: helper not in this build (docs/cameras.md)".to_owned()];
+    let want = v4l2::negotiate::Wanted {
+        width: cfg.video.width,
+        height: cfg.video.height,
+        fps: cfg.video.fps,
+        fourcc: None,
+    };
+    let nodes = v4l2::device_nodes(Path::new("/dev"));
+    if nodes.is_empty() {
+        skipped.push("no /dev/video* nodes".into());
+    }
+    let mut opener = v4l2::real_opener();
+    for node in nodes {
+        match v4l2::probe(&mut opener, &node, &want) {
+            Ok(p) => {
+                let c = &p.choice;
+                let why = format!(
+                    "auto: {} ({}, {}) offers {} {}x{}; skipped: {}",
+                    p.path.display(),
+                    p.card,
+                    p.driver,
+                    v4l2::sys::fourcc_str(c.fourcc),
+                    c.width,
+                    c.height,
+                    skipped.join("; ")
+                );
+                tracing::info!(reason = %why, "auto: using a V4L2 camera");
+                let src = V4l2Source::new(v4l2_config(cfg, p.path.clone(), None), clock)
+                    .map_err(|e| e.to_string())?;
+                return Ok(Box::new(Annotated::new(Box::new(src), why)));
+            }
+            Err(e) => skipped.push(e),
+        }
+    }
+    let why = format!("auto: no camera ({})", skipped.join("; "));
+    tracing::info!(reason = %why, "auto: using the test pattern");
+    Ok(Box::new(Annotated::new(test_pattern(clock)?, why)))
+}
+
+/// A source whose status detail carries a note (why `auto` chose it).
+struct Annotated {
+    inner: Box<dyn Source>,
+    note: String,
+}
+
+impl Annotated {
+    fn new(inner: Box<dyn Source>, note: String) -> Self {
+        Annotated { inner, note }
+    }
+}
+
+struct NotedSink<'a> {
+    inner: &'a dyn FrameSink,
+    note: &'a str,
+}
+
+impl FrameSink for NotedSink<'_> {
+    fn publish(&self, au: pinhole_media::AccessUnit) {
+        self.inner.publish(au);
+    }
+    fn report(&self, state: SourceState) {
+        self.inner.report(state);
+    }
+    fn update_info(&self, mut info: SourceInfo) {
+        info.detail = format!("{} [{}]", info.detail, self.note);
+        self.inner.update_info(info);
+    }
+    fn heartbeat(&self) {
+        self.inner.heartbeat();
+    }
+    fn publish_jpeg(&self, jpeg: bytes::Bytes, pts_us: u64) {
+        self.inner.publish_jpeg(jpeg, pts_us);
+    }
+}
+
+impl Source for Annotated {
+    fn info(&self) -> SourceInfo {
+        let mut info = self.inner.info();
+        info.detail = format!("{} [{}]", info.detail, self.note);
+        info
+    }
+    fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
+        let noted = NotedSink {
+            inner: sink,
+            note: &self.note,
+        };
+        self.inner.run(&noted, stop)
     }
 }
 
@@ -137,7 +255,12 @@ fn spawn_source(mut source: Box<dyn Source>, state: Arc<AppState>, stop: StopFla
                             "{e}; retrying in {:.1} s",
                             backoff.as_secs_f64()
                         )));
-                        std::thread::sleep(backoff);
+                        // Sleep in slices with heartbeats: retrying is not hanging.
+                        let until = std::time::Instant::now() + backoff;
+                        while !stop.is_stopped() && std::time::Instant::now() < until {
+                            state.heartbeat();
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
                         backoff = (backoff * 2).min(Duration::from_secs(30));
                     }
                 }
@@ -176,6 +299,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             ui_dir: cfg.http.ui_dir.clone(),
             hls_dir: hls_dir.as_ref().map(|d| d.path().to_owned()),
             hls_part_target_ms: cfg.hls.part_target_ms,
+            security: cfg.security.to_server(),
         },
     );
 
@@ -232,6 +356,7 @@ impl HlsDir {
             .map(std::path::PathBuf::from)
             .filter(|p| p.is_dir())
             .unwrap_or_else(std::env::temp_dir);
+        remove_stale_hls_dirs(&base);
         let path = base.join(format!("pinhole-hls-{}", std::process::id()));
         std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         tracing::info!(dir = %path.display(), "HLS segments in a temporary directory");
@@ -243,6 +368,27 @@ impl HlsDir {
 
     fn path(&self) -> &std::path::Path {
         &self.path
+    }
+}
+
+/// Temporary HLS dirs of daemons that died without cleaning up (SIGKILL,
+/// abort): `pinhole-hls-<pid>` whose process is gone.
+fn remove_stale_hls_dirs(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("pinhole-hls-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 

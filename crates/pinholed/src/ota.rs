@@ -82,10 +82,15 @@ fn spawn<B: BootControl + Send + 'static>(
     paths: SlotPaths,
     config: Config,
 ) -> Result<Arc<UpdateService>, String> {
+    let version = config
+        .policy
+        .current_version
+        .as_ref()
+        .map(|v| v.to_string());
     let info = BootInfo::read(&boot).map_err(|e| format!("ota: reading the boot state: {e}"))?;
     let slots = FileSlots::new(paths, info.active);
     let installer = Installer::new(Updater::new(config, info), slots, boot);
-    UpdateService::spawn(installer, since_boot).map_err(|e| format!("ota: thread: {e}"))
+    UpdateService::spawn(installer, since_boot, version).map_err(|e| format!("ota: thread: {e}"))
 }
 
 fn read_version(path: &Path) -> Option<semver::Version> {

@@ -50,6 +50,11 @@ pub async fn supervise(state: Arc<AppState>, probe: Option<pinhole_server::Liste
     loop {
         let age = state.hub.stats().last_publish.map(|t| t.elapsed());
         let flowing = frames_flowing(age, limit);
+        // A lost camera being retried is the source's business: keep the
+        // daemon and its viewers up. Only a hung source thread stops pings.
+        if !flowing && watchdog.is_some() && state.source_recovering(limit) {
+            let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+        }
         if flowing && !ready {
             ready = true;
             tracing::info!("first frame out: ready");

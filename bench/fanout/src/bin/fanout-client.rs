@@ -11,6 +11,7 @@
 //! Run it pinned to a core the server does not use (`taskset -c 1 …`): its
 //! numbers include its own scheduling, the server histogram does not.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +24,10 @@ use pinhole_bench::{
 use pinhole_media::annexb::{nal_unit_type, nal_units};
 use pinhole_media::h264::find_timestamp_sei;
 use serde_json::{json, Value};
+use tokio::net::TcpSocket;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
@@ -54,6 +57,10 @@ struct Cli {
     /// the window counts as starved.
     #[arg(long, default_value_t = 0.95)]
     starved_below: f64,
+    /// Viewers per loopback source address (127.0.0.2, .3, …), below the
+    /// server's per-address viewer limit.
+    #[arg(long, default_value_t = 50)]
+    per_address: usize,
 }
 
 #[derive(Default)]
@@ -78,12 +85,39 @@ fn is_keyframe(msg: &[u8]) -> bool {
     nal_units(head).any(|n| matches!(nal_unit_type(n), Some(5) | Some(7)))
 }
 
-async fn viewer(url: String, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) -> ViewerStats {
+/// Connects from `source` (an address of 127/8), so the server's per-address
+/// viewer limit is not what the benchmark measures.
+async fn connect(
+    url: &str,
+    source: Ipv4Addr,
+) -> Result<WebSocketStream<tokio::net::TcpStream>, String> {
+    let addr: SocketAddr = url
+        .strip_prefix("ws://")
+        .and_then(|r| r.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| format!("bad url {url}"))?;
+    let sock = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    sock.bind(SocketAddr::from((source, 0)))
+        .map_err(|e| format!("bind {source}: {e}"))?;
+    let tcp = sock.connect(addr).await.map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (ws, _) = tokio_tungstenite::client_async(url, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(ws)
+}
+
+async fn viewer(
+    url: String,
+    source: Ipv4Addr,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> ViewerStats {
     let mut st = ViewerStats::default();
-    let mut ws = match tokio_tungstenite::connect_async(&url).await {
-        Ok((ws, _)) => ws,
+    let mut ws = match connect(&url, source).await {
+        Ok(ws) => ws,
         Err(e) => {
-            st.error = Some(e.to_string());
+            st.error = Some(e);
             return st;
         }
     };
@@ -195,9 +229,13 @@ async fn run(cli: Cli) -> Result<Value, String> {
     let url = format!("ws://{}/ws/h264", cli.addr);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(cli.viewers);
-    for _ in 0..cli.viewers {
+    for i in 0..cli.viewers {
+        // 127.0.0.2, .3, …: `per_address` viewers each.
+        let host = 2 + i / cli.per_address.max(1);
+        let source = Ipv4Addr::new(127, 0, (host / 250) as u8, (host % 250) as u8);
         tasks.push(tokio::spawn(viewer(
             url.clone(),
+            source,
             shared.clone(),
             stop_rx.clone(),
         )));

@@ -333,10 +333,12 @@ impl Device for RealDevice {
             ..Default::default()
         };
         // SAFETY: d is valid.
-        Ok(end_on_einval(unsafe { vidioc_enum_fmt(self.fd(), &mut d) })?.map(|_| FmtDesc {
-            fourcc: d.pixelformat,
-            description: cstr(&d.description),
-        }))
+        Ok(
+            end_on_einval(unsafe { vidioc_enum_fmt(self.fd(), &mut d) })?.map(|_| FmtDesc {
+                fourcc: d.pixelformat,
+                description: cstr(&d.description),
+            }),
+        )
     }
 
     fn enum_framesizes(&mut self, fourcc: u32, index: u32) -> io::Result<Option<FrameSize>> {
@@ -358,10 +360,18 @@ impl Device for RealDevice {
             t => FrameSize::Stepwise {
                 min_width: z[0],
                 max_width: z[1],
-                step_width: if t == FRMSIZE_TYPE_CONTINUOUS { 1 } else { z[2].max(1) },
+                step_width: if t == FRMSIZE_TYPE_CONTINUOUS {
+                    1
+                } else {
+                    z[2].max(1)
+                },
                 min_height: z[3],
                 max_height: z[4],
-                step_height: if t == FRMSIZE_TYPE_CONTINUOUS { 1 } else { z[5].max(1) },
+                step_height: if t == FRMSIZE_TYPE_CONTINUOUS {
+                    1
+                } else {
+                    z[5].max(1)
+                },
             },
         }))
     }
@@ -443,10 +453,7 @@ impl Device for RealDevice {
         if c.capability & CAP_TIMEPERFRAME == 0 {
             return Ok(None);
         }
-        Ok(Some((
-            c.timeperframe.numerator,
-            c.timeperframe.denominator,
-        )))
+        Ok(Some((c.timeperframe.numerator, c.timeperframe.denominator)))
     }
 
     fn reqbufs(&mut self, buf_type: u32, count: u32) -> io::Result<u32> {

@@ -234,7 +234,13 @@ mod tests {
 
     #[test]
     fn exact_size_and_rate_on_a_vivid_like_device() {
-        let sizes = [(320, 180), (640, 360), (640, 480), (1280, 720), (1920, 1080)];
+        let sizes = [
+            (320, 180),
+            (640, 360),
+            (640, 480),
+            (1280, 720),
+            (1920, 1080),
+        ];
         let f = [discrete(PIX_FMT_YUYV, &sizes, &[5, 10, 15, 25, 30, 50, 60])];
         let c = negotiate(&f, &want(1280, 720, 30)).expect("choice");
         assert_eq!((c.width, c.height), (1280, 720));

@@ -468,9 +468,12 @@ mod tests {
     #[test]
     fn ioctl_numbers_match_the_c_header() {
         use nix::{request_code_read, request_code_readwrite, request_code_write};
-        let rw = |nr, size| request_code_readwrite!(b'V', nr, size) as u64;
+        fn code(c: impl Into<u64>) -> u64 {
+            c.into()
+        }
+        let rw = |nr, size| code(request_code_readwrite!(b'V', nr, size));
         assert_eq!(
-            request_code_read!(b'V', 0, size_of::<v4l2_capability>()) as u64,
+            code(request_code_read!(b'V', 0, size_of::<v4l2_capability>())),
             0x8068_5600
         );
         assert_eq!(rw(2, size_of::<v4l2_fmtdesc>()), 0xc040_5602);
@@ -478,7 +481,7 @@ mod tests {
         assert_eq!(rw(8, size_of::<v4l2_requestbuffers>()), 0xc014_5608);
         assert_eq!(rw(17, size_of::<v4l2_buffer>()), 0xc058_5611);
         assert_eq!(
-            request_code_write!(b'V', 18, size_of::<i32>()) as u64,
+            code(request_code_write!(b'V', 18, size_of::<i32>())),
             0x4004_5612
         );
         assert_eq!(rw(22, size_of::<v4l2_streamparm>()), 0xc0cc_5616);

@@ -24,6 +24,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(hub_cfg: HubConfig) -> TestServer {
+        TestServer::start_with(hub_cfg, ServerConfig::default()).await
+    }
+
+    pub async fn start_with(hub_cfg: HubConfig, cfg: ServerConfig) -> TestServer {
         let hub = Hub::new(hub_cfg);
         let info = SourceInfo {
             kind: "test",
@@ -32,7 +36,7 @@ impl TestServer {
             bitrate: None,
             keyframe_interval: None,
         };
-        let state = AppState::new(hub, info, ServerConfig::default());
+        let state = AppState::new(hub, info, cfg);
         let listener = Listener::bind(&"127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
@@ -73,6 +77,75 @@ impl TestServer {
                 .expect("server stops within 10 s")
                 .expect("server task");
         }
+    }
+}
+
+/// The admin password the tests set.
+pub const ADMIN_PASSWORD: &str = "test admin password";
+
+/// An admin session cookie (`name=value`) for the server at `addr`: sets the
+/// password on first use, logs in after that.
+pub async fn admin_cookie(addr: SocketAddr) -> String {
+    for path in ["/api/auth/setup", "/api/auth/login"] {
+        let r = post_json(
+            addr,
+            path,
+            &format!("{{\"password\":\"{ADMIN_PASSWORD}\"}}"),
+            &[],
+        )
+        .await;
+        if r.status == 200 {
+            let c = r.headers["set-cookie"].to_str().expect("cookie");
+            return c.split(';').next().expect("name=value").to_owned();
+        }
+    }
+    panic!("cannot log in");
+}
+
+/// POSTs a JSON body (with a same-origin `Origin`).
+pub async fn post_json(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::post(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json");
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("origin"))
+    {
+        req = req.header("origin", format!("http://{addr}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(
+            req.body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    HttpResponse {
+        status,
+        headers,
+        body,
     }
 }
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Source-to-screen latency in a real browser: pinhole's players vs the seeds' pipelines.
+# Usage: bench/latency/run.sh [--smoke] [--quick] [bench.mjs options…]
+#   (no flag)  every probe 30 s + the 5-minute MSE/WebCodecs runs (~17 min); writes the
+#              "Latency" section of bench/README.md and bench/results/latency.{json,md,png}
+#   --quick    the same without the 5-minute runs (~6 min)
+#   --smoke    ~30 s, for CI: every probe must produce numbers (no timing assertions);
+#              writes bench/results/smoke/ only
+# Needs: cargo, node >= 20, /usr/bin/chromium, ffmpeg, nginx, websockify, gnuplot (the Debian
+# packages are installed when missing and we are root).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+need=()
+command -v websockify >/dev/null || need+=(websockify)
+command -v gnuplot >/dev/null || need+=(gnuplot-nox)
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "latency: installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "latency: missing ${need[*]} (apt-get install them)" >&2
+    exit 1
+  fi
+fi
+[ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund)
+
+cargo build --release --locked -p pinholed -p pinhole-bench --bin pinholed --bin testsrc 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
+[ -x target/release/pinholed ] && [ -x target/release/testsrc ] || { echo "latency: build failed" >&2; exit 1; }
+
+# Node 20 has WebSocket behind a flag (22+ has it anyway).
+ws_flag=()
+node --experimental-websocket -e '' 2>/dev/null && ws_flag=(--experimental-websocket)
+PINHOLED="$PWD/target/release/pinholed" exec node "${ws_flag[@]}" --no-warnings bench/latency/bench.mjs "$@"

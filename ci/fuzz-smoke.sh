@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target of every fuzz crate briefly (default 20 s
+# each, FUZZ_SECONDS to change): catches crashes the seeds or a short run
+# find, and keeps the targets building. Long runs: see docs/security.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${FUZZ_SECONDS:-20}
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+fi
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+failed=()
+for dir in crates/*/fuzz; do
+    [ -f "$dir/Cargo.toml" ] || continue
+    for target in $(cd "$dir" && cargo +nightly fuzz list); do
+        echo "== $dir: $target (${secs} s)"
+        scratch=$(mktemp -d)
+        mkdir -p "$dir/corpus/$target"
+        # New inputs go to a scratch dir; the committed seeds stay as they are.
+        log="$scratch.log"
+        if (cd "$dir" && cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+                -max_total_time="$secs" -print_final_stats=1) >"$log" 2>&1; then
+            grep -E "stat::number_of_executed_units" "$log" || true
+        else
+            tail -40 "$log"
+            failed+=("$dir:$target")
+        fi
+        rm -f "$log"
+        rm -rf "$scratch"
+    done
+done
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz targets that crashed: ${failed[*]} (reproducers in <crate>/fuzz/artifacts/)" >&2
+    exit 1
+fi
+echo "fuzz smoke: all targets ran ${secs} s without a crash"

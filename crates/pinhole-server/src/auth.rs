@@ -1,0 +1,1168 @@
+//! Access control: the admin password (Argon2id, set on first boot, no
+//! default), sessions, login throttling, the viewer policy, and the one guard
+//! every request passes before the route table (see docs/security.md).
+//!
+//! The guard decides by method and path alone, so a route someone adds later
+//! is admin-only as soon as it changes state:
+//! - `/api/auth*`: public; each handler checks what it needs.
+//! - anything but GET/HEAD/OPTIONS: an admin session, and a same-origin `Origin`.
+//! - GET/HEAD of live routes and `/api/*`: the viewer policy.
+//! - GET/HEAD of anything else (the UI's files): everyone allowed to reach us.
+//!
+//! Until the password is set, only LAN clients get anything at all.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::limits::{read_body, ViewerLimits, ViewerPermit, MAX_JSON_BODY};
+use crate::{error_response, full, AppState, Body, ServerError};
+
+pub const SESSION_COOKIE: &str = "pinhole_session";
+pub const VIEWER_COOKIE: &str = "pinhole_view";
+const ADMIN_FILE: &str = "admin.json";
+const RESET_DONE_FILE: &str = "reset-consumed";
+const MIN_PASSWORD: usize = 8;
+const MAX_PASSWORD: usize = 1024;
+const MAX_SESSIONS: usize = 64;
+const MAX_THROTTLED_ADDRS: usize = 10_000;
+
+/// Who may watch without logging in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ViewerAccess {
+    /// LAN addresses (private, link-local, loopback) watch freely; others
+    /// need a viewer token or a session.
+    Lan,
+    /// Everyone the network lets through (once the admin password is set).
+    Open,
+    /// Everyone needs `?token=` (or the cookie it turns into) or a session.
+    Token,
+}
+
+impl std::str::FromStr for ViewerAccess {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "lan" => Ok(ViewerAccess::Lan),
+            "open" => Ok(ViewerAccess::Open),
+            "token" => Ok(ViewerAccess::Token),
+            _ => Err(format!("'{s}': use lan, open or token")),
+        }
+    }
+}
+
+impl ViewerAccess {
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewerAccess::Lan => "lan",
+            ViewerAccess::Open => "open",
+            ViewerAccess::Token => "token",
+        }
+    }
+}
+
+/// Security settings (the `[security]` config section).
+#[derive(Clone, Debug)]
+pub struct SecurityConfig {
+    /// Where `admin.json` lives. `None`: in memory only (tests).
+    pub data_dir: Option<PathBuf>,
+    /// A file (on the boot partition) whose presence at start removes the
+    /// admin password: physical access resets it.
+    pub reset_file: Option<PathBuf>,
+    pub viewer: ViewerAccess,
+    /// Tokens accepted as `?token=` on live routes (embedding in NVRs).
+    pub viewer_tokens: Vec<String>,
+    pub session_idle: Duration,
+    pub session_max: Duration,
+    /// Live viewers (WebSocket, MP4, MJPEG) in all and per client address.
+    pub max_viewers: usize,
+    pub max_viewers_per_ip: usize,
+    /// Non-update request bodies.
+    pub max_body: usize,
+    /// Request headers must arrive within this; also the keep-alive idle limit.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            data_dir: None,
+            reset_file: None,
+            viewer: ViewerAccess::Lan,
+            viewer_tokens: Vec::new(),
+            session_idle: Duration::from_secs(30 * 60),
+            session_max: Duration::from_secs(12 * 3600),
+            max_viewers: 1000,
+            max_viewers_per_ip: 64,
+            max_body: MAX_JSON_BODY,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a request came from, as far as we can trust it.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    /// The TCP peer; `None` on the Unix socket (nginx, or a local process).
+    pub peer: Option<IpAddr>,
+}
+
+/// The client as the guard sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Client {
+    pub ip: IpAddr,
+    pub https: bool,
+}
+
+/// The client's address: the TCP peer, or — only on the Unix socket, where
+/// nginx is the peer — `X-Real-IP`, else the last `X-Forwarded-For` hop
+/// (the one nginx appended). A local process on the socket counts as loopback.
+pub fn client_of(conn: Option<&ConnInfo>, headers: &HeaderMap) -> Client {
+    match conn {
+        Some(ConnInfo { peer: Some(ip) }) => Client {
+            ip: canonical(*ip),
+            https: false,
+        },
+        Some(ConnInfo { peer: None }) => {
+            let real = headers
+                .get("x-real-ip")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<IpAddr>().ok());
+            let fwd = || {
+                headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .flat_map(|v| v.split(','))
+                    .next_back()
+                    .and_then(|v| v.trim().parse::<IpAddr>().ok())
+            };
+            let ip = real
+                .or_else(fwd)
+                .unwrap_or(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST));
+            let https = headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+            Client {
+                ip: canonical(ip),
+                https,
+            }
+        }
+        // No connection info: trust nothing.
+        None => Client {
+            ip: IpAddr::V4(std::net::Ipv4Addr::BROADCAST),
+            https: false,
+        },
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// Private, link-local, unique-local or loopback.
+pub fn is_lan(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments()[0];
+            v6.is_loopback() || (s & 0xffc0) == 0xfe80 || (s & 0xfe00) == 0xfc00
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The password store
+
+struct Store {
+    dir: Option<PathBuf>,
+    hash: Option<String>,
+}
+
+impl Store {
+    fn load(dir: Option<&Path>) -> Store {
+        let hash = dir.and_then(|d| {
+            let path = d.join(ADMIN_FILE);
+            let text = std::fs::read_to_string(&path).ok()?;
+            match serde_json::from_str::<AdminFile>(&text) {
+                Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some(f.argon2id),
+                _ => {
+                    // Never fall back to "no password" silently for a file we
+                    // cannot read: keep the file, refuse logins, say so.
+                    tracing::error!(path = %path.display(), "admin password file is unreadable; remove it (or use the reset file) to set a new password");
+                    Some(String::from("invalid"))
+                }
+            }
+        });
+        Store {
+            dir: dir.map(Path::to_owned),
+            hash,
+        }
+    }
+
+    fn save(&mut self, hash: String) -> Result<(), ServerError> {
+        if let Some(dir) = &self.dir {
+            write_private(
+                &dir.join(ADMIN_FILE),
+                json!({ "version": 1, "argon2id": hash })
+                    .to_string()
+                    .as_bytes(),
+            )
+            .map_err(|e| ServerError::Internal(format!("cannot store the password: {e}")))?;
+        }
+        self.hash = Some(hash);
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct AdminFile {
+    argon2id: String,
+}
+
+/// Writes `path` atomically with mode 0600.
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Applies the reset file: if it exists and was not already used (its size
+/// and modification time are remembered, since the boot partition is
+/// read-only to the daemon), the admin password is removed. Returns whether
+/// it did.
+pub fn apply_reset_file(data_dir: &Path, reset_file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(reset_file) else {
+        return false;
+    };
+    let stamp = format!("{} {} {}", m.len(), m.mtime(), m.mtime_nsec());
+    let done = data_dir.join(RESET_DONE_FILE);
+    if std::fs::read_to_string(&done).is_ok_and(|s| s.trim() == stamp) {
+        tracing::warn!(file = %reset_file.display(), "password reset file already applied; delete it from the boot partition");
+        return false;
+    }
+    let _ = std::fs::remove_file(data_dir.join(ADMIN_FILE));
+    let _ = write_private(&done, stamp.as_bytes());
+    // Usually fails (read-only to us); the stamp keeps it from firing twice.
+    let _ = std::fs::remove_file(reset_file);
+    tracing::warn!(file = %reset_file.display(), "admin password removed by the reset file: set a new one in the web UI");
+    true
+}
+
+fn hash_password(pw: &str) -> Result<String, ServerError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt)
+        .map_err(|e| ServerError::Internal(format!("no randomness: {e}")))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| ServerError::Internal(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(pw.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServerError::Internal(format!("argon2: {e}")))
+}
+
+fn verify_password(pw: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------
+// Sessions
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Admin,
+    Viewer,
+}
+
+struct Session {
+    kind: Kind,
+    created: Instant,
+    last_seen: Instant,
+}
+
+fn new_token() -> Result<String, ServerError> {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b)
+        .map_err(|e| ServerError::Internal(format!("no randomness: {e}")))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+// ---------------------------------------------------------------------------
+// Login throttling: exponential backoff per address and for all addresses.
+
+#[derive(Clone, Copy, Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Backoff {
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        self.until
+            .filter(|u| *u > now)
+            .map(|u| u.saturating_duration_since(now))
+    }
+    /// `free` failures cost nothing; then 1 s, 2 s, 4 s … up to `cap`.
+    fn fail(&mut self, now: Instant, free: u32, cap: Duration) {
+        if self
+            .last
+            .is_some_and(|l| now.saturating_duration_since(l) > Duration::from_secs(3600))
+        {
+            self.failures = 0;
+        }
+        self.failures = self.failures.saturating_add(1);
+        self.last = Some(now);
+        if self.failures > free {
+            let exp = (self.failures - free - 1).min(20);
+            let d = Duration::from_secs(1u64 << exp).min(cap);
+            self.until = Some(now + d);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Throttle {
+    per_ip: HashMap<IpAddr, Backoff>,
+    global: Backoff,
+}
+
+impl Throttle {
+    fn check(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let a = self.per_ip.get(&ip).and_then(|b| b.wait(now));
+        let g = self.global.wait(now);
+        a.max(g)
+    }
+    fn fail(&mut self, ip: IpAddr, now: Instant) {
+        if self.per_ip.len() >= MAX_THROTTLED_ADDRS {
+            self.per_ip.retain(|_, b| {
+                b.last
+                    .is_some_and(|l| now.saturating_duration_since(l) < Duration::from_secs(3600))
+            });
+            if self.per_ip.len() >= MAX_THROTTLED_ADDRS {
+                self.per_ip.clear();
+            }
+        }
+        self.per_ip
+            .entry(ip)
+            .or_default()
+            .fail(now, 2, Duration::from_secs(300));
+        self.global.fail(now, 20, Duration::from_secs(60));
+    }
+    fn succeed(&mut self, ip: IpAddr) {
+        self.per_ip.remove(&ip);
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+/// Access-control state, one per daemon.
+pub struct Auth {
+    cfg: SecurityConfig,
+    store: Mutex<Store>,
+    sessions: Mutex<HashMap<String, Session>>,
+    throttle: Mutex<Throttle>,
+    /// One Argon2 computation at a time (19 MiB each): a login flood cannot
+    /// exhaust memory or every core.
+    hashing: tokio::sync::Semaphore,
+    pub(crate) viewers: Arc<ViewerLimits>,
+}
+
+impl Auth {
+    pub fn new(cfg: SecurityConfig) -> Auth {
+        if let Some(dir) = &cfg.data_dir {
+            if let Some(reset) = &cfg.reset_file {
+                apply_reset_file(dir, reset);
+            }
+        }
+        let store = Store::load(cfg.data_dir.as_deref());
+        if store.hash.is_none() {
+            tracing::warn!("no admin password is set: open the web UI from the LAN to set one");
+        }
+        Auth {
+            viewers: ViewerLimits::new(cfg.max_viewers, cfg.max_viewers_per_ip),
+            store: Mutex::new(store),
+            sessions: Mutex::default(),
+            throttle: Mutex::default(),
+            hashing: tokio::sync::Semaphore::new(1),
+            cfg,
+        }
+    }
+
+    pub fn config(&self) -> &SecurityConfig {
+        &self.cfg
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hash
+            .is_some()
+    }
+
+    /// Live viewers holding a slot.
+    pub fn viewers_connected(&self) -> usize {
+        self.viewers.current()
+    }
+
+    fn session(&self, token: Option<&str>, want: Kind) -> bool {
+        let Some(token) = token else { return false };
+        let now = Instant::now();
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let valid = match s.get_mut(token) {
+            Some(sess)
+                if now.saturating_duration_since(sess.created) < self.cfg.session_max
+                    && now.saturating_duration_since(sess.last_seen) < self.cfg.session_idle =>
+            {
+                sess.last_seen = now;
+                sess.kind == want || sess.kind == Kind::Admin
+            }
+            Some(_) => {
+                s.remove(token);
+                false
+            }
+            None => false,
+        };
+        valid
+    }
+
+    fn new_session(&self, kind: Kind) -> Result<String, ServerError> {
+        let token = new_token()?;
+        let now = Instant::now();
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        s.retain(|_, v| {
+            now.saturating_duration_since(v.created) < self.cfg.session_max
+                && now.saturating_duration_since(v.last_seen) < self.cfg.session_idle
+        });
+        while s.len() >= MAX_SESSIONS {
+            // Evict the least recently used.
+            let Some(oldest) = s
+                .iter()
+                .min_by_key(|(_, v)| v.last_seen)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            s.remove(&oldest);
+        }
+        s.insert(
+            token.clone(),
+            Session {
+                kind,
+                created: now,
+                last_seen: now,
+            },
+        );
+        Ok(token)
+    }
+
+    fn drop_sessions(&self, keep: Option<&str>) {
+        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        s.retain(|k, v| v.kind == Kind::Viewer || Some(k.as_str()) == keep);
+    }
+
+    fn viewer_token_ok(&self, token: Option<&str>) -> bool {
+        let Some(t) = token else { return false };
+        self.cfg
+            .viewer_tokens
+            .iter()
+            .any(|k| !k.is_empty() && ct_eq(k.as_bytes(), t.as_bytes()))
+    }
+
+    /// Whether a client may watch.
+    fn may_view(&self, client: Client, headers: &HeaderMap, query: Option<&str>) -> bool {
+        let policy = match self.cfg.viewer {
+            ViewerAccess::Open => true,
+            ViewerAccess::Lan => is_lan(client.ip),
+            ViewerAccess::Token => false,
+        };
+        policy
+            || self.viewer_token_ok(query_param(query, "token").as_deref())
+            || self.session(cookie(headers, VIEWER_COOKIE), Kind::Viewer)
+            || self.session(cookie(headers, SESSION_COOKIE), Kind::Admin)
+    }
+
+    async fn verify(&self, pw: String) -> bool {
+        let Some(hash) = self
+            .store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hash
+            .clone()
+        else {
+            return false;
+        };
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn hash(&self, pw: String) -> Result<String, ServerError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| ServerError::Unavailable("shutting down".into()))?;
+        tokio::task::spawn_blocking(move || hash_password(&pw))
+            .await
+            .map_err(|e| ServerError::Internal(format!("hashing task: {e}")))?
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
+}
+
+/// Constant-time comparison (length may leak; contents do not).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A query parameter (no percent-decoding: tokens are plain ASCII).
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `Origin` of a state-changing request must name this host. Browsers send
+/// it on every cross-origin POST/PUT/DELETE; a request without it and
+/// without `Sec-Fetch-Site` is not from a browser, so it is no CSRF.
+pub fn origin_ok(headers: &HeaderMap, https: bool) -> bool {
+    if headers.get_all(header::ORIGIN).iter().count() > 1
+        || headers.get_all(header::HOST).iter().count() > 1
+    {
+        return false;
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match headers.get(header::ORIGIN).map(|v| v.to_str()) {
+        None => headers
+            .get("sec-fetch-site")
+            .is_none_or(|v| v.as_bytes() == b"same-origin" || v.as_bytes() == b"none"),
+        Some(Err(_)) => false,
+        Some(Ok(origin)) => {
+            let Some(host) = host else { return false };
+            let Some((scheme, authority)) = origin.split_once("://") else {
+                return false; // includes "null"
+            };
+            let default_port = match scheme {
+                "http" => ":80",
+                "https" => ":443",
+                _ => return false,
+            };
+            let _ = https; // scheme may differ behind a TLS-terminating proxy
+            let norm = |s: &str| {
+                let s = s.to_ascii_lowercase();
+                s.strip_suffix(default_port).map(str::to_owned).unwrap_or(s)
+            };
+            !authority.contains('/') && norm(authority) == norm(host)
+        }
+    }
+}
+
+fn is_live(path: &str) -> bool {
+    path.starts_with("/ws/") || matches!(path, "/stream.mp4" | "/mjpeg")
+}
+
+fn is_view(path: &str) -> bool {
+    is_live(path)
+        || path.starts_with("/hls/")
+        || path.starts_with("/api/")
+        || matches!(path, "/snapshot.jpg" | "/metrics")
+}
+
+/// How the guard classifies a request (pure: method and path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// `/api/auth*`: the handlers check for themselves.
+    Auth,
+    /// Changes state: admin session + Origin.
+    Admin,
+    /// Live views and read-only API: the viewer policy.
+    View,
+    /// The UI's static files.
+    Static,
+}
+
+pub fn classify(method: &Method, path: &str) -> Class {
+    if path == "/api/auth" || path.starts_with("/api/auth/") {
+        Class::Auth
+    } else if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        Class::Admin
+    } else if is_view(path) {
+        Class::View
+    } else {
+        Class::Static
+    }
+}
+
+/// What the guard lets through with a request.
+pub(crate) struct Admitted {
+    pub client: Client,
+    pub permit: Option<Arc<ViewerPermit>>,
+}
+
+fn refuse(status: StatusCode, msg: &str) -> Response<Body> {
+    full(
+        status,
+        "application/json",
+        json!({ "error": msg }).to_string(),
+    )
+}
+
+/// The guard: runs before the route table for every request.
+pub(crate) fn guard(
+    req: &mut Request<Incoming>,
+    state: &Arc<AppState>,
+) -> Result<Admitted, Response<Body>> {
+    let auth = &state.auth;
+    let path = req.uri().path();
+    let method = req.method();
+    let client = client_of(req.extensions().get::<ConnInfo>(), req.headers());
+    let lan = is_lan(client.ip);
+    if path != "/api/update" {
+        let len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if len.is_some_and(|l| l > auth.cfg.max_body as u64) {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body larger than {} bytes", auth.cfg.max_body),
+            ));
+        }
+    }
+    let configured = auth.has_password();
+    if !configured && !lan {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "this camera is not set up yet: set its admin password from the local network",
+        ));
+    }
+    let class = classify(method, path);
+    let headers = req.headers();
+    match class {
+        Class::Static => {}
+        Class::Auth => {
+            if *method != Method::GET && !origin_ok(headers, client.https) {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "cross-origin request refused",
+                ));
+            }
+        }
+        Class::Admin => {
+            if !origin_ok(headers, client.https) {
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    "cross-origin request refused",
+                ));
+            }
+            if !configured {
+                return Err(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "set the admin password first (POST /api/auth/setup)",
+                ));
+            }
+            if !auth.session(cookie(headers, SESSION_COOKIE), Kind::Admin) {
+                return Err(refuse(StatusCode::UNAUTHORIZED, "log in as admin first"));
+            }
+        }
+        Class::View => {
+            if !auth.may_view(client, headers, req.uri().query()) {
+                return Err(refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "viewing needs a login or a viewer token",
+                ));
+            }
+        }
+    }
+    let mut permit = None;
+    if class == Class::View && is_live(path) {
+        match auth.viewers.acquire(client.ip) {
+            Ok(p) => {
+                let p = Arc::new(p);
+                req.extensions_mut().insert(p.clone());
+                permit = Some(p);
+            }
+            Err(e) => return Err(error_response(&e)),
+        }
+    }
+    Ok(Admitted { client, permit })
+}
+
+// ---------------------------------------------------------------------------
+// /api/auth endpoints
+
+/// JSON body of setup, login and password change.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthBody {
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub current: Option<String>,
+}
+
+impl AuthBody {
+    /// Parses and checks sizes; never echoes the input.
+    pub fn parse(bytes: &[u8]) -> Result<AuthBody, ServerError> {
+        let b: AuthBody = serde_json::from_slice(bytes)
+            .map_err(|_| ServerError::BadRequest("expected JSON {\"password\": \"…\"}".into()))?;
+        for p in [&b.password, &b.current].into_iter().flatten() {
+            if p.len() > MAX_PASSWORD {
+                return Err(ServerError::BadRequest("password too long".into()));
+            }
+        }
+        Ok(b)
+    }
+}
+
+fn new_password_ok(pw: &str) -> Result<(), ServerError> {
+    if pw.chars().count() < MIN_PASSWORD {
+        return Err(ServerError::Unprocessable(format!(
+            "the password needs at least {MIN_PASSWORD} characters"
+        )));
+    }
+    if pw.len() > MAX_PASSWORD {
+        return Err(ServerError::Unprocessable("password too long".into()));
+    }
+    Ok(())
+}
+
+fn set_cookie(resp: &mut Response<Body>, name: &str, value: &str, max_age: u64, https: bool) {
+    let secure = if https { "; Secure" } else { "" };
+    let v = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
+    if let Ok(v) = HeaderValue::from_str(&v) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+fn ok_json(v: serde_json::Value) -> Response<Body> {
+    let mut r = full(StatusCode::OK, "application/json", v.to_string());
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn password_from(req: Request<Incoming>, max: usize) -> Result<AuthBody, ServerError> {
+    let bytes = read_body(req.into_body(), max).await?;
+    AuthBody::parse(&bytes)
+}
+
+/// `/api/auth*`.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    state: &Arc<AppState>,
+    admitted: &Admitted,
+) -> Result<Response<Body>, ServerError> {
+    let auth = &state.auth;
+    let client = admitted.client;
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let is_admin = || auth.session(cookie(&headers, SESSION_COOKIE), Kind::Admin);
+    let max_age = auth.cfg.session_max.as_secs();
+    match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, "/api/auth") => {
+            let mut extra = None;
+            let token = query_param(req.uri().query(), "token");
+            if auth.viewer_token_ok(token.as_deref()) {
+                extra = Some(auth.new_session(Kind::Viewer)?);
+            }
+            let mut resp = ok_json(json!({
+                "setup_needed": !auth.has_password(),
+                "logged_in": is_admin(),
+                "lan": is_lan(client.ip),
+                "viewer_access": auth.cfg.viewer.name(),
+                "may_view": extra.is_some() || auth.may_view(client, &headers, None),
+            }));
+            if let Some(t) = extra {
+                set_cookie(&mut resp, VIEWER_COOKIE, &t, max_age, client.https);
+            }
+            Ok(resp)
+        }
+        // For nginx `auth_request` on the files it serves itself (HLS).
+        (Method::GET | Method::HEAD, "/api/auth/view") => {
+            let original = headers
+                .get("x-original-uri")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let query = original.split_once('?').map(|(_, q)| q);
+            if auth.may_view(client, &headers, query) {
+                Ok(full(StatusCode::NO_CONTENT, "text/plain", ""))
+            } else {
+                Err(ServerError::Unauthorized(
+                    "viewing needs a login or a viewer token".into(),
+                ))
+            }
+        }
+        (Method::POST, "/api/auth/setup") => {
+            if auth.has_password() {
+                return Err(ServerError::Conflict(
+                    "the admin password is already set".into(),
+                ));
+            }
+            if !is_lan(client.ip) {
+                return Err(ServerError::Forbidden(
+                    "set up from the local network".into(),
+                ));
+            }
+            let body = password_from(req, auth.cfg.max_body).await?;
+            let pw = body.password.unwrap_or_default();
+            new_password_ok(&pw)?;
+            let hash = auth.hash(pw).await?;
+            {
+                let mut store = auth.store.lock().unwrap_or_else(|e| e.into_inner());
+                if store.hash.is_some() {
+                    return Err(ServerError::Conflict(
+                        "the admin password is already set".into(),
+                    ));
+                }
+                store.save(hash)?;
+            }
+            tracing::info!(client = %client.ip, "admin password set");
+            let token = auth.new_session(Kind::Admin)?;
+            let mut resp = ok_json(json!({ "logged_in": true }));
+            set_cookie(&mut resp, SESSION_COOKIE, &token, max_age, client.https);
+            Ok(resp)
+        }
+        (Method::POST, "/api/auth/login") => {
+            if !auth.has_password() {
+                return Err(ServerError::Conflict(
+                    "no admin password yet: set one first".into(),
+                ));
+            }
+            let now = Instant::now();
+            let wait = auth
+                .throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .check(client.ip, now);
+            if let Some(w) = wait {
+                return Err(ServerError::TooManyRequests {
+                    retry_after: ceil_secs(w),
+                });
+            }
+            let body = password_from(req, auth.cfg.max_body).await?;
+            let ok = auth.verify(body.password.unwrap_or_default()).await;
+            let mut t = auth.throttle.lock().unwrap_or_else(|e| e.into_inner());
+            if !ok {
+                t.fail(client.ip, Instant::now());
+                drop(t);
+                tracing::warn!(client = %client.ip, "failed admin login");
+                return Err(ServerError::Unauthorized("wrong password".into()));
+            }
+            t.succeed(client.ip);
+            drop(t);
+            tracing::info!(client = %client.ip, "admin logged in");
+            let token = auth.new_session(Kind::Admin)?;
+            let mut resp = ok_json(json!({ "logged_in": true }));
+            set_cookie(&mut resp, SESSION_COOKIE, &token, max_age, client.https);
+            Ok(resp)
+        }
+        (Method::POST, "/api/auth/logout") => {
+            if let Some(t) = cookie(&headers, SESSION_COOKIE) {
+                auth.sessions
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(t);
+            }
+            let mut resp = ok_json(json!({ "logged_in": false }));
+            set_cookie(&mut resp, SESSION_COOKIE, "", 0, client.https);
+            Ok(resp)
+        }
+        (Method::POST, "/api/auth/password") => {
+            if !is_admin() {
+                return Err(ServerError::Unauthorized("log in as admin first".into()));
+            }
+            let now = Instant::now();
+            if let Some(w) = auth
+                .throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .check(client.ip, now)
+            {
+                return Err(ServerError::TooManyRequests {
+                    retry_after: ceil_secs(w),
+                });
+            }
+            let body = password_from(req, auth.cfg.max_body).await?;
+            let new = body.password.unwrap_or_default();
+            new_password_ok(&new)?;
+            if !auth.verify(body.current.unwrap_or_default()).await {
+                auth.throttle
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .fail(client.ip, Instant::now());
+                return Err(ServerError::Forbidden(
+                    "the current password is wrong".into(),
+                ));
+            }
+            let hash = auth.hash(new).await?;
+            auth.store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .save(hash)?;
+            // Every other admin session ends; this one gets a fresh token.
+            auth.drop_sessions(None);
+            tracing::info!(client = %client.ip, "admin password changed");
+            let token = auth.new_session(Kind::Admin)?;
+            let mut resp = ok_json(json!({ "logged_in": true }));
+            set_cookie(&mut resp, SESSION_COOKIE, &token, max_age, client.https);
+            Ok(resp)
+        }
+        (m, p) => Err(
+            if p == "/api/auth" || p.starts_with("/api/auth/") && m != Method::GET {
+                ServerError::MethodNotAllowed {
+                    method: m.to_string(),
+                    path: p.to_owned(),
+                }
+            } else {
+                ServerError::NotFound(p.to_owned())
+            },
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lan_addresses() {
+        for a in [
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.0.9",
+            "169.254.1.1",
+            "127.0.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:192.168.1.1",
+        ] {
+            assert!(is_lan(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "8.8.8.8",
+            "100.64.0.1",
+            "2001:db8::1",
+            "::ffff:8.8.8.8",
+            "172.32.0.1",
+        ] {
+            assert!(!is_lan(a.parse().unwrap()), "{a}");
+        }
+    }
+
+    #[test]
+    fn proxy_headers_only_count_on_the_unix_socket() {
+        let mut h = HeaderMap::new();
+        h.insert("x-real-ip", HeaderValue::from_static("8.8.8.8"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let tcp = ConnInfo {
+            peer: Some("192.168.1.5".parse().unwrap()),
+        };
+        let c = client_of(Some(&tcp), &h);
+        assert_eq!(c.ip, "192.168.1.5".parse::<IpAddr>().unwrap());
+        assert!(!c.https);
+        let unix = ConnInfo { peer: None };
+        let c = client_of(Some(&unix), &h);
+        assert_eq!(c.ip, "8.8.8.8".parse::<IpAddr>().unwrap());
+        assert!(c.https);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("10.0.0.1, 8.8.4.4"),
+        );
+        assert_eq!(
+            client_of(Some(&unix), &h).ip,
+            "8.8.4.4".parse::<IpAddr>().unwrap()
+        );
+        assert!(!is_lan(client_of(None, &h).ip));
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        let h = |origin: Option<&str>, host: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            if let Some(o) = origin {
+                m.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+            }
+            m
+        };
+        assert!(origin_ok(
+            &h(Some("http://pinhole.local"), "pinhole.local"),
+            false
+        ));
+        assert!(origin_ok(
+            &h(Some("http://pinhole.local:80"), "pinhole.local"),
+            false
+        ));
+        assert!(origin_ok(
+            &h(Some("https://Pinhole.local"), "pinhole.local:443"),
+            true
+        ));
+        assert!(origin_ok(
+            &h(Some("http://127.0.0.1:8080"), "127.0.0.1:8080"),
+            false
+        ));
+        assert!(!origin_ok(
+            &h(Some("http://evil.example"), "pinhole.local"),
+            false
+        ));
+        assert!(!origin_ok(&h(Some("null"), "pinhole.local"), false));
+        assert!(!origin_ok(
+            &h(Some("http://127.0.0.1:8081"), "127.0.0.1:8080"),
+            false
+        ));
+        assert!(origin_ok(&h(None, "pinhole.local"), false), "curl");
+        let mut cross = h(None, "pinhole.local");
+        cross.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!origin_ok(&cross, false));
+    }
+
+    #[test]
+    fn classification_defaults_to_admin_for_state_changes() {
+        assert_eq!(classify(&Method::PUT, "/api/camera"), Class::Admin);
+        assert_eq!(classify(&Method::POST, "/api/update"), Class::Admin);
+        assert_eq!(classify(&Method::DELETE, "/anything"), Class::Admin);
+        assert_eq!(classify(&Method::POST, "/api/reboot"), Class::Admin);
+        assert_eq!(classify(&Method::GET, "/api/camera"), Class::View);
+        assert_eq!(classify(&Method::GET, "/ws/h264"), Class::View);
+        assert_eq!(classify(&Method::GET, "/hls/index.m3u8"), Class::View);
+        assert_eq!(classify(&Method::GET, "/app.js"), Class::Static);
+        assert_eq!(classify(&Method::POST, "/api/auth/login"), Class::Auth);
+    }
+
+    #[test]
+    fn backoff_grows_per_address_and_globally() {
+        let mut t = Throttle::default();
+        let now = Instant::now();
+        let ip: IpAddr = "192.168.1.9".parse().unwrap();
+        t.fail(ip, now);
+        t.fail(ip, now);
+        assert_eq!(t.check(ip, now), None, "two free tries");
+        t.fail(ip, now);
+        assert_eq!(t.check(ip, now), Some(Duration::from_secs(1)));
+        t.fail(ip, now);
+        assert_eq!(t.check(ip, now), Some(Duration::from_secs(2)));
+        for _ in 0..30 {
+            t.fail(ip, now);
+        }
+        assert_eq!(t.check(ip, now), Some(Duration::from_secs(300)), "capped");
+        let other: IpAddr = "192.168.1.10".parse().unwrap();
+        assert!(
+            t.check(other, now).is_some(),
+            "global backoff after many failures"
+        );
+        t.succeed(ip);
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "invalid"));
+    }
+
+    #[test]
+    fn reset_file_fires_once() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        let reset = d.path().join("pinhole-reset-password");
+        write_private(&data.join(ADMIN_FILE), b"{}").unwrap();
+        assert!(!apply_reset_file(&data, &reset));
+        std::fs::write(&reset, "").unwrap();
+        // Make the reset file undeletable, like on a read-only boot partition.
+        let ro = d.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        let reset = ro.join("pinhole-reset-password");
+        std::fs::write(&reset, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        assert!(apply_reset_file(&data, &reset));
+        assert!(!data.join(ADMIN_FILE).exists());
+        write_private(&data.join(ADMIN_FILE), b"{}").unwrap();
+        let again = apply_reset_file(&data, &reset);
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if reset.exists() {
+            assert!(!again, "the same file does not reset twice");
+            assert!(data.join(ADMIN_FILE).exists());
+        }
+    }
+
+    #[test]
+    fn cookies_and_query() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; pinhole_session=abc ; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&h, "c"), None);
+        assert_eq!(
+            query_param(Some("x=1&token=t0k"), "token").as_deref(),
+            Some("t0k")
+        );
+        assert_eq!(query_param(Some("tokenx=1"), "token"), None);
+    }
+}

@@ -1,0 +1,538 @@
+//! Access control over real HTTP: first-boot setup, sessions, cookies,
+//! throttling, Origin, the viewer policy, the proxy socket — and that no
+//! secret ever reaches the logs.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{post_json, TestServer, ADMIN_PASSWORD};
+use http_body_util::{BodyExt, Empty};
+use pinhole_capture::SourceInfo;
+use pinhole_hub::{Hub, HubConfig};
+use pinhole_server::auth::{SecurityConfig, ViewerAccess};
+use pinhole_server::{AppState, Listener, ServerConfig};
+
+/// Everything every test logs, at TRACE, for the no-secrets check.
+fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Writer(b.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(sub);
+        buf
+    })
+    .clone()
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn cookie_of(r: &common::HttpResponse) -> String {
+    r.headers["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("kv")
+        .to_owned()
+}
+
+fn pw(p: &str) -> String {
+    format!("{{\"password\":\"{p}\"}}")
+}
+
+async fn start(sec: SecurityConfig) -> TestServer {
+    log_buffer();
+    TestServer::start_with(
+        HubConfig::default(),
+        ServerConfig {
+            security: sec,
+            ..ServerConfig::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_boot_setup_then_sessions_guard_admin_actions() {
+    let data = tempfile::tempdir().expect("tmp");
+    let server = start(SecurityConfig {
+        data_dir: Some(data.path().to_owned()),
+        ..SecurityConfig::default()
+    })
+    .await;
+    let a = server.addr;
+
+    let r = common::get(&server.url("/api/auth"), Duration::from_secs(2)).await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["setup_needed"], true);
+    assert_eq!(v["logged_in"], false);
+    // The live view works without a password, admin actions do not.
+    let r = common::get(&server.url("/api/status"), Duration::from_secs(2)).await;
+    assert_eq!(r.status, 200);
+    for path in ["/api/update", "/api/camera", "/api/reboot", "/api/settings"] {
+        let r = post_json(a, path, "{}", &[]).await;
+        assert_eq!(r.status, 401, "{path}");
+    }
+    let r = post_json(a, "/api/auth/login", &pw("whatever1"), &[]).await;
+    assert_eq!(r.status, 409, "no login before setup");
+    let r = post_json(a, "/api/auth/setup", &pw("short"), &[]).await;
+    assert_eq!(r.status, 422);
+    let r = post_json(
+        a,
+        "/api/auth/setup",
+        &pw(ADMIN_PASSWORD),
+        &[("origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(r.status, 403, "cross-origin setup");
+
+    let r = post_json(a, "/api/auth/setup", &pw(ADMIN_PASSWORD), &[]).await;
+    assert_eq!(r.status, 200);
+    let set = r.headers["set-cookie"].to_str().unwrap().to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: no Secure");
+    let cookie = cookie_of(&r);
+    assert_eq!(cookie.len(), "pinhole_session=".len() + 64);
+    let r = post_json(a, "/api/auth/setup", &pw("another password"), &[]).await;
+    assert_eq!(r.status, 409, "setup only once");
+
+    // Stored as Argon2id, mode 0600, never in clear.
+    let file = data.path().join("admin.json");
+    let text = std::fs::read_to_string(&file).expect("admin.json");
+    assert!(text.contains("$argon2id$"), "{text}");
+    assert!(!text.contains(ADMIN_PASSWORD));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // With the session: admin routes pass the guard (404: no such route yet).
+    let r = post_json(a, "/api/camera", "{}", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    let r = post_json(a, "/api/update", "{}", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 503, "no update service in this test");
+    // ...but never cross-origin, even with the cookie.
+    let r = post_json(
+        a,
+        "/api/camera",
+        "{}",
+        &[("cookie", &cookie), ("origin", "http://evil.example")],
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = common::get_with(
+        &server.url("/api/auth"),
+        http::Method::GET,
+        &[("cookie", &cookie)],
+        Duration::from_secs(2),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    assert_eq!(v["logged_in"], true);
+    assert_eq!(v["setup_needed"], false);
+
+    // Password change: the current password is checked; old sessions end.
+    let body = |cur: &str, new: &str| format!("{{\"current\":\"{cur}\",\"password\":\"{new}\"}}");
+    let r = post_json(
+        a,
+        "/api/auth/password",
+        &body("wrong one!", "brand new password"),
+        &[("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let r = post_json(
+        a,
+        "/api/auth/password",
+        &body(ADMIN_PASSWORD, "brand new password"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 401, "no session, no change");
+    let r = post_json(
+        a,
+        "/api/auth/password",
+        &body(ADMIN_PASSWORD, "brand new password"),
+        &[("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let cookie2 = cookie_of(&r);
+    let r = post_json(a, "/api/camera", "{}", &[("cookie", &cookie)]).await;
+    assert_eq!(r.status, 401, "the old session ended");
+    let r = post_json(a, "/api/camera", "{}", &[("cookie", &cookie2)]).await;
+    assert_eq!(r.status, 404);
+
+    // Logout ends the session.
+    let r = post_json(a, "/api/auth/logout", "", &[("cookie", &cookie2)]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let r = post_json(a, "/api/camera", "{}", &[("cookie", &cookie2)]).await;
+    assert_eq!(r.status, 401);
+
+    // The password survives a restart (a new daemon on the same data dir).
+    server.stop().await;
+    let server = start(SecurityConfig {
+        data_dir: Some(data.path().to_owned()),
+        ..SecurityConfig::default()
+    })
+    .await;
+    assert!(server.state.auth.has_password());
+    let r = post_json(
+        server.addr,
+        "/api/auth/login",
+        &pw("brand new password"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_back_off_exponentially() {
+    let server = start(SecurityConfig::default()).await;
+    let a = server.addr;
+    assert_eq!(
+        post_json(a, "/api/auth/setup", &pw(ADMIN_PASSWORD), &[])
+            .await
+            .status,
+        200
+    );
+    // Two free mistakes, then 1 s, 2 s, … per address.
+    assert_eq!(
+        post_json(a, "/api/auth/login", &pw("nope nope"), &[])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        post_json(a, "/api/auth/login", &pw("nope nope"), &[])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        post_json(a, "/api/auth/login", &pw("nope nope"), &[])
+            .await
+            .status,
+        401
+    );
+    let r = post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[]).await;
+    assert_eq!(r.status, 429, "even the right password waits");
+    assert_eq!(r.headers["retry-after"], "1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        post_json(a, "/api/auth/login", &pw("nope nope"), &[])
+            .await
+            .status,
+        401
+    );
+    let r = post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[]).await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.headers["retry-after"], "2");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[]).await;
+    assert_eq!(r.status, 200, "a success resets the backoff");
+    server.stop().await;
+}
+
+/// A request over the Unix socket, as nginx sends it.
+async fn unix_get(sock: &Path, path: &str, headers: &[(&str, &str)]) -> (u16, http::HeaderMap) {
+    unix_req(sock, http::Method::GET, path, headers).await
+}
+
+async fn unix_req(
+    sock: &Path,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, http::HeaderMap) {
+    let s = tokio::net::UnixStream::connect(sock)
+        .await
+        .expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "pinhole.local");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Empty::<Bytes>::new()).expect("req"))
+        .await
+        .expect("resp");
+    let st = resp.status().as_u16();
+    let h = resp.headers().clone();
+    let _ = resp.into_body().collect().await;
+    (st, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_nginx_the_real_address_decides() {
+    log_buffer();
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("p.sock");
+    let hub = Hub::new(HubConfig::default());
+    let info = SourceInfo {
+        kind: "test",
+        detail: "t".into(),
+        fps: Some(30.0),
+        bitrate: None,
+        keyframe_interval: None,
+    };
+    let token = "embed-token-0123456789";
+    let state = AppState::new(
+        hub,
+        info,
+        ServerConfig {
+            security: SecurityConfig {
+                viewer: ViewerAccess::Lan,
+                viewer_tokens: vec![token.into()],
+                ..SecurityConfig::default()
+            },
+            ..ServerConfig::default()
+        },
+    );
+    let ul = Listener::bind(&format!("unix:{}", sock.display()).parse().unwrap())
+        .await
+        .expect("bind unix");
+    let tl = Listener::bind(&"127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("bind");
+    let addr = match tl.local_addr() {
+        pinhole_server::ListenAddr::Tcp(a) => a,
+        _ => unreachable!(),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        pinhole_server::serve(vec![ul, tl], st, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let wan = [
+        ("x-real-ip", "203.0.113.9"),
+        ("x-forwarded-for", "203.0.113.9"),
+    ];
+    let lan = [("x-real-ip", "192.168.1.20")];
+
+    // Not set up yet: nothing for the internet, the LAN gets the live view.
+    assert_eq!(unix_get(&sock, "/api/status", &wan).await.0, 403);
+    assert_eq!(unix_get(&sock, "/index.html", &wan).await.0, 403);
+    assert_eq!(unix_get(&sock, "/api/status", &lan).await.0, 200);
+    // A spoofed X-Real-IP over TCP is ignored (the TCP peer is 127.0.0.1).
+    let r = common::get_with(
+        &format!("http://{addr}/api/status"),
+        http::Method::GET,
+        &wan,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // Setup is refused from the internet, accepted from the LAN; HTTPS
+    // (X-Forwarded-Proto from nginx) makes the cookie Secure.
+    let (st, _) = unix_req(
+        &sock,
+        http::Method::POST,
+        "/api/auth/setup",
+        &[("x-real-ip", "203.0.113.9")],
+    )
+    .await;
+    assert_eq!(st, 403);
+    let c = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(c))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = sender
+        .send_request(
+            http::Request::post("/api/auth/setup")
+                .header("host", "pinhole.local")
+                .header("origin", "https://pinhole.local")
+                .header("x-real-ip", "192.168.1.20")
+                .header("x-forwarded-proto", "https")
+                .body(http_body_util::Full::new(Bytes::from(pw(ADMIN_PASSWORD))))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.contains("; Secure"), "{set}");
+
+    // Set up: the internet gets the UI (to log in) but no live view without
+    // a token; the LAN watches freely.
+    assert_eq!(unix_get(&sock, "/index.html", &wan).await.0, 200);
+    assert_eq!(unix_get(&sock, "/snapshot.jpg", &wan).await.0, 401);
+    assert_eq!(unix_get(&sock, "/api/status", &wan).await.0, 401);
+    assert_eq!(
+        unix_get(&sock, "/api/status?token=wrong-token-00000000", &wan)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        unix_get(&sock, &format!("/api/status?token={token}"), &wan)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(unix_get(&sock, "/api/status", &lan).await.0, 200);
+    // nginx auth_request for the HLS files it serves itself.
+    let orig = format!("/hls/part1.m4s?token={token}");
+    assert_eq!(
+        unix_get(
+            &sock,
+            "/api/auth/view",
+            &[wan[0], ("x-original-uri", &orig)]
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        unix_get(
+            &sock,
+            "/api/auth/view",
+            &[wan[0], ("x-original-uri", "/hls/p.m4s")]
+        )
+        .await
+        .0,
+        401
+    );
+    // The token turns into a viewer cookie for the UI's own requests.
+    let (st, h) = unix_get(&sock, &format!("/api/auth?token={token}"), &wan).await;
+    assert_eq!(st, 200);
+    let vc = h["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(vc.starts_with("pinhole_view="), "{vc}");
+    assert_eq!(
+        unix_get(&sock, "/api/status", &[wan[0], ("cookie", &vc)])
+            .await
+            .0,
+        200
+    );
+    // A viewer cookie is no admin session.
+    let (st, _) = unix_req(
+        &sock,
+        http::Method::POST,
+        "/api/camera",
+        &[wan[0], ("cookie", &vc)],
+    )
+    .await;
+    assert_eq!(st, 401);
+
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_policy_needs_a_token_even_on_the_lan() {
+    let server = start(SecurityConfig {
+        viewer: ViewerAccess::Token,
+        viewer_tokens: vec!["abcdefghijklmnopq".into()],
+        ..SecurityConfig::default()
+    })
+    .await;
+    assert_eq!(
+        post_json(server.addr, "/api/auth/setup", &pw(ADMIN_PASSWORD), &[])
+            .await
+            .status,
+        200
+    );
+    let r = common::get(&server.url("/snapshot.jpg"), Duration::from_secs(1)).await;
+    assert_eq!(r.status, 401);
+    let r = common::get(
+        &server.url("/api/status?token=abcdefghijklmnopq"),
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // The UI still loads (to offer the login).
+    let r = common::get(&server.url("/"), Duration::from_secs(1)).await;
+    assert_eq!(r.status, 200);
+    server.stop().await;
+}
+
+/// Last: everything the other tests in this binary logged (at TRACE) plus a
+/// fresh round of setup/login/change/wrong logins must hold no secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_passwords_or_tokens() {
+    let buf = log_buffer();
+    let server = start(SecurityConfig::default()).await;
+    let a = server.addr;
+    let first = "first secret password";
+    let second = "second secret password";
+    let wrong = "wrong secret guess";
+    let r = post_json(a, "/api/auth/setup", &pw(first), &[]).await;
+    assert_eq!(r.status, 200);
+    let c1 = cookie_of(&r);
+    assert_eq!(
+        post_json(a, "/api/auth/login", &pw(wrong), &[])
+            .await
+            .status,
+        401
+    );
+    let r = post_json(a, "/api/auth/login", &pw(first), &[]).await;
+    let c2 = cookie_of(&r);
+    let body = format!("{{\"current\":\"{first}\",\"password\":\"{second}\"}}");
+    let r = post_json(a, "/api/auth/password", &body, &[("cookie", &c2)]).await;
+    assert_eq!(r.status, 200);
+    let c3 = cookie_of(&r);
+    // Malformed bodies must not be echoed either.
+    let r = post_json(
+        a,
+        "/api/auth/login",
+        &format!("{{\"password\":\"{wrong}\""),
+        &[],
+    )
+    .await;
+    assert!(!String::from_utf8_lossy(&r.body).contains(wrong));
+    server.stop().await;
+
+    let logs = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+    assert!(logs.contains("admin password set"), "logging works: {logs}");
+    assert!(logs.contains("failed admin login"));
+    for secret in [first, second, wrong, ADMIN_PASSWORD, "brand new password"] {
+        assert!(!logs.contains(secret), "password {secret:?} in the logs");
+    }
+    for c in [c1, c2, c3] {
+        let token = c.split_once('=').unwrap().1;
+        assert!(!logs.contains(token), "session token in the logs");
+    }
+    assert!(!logs.contains("$argon2id$"), "hash in the logs");
+}

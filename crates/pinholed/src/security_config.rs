@@ -1,0 +1,128 @@
+//! The `[security]` config section: where the admin password lives, who may
+//! watch, and the connection limits (docs/security.md).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use pinhole_server::auth::{SecurityConfig, ViewerAccess};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecuritySection {
+    /// Holds `admin.json` (the Argon2id hash). Unset: `$XDG_STATE_HOME/pinhole`
+    /// (else `~/.local/state/pinhole`, else a temp dir), so a developer's
+    /// `cargo run` asks for the password once. The image uses /data/pinhole.
+    pub data_dir: Option<PathBuf>,
+    /// If this file exists at start (and was not used before), the admin
+    /// password is removed.
+    pub reset_file: Option<PathBuf>,
+    /// `lan` (default), `open` or `token`.
+    pub viewer_access: String,
+    /// Tokens for `?token=` on live URLs (embedding); at least 16 characters.
+    pub viewer_tokens: Vec<String>,
+    /// A session ends after this many idle minutes…
+    pub session_idle_minutes: u64,
+    /// …and this many hours after login in any case.
+    pub session_max_hours: u64,
+    /// Live viewers (WebSocket, MP4, MJPEG) in all, and per client address.
+    pub max_viewers: usize,
+    pub max_viewers_per_ip: usize,
+}
+
+impl Default for SecuritySection {
+    fn default() -> Self {
+        let d = SecurityConfig::default();
+        SecuritySection {
+            data_dir: None,
+            reset_file: None,
+            viewer_access: "lan".into(),
+            viewer_tokens: Vec::new(),
+            session_idle_minutes: d.session_idle.as_secs() / 60,
+            session_max_hours: d.session_max.as_secs() / 3600,
+            max_viewers: d.max_viewers,
+            max_viewers_per_ip: d.max_viewers_per_ip,
+        }
+    }
+}
+
+impl SecuritySection {
+    /// Checks the values; returns (field, reason) for the first bad one.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if let Err(e) = self.viewer_access.parse::<ViewerAccess>() {
+            return Err(("security.viewer_access", e));
+        }
+        if self.viewer_tokens.iter().any(|t| {
+            t.len() < 16
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) {
+            return Err((
+                "security.viewer_tokens",
+                "each token needs at least 16 characters of A-Z a-z 0-9 - _".into(),
+            ));
+        }
+        if !(1..=24 * 60).contains(&self.session_idle_minutes) {
+            return Err((
+                "security.session_idle_minutes",
+                format!("{} (allowed: 1-1440)", self.session_idle_minutes),
+            ));
+        }
+        if !(1..=24 * 30).contains(&self.session_max_hours) {
+            return Err((
+                "security.session_max_hours",
+                format!("{} (allowed: 1-720)", self.session_max_hours),
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_viewers) {
+            return Err((
+                "security.max_viewers",
+                format!("{} (allowed: 1-100000)", self.max_viewers),
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_viewers_per_ip) {
+            return Err((
+                "security.max_viewers_per_ip",
+                format!("{} (allowed: 1-100000)", self.max_viewers_per_ip),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The data dir: the configured one, else the developer default.
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        let state = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+                    .map(|h| h.join(".local/state"))
+            });
+        match state {
+            Some(s) => s.join("pinhole"),
+            None => std::env::temp_dir().join("pinhole-state"),
+        }
+    }
+
+    /// The server's settings (validated first).
+    pub fn to_server(&self) -> SecurityConfig {
+        SecurityConfig {
+            data_dir: Some(self.resolved_data_dir()),
+            reset_file: self.reset_file.clone(),
+            viewer: self.viewer_access.parse().unwrap_or(ViewerAccess::Lan),
+            viewer_tokens: self.viewer_tokens.clone(),
+            session_idle: Duration::from_secs(self.session_idle_minutes * 60),
+            session_max: Duration::from_secs(self.session_max_hours * 3600),
+            max_viewers: self.max_viewers,
+            max_viewers_per_ip: self.max_viewers_per_ip,
+            ..SecurityConfig::default()
+        }
+    }
+}
