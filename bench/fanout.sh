@@ -7,7 +7,8 @@
 # Environment: VIEWERS ("1 100 500"), DURATION (20 s per row), WARMUP (5 s),
 # SERVER_CPU (0), CLIENT_CPU (1), MAX_LOAD (1.0: wait for a 1-min load
 # average below this before each measurement), LOAD_TRIES (10), LOAD_WAIT
-# (30 s between tries), IDLE_WAIT (10 s), EXTRA_SERVER_ARGS.
+# (30 s between tries), IDLE_WAIT (10 s), EXTRA_SERVER_ARGS, COMMIT (what
+# to call the code measured; default: git HEAD).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -90,8 +91,10 @@ rss_line() { # process pid
         "$1" "$rss" "$hwm" "$LOAD1"
 }
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain 2>/dev/null)" ]; then commit="$commit + uncommitted changes"; fi
+commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
+if [ -z "${COMMIT:-}" ] && [ -n "$(git status --porcelain 2>/dev/null)" ]; then
+    commit="$commit + uncommitted changes"
+fi
 printf '{"kind":"meta","date":"%s","cpu_model":"%s","cores":"%s","virt":"%s","kernel":"%s","rustc":"%s","commit":"commit %s","server_pin":"%s","client_pin":"%s","warmup":"%s"}\n' \
     "$(date -u +%Y-%m-%d)" \
     "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" \
@@ -141,6 +144,7 @@ stop "$DPID"
 
 date=$(date -u +%Y-%m-%d)
 mkdir -p bench/results
+cp "$jsonl" "bench/results/fanout-$date.jsonl"
 "$BIN/fanout-report" --input "$jsonl" --out "bench/results/fanout-$date.md" \
     --readme bench/README.md --link "results/fanout-$date.md"
 echo "wrote bench/results/fanout-$date.md and updated bench/README.md" >&2

@@ -1,6 +1,7 @@
 // Admin access (docs/security.md): first-boot password setup, login, and a
-// small admin menu (change password, log out). Never covers the live view:
-// setup is a bar under the header, login a dialog opened on request.
+// small admin menu (change password, log out). Never covers or moves the
+// live view: first boot shows a highlighted "Set admin password" button in
+// the header; setup and login are dialogs opened on request.
 // Other panels can listen for the "pinhole-auth" event (detail = state).
 
 const $ = (tag, attrs = {}, ...kids) => {
@@ -35,15 +36,6 @@ function passwordField(label, id, autocomplete) {
     $('input', { type: 'password', id, name: id, autocomplete, required: '', minlength: '8', maxlength: '1024' }));
 }
 
-// ---- first-boot setup bar ----
-const setupBar = $('form', { class: 'auth-setup', id: 'auth-setup', hidden: '', 'aria-label': 'set the admin password' },
-  $('strong', { text: 'Set an admin password' }),
-  $('span', { class: 'auth-hint', text: 'This camera has no password yet. Live view works without one; updates and settings need it.' }),
-  passwordField('Password', 'setup-password', 'new-password'),
-  passwordField('Repeat', 'setup-repeat', 'new-password'),
-  $('button', { type: 'submit', text: 'Set password' }),
-  $('span', { class: 'auth-error', id: 'setup-error', role: 'alert' }));
-
 // ---- login / change-password dialog ----
 const dialog = $('dialog', { class: 'auth-dialog', id: 'auth-dialog', 'aria-labelledby': 'auth-title' });
 const form = $('form', { method: 'dialog' });
@@ -51,9 +43,13 @@ dialog.append(form);
 
 function showDialog(mode) {
   form.replaceChildren();
-  const title = mode === 'login' ? 'Admin login' : 'Change admin password';
+  const title = { login: 'Admin login', setup: 'Set the admin password', change: 'Change admin password' }[mode];
   form.append($('h2', { id: 'auth-title', text: title }));
-  if (mode === 'login') {
+  if (mode === 'setup') {
+    form.append($('p', { class: 'auth-hint', text: 'This camera has no password yet. Live view works without one; updates and settings need it. At least 8 characters.' }),
+      passwordField('Password', 'setup-password', 'new-password'),
+      passwordField('Repeat', 'setup-repeat', 'new-password'));
+  } else if (mode === 'login') {
     form.append(passwordField('Password', 'login-password', 'current-password'));
   } else {
     form.append(passwordField('Current password', 'current-password', 'current-password'),
@@ -63,12 +59,16 @@ function showDialog(mode) {
   const err = $('p', { class: 'auth-error', role: 'alert' });
   form.append(err, $('div', { class: 'auth-actions' },
     $('button', { type: 'button', text: 'Cancel', on: { click: () => dialog.close() } }),
-    $('button', { type: 'submit', class: 'primary', text: mode === 'login' ? 'Log in' : 'Change' })));
+    $('button', { type: 'submit', class: 'primary', text: { login: 'Log in', setup: 'Set password', change: 'Change' }[mode] })));
   form.onsubmit = async (e) => {
     e.preventDefault();
     err.textContent = '';
     try {
-      if (mode === 'login') {
+      if (mode === 'setup') {
+        const p = form.querySelector('#setup-password').value;
+        if (p !== form.querySelector('#setup-repeat').value) throw new Error('The passwords differ');
+        await api('api/auth/setup', { password: p });
+      } else if (mode === 'login') {
         await api('api/auth/login', { password: form.querySelector('#login-password').value });
       } else {
         const n = form.querySelector('#new-password').value;
@@ -92,6 +92,7 @@ const wrap = $('div', { class: 'auth' }, menuButton, menu);
 
 function closeMenu() { menu.hidden = true; menuButton.setAttribute('aria-expanded', 'false'); }
 menuButton.addEventListener('click', () => {
+  if (state.setup_needed) { showDialog('setup'); return; }
   if (!state.logged_in) { showDialog('login'); return; }
   menu.hidden = !menu.hidden;
   menuButton.setAttribute('aria-expanded', String(!menu.hidden));
@@ -99,20 +100,13 @@ menuButton.addEventListener('click', () => {
 document.addEventListener('click', (e) => { if (!wrap.contains(e.target)) closeMenu(); });
 document.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeMenu(); });
 
-setupBar.addEventListener('submit', async (e) => {
-  e.preventDefault();
-  const err = setupBar.querySelector('#setup-error');
-  err.textContent = '';
-  const p = setupBar.querySelector('#setup-password').value;
-  if (p !== setupBar.querySelector('#setup-repeat').value) { err.textContent = 'The passwords differ'; return; }
-  try { await api('api/auth/setup', { password: p }); await refresh(); } catch (x) { err.textContent = x.message; }
-});
-
 function render() {
-  setupBar.hidden = !state.setup_needed || !state.lan;
-  menuButton.hidden = state.setup_needed;
-  menuButton.textContent = state.logged_in ? 'Admin ▾' : 'Log in';
-  menuButton.title = state.logged_in ? 'Admin menu' : 'Log in as admin';
+  const setup = state.setup_needed;
+  menuButton.hidden = setup && !state.lan; // setup only from the LAN
+  menuButton.classList.toggle('attention', setup);
+  menuButton.textContent = setup ? 'Set admin password' : state.logged_in ? 'Admin ▾' : 'Log in';
+  menuButton.title = setup ? 'This camera has no admin password yet: set one'
+    : state.logged_in ? 'Admin menu' : 'Log in as admin';
   document.documentElement.dataset.admin = state.logged_in ? 'yes' : 'no';
   window.dispatchEvent(new CustomEvent('pinhole-auth', { detail: { ...state } }));
 }
@@ -128,7 +122,7 @@ async function refresh() {
 
 function mount() {
   const bar = document.querySelector('header.bar');
-  if (bar) { bar.append(wrap); bar.after(setupBar); } else { document.body.prepend(wrap, setupBar); }
+  if (bar) bar.append(wrap); else document.body.prepend(wrap);
   document.body.append(dialog);
   refresh();
 }

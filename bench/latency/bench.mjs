@@ -10,7 +10,7 @@
 //
 // Usage: node --experimental-websocket bench/latency/bench.mjs [--smoke] [--quick]
 //          [--only id,id] [--measure S] [--warm S] [--long S] [--viewers N] [--out DIR]
-//   --smoke  ~30 s: every probe must produce numbers; no timing assertions; writes bench/results/smoke/
+//   --smoke  ~45 s: every probe must produce numbers; no timing assertions; writes $TMPDIR/pinhole-latency-smoke/
 //   --quick  skip the long (steadiness) runs
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -40,8 +40,9 @@ const WARM_S = Number(opt.warm ?? (SMOKE ? 1 : 5));
 const MEASURE_S = Number(opt.measure ?? (SMOKE ? 1.5 : 30));
 const LONG_S = SMOKE || opt.quick ? 0 : Number(opt.long ?? 300);
 const VIEWERS = Number(opt.viewers ?? (SMOKE ? 3 : 20));
-const OUT = path.resolve(opt.out ?? path.join(repoRoot, 'bench/results', SMOKE ? 'smoke' : ''));
-const LOGS = path.join(OUT, 'logs');
+// Smoke runs (CI) write to a temporary directory: nothing in the work tree changes.
+const OUT = path.resolve(opt.out ?? (SMOKE ? path.join(os.tmpdir(), 'pinhole-latency-smoke') : path.join(repoRoot, 'bench/results')));
+const LOGS = path.join(os.tmpdir(), `pinhole-latency-logs${SMOKE ? '-smoke' : ''}`);
 fs.mkdirSync(LOGS, { recursive: true });
 const only = opt.only ? new Set(opt.only.split(',')) : null;
 const want = (id) => !only || only.has(id);
@@ -195,7 +196,7 @@ async function byteProbe(url, n, seconds, { stream = false } = {}) {
     };
     socks.push(ws);
   }
-  await sleep(2000); // connect, skip the GOP burst a new viewer gets
+  await sleep(SMOKE ? 1000 : 2000); // connect, skip the GOP burst a new viewer gets
   t0 = performance.timeOrigin + performance.now();
   await sleep(seconds * 1000);
   const t1 = performance.timeOrigin + performance.now();
@@ -321,7 +322,7 @@ async function main() {
     for (const p of bytes) {
       log(`probe ${p.id}: ${p.url} × ${p.n} (load ${loadavg()})`);
       try {
-        const r = await byteProbe(p.url, p.n, Math.max(MEASURE_S, SMOKE ? 2 : 20), { stream: p.stream });
+        const r = await byteProbe(p.url, p.n, SMOKE ? MEASURE_S : Math.max(MEASURE_S, 20), { stream: p.stream });
         const s = summarize(r.samples, r.seconds);
         results.push({ ...p, kind: 'bytes', ...s, samples: r.samples });
         log(`  ${p.id}: n ${s.n}, p50 ${s.p50?.toFixed(2)} ms, p95 ${s.p95?.toFixed(2)} ms, max ${s.max?.toFixed(2)} ms`);

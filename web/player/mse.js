@@ -9,16 +9,20 @@ import { Backoff, RateMeter, wsUrl } from './util.js';
 
 const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
 
-// Latency tuning (seconds). "lag" = buffered end − currentTime: the media the element holds
-// but has not shown yet. Fragments arrive one frame (~33 ms) at a time, so the lag seen by the
-// 250 ms tick swings by a frame interval; these were tuned with bench/latency (see its README).
-// ?mse_tune=JUMP_TARGET,LAG_NORMAL,LAG_SPEEDUP overrides them for measurements.
+// Latency tuning (seconds). "lag" = buffered end − currentTime: media the element holds but has
+// not shown yet. It swings by one frame interval: largest right after a fragment is appended,
+// smallest just before the next one arrives. That smallest value is the real safety margin
+// (the rest is the newest frame's own duration), so the controller steers the *minimum* lag seen
+// at fragment arrivals over the last second towards MARGIN: faster playback while above it,
+// 1.0x once there. Tuned with bench/latency (see its README).
+// ?mse_tune=MARGIN,SLACK overrides them for measurements.
 const TUNE = (new URLSearchParams(globalThis.location?.search || '').get('mse_tune') || '')
-  .split(',').map(Number).filter((x) => Number.isFinite(x) && x > 0);
-const JUMP_TARGET = TUNE[0] ?? 0.04; // how far behind the buffered end a jump lands
-const LAG_NORMAL = TUNE[1] ?? 0.06;  // back to 1.0x below this
-const LAG_SPEEDUP = TUNE[2] ?? 0.09; // above this, play faster (up to 1.5x) until back under LAG_NORMAL
+  .split(',').map(Number).filter((x) => Number.isFinite(x) && x >= 0);
+const MARGIN = TUNE[0] ?? 0.025;  // wanted minimum lag: slack for arrival and decode jitter
+const SLACK = TUNE[1] ?? 0.015;   // speed up only when the margin is this much above MARGIN
+const LAG_WINDOW_MS = 1000;       // the minimum is taken over this window
 const LAG_JUMP = 1.5;      // above this, jump to the live edge
+const LAG_START_JUMP = 0.25; // the same during the first 2 s (the GOP burst of a new connection)
 const KEEP_BEHIND = 10;    // keep this much played media; older is removed
 const STALL_S = 0.4;       // currentTime frozen this long with data ahead: jump
 const SILENCE_S = 5;       // no message this long on an open socket: reconnect
@@ -49,6 +53,7 @@ export class MsePlayer {
     this.timescale = 90000;
     this.prft = [];          // [{t: media seconds, wallMs}] ascending
     this.nextDts = null;     // where the next fragment goes on the (contiguous) media timeline
+    this.lagSamples = [];    // [{t, lag}] at fragment arrivals, last LAG_WINDOW_MS
     this.state = { kind: 'idle', text: '' };
     this.timers = new Set();
     this.stopped = true;
@@ -222,6 +227,7 @@ export class MsePlayer {
       this._enqueue({ kind: 'append', data: buf });
       return;
     }
+    this._sampleLag();
     const shift = this._restamp(buf);
     const { prft } = parseFragment(buf);
     if (prft) {
@@ -289,6 +295,7 @@ export class MsePlayer {
     this.queue = [];
     this.prft = [];
     this.nextDts = null;
+    this.lagSamples = [];
     this.needSeek = true;
     this.attachedAt = performance.now();
     this.playingSince = 0;
@@ -368,7 +375,7 @@ export class MsePlayer {
     if (this.needSeek && v.buffered.length) {
       this.needSeek = false;
       const b = v.buffered;
-      v.currentTime = Math.max(b.start(b.length - 1), b.end(b.length - 1) - JUMP_TARGET);
+      v.currentTime = Math.max(b.start(b.length - 1), b.end(b.length - 1) - this._jumpTarget());
       this._play();
     }
     this._pump();
@@ -400,18 +407,20 @@ export class MsePlayer {
     const now = performance.now();
 
     if (ct !== this.lastCt) { this.lastCt = ct; this.lastCtChange = now; }
-    const stalled = !v.paused && now - this.lastCtChange > STALL_S * 1000 && lag > 2 * JUMP_TARGET;
+    const stalled = !v.paused && now - this.lastCtChange > STALL_S * 1000 && lag > 2 * this._jumpTarget();
     // Just (re)started: the server's GOP cache arrives in a burst; go straight to its end.
-    const jumpAt = now - this.attachedAt < 2000 ? LAG_SPEEDUP : LAG_JUMP;
+    const jumpAt = now - this.attachedAt < 2000 ? LAG_START_JUMP : LAG_JUMP;
+    const margin = this._lagMin(now);
     if (lag > jumpAt || stalled || ct < b.start(0)) {
       // Too far behind, or stuck at a gap (a skipped GOP): go to the live edge.
-      v.currentTime = Math.max(b.start(b.length - 1), end - JUMP_TARGET);
+      v.currentTime = Math.max(b.start(b.length - 1), end - this._jumpTarget());
+      this.lagSamples = [];
       v.playbackRate = 1;
       this.jumps++;
       this.lastCtChange = now;
-    } else if (lag > LAG_SPEEDUP || (lag > LAG_NORMAL && v.playbackRate !== 1)) {
-      v.playbackRate = Math.min(1.5, 1.1 + 2 * (lag - LAG_NORMAL));
-    } else if (lag <= LAG_NORMAL && v.playbackRate !== 1) {
+    } else if (margin != null && (margin > MARGIN + SLACK || (margin > MARGIN && v.playbackRate !== 1))) {
+      v.playbackRate = Math.min(1.5, 1.05 + 2 * (margin - MARGIN));
+    } else if ((margin == null || margin <= MARGIN) && v.playbackRate !== 1) {
       v.playbackRate = 1;
     }
     if (v.paused && this.state.kind !== 'blocked') this._play();
@@ -428,6 +437,29 @@ export class MsePlayer {
     if (!this.queue.some((op) => op.kind === 'remove') && ct - b.start(0) > KEEP_BEHIND + 2) {
       this._enqueue({ kind: 'remove', start: 0, end: ct - KEEP_BEHIND });
     }
+  }
+
+  /** A fragment arrived: note the lag just before it is appended (the low point of the swing). */
+  _sampleLag() {
+    const v = this.video;
+    const b = v?.buffered;
+    if (!b?.length || v.paused || this.needSeek) return;
+    const now = performance.now();
+    this.lagSamples.push({ t: now, lag: b.end(b.length - 1) - v.currentTime });
+    while (this.lagSamples.length && now - this.lagSamples[0].t > LAG_WINDOW_MS) this.lagSamples.shift();
+  }
+
+  /** Smallest lag at fragment arrivals over the last LAG_WINDOW_MS, or null (too few samples). */
+  _lagMin(now) {
+    const s = this.lagSamples.filter((x) => now - x.t <= LAG_WINDOW_MS);
+    if (s.length < 5) return null;
+    return Math.min(...s.map((x) => x.lag));
+  }
+
+  /** Where a jump lands behind the buffered end: the newest frame's duration plus the margin. */
+  _jumpTarget() {
+    const fps = this.info?.fps > 0 ? this.info.fps : 30;
+    return 1 / fps + MARGIN;
   }
 
   /** Capture wallclock (Unix ms) of the frame at media time t, from the prft boxes. */

@@ -656,19 +656,19 @@ pub(crate) struct Admitted {
     pub permit: Option<Arc<ViewerPermit>>,
 }
 
-fn refuse(status: StatusCode, msg: &str) -> Response<Body> {
-    full(
+fn refuse(status: StatusCode, msg: &str) -> Box<Response<Body>> {
+    Box::new(full(
         status,
         "application/json",
         json!({ "error": msg }).to_string(),
-    )
+    ))
 }
 
 /// The guard: runs before the route table for every request.
 pub(crate) fn guard(
     req: &mut Request<Incoming>,
     state: &Arc<AppState>,
-) -> Result<Admitted, Response<Body>> {
+) -> Result<Admitted, Box<Response<Body>>> {
     let auth = &state.auth;
     let path = req.uri().path();
     let method = req.method();
@@ -740,7 +740,7 @@ pub(crate) fn guard(
                 req.extensions_mut().insert(p.clone());
                 permit = Some(p);
             }
-            Err(e) => return Err(error_response(&e)),
+            Err(e) => return Err(Box::new(error_response(&e))),
         }
     }
     Ok(Admitted { client, permit })

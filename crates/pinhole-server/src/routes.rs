@@ -17,7 +17,7 @@ pub(crate) async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> 
     // that changes state needs an admin session, live views the viewer policy.
     let admitted = match crate::auth::guard(&mut req, &state) {
         Ok(a) => a,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let result = if crate::auth::classify(&method, &path) == crate::auth::Class::Auth {
         crate::auth::handle(req, &state, &admitted).await

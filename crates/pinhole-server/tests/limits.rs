@@ -373,7 +373,7 @@ async fn traversal_and_symlinks_are_404() {
 
     let ok = raw(
         server.addr,
-        format!("GET /sub/ok.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        b"GET /sub/ok.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         Duration::from_secs(2),
     )
     .await;

@@ -332,10 +332,21 @@ async fn bad_requests_get_clear_errors() {
     )
     .await;
     assert_eq!(r.status, 400);
+    // Not GET: the access guard wants an admin session first (401), then
+    // the route table says the method is wrong (405).
     let r = get_with(
         &server.url("/api/status"),
         http::Method::POST,
         &[],
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    let cookie = common::admin_cookie(server.addr).await;
+    let r = get_with(
+        &server.url("/api/status"),
+        http::Method::POST,
+        &[("cookie", &cookie)],
         Duration::from_secs(2),
     )
     .await;

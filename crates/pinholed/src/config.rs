@@ -35,6 +35,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// System TOML file read before --config (image-provided settings such
+    /// as [ota]); keys in --config override it, table by table.
+    #[arg(long, value_name = "FILE")]
+    pub system_config: Option<PathBuf>,
+
     /// Test pattern / encoder width in pixels. [default: 1280]
     #[arg(long)]
     pub width: Option<u32>,
@@ -287,17 +292,68 @@ impl Config {
         })
     }
 
-    /// Loads the file (if any), applies the flags, and validates the result.
-    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
-        let mut cfg = match &cli.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                Config::from_toml(&text, path)?
+    /// Parses the system file, then `text` over it: tables merge key by key,
+    /// any other value in `text` replaces the system one.
+    pub fn from_layers(
+        system: Option<(&str, &Path)>,
+        text: &str,
+        path: &Path,
+    ) -> Result<Config, ConfigError> {
+        let parse = |t: &str, p: &Path| {
+            toml::from_str::<toml::Table>(t).map_err(|e| ConfigError::Parse {
+                path: p.to_owned(),
+                source: Box::new(e),
+            })
+        };
+        fn merge(base: &mut toml::Table, top: toml::Table) {
+            for (k, v) in top {
+                match (base.get_mut(&k), v) {
+                    (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+                    (_, v) => {
+                        base.insert(k, v);
+                    }
+                }
             }
-            None => Config::default(),
+        }
+        let mut table = match system {
+            Some((t, p)) => {
+                // checked on its own first, so an error names the right file
+                Config::from_toml(t, p)?;
+                parse(t, p)?
+            }
+            None => toml::Table::new(),
+        };
+        Config::from_toml(text, path)?;
+        merge(&mut table, parse(text, path)?);
+        Config::from_toml(&toml::to_string(&table).unwrap_or_default(), path)
+    }
+
+    /// Loads the files (if any), applies the flags, and validates the result.
+    pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })
+        };
+        let system = match &cli.system_config {
+            Some(p) => Some((read(p)?, p.clone())),
+            None => None,
+        };
+        let user = match &cli.config {
+            Some(p) => Some((read(p)?, p.clone())),
+            None => None,
+        };
+        let mut cfg = match (&system, &user) {
+            (None, None) => Config::default(),
+            (None, Some((t, p))) => Config::from_toml(t, p)?,
+            (Some((st, sp)), u) => {
+                let (t, p) = match u {
+                    Some((t, p)) => (t.as_str(), p.as_path()),
+                    None => ("", sp.as_path()),
+                };
+                Config::from_layers(Some((st, sp)), t, p)?
+            }
         };
         if !cli.listen.is_empty() {
             cfg.listen = cli.listen.iter().map(|l| l.to_string()).collect();
@@ -482,6 +538,30 @@ mod tests {
     }
 
     #[test]
+    fn system_config_then_user_config() {
+        let sys = "[ota]\nenabled = true\nboard = \"qemu-arm64\"\nhealth_timeout_s = 60\n[video]\nfps = 10\n";
+        let user = "[ota]\nhealth_timeout_s = 90\n[video]\nwidth = 640\n";
+        let cfg = Config::from_layers(
+            Some((sys, Path::new("/usr/share/pinhole/system.toml"))),
+            user,
+            Path::new("/data/pinhole/config.toml"),
+        )
+        .expect("layers");
+        assert!(cfg.ota.enabled, "system keys stay");
+        assert_eq!(cfg.ota.board, "qemu-arm64");
+        assert_eq!(cfg.ota.health_timeout_s, 90, "user file wins per key");
+        assert_eq!((cfg.video.fps, cfg.video.width), (10, 640), "tables merge");
+        let e = Config::from_layers(Some(("[ota]\nbord = 1\n", Path::new("sys.toml"))), "", Path::new("u.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sys.toml") && e.contains("bord"), "{e}");
+        let e = Config::from_layers(Some(("", Path::new("sys.toml"))), "[ota]\nbord = 1\n", Path::new("u.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("u.toml") && e.contains("bord"), "{e}");
+    }
+
+    #[test]
     fn help_documents_every_flag() {
         use clap::CommandFactory;
         let help = Cli::command().render_long_help().to_string();
@@ -489,6 +569,7 @@ mod tests {
             "--listen",
             "--source",
             "--config",
+            "--system-config",
             "--version",
             "--bitrate",
             "--fps",

@@ -126,3 +126,54 @@ impl SecuritySection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    #[test]
+    fn security_section_parses_validates_and_converts() {
+        let cfg = Config::from_toml(
+            "[security]\ndata_dir = \"/data/pinhole\"\nviewer_access = \"token\"\n\
+             viewer_tokens = [\"abcdefghijklmnop\"]\nmax_viewers = 10\n",
+            Path::new("c.toml"),
+        )
+        .expect("parse");
+        cfg.validate().expect("valid");
+        let s = cfg.security.to_server();
+        assert_eq!(s.data_dir.as_deref(), Some(Path::new("/data/pinhole")));
+        assert_eq!(s.viewer, ViewerAccess::Token);
+        assert_eq!(s.max_viewers, 10);
+        assert_eq!(s.max_viewers_per_ip, 64);
+
+        let mut bad = Config::default();
+        bad.security.viewer_access = "everyone".into();
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("viewer_access"));
+        let mut bad = Config::default();
+        bad.security.viewer_tokens = vec!["short".into()];
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("viewer_tokens"));
+        let e = Config::from_toml("[security]\npassword = \"x\"\n", Path::new("c.toml"));
+        assert!(e.is_err(), "no password in the config file");
+    }
+
+    #[test]
+    fn developer_data_dir_is_under_the_state_home() {
+        let s = SecuritySection::default();
+        let d = s.resolved_data_dir();
+        assert!(
+            d.ends_with("pinhole") || d.ends_with("pinhole-state"),
+            "{}",
+            d.display()
+        );
+    }
+}

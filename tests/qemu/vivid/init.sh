@@ -8,7 +8,8 @@ load() { for m in $(cat /modules.order); do insmod /lib/modules/$m $( [ $m = viv
 load
 sleep 1
 echo "INFO nodes: $(ls /dev/video* 2>&1)"
-api() { wget -q -T 5 -O - http://127.0.0.1:8080/api/status 2>/dev/null; }
+# (busybox 1.35 wget -T crashes: use timeout instead)
+api() { timeout 10 wget -q -O - http://127.0.0.1:8080/api/status 2>/dev/null; }
 field() { api | tr ',' '\n' | grep "\"$1\"" | head -1; }
 check() { if eval "$2"; then echo "PASS $1"; else echo "FAIL $1"; fi; }
 wait_for() { i=0; while [ $i -lt $2 ]; do eval "$1" && return 0; sleep 1; i=$((i+1)); done; return 1; }

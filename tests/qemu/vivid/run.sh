@@ -9,43 +9,68 @@
 #   3. replug (bind): video resumes;
 #   4. rmmod vivid / modprobe vivid (the module again): video resumes.
 #
-#   tests/qemu/vivid/run.sh [PINHOLED] [ROOTFS_DIR] [VMLINUZ]
-# Defaults: cross/build.sh's binary, out/qemu-arm64/rootfs, .../stage/vmlinuz.
-# Exit 0 when every check printed PASS. Needs qemu-system-aarch64, cpio,
-# and busybox-static:arm64 (fetched with apt-get download).
+#   tests/qemu/vivid/run.sh [PINHOLED]
+# PINHOLED defaults to cross/build.sh's binary. The kernel and modules come
+# from Debian's linux-image-*-arm64 package: the one in out/cache/apt (the
+# image build's cache) or, failing that, apt-get download. Exit 0 when every
+# check printed PASS. Needs qemu-system-aarch64 and cpio.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 bin=${1:-$repo/target-aarch64/aarch64-unknown-linux-gnu/release/pinholed}
-rootfs=${2:-$repo/out/qemu-arm64/rootfs}
-kernel=${3:-$repo/out/qemu-arm64/stage/vmlinuz}
-kver=$(ls "$rootfs/lib/modules" | head -1)
-mods=$rootfs/lib/modules/$kver
+[ -x "$bin" ] || { echo "vivid: no pinholed at $bin (run cross/build.sh)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-for f in "$bin" "$kernel" "$mods/modules.dep"; do
-    [ -e "$f" ] || { echo "vivid: missing $f" >&2; exit 2; }
-done
+kdeb=$(ls "$repo"/out/cache/apt/linux-image-[0-9]*-arm64_*_arm64.deb 2>/dev/null | head -1 || true)
+if [ -z "$kdeb" ]; then
+    pkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null \
+          | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    mkdir -p "$work/dl" && chmod 777 "$work/dl"
+    (cd "$work/dl" && apt-get download -qq "$pkg") || true
+    kdeb=$(ls "$work"/dl/linux-image-*.deb 2>/dev/null | head -1 || true)
+fi
+[ -n "$kdeb" ] || { echo "vivid: no linux-image arm64 package" >&2; exit 2; }
+dpkg-deb -x "$kdeb" "$work/k"
+kernel=$(ls "$work"/k/boot/vmlinuz-* | head -1)
+mods=$(ls -d "$work"/k/lib/modules/* | head -1)
 
 mkdir -p "$work/ini"/{bin,proc,sys,dev,tmp,lib/modules}
-(cd "$work" && apt-get download -qq busybox-static:arm64 >/dev/null 2>&1 || true)
-deb=$(ls "$work"/busybox-static_*_arm64.deb 2>/dev/null | head -1)
+deb=${BUSYBOX_DEB:-$(ls "$repo"/out/cache/apt/busybox-static_*_arm64.deb 2>/dev/null | head -1 || true)}
+if [ -z "$deb" ]; then
+    # apt's sandbox user must be able to write the download directory.
+    mkdir -p "$work/dl" && chmod 777 "$work/dl"
+    (cd "$work/dl" && apt-get download -qq busybox-static:arm64) || true
+    deb=$(ls "$work"/dl/busybox-static_*_arm64.deb 2>/dev/null | head -1 || true)
+fi
 [ -n "$deb" ] || { echo "vivid: cannot fetch busybox-static:arm64" >&2; exit 2; }
 dpkg-deb -x "$deb" "$work/bb"
 cp "$work/bb/bin/busybox" "$work/ini/bin/busybox"
 cp "$bin" "$work/ini/pinholed"
 
-# vivid and its dependencies, in load order (dependencies first).
+# vivid and its dependencies, in load order (dependencies first). The
+# package has no modules.dep (depmod runs at install time): read each
+# module's own "depends=" from its .modinfo section instead.
+find_ko() { find "$mods" \( -name "$1.ko*" -o -name "${1//_/-}.ko*" \) | head -1; }
+deps_of() {
+    case "$1" in
+        *.xz) xz -dc "$1" | strings -a ;;
+        *) strings -a "$1" ;;
+    esac | sed -n 's/^depends=//p' | tr ',' ' '
+}
 order=()
 add() {
-    local m=$1 d
-    for d in $(grep "^$m:" "$mods/modules.dep" | cut -d: -f2); do add "$d"; done
-    case " ${order[*]} " in *" $m "*) ;; *) order+=("$m") ;; esac
+    local f=$1 d
+    [ -n "$f" ] || { echo "vivid: a dependency is missing from the kernel package" >&2; exit 2; }
+    case " ${order[*]} " in *" $f "*) return ;; esac
+    for d in $(deps_of "$f"); do add "$(find_ko "$d")"; done
+    order+=("$f")
 }
-add kernel/drivers/media/test-drivers/vivid/vivid.ko
-for m in "${order[@]}"; do
-    cp "$mods/$m" "$work/ini/lib/modules/"
-    echo "$(basename "$m")" >> "$work/ini/modules.order"
+add "$(find_ko vivid)"
+for f in "${order[@]}"; do
+    b=$(basename "$f")
+    cp "$f" "$work/ini/lib/modules/"
+    case "$b" in *.xz) xz -d "$work/ini/lib/modules/$b"; b=${b%.xz} ;; esac
+    echo "$b" >> "$work/ini/modules.order"
 done
 cp "$here/init.sh" "$work/ini/init"
 chmod +x "$work/ini/init"

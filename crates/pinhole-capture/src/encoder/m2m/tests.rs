@@ -205,17 +205,16 @@ fn bitrate_changes_live_and_resolution_change_reinitialises() {
 }
 
 #[test]
-fn a_capture_only_device_is_refused() {
-    struct NotM2m(FakeM2m);
-    // Reuse the fake but lie about capabilities.
-    let mut f = NotM2m(FakeM2m::new());
-    let _ = &mut f.0;
-    let cap = crate::v4l2::device::Capability {
-        driver: "uvcvideo".into(),
+fn capability_classification() {
+    let cap = |caps| crate::v4l2::device::Capability {
+        driver: String::new(),
         card: String::new(),
         bus_info: String::new(),
-        caps: CAP_VIDEO_CAPTURE | CAP_STREAMING,
+        caps,
     };
-    assert!(!cap.is_m2m_mplane());
-    assert!(cap.is_capture());
+    // A webcam is capture-only; an M2M codec is never picked as a camera.
+    assert!(cap(CAP_VIDEO_CAPTURE | CAP_STREAMING).is_capture());
+    assert!(!cap(CAP_VIDEO_CAPTURE | CAP_STREAMING).is_m2m_mplane());
+    let codec = cap(CAP_VIDEO_M2M_MPLANE | CAP_VIDEO_CAPTURE_MPLANE | CAP_STREAMING);
+    assert!(codec.is_m2m_mplane() && !codec.is_capture());
 }
