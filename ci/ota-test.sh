@@ -26,8 +26,9 @@ done
 export OTA_HEALTH_TIMEOUT=${OTA_HEALTH_TIMEOUT:-150}
 t0=$(date +%s)
 [ -n "$bin" ] || bin=$(cross/build.sh | tail -n1)
-cargo build --release -q -p pinhole-ota --bin pinhole-bundle
-tool=$repo/target/release/pinhole-bundle
+# OTA_TOOL: a prebuilt host pinhole-bundle (image/lib/ota.sh uses it too)
+tool=${OTA_TOOL:-$repo/target/release/pinhole-bundle}
+[ -n "${OTA_TOOL:-}" ] || cargo build --release -q -p pinhole-ota --bin pinhole-bundle
 build() { # version [image/build args]
     local v=$1; shift
     VERSION=$v image/build --keep "$@" --pinholed "$bin" "$board" >"out/ota-test/build-$v.log" 2>&1 \

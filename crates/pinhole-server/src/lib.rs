@@ -4,6 +4,7 @@
 //! bind port 0 and talk real bytes to it.
 
 pub mod auth;
+pub mod camera;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

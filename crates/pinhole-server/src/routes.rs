@@ -110,6 +110,7 @@ async fn route(
                 path: path.to_owned(),
             }),
         },
+        "/api/camera" => crate::camera::handle(req, state, method).await,
         "/api/update/events" => {
             get_only(is_get)?;
             update::events(state)

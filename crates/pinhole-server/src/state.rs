@@ -133,6 +133,10 @@ pub struct AppState {
     pub(crate) hls: crate::hls::HlsShared,
     /// The admin password, sessions, viewer policy and limits.
     pub auth: crate::auth::Auth,
+    /// Camera settings (`/api/camera`), when the daemon offers them.
+    pub camera: std::sync::OnceLock<Arc<dyn crate::camera::CameraBackend>>,
+    /// One `PUT /api/camera` at a time.
+    pub(crate) camera_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
@@ -150,6 +154,8 @@ impl AppState {
             update: std::sync::OnceLock::new(),
             mjpeg: Default::default(),
             hls: Default::default(),
+            camera: std::sync::OnceLock::new(),
+            camera_lock: tokio::sync::Mutex::new(()),
         })
     }
 

@@ -65,10 +65,14 @@ pub(crate) fn relative_path(path: &str) -> Option<String> {
     } else {
         rel.to_owned()
     };
-    let clean = Path::new(&rel).components().all(|c| match c {
-        Component::Normal(s) => !s.to_string_lossy().starts_with('.'),
-        _ => false,
-    });
+    // Raw segments, not Path::components (which silently drops "." and
+    // empty ones): every segment must be a plain, non-hidden name.
+    let clean = rel
+        .split('/')
+        .all(|seg| !seg.is_empty() && !seg.starts_with('.'))
+        && Path::new(&rel)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
     clean.then_some(rel)
 }
 
@@ -85,5 +89,31 @@ pub(crate) fn mime(path: &str) -> &'static str {
         "m3u8" => "application/vnd.apple.mpegurl",
         "mp4" | "m4s" => "video/mp4",
         _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_path;
+
+    #[test]
+    fn only_plain_relative_names() {
+        assert_eq!(relative_path("/").as_deref(), Some("index.html"));
+        assert_eq!(
+            relative_path("/player/").as_deref(),
+            Some("player/index.html")
+        );
+        assert_eq!(relative_path("/app.js").as_deref(), Some("app.js"));
+        for bad in [
+            "/../x",
+            "/a/../../x",
+            "/.git/config",
+            "/a/./b",
+            "/a//b",
+            "/a/.",
+            "/%2e%2e/x/..",
+        ] {
+            assert_eq!(relative_path(bad), None, "{bad}");
+        }
     }
 }

@@ -125,8 +125,8 @@ async fn first_boot_setup_then_sessions_guard_admin_actions() {
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 
-    // With the session: admin routes pass the guard (404: no such route yet).
-    let r = post_json(a, "/api/camera", "{}", &[("cookie", &cookie)]).await;
+    // With the session: admin routes pass the guard (404: no such route).
+    let r = post_json(a, "/api/no-such-route", "{}", &[("cookie", &cookie)]).await;
     assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
     let r = post_json(a, "/api/update", "{}", &[("cookie", &cookie)]).await;
     assert_eq!(r.status, 503, "no update service in this test");
@@ -179,7 +179,7 @@ async fn first_boot_setup_then_sessions_guard_admin_actions() {
     let cookie2 = cookie_of(&r);
     let r = post_json(a, "/api/camera", "{}", &[("cookie", &cookie)]).await;
     assert_eq!(r.status, 401, "the old session ended");
-    let r = post_json(a, "/api/camera", "{}", &[("cookie", &cookie2)]).await;
+    let r = post_json(a, "/api/no-such-route", "{}", &[("cookie", &cookie2)]).await;
     assert_eq!(r.status, 404);
 
     // Logout ends the session.

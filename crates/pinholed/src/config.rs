@@ -117,6 +117,9 @@ pub struct CameraConfig {
     pub encoder: String,
     /// No frame for this long: the camera is closed and reopened.
     pub stall_timeout_ms: u32,
+    /// The camera's own controls by slug (`brightness = 10`), set when the
+    /// daemon starts; `PUT /api/camera` writes them here.
+    pub controls: std::collections::BTreeMap<String, i64>,
 }
 
 impl Default for CameraConfig {
@@ -124,6 +127,7 @@ impl Default for CameraConfig {
         CameraConfig {
             encoder: "software".into(),
             stall_timeout_ms: 3000,
+            controls: Default::default(),
         }
     }
 }
@@ -551,13 +555,21 @@ mod tests {
         assert_eq!(cfg.ota.board, "qemu-arm64");
         assert_eq!(cfg.ota.health_timeout_s, 90, "user file wins per key");
         assert_eq!((cfg.video.fps, cfg.video.width), (10, 640), "tables merge");
-        let e = Config::from_layers(Some(("[ota]\nbord = 1\n", Path::new("sys.toml"))), "", Path::new("u.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_layers(
+            Some(("[ota]\nbord = 1\n", Path::new("sys.toml"))),
+            "",
+            Path::new("u.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("sys.toml") && e.contains("bord"), "{e}");
-        let e = Config::from_layers(Some(("", Path::new("sys.toml"))), "[ota]\nbord = 1\n", Path::new("u.toml"))
-            .unwrap_err()
-            .to_string();
+        let e = Config::from_layers(
+            Some(("", Path::new("sys.toml"))),
+            "[ota]\nbord = 1\n",
+            Path::new("u.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("u.toml") && e.contains("bord"), "{e}");
     }
 

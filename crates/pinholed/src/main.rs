@@ -1,6 +1,7 @@
 //! `pinholed`: wires a source, the hub and the HTTP server together.
 
 use pinholed::config;
+mod camera_ctl;
 mod ota;
 mod systemd;
 
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(cfg)) {
+    match rt.block_on(run(cfg, cli.config.clone())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -233,48 +234,11 @@ impl Source for Annotated {
     }
 }
 
-/// Runs the source on its own thread; restarts it with backoff if it fails.
-fn spawn_source(mut source: Box<dyn Source>, state: Arc<AppState>, stop: StopFlag) {
-    let spawned = std::thread::Builder::new()
-        .name("source".into())
-        .spawn(move || {
-            let mut backoff = Duration::from_millis(500);
-            while !stop.is_stopped() {
-                state.report(SourceState::Starting);
-                let result = source.run(&*state, &stop);
-                if stop.is_stopped() {
-                    break;
-                }
-                match result {
-                    Ok(()) => {
-                        state.report(SourceState::Failed("the source ended".into()));
-                        break;
-                    }
-                    Err(e) => {
-                        state.report(SourceState::Failed(format!(
-                            "{e}; retrying in {:.1} s",
-                            backoff.as_secs_f64()
-                        )));
-                        // Sleep in slices with heartbeats: retrying is not hanging.
-                        let until = std::time::Instant::now() + backoff;
-                        while !stop.is_stopped() && std::time::Instant::now() < until {
-                            state.heartbeat();
-                            std::thread::sleep(Duration::from_millis(200));
-                        }
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "cannot start the source thread");
-    }
-}
-
-async fn run(cfg: Config) -> Result<(), String> {
+async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let source = make_source(&cfg, clock)?;
+    let source = make_source(&cfg, clock.clone())?;
     let info = source.info();
+    let kind = info.kind; // what `auto` chose
     tracing::info!(kind = info.kind, detail = %info.detail, "source");
 
     let hub = Hub::new(HubConfig {
@@ -324,13 +288,16 @@ async fn run(cfg: Config) -> Result<(), String> {
     }
 
     let probe = listeners.first().map(|l| l.local_addr());
-    let stop = StopFlag::new();
-    spawn_source(source, state.clone(), stop.clone());
+    let supervisor = camera_ctl::Supervisor::spawn(source, state.clone());
+    let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, clock.clone()));
+    let camera =
+        camera_ctl::DaemonCamera::new(cfg.clone(), config_path, kind, factory, supervisor.clone());
+    let _ = state.camera.set(Arc::new(camera));
     tokio::spawn(systemd::supervise(state.clone(), probe));
 
     pinhole_server::serve(listeners, state, shutdown_signal()).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    stop.stop();
+    supervisor.shutdown();
     Ok(())
 }
 

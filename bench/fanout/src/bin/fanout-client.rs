@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use futures_util::StreamExt;
 use pinhole_bench::{
-    http_get, percentile, proc_cpu_ticks, proc_rss_kib, proc_threads, wall_us, Histogram, CLK_TCK,
+    http_get, percentile, proc_cpu_ticks, proc_rss_kib, proc_runqueue_wait_ns, proc_threads,
+    wall_us, Histogram, CLK_TCK,
 };
 use pinhole_media::annexb::{nal_unit_type, nal_units};
 use pinhole_media::h264::find_timestamp_sei;
@@ -173,6 +174,7 @@ struct ServerSnapshot {
     at: Instant,
     cpu_ticks: u64,
     client_ticks: u64,
+    runqueue_wait_ns: u64,
     metrics: String,
     status: Value,
 }
@@ -180,6 +182,7 @@ struct ServerSnapshot {
 async fn snapshot(addr: &str, pid: u32) -> Result<ServerSnapshot, String> {
     let cpu_ticks = proc_cpu_ticks(pid).ok_or("cannot read the server's /proc stat")?;
     let client_ticks = proc_cpu_ticks(std::process::id()).unwrap_or(0);
+    let runqueue_wait_ns = proc_runqueue_wait_ns(pid).unwrap_or(0);
     let at = Instant::now();
     let metrics = http_get(addr, "/metrics")
         .await
@@ -192,6 +195,7 @@ async fn snapshot(addr: &str, pid: u32) -> Result<ServerSnapshot, String> {
         at,
         cpu_ticks,
         client_ticks,
+        runqueue_wait_ns,
         metrics,
         status,
     })
@@ -271,6 +275,11 @@ async fn run(cli: Cli) -> Result<Value, String> {
 
     let window = after.at.duration_since(before.at).as_secs_f64();
     let cpu = (after.cpu_ticks - before.cpu_ticks) as f64 / CLK_TCK / window;
+    let runqueue_wait_ms_per_s = after
+        .runqueue_wait_ns
+        .saturating_sub(before.runqueue_wait_ns) as f64
+        / 1e6
+        / window;
     let client_cpu = (after.client_ticks - before.client_ticks) as f64 / CLK_TCK / window;
     let published = metric(&after.metrics, "pinhole_frames_total")
         - metric(&before.metrics, "pinhole_frames_total");
@@ -328,6 +337,7 @@ async fn run(cli: Cli) -> Result<Value, String> {
             "p99": q(0.99),
             "mean_ms": hist.mean().map(|m| m * 1e3),
             "cpu_cores": cpu,
+            "runqueue_wait_ms_per_s": runqueue_wait_ms_per_s,
             "rss_kib": rss_kib,
             "hwm_kib": hwm_kib,
             "threads": threads,

@@ -85,16 +85,16 @@ fn main() {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "| Viewers | Server-added latency p50 / p99, ms (server histogram: estimate (bucket)) | Client-measured p50 / p99 / max, ms | Server CPU, % of one core | Server RSS / peak, MiB | Frames dropped | Frames per viewer min / published | Starved viewers | Load (1 min) |"
+        "| Viewers | Server-added latency p50 / p99, ms (server histogram: estimate (bucket)) | Client-measured p50 / p99 / max, ms | Server CPU, % of one core | Server waiting for a CPU, ms/s | Server RSS / peak, MiB | Frames dropped | Frames per viewer min / published | Starved viewers | Load (1 min) |"
     );
-    let _ = writeln!(table, "|---:|---|---|---:|---|---:|---|---:|---:|");
+    let _ = writeln!(table, "|---:|---|---|---:|---:|---|---:|---|---:|---:|");
     for r in &runs {
         let res = &r["result"];
         let c = &res["client"];
         let sv = &res["server"];
         let _ = writeln!(
             table,
-            "| {} | {} / {} | {} / {} / {} | {:.1} | {} / {} | {} | {} / {} | {} | {} |",
+            "| {} | {} / {} | {} / {} / {} | {:.1} | {} | {} / {} | {} | {} / {} | {} | {} |",
             res["viewers"],
             server_q(&sv["p50"]),
             server_q(&sv["p99"]),
@@ -102,6 +102,7 @@ fn main() {
             ms(&c["p99_ms"]),
             ms(&c["max_ms"]),
             f(&sv["cpu_cores"]).unwrap_or(f64::NAN) * 100.0,
+            f(&sv["runqueue_wait_ms_per_s"]).map_or("–".into(), |x| format!("{x:.0}")),
             mib(&sv["rss_kib"]),
             mib(&sv["hwm_kib"]),
             sv["drops_window"],
@@ -164,7 +165,7 @@ fn main() {
     );
     let _ = writeln!(
         md,
-        "Window: {window:.1} s per row, after every viewer has passed its second keyframe (≥ {} s warm-up). Latency: server = `pinhole_send_latency_seconds` delta over the window (publish → write completed, per viewer; bucketed, so the estimate is interpolated inside its bucket); client = receive wallclock − SEI wallclock (includes the client's own scheduling). CPU = server utime+stime / window. Drops = `/api/status` `drops` delta.\n",
+        "Window: {window:.1} s per row, after every viewer has passed its second keyframe (≥ {} s warm-up). Latency: server = `pinhole_send_latency_seconds` delta over the window (publish → write completed, per viewer; bucketed, so the estimate is interpolated inside its bucket); client = receive wallclock − SEI wallclock (includes the client's own scheduling). CPU = server utime+stime / window; waiting for a CPU = run-queue wait of the server's threads (/proc/<pid>/task/*/schedstat) per second of window, i.e. how much other load on the machine held it back. Drops = `/api/status` `drops` delta.\n",
         s(&meta["warmup"])
     );
     md.push_str(&table);

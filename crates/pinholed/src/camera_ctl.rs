@@ -1,0 +1,592 @@
+//! Camera settings at run time (`GET/PUT /api/camera`, docs/cameras.md):
+//! the source supervisor with its small control channel, the daemon's
+//! [`CameraBackend`], the camera's own V4L2 controls, and writing changes
+//! back to the `--config` file.
+//!
+//! Video settings (size, rate, bitrate, keyframe interval) restart the
+//! source thread with a freshly built source: the HTTP side and its viewers
+//! stay; the hub starts a new stream generation when the SPS changes.
+//! Camera controls are set live through a second file descriptor on the
+//! device (V4L2 allows that while another one streams).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pinhole_capture::v4l2::device::{enumerate_controls, CtrlInfo, Device, RealDevice};
+use pinhole_capture::v4l2::sys;
+use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
+use pinhole_server::camera::{Applied, CameraBackend, CameraDescription, Changes, Kind, Setting};
+use pinhole_server::AppState;
+
+use crate::config::Config;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs the source on its own thread; restarts it with backoff if it fails,
+/// and swaps in a new source when asked to ([`Supervisor::replace`]).
+pub struct Supervisor {
+    /// The daemon is stopping.
+    stop: StopFlag,
+    /// Stops the current run only.
+    run_stop: Mutex<StopFlag>,
+    /// The next source, set by `replace`.
+    pending: Mutex<Option<Box<dyn Source>>>,
+}
+
+impl Supervisor {
+    pub fn spawn(source: Box<dyn Source>, state: Arc<AppState>) -> Arc<Supervisor> {
+        let sup = Arc::new(Supervisor {
+            stop: StopFlag::new(),
+            run_stop: Mutex::new(StopFlag::new()),
+            pending: Mutex::new(None),
+        });
+        let s = sup.clone();
+        let spawned = std::thread::Builder::new()
+            .name("source".into())
+            .spawn(move || s.run(source, &state));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the source thread");
+        }
+        sup
+    }
+
+    /// Stops the current source and runs `next` instead.
+    pub fn replace(&self, next: Box<dyn Source>) {
+        *lock(&self.pending) = Some(next);
+        lock(&self.run_stop).stop();
+    }
+
+    pub fn shutdown(&self) {
+        self.stop.stop();
+        lock(&self.run_stop).stop();
+    }
+
+    fn has_pending(&self) -> bool {
+        lock(&self.pending).is_some()
+    }
+
+    fn run(&self, mut source: Box<dyn Source>, state: &AppState) {
+        let mut backoff = Duration::from_millis(500);
+        while !self.stop.is_stopped() {
+            if let Some(next) = lock(&self.pending).take() {
+                drop(std::mem::replace(&mut source, next)); // closes the old device first
+                state.set_source_info(source.info());
+                backoff = Duration::from_millis(500);
+                tracing::info!("source restarted with new settings");
+            }
+            let run_stop = StopFlag::new();
+            *lock(&self.run_stop) = run_stop.clone();
+            if self.has_pending() {
+                continue; // a replace() raced with the swap above
+            }
+            state.report(SourceState::Starting);
+            let result = source.run(state, &run_stop);
+            if self.stop.is_stopped() {
+                break;
+            }
+            if self.has_pending() {
+                continue;
+            }
+            match result {
+                Ok(()) => {
+                    state.report(SourceState::Failed("the source ended".into()));
+                    // No heartbeats (nothing runs), but new settings may restart it.
+                    while !self.stop.is_stopped() && !self.has_pending() {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+                Err(e) => {
+                    state.report(SourceState::Failed(format!(
+                        "{e}; retrying in {:.1} s",
+                        backoff.as_secs_f64()
+                    )));
+                    // Sleep in slices with heartbeats: retrying is not hanging.
+                    let until = std::time::Instant::now() + backoff;
+                    while !self.stop.is_stopped()
+                        && !self.has_pending()
+                        && std::time::Instant::now() < until
+                    {
+                        state.heartbeat();
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}
+
+/// Builds a source from a config (main.rs's `make_source`).
+pub type Factory = Box<dyn Fn(&Config) -> Result<Box<dyn Source>, String> + Send + Sync>;
+
+/// One V4L2 control as offered in `/api/camera`.
+#[derive(Clone, Debug)]
+struct Control {
+    key: String,
+    info: CtrlInfo,
+    menu: Vec<(i64, String)>,
+    value: i64,
+}
+
+/// The daemon's side of `/api/camera`.
+pub struct DaemonCamera {
+    cfg: Mutex<Config>,
+    config_path: Option<PathBuf>,
+    kind: &'static str,
+    /// The V4L2 node whose controls are offered.
+    device: Option<PathBuf>,
+    controls: Mutex<Vec<Control>>,
+    factory: Factory,
+    supervisor: Arc<Supervisor>,
+}
+
+impl DaemonCamera {
+    /// `kind` is the running source's (`test`, `v4l2`, `pipe`); for a
+    /// `v4l2:` source the device's controls are enumerated and the
+    /// `[camera.controls]` from the config are set on it.
+    pub fn new(
+        cfg: Config,
+        config_path: Option<PathBuf>,
+        kind: &'static str,
+        factory: Factory,
+        supervisor: Arc<Supervisor>,
+    ) -> DaemonCamera {
+        let device = cfg
+            .source
+            .strip_prefix("v4l2:")
+            .map(|s| pinhole_capture::v4l2::parse_spec(s).0);
+        let mut controls = Vec::new();
+        if let Some(dev) = &device {
+            match read_controls(dev) {
+                Ok(c) => controls = c,
+                Err(e) => {
+                    tracing::warn!(device = %dev.display(), error = %e, "cannot list camera controls")
+                }
+            }
+            for (key, value) in &cfg.camera.controls {
+                let Some(c) = controls.iter_mut().find(|c| &c.key == key) else {
+                    tracing::warn!(control = %key, "config: the camera has no such control");
+                    continue;
+                };
+                match RealDevice::open(dev).and_then(|mut d| d.set_ctrl(c.info.id, *value)) {
+                    Ok(()) => c.value = *value,
+                    Err(e) => {
+                        tracing::warn!(control = %key, value, error = %e, "camera refused a control")
+                    }
+                }
+            }
+        }
+        DaemonCamera {
+            cfg: Mutex::new(cfg),
+            config_path,
+            kind,
+            device,
+            controls: Mutex::new(controls),
+            factory,
+            supervisor,
+        }
+    }
+
+    fn fields(&self, cfg: &Config) -> Vec<Setting> {
+        let v = &cfg.video;
+        let (encodes, pipe) = (self.kind != "pipe", self.kind == "pipe");
+        let int = |key: &str, label: &str, value: u32, min, max, step, unit| Setting {
+            key: key.into(),
+            label: label.into(),
+            kind: Kind::Int {
+                min,
+                max,
+                step,
+                unit: Some(unit),
+            },
+            value: i64::from(value),
+            default: None,
+            supported: encodes,
+            live: false,
+            note: (!encodes).then(|| {
+                "a pipe carries H.264 that is already encoded: the command producing it sets this"
+                    .to_owned()
+            }),
+        };
+        let mut fps = int("fps", "Frame rate", v.fps, 1, 120, 1, "fps");
+        if pipe {
+            fps.supported = true;
+            fps.note = Some("pacing of a file whose stream does not state a rate".into());
+        }
+        let mut kf = int(
+            "keyframe_interval",
+            "Keyframe interval",
+            v.keyframe_interval,
+            0,
+            600,
+            1,
+            "frames",
+        );
+        if encodes {
+            kf.note = Some("0 = one second's worth of frames".into());
+        }
+        let mut width = int("width", "Width", v.width, 16, 3840, 2, "px");
+        let mut height = int("height", "Height", v.height, 16, 2160, 2, "px");
+        if self.kind == "v4l2" {
+            let n = "the camera's nearest size is used".to_owned();
+            width.note = Some(n.clone());
+            height.note = Some(n);
+        }
+        let why = match self.kind {
+            "test" => "the test pattern cannot rotate or flip",
+            "v4l2" => "pinhole does not rotate or flip frames itself; use the camera's own controls below if it lists any (e.g. horizontal_flip)",
+            "pipe" => "rotate or flip in the command producing the stream",
+            _ => "this source cannot rotate or flip",
+        };
+        let fixed = |key: &str, label: &str, kind: Kind| Setting {
+            key: key.into(),
+            label: label.into(),
+            kind,
+            value: 0,
+            default: None,
+            supported: false,
+            live: false,
+            note: Some(why.into()),
+        };
+        vec![
+            width,
+            height,
+            fps,
+            int(
+                "bitrate", "Bitrate", v.bitrate, 50_000, 50_000_000, 1, "bit/s",
+            ),
+            kf,
+            fixed("rotation", "Rotation", Kind::Menu(vec![(0, "0°".into())])),
+            fixed("hflip", "Mirror (horizontal flip)", Kind::Bool),
+            fixed("vflip", "Upside down (vertical flip)", Kind::Bool),
+        ]
+    }
+
+    /// Sets controls; on a refusal, puts back the ones already set.
+    fn set_controls(&self, changes: &BTreeMap<String, i64>) -> Result<(), String> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let dev = self
+            .device
+            .as_ref()
+            .ok_or("this source has no camera controls")?;
+        let mut d = RealDevice::open(dev).map_err(|e| format!("{}: {e}", dev.display()))?;
+        let mut controls = lock(&self.controls);
+        let mut done: Vec<(u32, i64)> = Vec::new();
+        for (key, value) in changes {
+            let c = controls
+                .iter()
+                .find(|c| &c.key == key)
+                .ok_or_else(|| format!("controls.{key}: no such control"))?;
+            if let Err(e) = d.set_ctrl(c.info.id, *value) {
+                for (id, old) in done.iter().rev() {
+                    let _ = d.set_ctrl(*id, *old);
+                }
+                return Err(format!("controls.{key}: the camera refused {value}: {e}"));
+            }
+            done.push((c.info.id, c.value));
+        }
+        for c in controls.iter_mut() {
+            if let Some(v) = changes.get(&c.key) {
+                c.value = d.get_ctrl(c.info.id).unwrap_or(*v);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CameraBackend for DaemonCamera {
+    fn describe(&self) -> CameraDescription {
+        let cfg = lock(&self.cfg).clone();
+        let mut notes = Vec::new();
+        match self.kind {
+            "v4l2" if lock(&self.controls).is_empty() => {
+                notes.push("the camera lists no adjustable controls".to_owned())
+            }
+            "v4l2" => {}
+            k if cfg.source == "auto" => notes.push(format!(
+                "source auto ({k}): camera controls need an explicit v4l2:/dev/videoN source"
+            )),
+            k => notes.push(format!("the {k} source has no camera controls")),
+        }
+        if self.config_path.is_none() {
+            notes.push("no --config file: changes last until the daemon restarts".into());
+        }
+        let controls = lock(&self.controls).iter().map(control_setting).collect();
+        CameraDescription {
+            source: self.kind.into(),
+            fields: self.fields(&cfg),
+            controls,
+            persistent: self.config_path.is_some(),
+            notes,
+        }
+    }
+
+    fn apply(&self, changes: &Changes) -> Result<Applied, String> {
+        let mut new = lock(&self.cfg).clone();
+        for (k, v) in &changes.fields {
+            let v = u32::try_from(*v).map_err(|_| format!("{k}: {v} is out of range"))?;
+            match k.as_str() {
+                "width" => new.video.width = v,
+                "height" => new.video.height = v,
+                "fps" => new.video.fps = v,
+                "bitrate" => new.video.bitrate = v,
+                "keyframe_interval" => new.video.keyframe_interval = v,
+                _ => return Err(format!("{k}: cannot be changed")),
+            }
+        }
+        for (k, v) in &changes.controls {
+            new.camera.controls.insert(k.clone(), *v);
+        }
+        new.validate().map_err(|e| e.to_string())?;
+        // Build first: a source that cannot be built changes nothing.
+        let next = if changes.fields.is_empty() {
+            None
+        } else {
+            Some((self.factory)(&new)?)
+        };
+        self.set_controls(&changes.controls)?;
+        let mut out = Applied::default();
+        if let Some(next) = next {
+            self.supervisor.replace(next);
+            out.restarted = true;
+        }
+        *lock(&self.cfg) = new.clone();
+        if let Some(path) = &self.config_path {
+            match persist(path, &new) {
+                Ok(()) => out.persisted = true,
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot save camera settings");
+                    out.warning =
+                        Some(format!("applied, but not saved to {}: {e}", path.display()));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn control_setting(c: &Control) -> Setting {
+    let i = &c.info;
+    let kind = match i.kind {
+        sys::CTRL_TYPE_BOOLEAN => Kind::Bool,
+        sys::CTRL_TYPE_MENU | sys::CTRL_TYPE_INTEGER_MENU => Kind::Menu(c.menu.clone()),
+        _ => Kind::Int {
+            min: i.minimum,
+            max: i.maximum,
+            step: i.step.max(1),
+            unit: None,
+        },
+    };
+    let read_only = i.flags & sys::CTRL_FLAG_READ_ONLY != 0;
+    let inactive = i.flags & sys::CTRL_FLAG_INACTIVE != 0;
+    Setting {
+        key: c.key.clone(),
+        label: i.name.clone(),
+        kind,
+        value: c.value,
+        default: Some(i.default),
+        supported: !read_only,
+        live: true,
+        note: if read_only {
+            Some("read-only".into())
+        } else if inactive {
+            Some("inactive: an automatic mode is on".into())
+        } else {
+            None
+        },
+    }
+}
+
+/// `White Balance Temperature, Auto` → `white_balance_temperature_auto`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for ch in name.chars() {
+        if ch.is_ascii_alphanumeric() {
+            out.push(ch.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_owned()
+}
+
+/// The user and camera class controls a person may want to set (the codec
+/// class is pinhole's own business), with menus and current values.
+fn read_controls(path: &Path) -> std::io::Result<Vec<Control>> {
+    let mut d = RealDevice::open(path)?;
+    controls_of(&mut d)
+}
+
+fn controls_of(d: &mut dyn Device) -> std::io::Result<Vec<Control>> {
+    const USER_CLASS: u32 = 0x0098_0000;
+    const CAMERA_CLASS: u32 = 0x009a_0000;
+    let mut out: Vec<Control> = Vec::new();
+    for info in enumerate_controls(d)? {
+        let class = info.id & 0x0fff_0000;
+        if class != USER_CLASS && class != CAMERA_CLASS {
+            continue;
+        }
+        if !matches!(
+            info.kind,
+            sys::CTRL_TYPE_INTEGER
+                | sys::CTRL_TYPE_BOOLEAN
+                | sys::CTRL_TYPE_MENU
+                | sys::CTRL_TYPE_INTEGER_MENU
+        ) || info.flags & sys::CTRL_FLAG_WRITE_ONLY != 0
+        {
+            continue;
+        }
+        let mut menu = Vec::new();
+        if matches!(info.kind, sys::CTRL_TYPE_MENU | sys::CTRL_TYPE_INTEGER_MENU) {
+            for idx in info.minimum.max(0)..=info.maximum.min(255) {
+                if let Ok(Some(label)) = d.querymenu(info.id, idx as u32) {
+                    menu.push((idx, label));
+                }
+            }
+        }
+        let value = d.get_ctrl(info.id).unwrap_or(info.default);
+        let mut key = slug(&info.name);
+        if key.is_empty() || out.iter().any(|c| c.key == key) {
+            key = format!("{key}_{:x}", info.id);
+        }
+        out.push(Control {
+            key,
+            info,
+            menu,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+/// Writes the video settings and camera controls of `cfg` into the TOML
+/// file at `path`, keeping every other key and section (comments are not
+/// kept): temp file, fsync, rename, fsync of the directory.
+pub fn persist(path: &Path, cfg: &Config) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?;
+    let section = |table: &mut toml::Table, name: &str| -> std::io::Result<toml::Table> {
+        match table.remove(name) {
+            None => Ok(toml::Table::new()),
+            Some(toml::Value::Table(t)) => Ok(t),
+            Some(_) => Err(Error::new(
+                ErrorKind::InvalidData,
+                format!("{name} is not a table"),
+            )),
+        }
+    };
+    let mut video = section(&mut table, "video")?;
+    let v = &cfg.video;
+    for (k, n) in [
+        ("width", v.width),
+        ("height", v.height),
+        ("fps", v.fps),
+        ("bitrate", v.bitrate),
+        ("keyframe_interval", v.keyframe_interval),
+    ] {
+        video.insert(k.into(), toml::Value::Integer(i64::from(n)));
+    }
+    table.insert("video".into(), toml::Value::Table(video));
+    if !cfg.camera.controls.is_empty() {
+        let mut camera = section(&mut table, "camera")?;
+        let controls = cfg
+            .camera
+            .controls
+            .iter()
+            .map(|(k, v)| (k.clone(), toml::Value::Integer(*v)))
+            .collect();
+        camera.insert("controls".into(), toml::Value::Table(controls));
+        table.insert("camera".into(), toml::Value::Table(camera));
+    }
+    let out = toml::to_string(&table).map_err(|e| Error::other(e.to_string()))?;
+    write_atomically(path, out.as_bytes())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config.toml".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(
+            slug("White Balance Temperature, Auto"),
+            "white_balance_temperature_auto"
+        );
+        assert_eq!(slug("Exposure Time, Absolute"), "exposure_time_absolute");
+        assert_eq!(slug("  Brightness "), "brightness");
+    }
+
+    #[test]
+    fn persist_keeps_other_sections() {
+        let dir = std::env::temp_dir().join(format!("pinhole-persist-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("config.toml");
+        std::fs::write(
+            &path,
+            "# a comment\nsource = \"test\"\n[http]\njpeg_quality = 70\n[video]\nfps = 12\n",
+        )
+        .expect("write");
+        let mut cfg = Config::default();
+        cfg.video.width = 640;
+        cfg.video.height = 360;
+        cfg.video.fps = 12;
+        cfg.camera.controls.insert("brightness".into(), 7);
+        persist(&path, &cfg).expect("persist");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let back = Config::from_toml(&text, &path).expect("parse");
+        assert_eq!(
+            (back.video.width, back.video.height, back.video.fps),
+            (640, 360, 12)
+        );
+        assert_eq!(back.http.jpeg_quality, 70, "other sections stay");
+        assert_eq!(back.camera.controls["brightness"], 7);
+        assert_eq!(back.camera.encoder, "software");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "no temp files left");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

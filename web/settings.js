@@ -1,0 +1,170 @@
+// Camera settings panel: a form built from GET /api/camera (values, ranges,
+// choices, what this source cannot do), applied with PUT /api/camera. Only
+// changed values are sent; a refused value (400) is shown next to its field
+// and nothing is applied. Changing needs an admin session (auth.js sends a
+// "pinhole-auth" event with { logged_in }).
+
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') e.className = v; else if (k === 'text') e.textContent = v; else e.setAttribute(k, v);
+  }
+  e.append(...kids);
+  return e;
+};
+
+const fmtValue = (s) => (s.unit === 'bit/s' && s.value >= 1000 ? `${(s.value / 1e6).toFixed(2)} Mbit/s` : '');
+
+export function mountSettings(parent) {
+  const msg = el('p', { class: 'fw-msg', id: 'set-msg', role: 'status', 'aria-live': 'polite' });
+  const hint = el('p', { class: 'set-hint', id: 'set-login-hint', hidden: '' },
+    'Log in as admin to change the camera settings.');
+  const form = el('form', { id: 'set-form', novalidate: '' });
+  const panel = el('details', { class: 'panel', id: 'settings' },
+    el('summary', {}, 'Camera settings'), hint, form, msg);
+  parent.append(panel);
+
+  let current = null; // last GET/PUT answer
+  let admin = document.documentElement.dataset.admin === 'yes';
+  let busy = false;
+  const say = (text, kind = '') => { msg.textContent = text; msg.dataset.kind = kind; };
+
+  // One row: label, input, unit/range, note, error slot. `name` is the PUT key path.
+  function row(s, name) {
+    const id = `set-${name.replace('.', '-')}`;
+    let input;
+    if (s.type === 'boolean') {
+      input = el('input', { type: 'checkbox', id, name });
+      input.checked = !!s.value;
+    } else if (s.type === 'menu') {
+      input = el('select', { id, name });
+      for (const c of s.choices) {
+        const o = el('option', { value: String(c.value), text: c.label });
+        if (c.value === s.value) o.selected = true;
+        input.append(o);
+      }
+    } else {
+      input = el('input', { type: 'number', id, name, min: String(s.min), max: String(s.max), step: String(s.step || 1), inputmode: 'numeric' });
+      input.value = String(s.value);
+    }
+    if (!s.supported) input.disabled = true;
+    input.dataset.setting = name;
+    const range = s.type === 'integer' ? `${s.min}–${s.max}${s.unit ? ` ${s.unit}` : ''}` : '';
+    const extra = [range, fmtValue(s), s.live ? 'live' : ''].filter(Boolean).join(' · ');
+    const err = el('span', { class: 'set-err', id: `${id}-err`, role: 'alert' });
+    const note = s.note ? el('span', { class: 'set-note', text: s.supported ? s.note : `Not available: ${s.note}` }) : '';
+    return el('div', { class: `set-row${s.supported ? '' : ' unsupported'}`, 'data-key': name },
+      el('label', { for: id, text: s.label }),
+      el('div', { class: 'set-input' }, input, extra ? el('span', { class: 'set-range', text: extra }) : ''),
+      el('div', { class: 'set-info' }, note, err));
+  }
+
+  function render(cam) {
+    current = cam;
+    form.replaceChildren();
+    const video = el('fieldset', { class: 'set-group', id: 'set-video' }, el('legend', { text: 'Video' }));
+    for (const key of cam.order) video.append(row(cam.fields[key], key));
+    form.append(video);
+    if (cam.controls.length) {
+      const ctl = el('fieldset', { class: 'set-group', id: 'set-controls' }, el('legend', { text: 'Camera controls' }));
+      for (const c of cam.controls) ctl.append(row(c, `controls.${c.key}`));
+      form.append(ctl);
+    }
+    if (cam.notes?.length) form.append(el('ul', { class: 'set-notes' }, ...cam.notes.map((n) => el('li', { text: n }))));
+    const apply = el('button', { type: 'submit', class: 'primary', id: 'set-apply' }, 'Apply');
+    const reset = el('button', { type: 'button', id: 'set-reset' }, 'Reset');
+    reset.addEventListener('click', () => { render(current); say(''); });
+    form.append(el('div', { class: 'fw-row set-actions' }, apply, reset,
+      el('span', { class: 'set-note', text: cam.persistent ? 'Changes are saved to the config file.' : 'No config file: changes last until the daemon restarts.' })));
+    setEnabled();
+  }
+
+  function setEnabled() {
+    hint.hidden = admin;
+    for (const f of form.querySelectorAll('fieldset')) f.disabled = !admin || busy;
+    const apply = form.querySelector('#set-apply');
+    if (apply) apply.disabled = !admin || busy;
+  }
+
+  // The settings that differ from the last answer, as a PUT body.
+  function changes() {
+    const body = {};
+    for (const input of form.querySelectorAll('[data-setting]')) {
+      if (input.disabled) continue;
+      const name = input.dataset.setting;
+      const s = name.startsWith('controls.')
+        ? current.controls.find((c) => `controls.${c.key}` === name)
+        : current.fields[name];
+      let v;
+      if (s.type === 'boolean') v = input.checked;
+      else if (input.value.trim() === '' || !/^-?\d+$/.test(input.value.trim())) v = input.value; // the daemon names it
+      else v = Number(input.value);
+      if (v === s.value) continue;
+      if (name.startsWith('controls.')) (body.controls ??= {})[name.slice(9)] = v;
+      else body[name] = v;
+    }
+    return body;
+  }
+
+  function clearErrors() {
+    for (const e of form.querySelectorAll('.set-err')) e.textContent = '';
+    for (const r of form.querySelectorAll('.set-row.invalid')) r.classList.remove('invalid');
+  }
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (busy || !current) return;
+    clearErrors();
+    const body = changes();
+    if (!Object.keys(body).length) { say('Nothing changed.', 'muted'); return; }
+    busy = true;
+    setEnabled();
+    say('Applying…');
+    try {
+      const r = await fetch('api/camera', {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+      });
+      let data = {};
+      try { data = await r.json(); } catch { /* not JSON */ }
+      busy = false;
+      if (r.ok) {
+        render(data);
+        const saved = data.persisted ? 'saved' : 'not saved (no config file)';
+        say(`Applied${data.restarted ? '; the stream restarted with the new settings' : ''}; ${saved}.${data.warning ? ` ${data.warning}` : ''}`,
+          data.warning ? 'error' : 'ok');
+      } else if (r.status === 400 && data.field) {
+        setEnabled();
+        const rowEl = form.querySelector(`.set-row[data-key="${CSS.escape(data.field)}"]`);
+        if (rowEl) {
+          rowEl.classList.add('invalid');
+          rowEl.querySelector('.set-err').textContent = `${data.reason}; allowed: ${data.allowed}`;
+          rowEl.querySelector('[data-setting]')?.focus();
+        }
+        say(`Not applied: ${data.error}. Nothing was changed.`, 'error');
+      } else {
+        setEnabled();
+        say(`Not applied: ${data.error ?? `HTTP ${r.status}`}`, 'error');
+      }
+    } catch (x) {
+      busy = false;
+      setEnabled();
+      say(`Not applied: ${x.message}`, 'error');
+    }
+  });
+
+  async function load() {
+    try {
+      const r = await fetch('api/camera', { cache: 'no-store' });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) { form.replaceChildren(); say(data.error ?? `HTTP ${r.status}`, 'muted'); return; }
+      render(data);
+    } catch (x) { say(`Cannot load the settings: ${x.message}`, 'error'); }
+  }
+
+  window.addEventListener('pinhole-auth', (e) => { admin = !!e.detail?.logged_in; setEnabled(); });
+  panel.addEventListener('toggle', () => { if (panel.open && !busy) load(); });
+  load();
+  return panel;
+}
+
+mountSettings(document.querySelector('main'));
