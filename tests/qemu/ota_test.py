@@ -403,10 +403,10 @@ def run(dev, a, rng):
             s.get("active_slot") == cur.get("active_slot") and s.get("version") == cur.get("version"))
 
     # 3. power cuts: alternate the bundles so each install goes to the inactive slot
-    points = ["upload", "staged", "trial"] if a.quick else \
-        (["upload", "staged", "trial", "commit"] * 3)[:max(a.cuts, 4)]
-    if not a.quick:
-        rng.shuffle(points)
+    points = ["upload", "staged", "trial"]
+    if not a.quick:  # each point once, then seeded-random ones up to --cuts
+        points = ["staged", "commit", "upload", "trial"]
+        points += [rng.choice(points) for _ in range(max(0, a.cuts - 4))]
     # bundles alternate v2/v3, so the operator setting allow_downgrade (the
     # user config overrides the image's system config) is turned on for this
     dev.sh("printf '\\n[ota]\\nallow_downgrade = true\\n' >>/data/pinhole/config.toml && systemctl restart pinholed")

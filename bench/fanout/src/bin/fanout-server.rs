@@ -323,8 +323,7 @@ fn serve(args: ServeArgs) {
 /// carrying the publish wallclock. Deadlines are absolute, so no drift.
 fn publish_loop(state: &AppState, aus: &[(Bytes, bool)], fps: u32, stop: &StopFlag) {
     let start = Instant::now();
-    let mut n: u64 = 0;
-    for (data, keyframe) in aus.iter().cycle() {
+    for (n, (data, keyframe)) in (0u64..).zip(aus.iter().cycle()) {
         if stop.is_stopped() {
             break;
         }
@@ -342,7 +341,6 @@ fn publish_loop(state: &AppState, aus: &[(Bytes, bool)], fps: u32, stop: &StopFl
             wallclock_us: wall,
             keyframe: *keyframe,
         });
-        n += 1;
     }
 }
 
