@@ -43,6 +43,8 @@ export function mountFirmware(parent) {
 
   let configured = false;
   let busy = false;
+  // After an upload in this page, its own (more specific) result stays shown.
+  let reported = false;
   const say = (text, kind = '') => { msg.textContent = text; msg.dataset.kind = kind; };
 
   async function refresh() {
@@ -61,7 +63,7 @@ export function mountFirmware(parent) {
     if (st.version) version.textContent = st.version;
     slot.textContent = `${st.active_slot}${st.trial ? ' (trial: checking health)' : ''}`;
     install.disabled = busy || !file.files.length;
-    if (!busy && st.phase === 'failed' && st.error) say(`Last update failed: ${st.error}`, 'error');
+    if (!busy && !reported && st.phase === 'failed' && st.error) say(`Last update failed: ${st.error}`, 'error');
   }
 
   file.addEventListener('change', () => {
@@ -102,6 +104,7 @@ export function mountFirmware(parent) {
     const done = (ok, text) => {
       events.close();
       busy = false;
+      reported = true;
       file.disabled = false;
       say(text, ok ? 'ok' : 'error');
       if (!ok) { bar.hidden = true; install.disabled = !file.files.length; }
