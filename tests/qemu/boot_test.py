@@ -42,7 +42,7 @@ class Guest:
         self.port = port
         self.buf = ""
         self.lock = threading.Lock()
-        self.log = open(log_path, "a", buffering=1, errors="replace")
+        self.log = open(log_path, "w", buffering=1, errors="replace")
         cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
                "-nographic", "-bios", UBOOT,
                "-drive", f"if=none,file={image},format=raw,id=hd", "-device", "virtio-blk-device,drive=hd",
@@ -107,6 +107,17 @@ class Guest:
         self.wait_for(r"root@[\w-]+:[^\n]*# ", timeout, start)
         self.send("export SYSTEMD_PAGER= SYSTEMD_COLORS=0 TERM=dumb PS1='# '; stty -echo; dmesg -n 1")
         time.sleep(1)
+
+    def monitor(self, command):
+        """A QEMU monitor command through the -nographic mux (Ctrl-A c)."""
+        self.p.stdin.write(b"\x01c")
+        self.p.stdin.flush()
+        time.sleep(0.5)
+        self.p.stdin.write((command + "\n").encode())
+        self.p.stdin.flush()
+        time.sleep(0.5)
+        self.p.stdin.write(b"\x01c")
+        self.p.stdin.flush()
 
     def stop(self):
         if self.p.poll() is None:
@@ -360,23 +371,47 @@ def run_checks(g, port, a):
     else:
         check(False, "pinholed has a main PID for the watchdog test", out)
 
-    # 7. A/B: one trial boot of slot B, then back to A
+    # 7. A/B, one-shot trials (docs/boot-qemu.md)
     if a.no_ab:
         skip("A/B trial boot", "--no-ab")
         return
-    g.sh("printf 'try_slot=b\\n' >/tmp/t && mcopy -o -i /dev/disk/by-partlabel/bootsel /tmp/t ::tryboot.txt && sync")
+    # bootsel may be mounted (the OTA code mounts it at /boot/bootsel): go through
+    # the mount then, mtools on the bare partition otherwise
+    bs = "/dev/disk/by-partlabel/bootsel"
+    def bs_read(name):
+        return f"if mountpoint -q /boot/bootsel; then cat /boot/bootsel/{name}; else mtype -i {bs} ::{name}; fi"
+    request = (f"printf 'try_slot=b\\n' >/tmp/t && if mountpoint -q /boot/bootsel; then cp /tmp/t /boot/bootsel/tryboot.txt;"
+               f" else mcopy -o -i {bs} /tmp/t ::tryboot.txt; fi && sync")
+    # 7a. a trial that dies before Linux runs (reset at "Starting kernel") falls back
+    g.sh(request)
     start = g.mark()
     g.send("systemctl reboot")
-    g.wait_for(r"pinhole: slot b \(trial 1\)", 180, start)
+    g.wait_for(r"pinhole: slot b \(trial 1\)", 240, start)
+    g.wait_for(r"Starting kernel", 60, start)
+    g.monitor("system_reset")
+    start2 = g.mark()
+    m = g.wait_for(r"pinhole: slot (\w) \(trial (\d)\)", 180, start2)
+    check(m.group(1) == "a" and m.group(2) == "0", "a trial that never came up falls back to the committed slot A",
+          f"after reset: slot {m.group(1)} trial {m.group(2)}")
+    r = boot_report(g, start2)
+    # 7b. a trial that comes up runs slot B; the next boot follows slot.txt
+    g.sh(request)
+    start = g.mark()
+    g.send("systemctl reboot")
+    g.wait_for(r"pinhole: slot b \(trial 1\)", 240, start)
     r = boot_report(g, start)
     check(r["slot"] == "b" and r["state"] == "running", "trial boot runs slot B", f"slot={r['slot']} state={r['state']} failed={r['failed']}")
-    st, out = g.sh("grep -o 'pinhole[.][a-z]*=[^ ]*' /proc/cmdline | paste -sd' '; mtype -i /dev/disk/by-partlabel/bootsel ::tryboot.txt")
+    st, out = g.sh("grep -o 'pinhole[.][a-z]*=[^ ]*' /proc/cmdline | paste -sd' '; " + bs_read("tryboot.txt"))
     check("pinhole.trial=1" in out and "tried_slot=b" in out, "the trial request was consumed before booting", out.replace("\n", " | "))
+    time.sleep(5)
+    st, out = g.sh(bs_read("slot.txt"))
+    mm = re.search(r"boot_slot=([ab])", out)
+    committed = mm.group(1) if mm else "a"
     start = g.mark()
     g.send("systemctl reboot")
-    g.wait_for(r"pinhole: slot a \(trial 0\)", 180, start)
-    r = boot_report(g, start)
-    check(r["slot"] == "a" and r["state"] == "running", "the next boot falls back to the committed slot A", f"slot={r['slot']} state={r['state']}")
+    m = g.wait_for(r"pinhole: slot (\w) \(trial (\d)\)", 240, start)
+    check(m.group(1) == committed and m.group(2) == "0", "the next boot follows the committed slot (slot.txt), not the used-up trial",
+          f"slot.txt says {committed} (the OTA health check may commit a healthy trial); booted {m.group(1)} trial {m.group(2)}")
 
 
 if __name__ == "__main__":
