@@ -44,6 +44,7 @@ const VIEWERS = Number(opt.viewers ?? (SMOKE ? 3 : 20));
 const OUT = path.resolve(opt.out ?? (SMOKE ? path.join(os.tmpdir(), 'pinhole-latency-smoke') : path.join(repoRoot, 'bench/results')));
 const LOGS = path.join(os.tmpdir(), `pinhole-latency-logs${SMOKE ? '-smoke' : ''}`);
 fs.mkdirSync(LOGS, { recursive: true });
+fs.mkdirSync(OUT, { recursive: true });
 const only = opt.only ? new Set(opt.only.split(',')) : null;
 const want = (id) => !only || only.has(id);
 
