@@ -398,9 +398,9 @@ def run(dev, a, rng):
         row("bad update", "accepted (signed), then rolled back", f"{st} {body.strip()[:80]}", st == 200)
         m_ = dev.g.wait_for(r"pinhole: slot [ab] \(trial 1\)", 300, start)
         t_trial = time.monotonic()
-        dev.g.wait_for(rf"pinhole: slot {cur.get('active_slot')} \(trial 0\)", 900, m_.end())
+        back = dev.g.wait_for(rf"pinhole: slot {cur.get('active_slot')} \(trial 0\)", 900, m_.end())
         took = time.monotonic() - t_trial
-        r = dev.booted(m_.end())
+        r = dev.booted(back.end())
         s = dev.status()
         row("bad update rollback", f"back on slot {cur.get('active_slot')} version {cur.get('version')}",
             f"after {took:.0f}s: slot={r['slot']} active={s.get('active_slot')} version={s.get('version')} trial={s.get('trial')}",

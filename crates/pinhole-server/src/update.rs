@@ -209,8 +209,29 @@ impl Drop for Uploading<'_> {
 /// Longest pause in the middle of an upload before it is abandoned.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Longest we keep reading (and discarding) a refused upload so that the
+/// client, and nginx in front of us, see our answer instead of a reset.
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+
 pub(crate) async fn upload(
     req: Request<Incoming>,
+    state: &Arc<AppState>,
+) -> Result<Response<Body>, ServerError> {
+    let mut body = Some(req.into_body());
+    let result = upload_inner(&mut body, state).await;
+    if result.is_err() {
+        if let Some(mut rest) = body.take() {
+            // Answering while the client is still sending makes nginx
+            // (proxy_request_buffering off) report 502 instead of our reason.
+            let drain = async { while let Some(Ok(_)) = rest.frame().await {} };
+            let _ = tokio::time::timeout(DRAIN_LIMIT, drain).await;
+        }
+    }
+    result
+}
+
+async fn upload_inner(
+    body_slot: &mut Option<Incoming>,
     state: &Arc<AppState>,
 ) -> Result<Response<Body>, ServerError> {
     let svc = service(state)?;
@@ -225,12 +246,15 @@ pub(crate) async fn upload(
         return Err(e);
     }
     tracing::info!("update upload started");
-    let mut body = req.into_body();
+    let Some(body) = body_slot.as_mut() else {
+        return Err(ServerError::Internal("upload body missing".into()));
+    };
     loop {
         let frame = match tokio::time::timeout(CHUNK_TIMEOUT, body.frame()).await {
             Ok(Some(Ok(f))) => f,
             Ok(None) => break,
             Ok(Some(Err(e))) => {
+                body_slot.take(); // nothing left to drain
                 let reason = format!("the upload was cut off: {e}");
                 svc.request(Event::UploadAborted {
                     reason: reason.clone(),
