@@ -29,4 +29,7 @@ PINHOLED="$PWD/target/release/pinholed" tests/browser/run.sh
 step "latency smoke (bench/latency: every probe produces numbers)"
 bench/latency/run.sh --smoke
 
+step "system test: cross build, qemu-arm64 image, boot in QEMU (tests/qemu)"
+ci/image-test.sh
+
 step "done in $(( $(date +%s) - start )) s"
