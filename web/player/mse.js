@@ -5,7 +5,7 @@
 // may arrive at any time (resolution change): the MediaSource is rebuilt.
 
 import { findBox, parseFragment, parseTimescale } from './boxes.js';
-import { Backoff, RateMeter, wsUrl } from './util.js';
+import { Backoff, RateMeter, closeSocket, scheduleReconnect, wsUrl } from './util.js';
 
 const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
 
@@ -172,33 +172,14 @@ export class MsePlayer {
   }
 
   _closeSocket() {
-    const ws = this.ws;
-    this.ws = null;
-    if (ws) {
-      ws.onmessage = ws.onclose = ws.onerror = null;
-      try { ws.close(); } catch { /* already closed */ }
-    }
+    closeSocket(this);
   }
 
   /** Tear down the socket and try again later (the last frame stays on screen meanwhile). */
   _retry(reason) {
     if (this.stopped) return;
     this._closeSocket();
-    clearTimeout(this.retryTimer);
-    clearInterval(this.countdown);
-    const delay = this.backoff.next();
-    const until = performance.now() + delay * 1000;
-    const show = () => {
-      const s = Math.max(1, Math.ceil((until - performance.now()) / 1000));
-      this._setState('reconnecting', `reconnecting in ${s} s`, reason);
-    };
-    show();
-    this.countdown = this._every(500, show);
-    this.retryTimer = this._after(delay * 1000, () => {
-      clearInterval(this.countdown);
-      this.timers.delete(this.countdown);
-      this._connect();
-    });
+    scheduleReconnect(this, reason);
   }
 
   /** Something is wrong with the media pipeline: rebuild everything via a reconnect. */

@@ -34,3 +34,35 @@ export class RateMeter {
     return b.t > a.t ? ((b.v - a.v) * 1000) / (b.t - a.t) : null;
   }
 }
+
+/** Detaches and closes `player.ws` (a WebSocket player's socket). */
+export function closeSocket(player) {
+  const ws = player.ws;
+  player.ws = null;
+  if (ws) {
+    ws.onmessage = ws.onclose = ws.onerror = null;
+    try { ws.close(); } catch { /* already closed */ }
+  }
+}
+
+/**
+ * Reconnects `player` after its backoff delay, showing a countdown. The
+ * player provides backoff, timers (_every/_after), _setState and _connect.
+ */
+export function scheduleReconnect(player, reason) {
+  clearTimeout(player.retryTimer);
+  clearInterval(player.countdown);
+  const delay = player.backoff.next();
+  const until = performance.now() + delay * 1000;
+  const show = () => {
+    const s = Math.max(1, Math.ceil((until - performance.now()) / 1000));
+    player._setState('reconnecting', `reconnecting in ${s} s`, reason);
+  };
+  show();
+  player.countdown = player._every(500, show);
+  player.retryTimer = player._after(delay * 1000, () => {
+    clearInterval(player.countdown);
+    player.timers.delete(player.countdown);
+    player._connect();
+  });
+}

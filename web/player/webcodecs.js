@@ -10,7 +10,7 @@
 // Needs a secure context (https, or http://localhost / 127.0.0.1) for `VideoDecoder`.
 
 import { boxes, findBox, parseTimescale, ntpToUnixMs } from './boxes.js';
-import { Backoff, RateMeter, wsUrl } from './util.js';
+import { Backoff, RateMeter, closeSocket, scheduleReconnect, wsUrl } from './util.js';
 
 // Chunks waiting in the decoder. A new connection starts with a burst (the server's cached GOP,
 // up to a keyframe interval of frames) that must all be decoded to reach the live frame; only a
@@ -191,33 +191,14 @@ export class WebCodecsPlayer {
   }
 
   _closeSocket() {
-    const ws = this.ws;
-    this.ws = null;
-    if (ws) {
-      ws.onmessage = ws.onclose = ws.onerror = null;
-      try { ws.close(); } catch { /* already closed */ }
-    }
+    closeSocket(this);
   }
 
   _retry(reason) {
     if (this.stopped) return;
     this._closeSocket();
     this._closeDecoder();
-    clearTimeout(this.retryTimer);
-    clearInterval(this.countdown);
-    const delay = this.backoff.next();
-    const until = performance.now() + delay * 1000;
-    const show = () => {
-      const s = Math.max(1, Math.ceil((until - performance.now()) / 1000));
-      this._setState('reconnecting', `reconnecting in ${s} s`, reason);
-    };
-    show();
-    this.countdown = this._every(500, show);
-    this.retryTimer = this._after(delay * 1000, () => {
-      clearInterval(this.countdown);
-      this.timers.delete(this.countdown);
-      this._connect();
-    });
+    scheduleReconnect(this, reason);
   }
 
   _visibility() {
