@@ -1,9 +1,9 @@
 //! `GET/PUT /api/camera` against the real daemon (test pattern, small size).
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -19,33 +19,7 @@ struct Daemon {
 
 impl Daemon {
     fn start(args: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pinholed"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pinholed");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if std::env::var_os("PINHOLE_TEST_LOG").is_some() {
-                    eprintln!("pinholed: {line}");
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("pinholed logs its address");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim_end_matches('/').to_string();
-            }
-        };
+        let (child, addr, _log) = common::spawn_daemon(args);
         Daemon { child, addr }
     }
 

@@ -1,7 +1,8 @@
 //! The real `pinholed` binary, started as a user would, on port 0.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,37 +18,8 @@ struct Daemon {
 
 impl Daemon {
     fn start(args: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pinholed"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn pinholed");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = loop {
-            let line = rx
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("pinholed logs its address");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim_end_matches('/').to_string();
-            }
-        };
-        Daemon {
-            child,
-            addr,
-            log: rx,
-        }
+        let (child, addr, log) = common::spawn_daemon(args);
+        Daemon { child, addr, log }
     }
 
     async fn status(&self) -> serde_json::Value {

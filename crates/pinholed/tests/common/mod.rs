@@ -1,0 +1,42 @@
+//! Starting the real `pinholed` binary on port 0, shared by the test files.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Spawns `pinholed --listen 127.0.0.1:0 <args>` and waits for the address
+/// it logs. Returns the child, `IP:PORT`, and its remaining log lines
+/// (`PINHOLE_TEST_LOG=1` also echoes them).
+pub fn spawn_daemon(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pinholed"))
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pinholed");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if std::env::var_os("PINHOLE_TEST_LOG").is_some() {
+                eprintln!("pinholed: {line}");
+            }
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("pinholed logs its address");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim_end_matches('/').to_string();
+        }
+    };
+    (child, addr, rx)
+}
