@@ -5,7 +5,7 @@
 // may arrive at any time (resolution change): the MediaSource is rebuilt.
 
 import { findBox, parseFragment, parseTimescale } from './boxes.js';
-import { Backoff, RateMeter, closeSocket, scheduleReconnect, wsUrl } from './util.js';
+import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
 
 const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
 
@@ -131,27 +131,8 @@ export class MsePlayer {
   // ---- connection -------------------------------------------------------------------------
 
   _connect() {
-    if (this.stopped) return;
-    this._setState(this.backoff.attempts ? 'reconnecting' : 'connecting', 'connecting…');
-    let ws;
-    try {
-      ws = new WebSocket(this.url);
-    } catch (e) {
-      this._retry(`cannot open socket: ${e.message}`);
-      return;
-    }
-    ws.binaryType = 'arraybuffer';
-    this.ws = ws;
-    this.lastMsgAt = performance.now();
-    this.awaitInitSegment = false;
-    ws.onmessage = (ev) => {
-      if (ws !== this.ws) return;
-      this.lastMsgAt = performance.now();
-      if (typeof ev.data === 'string') this._onText(ev.data);
-      else this._onBinary(ev.data);
-    };
-    ws.onclose = (ev) => { if (ws === this.ws) this._retry(`connection closed${ev.code ? ` (${ev.code})` : ''}`); };
-    ws.onerror = () => { if (ws === this.ws) this._retry('connection failed'); };
+    this.awaitInitSegment = false; // a new socket starts with an init message
+    connectSocket(this);
   }
 
   /** Hidden for a while: stop streaming. Visible again: reconnect at once, at the live edge. */

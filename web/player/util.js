@@ -66,3 +66,30 @@ export function scheduleReconnect(player, reason) {
     player._connect();
   });
 }
+
+/**
+ * Opens `player.url` as the player's WebSocket: binary frames go to
+ * `_onBinary`, text to `_onText`; a close or error schedules `_retry`.
+ */
+export function connectSocket(player) {
+  if (player.stopped) return;
+  player._setState(player.backoff.attempts ? 'reconnecting' : 'connecting', 'connecting…');
+  let ws;
+  try {
+    ws = new WebSocket(player.url);
+  } catch (e) {
+    player._retry(`cannot open socket: ${e.message}`);
+    return;
+  }
+  ws.binaryType = 'arraybuffer';
+  player.ws = ws;
+  player.lastMsgAt = performance.now();
+  ws.onmessage = (ev) => {
+    if (ws !== player.ws) return;
+    player.lastMsgAt = performance.now();
+    if (typeof ev.data === 'string') player._onText(ev.data);
+    else player._onBinary(ev.data);
+  };
+  ws.onclose = (ev) => { if (ws === player.ws) player._retry(`connection closed${ev.code ? ` (${ev.code})` : ''}`); };
+  ws.onerror = () => { if (ws === player.ws) player._retry('connection failed'); };
+}

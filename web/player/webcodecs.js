@@ -10,7 +10,7 @@
 // Needs a secure context (https, or http://localhost / 127.0.0.1) for `VideoDecoder`.
 
 import { boxes, findBox, parseTimescale, ntpToUnixMs } from './boxes.js';
-import { Backoff, RateMeter, closeSocket, scheduleReconnect, wsUrl } from './util.js';
+import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
 
 // Chunks waiting in the decoder. A new connection starts with a burst (the server's cached GOP,
 // up to a keyframe interval of frames) that must all be decoded to reach the live frame; only a
@@ -167,27 +167,8 @@ export class WebCodecsPlayer {
   // ---- connection -------------------------------------------------------------------------
 
   _connect() {
-    if (this.stopped) return;
-    this._setState(this.backoff.attempts ? 'reconnecting' : 'connecting', 'connecting…');
-    let ws;
-    try {
-      ws = new WebSocket(this.url);
-    } catch (e) {
-      this._retry(`cannot open socket: ${e.message}`);
-      return;
-    }
-    ws.binaryType = 'arraybuffer';
-    this.ws = ws;
-    this.lastMsgAt = performance.now();
-    this.awaitInit = false;
-    ws.onmessage = (ev) => {
-      if (ws !== this.ws) return;
-      this.lastMsgAt = performance.now();
-      if (typeof ev.data === 'string') this._onText(ev.data);
-      else this._onBinary(ev.data);
-    };
-    ws.onclose = (ev) => { if (ws === this.ws) this._retry(`connection closed${ev.code ? ` (${ev.code})` : ''}`); };
-    ws.onerror = () => { if (ws === this.ws) this._retry('connection failed'); };
+    this.awaitInit = false; // a new socket starts with an init message
+    connectSocket(this);
   }
 
   _closeSocket() {
