@@ -1,7 +1,5 @@
 //! A planar I420 picture we draw into directly, and hand to the encoder as is.
 
-use openh264::formats::YUVSource;
-
 /// Limited-range ("video range") BT.601 colours, as the encoder expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Yuv {
@@ -23,17 +21,12 @@ pub(crate) const BLACK: Yuv = Yuv::grey(16);
 pub(crate) const WHITE: Yuv = Yuv::grey(235);
 
 /// I420: full-resolution luma, then 2×2-subsampled Cb and Cr, no padding.
-pub(crate) struct Picture {
-    pub width: usize,
-    pub height: usize,
-    pub y: Vec<u8>,
-    pub u: Vec<u8>,
-    pub v: Vec<u8>,
-}
+/// The same buffer the camera path converts into; here we draw into it.
+pub(crate) type Picture = crate::encoder::convert::I420Image;
 
 impl Picture {
     /// `width` and `height` must be even (checked by the config validation).
-    pub fn new(width: usize, height: usize) -> Self {
+    pub(crate) fn new(width: usize, height: usize) -> Self {
         let cw = width / 2;
         let ch = height / 2;
         Picture {
@@ -47,7 +40,7 @@ impl Picture {
 
     /// Fill a rectangle, clipped to the picture. Chroma is written for every
     /// 2×2 block the rectangle touches, so keep edges even for clean colour.
-    pub fn fill_rect(&mut self, x0: usize, y0: usize, w: usize, h: usize, c: Yuv) {
+    pub(crate) fn fill_rect(&mut self, x0: usize, y0: usize, w: usize, h: usize, c: Yuv) {
         let x1 = (x0.saturating_add(w)).min(self.width);
         let y1 = (y0.saturating_add(h)).min(self.height);
         if x0 >= x1 || y0 >= y1 {
@@ -69,23 +62,5 @@ impl Picture {
             urow[cx0..cx1].fill(c.u);
             vrow[cx0..cx1].fill(c.v);
         }
-    }
-}
-
-impl YUVSource for Picture {
-    fn dimensions(&self) -> (usize, usize) {
-        (self.width, self.height)
-    }
-    fn strides(&self) -> (usize, usize, usize) {
-        (self.width, self.width / 2, self.width / 2)
-    }
-    fn y(&self) -> &[u8] {
-        &self.y
-    }
-    fn u(&self) -> &[u8] {
-        &self.u
-    }
-    fn v(&self) -> &[u8] {
-        &self.v
     }
 }
