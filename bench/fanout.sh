@@ -7,7 +7,8 @@
 # Environment: VIEWERS ("1 100 500"), DURATION (20 s per row), WARMUP (5 s),
 # SERVER_CPU (0), CLIENT_CPU (1), MAX_LOAD (1.0: wait for a 1-min load
 # average below this before each measurement), LOAD_TRIES (10), LOAD_WAIT
-# (30 s between tries), IDLE_WAIT (10 s), EXTRA_SERVER_ARGS, COMMIT (what
+# (30 s between tries), IDLE_WAIT (10 s), STATIC (1: also measure the idle
+# daemon built glibc-static, as shipped), EXTRA_SERVER_ARGS, COMMIT (what
 # to call the code measured; default: git HEAD).
 set -euo pipefail
 
@@ -21,6 +22,7 @@ MAX_LOAD=${MAX_LOAD:-1.0}
 LOAD_TRIES=${LOAD_TRIES:-10}
 LOAD_WAIT=${LOAD_WAIT:-30}
 IDLE_WAIT=${IDLE_WAIT:-10}
+STATIC=${STATIC:-1}
 EXTRA_SERVER_ARGS=${EXTRA_SERVER_ARGS:-}
 
 cargo build --release -p pinhole-bench -p pinholed --bins
@@ -126,21 +128,48 @@ sleep "$IDLE_WAIT"
 rss_line "fanout-server (hub + serve, pre-encoded stream looping, no viewers)" "$SPID" >>"$jsonl"
 stop "$SPID"
 
-port=$((20000 + RANDOM % 20000))
-wait_quiet
-"$BIN/pinholed" --listen "127.0.0.1:$port" >"$tmp/pinholed.log" 2>&1 &
-DPID=$!
-children+=("$DPID")
-for ((i = 0; i < 100; i++)); do
-    status=$( (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
-        printf 'GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 &&
-        cat <&3) 2>/dev/null || true)
-    grep -q '"frames":[1-9]' <<<"$status" && break
-    sleep 0.2
-done
-sleep "$IDLE_WAIT"
-rss_line "pinholed (defaults: test pattern 720p30 2 Mbit/s encoding live, LL-HLS on), no viewers" "$DPID" >>"$jsonl"
-stop "$DPID"
+# The daemon, idle: started with the given arguments, measured IDLE_WAIT after
+# its first frame.  idle_daemon LABEL BINARY [ARGS...]
+idle_daemon() {
+    local label=$1 bin=$2 port status i
+    shift 2
+    port=$((20000 + RANDOM % 20000))
+    wait_quiet
+    "$bin" --listen "127.0.0.1:$port" --data-dir "$tmp/data" "$@" >"$tmp/pinholed.log" 2>&1 &
+    DPID=$!
+    children+=("$DPID")
+    for ((i = 0; i < 100; i++)); do
+        status=$( (exec 3<>"/dev/tcp/127.0.0.1/$port" &&
+            printf 'GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 &&
+            cat <&3) 2>/dev/null || true)
+        grep -q '"frames":[1-9]' <<<"$status" && break
+        sleep 0.2
+    done
+    sleep "$IDLE_WAIT"
+    rss_line "$label" "$DPID" >>"$jsonl"
+    stop "$DPID"
+}
+
+# An H.264 source (what a camera with its own encoder, e.g. the Pi's
+# bcm2835-v4l2, or a pipe delivers): 720p30 4 Mbit/s, paced, looped.
+h264=""
+if command -v ffmpeg >/dev/null; then
+    h264=$tmp/720p30.h264
+    ffmpeg -loglevel error -f lavfi -i testsrc2=size=1280x720:rate=30 -t 10 -c:v libx264 \
+        -profile:v baseline -b:v 4M -maxrate 4M -bufsize 1M -g 30 -bf 0 "$h264"
+fi
+idle_daemon "pinholed (defaults: test pattern 720p30 2 Mbit/s, software-encoded live, LL-HLS on), no viewers" "$BIN/pinholed"
+[ -z "$h264" ] || idle_daemon "pinholed, H.264 source (pipe: 720p30 4 Mbit/s file, LL-HLS on), no viewers" "$BIN/pinholed" --source "pipe:$h264"
+# As shipped: the image's binary is glibc-static (cross/build.sh), which maps
+# only the libc it uses; the dynamic build above also counts whole shared libs.
+if [ "$STATIC" = 1 ]; then
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -p pinholed --bin pinholed \
+        --target "$host" --target-dir target-static
+    sbin=target-static/$host/release/pinholed
+    idle_daemon "pinholed static (as shipped), defaults: test pattern 720p30, software-encoded live, no viewers" "$sbin"
+    [ -z "$h264" ] || idle_daemon "pinholed static (as shipped), H.264 source (pipe: 720p30 4 Mbit/s), no viewers" "$sbin" --source "pipe:$h264"
+fi
 
 date=$(date -u +%Y-%m-%d)
 mkdir -p bench/results

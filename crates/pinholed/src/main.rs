@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use config::{Cli, Config};
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     let cli = Cli::parse();
     init_logging();
     let cfg = match Config::load(&cli) {
@@ -383,5 +384,17 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM"),
         _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
+
+/// glibc gives every thread that allocates its own arena, and each keeps
+/// freed memory for reuse: ~0.8 MB of idle RSS here for nothing, since our
+/// allocation rate is a few per frame. One arena; must run before any thread
+/// is spawned.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
