@@ -21,6 +21,7 @@ use crate::encoder::soft::SoftEncoder;
 use crate::encoder::{EncoderSettings, Profile, RawFrame, VideoEncoder};
 use crate::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
 
+pub mod controls;
 pub mod device;
 pub mod negotiate;
 pub mod sys;
@@ -57,6 +58,8 @@ pub struct V4l2Config {
     pub encoder: EncoderChoice,
     /// No frame for this long: the device is closed and reopened.
     pub stall_timeout: Duration,
+    /// The camera's own controls to set whenever the device is opened.
+    pub controls: controls::SavedControls,
 }
 
 impl V4l2Config {
@@ -71,6 +74,7 @@ impl V4l2Config {
             fourcc: None,
             encoder: EncoderChoice::Software,
             stall_timeout: Duration::from_secs(3),
+            controls: controls::SavedControls::default(),
         }
     }
 
@@ -333,6 +337,10 @@ impl V4l2Source {
                 path.display(),
                 cap.driver
             )));
+        }
+        // A replugged camera or reloaded driver starts from its defaults.
+        for w in controls::apply_saved(&mut *dev, &self.cfg.controls.get()) {
+            tracing::warn!(device = %path.display(), "v4l2: saved control not applied: {w}");
         }
         let t = cap.capture_type();
         let formats = enumerate_formats(&mut *dev, t)
