@@ -207,11 +207,7 @@ impl AutoSource {
                 Err(e) => skipped.push(format!("{}: {e}", c.path.display())),
             }
         }
-        let note = format!(
-            "auto: no camera ({}); rescanning every {:.0} s",
-            skipped.join("; "),
-            policy.scan_interval_us as f64 / 1e6
-        );
+        let note = no_camera_note(&skipped, &policy);
         tracing::info!(reason = %note, "auto: using the test pattern");
         active.set("test", None);
         Ok(AutoSource {
@@ -226,19 +222,41 @@ impl AutoSource {
         })
     }
 
-    fn annotated(&self, mut info: SourceInfo) -> SourceInfo {
-        info.detail = format!("{} [{}]", info.detail, self.note);
-        info
+    fn annotated(&self, info: SourceInfo) -> SourceInfo {
+        with_note(info, &self.note)
     }
+}
+
+fn no_camera_note(skipped: &[String], policy: &Policy) -> String {
+    format!(
+        "auto: no camera ({}); rescanning every {:.0} s",
+        skipped.join("; "),
+        policy.scan_interval_us as f64 / 1e6
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the source thread and the watcher thread of one run share.
+struct Shared {
+    /// When the camera last reported a failure (cleared when it runs).
+    failing_since_us: Mutex<Option<u64>>,
+    /// The camera to switch to.
+    pending: Mutex<Option<Candidate>>,
+    /// Why the current source runs (the watcher updates the reasons).
+    note: Mutex<String>,
+    /// The running source's own info, before the note is added.
+    base: Mutex<SourceInfo>,
 }
 
 /// Passes everything on, adds the note to the detail, and keeps track of
 /// whether the camera is failing (for [`decide`]).
 struct Observer<'a> {
     inner: &'a dyn FrameSink,
-    note: &'a str,
     clock: &'a dyn Clock,
-    failing_since_us: &'a Mutex<Option<u64>>,
+    shared: &'a Shared,
 }
 
 impl FrameSink for Observer<'_> {
@@ -247,10 +265,7 @@ impl FrameSink for Observer<'_> {
     }
     fn report(&self, state: SourceState) {
         {
-            let mut f = self
-                .failing_since_us
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut f = lock(&self.shared.failing_since_us);
             match &state {
                 SourceState::Failed(_) => {
                     f.get_or_insert(self.clock.now_us());
@@ -261,9 +276,10 @@ impl FrameSink for Observer<'_> {
         }
         self.inner.report(state);
     }
-    fn update_info(&self, mut info: SourceInfo) {
-        info.detail = format!("{} [{}]", info.detail, self.note);
-        self.inner.update_info(info);
+    fn update_info(&self, info: SourceInfo) {
+        *lock(&self.shared.base) = info.clone();
+        let note = lock(&self.shared.note).clone();
+        self.inner.update_info(with_note(info, &note));
     }
     fn heartbeat(&self) {
         self.inner.heartbeat();
@@ -273,6 +289,11 @@ impl FrameSink for Observer<'_> {
     }
 }
 
+fn with_note(mut info: SourceInfo, note: &str) -> SourceInfo {
+    info.detail = format!("{} [{}]", info.detail, note);
+    info
+}
+
 impl Source for AutoSource {
     fn info(&self) -> SourceInfo {
         self.annotated(self.current.info())
@@ -280,13 +301,16 @@ impl Source for AutoSource {
 
     fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
         loop {
-            let failing = Mutex::new(None);
-            let pending: Mutex<Option<Candidate>> = Mutex::new(None);
+            let shared = Shared {
+                failing_since_us: Mutex::new(None),
+                pending: Mutex::new(None),
+                note: Mutex::new(self.note.clone()),
+                base: Mutex::new(self.current.info()),
+            };
             let child = StopFlag::new();
             let AutoSource {
                 current,
                 running,
-                note,
                 scanner,
                 clock,
                 policy,
@@ -295,23 +319,32 @@ impl Source for AutoSource {
             let result = std::thread::scope(|sc| {
                 sc.spawn(|| {
                     watch(
-                        scanner, running, &failing, &pending, &**clock, policy, stop, &child,
+                        Watch {
+                            scanner,
+                            running,
+                            shared: &shared,
+                            sink,
+                            clock: &**clock,
+                            policy,
+                        },
+                        stop,
+                        &child,
                     )
                 });
                 let observer = Observer {
                     inner: sink,
-                    note,
                     clock: &**clock,
-                    failing_since_us: &failing,
+                    shared: &shared,
                 };
                 let r = current.run(&observer, &child);
                 child.stop(); // ends the watcher
                 r
             });
+            self.note = lock(&shared.note).clone();
             if stop.is_stopped() {
                 return Ok(());
             }
-            let Some(next) = pending.into_inner().unwrap_or_else(|e| e.into_inner()) else {
+            let Some(next) = lock(&shared.pending).take() else {
                 return result; // the source ended by itself: the supervisor retries
             };
             let was = match &self.running {
@@ -339,47 +372,56 @@ impl Source for AutoSource {
     }
 }
 
+/// What the watcher of one run works with.
+struct Watch<'a> {
+    scanner: &'a mut Scanner,
+    running: &'a Running,
+    shared: &'a Shared,
+    sink: &'a dyn FrameSink,
+    clock: &'a dyn Clock,
+    policy: &'a Policy,
+}
+
 /// The watcher thread of one run: rescans while [`wants_scan`], and stops
-/// the run when [`decide`] says switch.
-#[allow(clippy::too_many_arguments)]
-fn watch(
-    scanner: &mut Scanner,
-    running: &Running,
-    failing: &Mutex<Option<u64>>,
-    pending: &Mutex<Option<Candidate>>,
-    clock: &dyn Clock,
-    policy: &Policy,
-    stop: &StopFlag,
-    child: &StopFlag,
-) {
-    let mut next_scan = clock.now_us() + policy.scan_interval_us;
+/// the run when [`decide`] says switch. While no camera is found, changed
+/// reasons (a node that appeared but cannot be opened, say) are logged and
+/// shown in the status.
+fn watch(w: Watch<'_>, stop: &StopFlag, child: &StopFlag) {
+    let mut next_scan = w.clock.now_us() + w.policy.scan_interval_us;
     while !child.is_stopped() {
         if stop.is_stopped() {
             child.stop();
             return;
         }
-        let now = clock.now_us();
+        let now = w.clock.now_us();
         if now < next_scan {
-            clock.sleep_until_us((now + 100_000).min(next_scan));
+            w.clock.sleep_until_us((now + 100_000).min(next_scan));
             continue;
         }
-        next_scan = now + policy.scan_interval_us;
-        let state = match running {
+        next_scan = now + w.policy.scan_interval_us;
+        let state = match w.running {
             Running::Pattern => Running::Pattern,
             Running::Camera { path, .. } => Running::Camera {
                 path: path.clone(),
-                failing_since_us: *failing.lock().unwrap_or_else(|e| e.into_inner()),
+                failing_since_us: *lock(&w.shared.failing_since_us),
             },
         };
         if !wants_scan(&state) {
             continue;
         }
-        let scan = scanner();
+        let scan = (w.scanner)();
         tracing::debug!(?scan, "auto: rescan");
-        if let Action::Switch(c) = decide(&state, &scan, clock.now_us(), policy) {
-            *pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+        if let Action::Switch(c) = decide(&state, &scan, w.clock.now_us(), w.policy) {
+            *lock(&w.shared.pending) = Some(c);
             child.stop();
             return;
+        }
+        let note = no_camera_note(&scan.skipped, w.policy);
+        if state == Running::Pattern && *lock(&w.shared.note) != note {
+            tracing::info!(reason = %note, "auto: still no camera");
+            *lock(&w.shared.note) = note.clone();
+            let base = lock(&w.shared.base).clone();
+            w.sink.update_info(with_note(base, &note));
         }
     }
 }
@@ -520,17 +562,20 @@ mod tests {
 
     #[test]
     fn switches_from_the_pattern_to_a_camera_that_appears_while_running() {
-        let plugged = Arc::new(Mutex::new(false));
+        // 0: nothing, 1: a node that cannot be opened, 2: a camera.
+        let plugged = Arc::new(AtomicUsize::new(0));
         let p = plugged.clone();
-        let scanner: Scanner = Box::new(move || {
-            if *p.lock().expect("lock") {
-                scan(&[0], &[0])
-            } else {
-                Scan {
-                    skipped: vec!["no /dev/video* nodes".into()],
-                    ..Scan::default()
-                }
-            }
+        let scanner: Scanner = Box::new(move || match p.load(Ordering::SeqCst) {
+            0 => Scan {
+                skipped: vec!["no /dev/video* nodes".into()],
+                ..Scan::default()
+            },
+            1 => Scan {
+                nodes: vec![PathBuf::from("/dev/video0")],
+                skipped: vec!["/dev/video0: Operation not permitted".into()],
+                ..Scan::default()
+            },
+            _ => scan(&[0], &[0]),
         });
         let cam_runs = Arc::new(AtomicUsize::new(0));
         let cr = cam_runs.clone();
@@ -575,7 +620,26 @@ mod tests {
         let t = std::thread::spawn(move || auto.run(&*s2, &st2));
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert_eq!(cam_runs.load(Ordering::SeqCst), 0, "no camera yet");
-        *plugged.lock().expect("lock") = true;
+        assert!(
+            sink.infos.lock().expect("lock").is_empty(),
+            "same reasons: no update"
+        );
+        // A node that cannot be used: the status says why.
+        plugged.store(1, Ordering::SeqCst);
+        let start = std::time::Instant::now();
+        while !sink.infos.lock().expect("lock").last().is_some_and(|i| {
+            i.kind == "test"
+                && i.detail
+                    .contains("auto: no camera (/dev/video0: Operation not permitted)")
+        }) {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "the new reason is not shown"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(cam_runs.load(Ordering::SeqCst), 0);
+        plugged.store(2, Ordering::SeqCst);
         let start = std::time::Instant::now();
         while cam_runs.load(Ordering::SeqCst) == 0 {
             assert!(start.elapsed().as_secs() < 10, "no switch to the camera");

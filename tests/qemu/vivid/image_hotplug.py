@@ -5,7 +5,7 @@
 
 Boots the qemu-arm64 IMAGE (as tests/qemu/boot_test.py does), optionally
 swaps in another static aarch64 PINHOLED (sent over the guest's user-mode
-network and bind-mounted over /usr/bin/pinholed, so an image built from an
+network to /data and bind-mounted over /usr/bin/pinholed, so an image built from an
 older commit can test a new daemon), sets `source = "auto"` in
 /data/pinhole/config.toml, restarts pinholed with no camera, then runs
 `modprobe vivid`. Asserts through nginx: /api/status says the test pattern
@@ -68,12 +68,32 @@ def main():
         g.sh("timeout 300 systemctl is-system-running --wait", 320)
         if binary:
             p = serve_once(binary)
-            st, out = g.sh(f"cat < /dev/tcp/10.0.2.2/{p} > /run/pinholed.new && chmod 755 /run/pinholed.new"
-                           f" && mount --bind /run/pinholed.new /usr/bin/pinholed && stat -c %s /usr/bin/pinholed", 180)
+            st, out = g.sh(f"cat < /dev/tcp/10.0.2.2/{p} > /data/pinholed.test && chmod 755 /data/pinholed.test"
+                           f" && mount --bind /data/pinholed.test /usr/bin/pinholed && stat -c %s /usr/bin/pinholed", 180)
             check(st == 0 and out.strip().endswith(str(os.path.getsize(binary))),
                   "the pinholed under test is in place", out.splitlines()[-1] if out else "")
-        g.sh("modprobe -r vivid 2>/dev/null; sed -i '/^source *=/d' /data/pinhole/config.toml;"
-             " sed -i '1i source = \"auto\"' /data/pinhole/config.toml; systemctl restart pinholed", 120)
+        # `source` is a top-level key: it goes before the first [section].
+        g.sh("f=/data/pinhole/config.toml;"
+             " { echo 'source = \"auto\"'; grep -v '^source *=' $f 2>/dev/null; } > /run/c.toml"
+             " && cat /run/c.toml > $f", 60)
+        # Without videodev when the service starts, its device ACL has no
+        # video4linux entry: a camera plugged in later is refused, and the
+        # status must say so.
+        g.sh("modprobe -r vivid 2>/dev/null; modprobe -r videodev 2>/dev/null; systemctl restart pinholed", 120)
+        wait_status(port, lambda s: s.get("source", {}).get("state") == "running", 120)
+        g.sh("modprobe vivid node_types=0x1")
+        s = wait_status(port, lambda s: "/dev/video0" in s.get("source", {}).get("detail", ""), 30)
+        src = s.get("source", {})
+        check(src.get("kind") == "test" and "/dev/video0" in src.get("detail", ""),
+              "without videodev at service start: vivid is refused, the status says why",
+              src.get("detail", str(s))[:300])
+        # As overlay/etc/modules-load.d/pinhole-v4l2.conf has it at boot.
+        g.sh("modprobe -r vivid 2>/dev/null; modprobe videodev; systemctl restart pinholed", 120)
+        time.sleep(5)
+        st, out = g.sh("(systemctl is-active pinholed && exit 0; systemctl status pinholed --no-pager | tail -n 5;"
+                       " journalctl -b -u pinholed --no-pager -o cat | tail -n 15; exit 1)")
+        if st != 0:
+            print("   " + out.replace("\n", "\n   "), flush=True)
         s = wait_status(port, lambda s: s.get("source", {}).get("state") == "running", 120)
         src = s.get("source", {})
         check(src.get("kind") == "test" and "auto: no camera" in src.get("detail", ""),
