@@ -124,8 +124,12 @@ pub type Scanner = Box<dyn FnMut() -> Scan + Send>;
 pub type CameraBuilder = Box<dyn FnMut(&Candidate) -> Result<Box<dyn Source>, String> + Send>;
 
 /// The real scan: `/dev/video*` nodes probed for a usable capture format.
+/// Nodes that are not capture devices at all (M2M codecs, metadata nodes)
+/// are remembered by device number and not reopened every scan.
 pub fn v4l2_scanner(dev_dir: PathBuf, want: Wanted) -> Scanner {
+    use std::os::unix::fs::MetadataExt;
     let mut opener = v4l2::real_opener();
+    let mut not_capture: std::collections::HashMap<PathBuf, (u64, String)> = Default::default();
     Box::new(move || {
         let mut s = Scan {
             skipped: vec!["libcamera: helper not in this build (docs/cameras.md)".to_owned()],
@@ -137,6 +141,11 @@ pub fn v4l2_scanner(dev_dir: PathBuf, want: Wanted) -> Scanner {
                 .push(format!("no {}/video* nodes", dev_dir.display()));
         }
         for node in &s.nodes {
+            let rdev = std::fs::metadata(node).map(|m| m.rdev()).unwrap_or(0);
+            if let Some((_, why)) = not_capture.get(node).filter(|(d, _)| *d == rdev) {
+                s.skipped.push(why.clone());
+                continue;
+            }
             match v4l2::probe(&mut opener, node, &want) {
                 Ok(p) => s.found.push(Candidate {
                     path: p.path.clone(),
@@ -150,7 +159,12 @@ pub fn v4l2_scanner(dev_dir: PathBuf, want: Wanted) -> Scanner {
                         p.choice.height
                     ),
                 }),
-                Err(e) => s.skipped.push(e),
+                Err(e) => {
+                    if e.not_capture {
+                        not_capture.insert(node.clone(), (rdev, e.reason.clone()));
+                    }
+                    s.skipped.push(e.reason)
+                }
             }
         }
         s

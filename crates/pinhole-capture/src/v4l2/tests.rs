@@ -134,11 +134,14 @@ fn probe_explains_what_it_cannot_use() {
         ..want
     };
     let e = probe(&mut opener, Path::new("/dev/video0"), &want_mjpg).unwrap_err();
-    assert!(e.contains("MJPG not offered"), "{e}");
+    assert!(
+        e.reason.contains("MJPG not offered") && !e.not_capture,
+        "{e}"
+    );
     let mut missing: Opener =
         Box::new(|_p: &Path| Err(io::Error::from_raw_os_error(nix::libc::ENOENT)));
     let e = probe(&mut missing, Path::new("/dev/video7"), &want).unwrap_err();
-    assert!(e.starts_with("/dev/video7:"), "{e}");
+    assert!(e.reason.starts_with("/dev/video7:"), "{e}");
 }
 
 #[test]
