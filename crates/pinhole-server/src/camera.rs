@@ -319,10 +319,17 @@ pub(crate) async fn handle(
         .get()
         .cloned()
         .ok_or_else(|| ServerError::Unavailable("this source has no settings".into()))?;
+    // describe() reads the camera's controls from the driver: blocking
+    // ioctls (a USB camera answers each in milliseconds).
+    let describe = |b: Arc<dyn CameraBackend>| async move {
+        tokio::task::spawn_blocking(move || b.describe())
+            .await
+            .map_err(|e| ServerError::Internal(e.to_string()))
+    };
     match *method {
         Method::GET | Method::HEAD => Ok(json_response(
             StatusCode::OK,
-            &describe_json(&backend.describe()),
+            &describe_json(&describe(backend).await?),
         )),
         Method::PUT => {
             let body = read_body(req.into_body(), MAX_JSON_BODY).await?;
@@ -330,7 +337,7 @@ pub(crate) async fn handle(
                 .map_err(|e| ServerError::BadRequest(format!("not JSON: {e}")))?;
             // One change at a time: describe, validate and apply together.
             let _one = state.camera_lock.lock().await;
-            let desc = backend.describe();
+            let desc = describe(backend.clone()).await?;
             let changes = match validate(&desc, &value) {
                 Ok(c) => c,
                 Err(e) => {
@@ -351,7 +358,7 @@ pub(crate) async fn handle(
                 .await
                 .map_err(|e| ServerError::Internal(e.to_string()))?
                 .map_err(ServerError::Internal)?;
-            let mut v = describe_json(&backend.describe());
+            let mut v = describe_json(&describe(backend).await?);
             v["persisted"] = json!(applied.persisted);
             v["restarted"] = json!(applied.restarted);
             v["changed"] = json!(changes

@@ -6,8 +6,10 @@
 //! Video settings (size, rate, bitrate, keyframe interval) restart the
 //! source thread with a freshly built source: the HTTP side and its viewers
 //! stay; the hub starts a new stream generation when the SPS changes.
-//! Camera controls are set live through a second file descriptor on the
-//! device (V4L2 allows that while another one streams).
+//! Camera controls are read from and set on the device that runs now
+//! ([`Active`]) through a second file descriptor (V4L2 allows that while
+//! another one streams); the chosen values ([`SavedControls`]) are applied
+//! by the V4L2 source every time it opens the camera.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use pinhole_capture::v4l2::device::{enumerate_controls, CtrlInfo, Device, RealDevice};
+use pinhole_capture::v4l2::controls::{self, Control, SavedControls};
+use pinhole_capture::v4l2::device::RealDevice;
 use pinhole_capture::v4l2::sys;
 use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
 use pinhole_server::camera::{Applied, CameraBackend, CameraDescription, Changes, Kind, Setting};
@@ -124,77 +127,72 @@ impl Supervisor {
 /// Builds a source from a config (main.rs's `make_source`).
 pub type Factory = Box<dyn Fn(&Config) -> Result<Box<dyn Source>, String> + Send + Sync>;
 
-/// One V4L2 control as offered in `/api/camera`.
+/// Which kind of source runs now and the camera device whose controls are
+/// offered. Set once for fixed sources; `auto` changes it when it switches.
 #[derive(Clone, Debug)]
-struct Control {
-    key: String,
-    info: CtrlInfo,
-    menu: Vec<(i64, String)>,
-    value: i64,
+pub struct Active(Arc<Mutex<(&'static str, Option<PathBuf>)>>);
+
+impl Default for Active {
+    fn default() -> Self {
+        Active(Arc::new(Mutex::new(("test", None))))
+    }
+}
+
+impl Active {
+    pub fn set(&self, kind: &'static str, device: Option<PathBuf>) {
+        *lock(&self.0) = (kind, device);
+    }
+
+    pub fn get(&self) -> (&'static str, Option<PathBuf>) {
+        lock(&self.0).clone()
+    }
 }
 
 /// The daemon's side of `/api/camera`.
 pub struct DaemonCamera {
     cfg: Mutex<Config>,
     config_path: Option<PathBuf>,
-    kind: &'static str,
-    /// The V4L2 node whose controls are offered.
-    device: Option<PathBuf>,
-    controls: Mutex<Vec<Control>>,
+    active: Active,
+    /// The control values chosen so far, applied by the V4L2 source.
+    saved: SavedControls,
     factory: Factory,
     supervisor: Arc<Supervisor>,
 }
 
 impl DaemonCamera {
-    /// `kind` is the running source's (`test`, `v4l2`, `pipe`); for a
-    /// `v4l2:` source the device's controls are enumerated and the
-    /// `[camera.controls]` from the config are set on it.
     pub fn new(
         cfg: Config,
         config_path: Option<PathBuf>,
-        kind: &'static str,
+        active: Active,
+        saved: SavedControls,
         factory: Factory,
         supervisor: Arc<Supervisor>,
     ) -> DaemonCamera {
-        let device = cfg
-            .source
-            .strip_prefix("v4l2:")
-            .map(|s| pinhole_capture::v4l2::parse_spec(s).0);
-        let mut controls = Vec::new();
-        if let Some(dev) = &device {
-            match read_controls(dev) {
-                Ok(c) => controls = c,
-                Err(e) => {
-                    tracing::warn!(device = %dev.display(), error = %e, "cannot list camera controls")
-                }
-            }
-            for (key, value) in &cfg.camera.controls {
-                let Some(c) = controls.iter_mut().find(|c| &c.key == key) else {
-                    tracing::warn!(control = %key, "config: the camera has no such control");
-                    continue;
-                };
-                match RealDevice::open(dev).and_then(|mut d| d.set_ctrl(c.info.id, *value)) {
-                    Ok(()) => c.value = *value,
-                    Err(e) => {
-                        tracing::warn!(control = %key, value, error = %e, "camera refused a control")
-                    }
-                }
-            }
-        }
         DaemonCamera {
             cfg: Mutex::new(cfg),
             config_path,
-            kind,
-            device,
-            controls: Mutex::new(controls),
+            active,
+            saved,
             factory,
             supervisor,
         }
     }
 
-    fn fields(&self, cfg: &Config) -> Vec<Setting> {
+    /// The running camera's controls, read from the driver now (not a
+    /// copy of what was last set). `Err` says why there are none.
+    fn camera_controls(&self) -> Result<Vec<Control>, String> {
+        let (kind, device) = self.active.get();
+        let Some(dev) = device else {
+            return Err(format!("the {kind} source has no camera controls"));
+        };
+        RealDevice::open(&dev)
+            .and_then(|mut d| controls::list(&mut d))
+            .map_err(|e| format!("cannot read the controls of {}: {e}", dev.display()))
+    }
+
+    fn fields(&self, cfg: &Config, kind: &str) -> Vec<Setting> {
         let v = &cfg.video;
-        let (encodes, pipe) = (self.kind != "pipe", self.kind == "pipe");
+        let (encodes, pipe) = (kind != "pipe", kind == "pipe");
         let int = |key: &str, label: &str, value: u32, min, max, step, unit| Setting {
             key: key.into(),
             label: label.into(),
@@ -232,12 +230,12 @@ impl DaemonCamera {
         }
         let mut width = int("width", "Width", v.width, 16, 3840, 2, "px");
         let mut height = int("height", "Height", v.height, 16, 2160, 2, "px");
-        if self.kind == "v4l2" {
+        if kind == "v4l2" {
             let n = "the camera's nearest size is used".to_owned();
             width.note = Some(n.clone());
             height.note = Some(n);
         }
-        let why = match self.kind {
+        let why = match kind {
             "test" => "the test pattern cannot rotate or flip",
             "v4l2" => "pinhole does not rotate or flip frames itself; use the camera's own controls below if it lists any (e.g. horizontal_flip)",
             "pipe" => "rotate or flip in the command producing the stream",
@@ -267,36 +265,19 @@ impl DaemonCamera {
         ]
     }
 
-    /// Sets controls; on a refusal, puts back the ones already set.
+    /// Sets controls on the running camera; on a refusal, puts back the
+    /// ones already set. The new values are remembered for the next open.
     fn set_controls(&self, changes: &BTreeMap<String, i64>) -> Result<(), String> {
         if changes.is_empty() {
             return Ok(());
         }
-        let dev = self
-            .device
-            .as_ref()
-            .ok_or("this source has no camera controls")?;
-        let mut d = RealDevice::open(dev).map_err(|e| format!("{}: {e}", dev.display()))?;
-        let mut controls = lock(&self.controls);
-        let mut done: Vec<(u32, i64)> = Vec::new();
-        for (key, value) in changes {
-            let c = controls
-                .iter()
-                .find(|c| &c.key == key)
-                .ok_or_else(|| format!("controls.{key}: no such control"))?;
-            if let Err(e) = d.set_ctrl(c.info.id, *value) {
-                for (id, old) in done.iter().rev() {
-                    let _ = d.set_ctrl(*id, *old);
-                }
-                return Err(format!("controls.{key}: the camera refused {value}: {e}"));
-            }
-            done.push((c.info.id, c.value));
-        }
-        for c in controls.iter_mut() {
-            if let Some(v) = changes.get(&c.key) {
-                c.value = d.get_ctrl(c.info.id).unwrap_or(*v);
-            }
-        }
+        let (kind, device) = self.active.get();
+        let dev = device.ok_or_else(|| format!("the {kind} source has no camera controls"))?;
+        let mut d = RealDevice::open(&dev).map_err(|e| format!("{}: {e}", dev.display()))?;
+        let list = controls::list(&mut d).map_err(|e| format!("{}: {e}", dev.display()))?;
+        let got = controls::set(&mut d, &list, changes).map_err(|e| format!("controls.{e}"))?;
+        tracing::info!(device = %dev.display(), ?got, "camera controls set");
+        self.saved.update(changes);
         Ok(())
     }
 }
@@ -304,24 +285,32 @@ impl DaemonCamera {
 impl CameraBackend for DaemonCamera {
     fn describe(&self) -> CameraDescription {
         let cfg = lock(&self.cfg).clone();
+        let kind = self.active.get().0;
         let mut notes = Vec::new();
-        match self.kind {
-            "v4l2" if lock(&self.controls).is_empty() => {
-                notes.push("the camera lists no adjustable controls".to_owned())
+        let controls = match self.camera_controls() {
+            Ok(c) if c.is_empty() => {
+                notes.push("the camera lists no adjustable controls".to_owned());
+                c
             }
-            "v4l2" => {}
-            k if cfg.source == "auto" => notes.push(format!(
-                "source auto ({k}): camera controls need an explicit v4l2:/dev/videoN source"
-            )),
-            k => notes.push(format!("the {k} source has no camera controls")),
-        }
+            Ok(c) => c,
+            Err(e) if cfg.source == "auto" && kind != "v4l2" => {
+                notes.push(format!(
+                    "{e}; source auto: they appear when a camera is found"
+                ));
+                Vec::new()
+            }
+            Err(e) => {
+                notes.push(e);
+                Vec::new()
+            }
+        };
         if self.config_path.is_none() {
             notes.push("no --config file: changes last until the daemon restarts".into());
         }
-        let controls = lock(&self.controls).iter().map(control_setting).collect();
+        let controls = controls.iter().map(control_setting).collect();
         CameraDescription {
-            source: self.kind.into(),
-            fields: self.fields(&cfg),
+            source: kind.into(),
+            fields: self.fields(&cfg, kind),
             controls,
             persistent: self.config_path.is_some(),
             notes,
@@ -402,68 +391,6 @@ fn control_setting(c: &Control) -> Setting {
             None
         },
     }
-}
-
-/// `White Balance Temperature, Auto` → `white_balance_temperature_auto`.
-pub fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for ch in name.chars() {
-        if ch.is_ascii_alphanumeric() {
-            out.push(ch.to_ascii_lowercase());
-        } else if !out.is_empty() && !out.ends_with('_') {
-            out.push('_');
-        }
-    }
-    out.trim_end_matches('_').to_owned()
-}
-
-/// The user and camera class controls a person may want to set (the codec
-/// class is pinhole's own business), with menus and current values.
-fn read_controls(path: &Path) -> std::io::Result<Vec<Control>> {
-    let mut d = RealDevice::open(path)?;
-    controls_of(&mut d)
-}
-
-fn controls_of(d: &mut dyn Device) -> std::io::Result<Vec<Control>> {
-    const USER_CLASS: u32 = 0x0098_0000;
-    const CAMERA_CLASS: u32 = 0x009a_0000;
-    let mut out: Vec<Control> = Vec::new();
-    for info in enumerate_controls(d)? {
-        let class = info.id & 0x0fff_0000;
-        if class != USER_CLASS && class != CAMERA_CLASS {
-            continue;
-        }
-        if !matches!(
-            info.kind,
-            sys::CTRL_TYPE_INTEGER
-                | sys::CTRL_TYPE_BOOLEAN
-                | sys::CTRL_TYPE_MENU
-                | sys::CTRL_TYPE_INTEGER_MENU
-        ) || info.flags & sys::CTRL_FLAG_WRITE_ONLY != 0
-        {
-            continue;
-        }
-        let mut menu = Vec::new();
-        if matches!(info.kind, sys::CTRL_TYPE_MENU | sys::CTRL_TYPE_INTEGER_MENU) {
-            for idx in info.minimum.max(0)..=info.maximum.min(255) {
-                if let Ok(Some(label)) = d.querymenu(info.id, idx as u32) {
-                    menu.push((idx, label));
-                }
-            }
-        }
-        let value = d.get_ctrl(info.id).unwrap_or(info.default);
-        let mut key = slug(&info.name);
-        if key.is_empty() || out.iter().any(|c| c.key == key) {
-            key = format!("{key}_{:x}", info.id);
-        }
-        out.push(Control {
-            key,
-            info,
-            menu,
-            value,
-        });
-    }
-    Ok(out)
 }
 
 /// Writes the video settings and camera controls of `cfg` into the TOML
@@ -548,6 +475,7 @@ mod tests {
 
     #[test]
     fn slugs() {
+        use controls::slug;
         assert_eq!(
             slug("White Balance Temperature, Auto"),
             "white_balance_temperature_auto"

@@ -1,6 +1,7 @@
 //! `pinholed`: wires a source, the hub and the HTTP server together.
 
 use pinholed::config;
+mod auto;
 mod camera_ctl;
 mod ota;
 mod systemd;
@@ -12,12 +13,13 @@ use std::time::Duration;
 use clap::Parser;
 use pinhole_capture::pipe::{parse_pipe_spec, PipeInput, PipeSource};
 use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
+use pinhole_capture::v4l2::controls::SavedControls;
 use pinhole_capture::v4l2::{self, EncoderChoice, V4l2Config, V4l2Source};
-use pinhole_capture::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
+use pinhole_capture::Source;
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::{Clock, SystemClock};
 use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use config::{Cli, Config};
 
@@ -74,7 +76,18 @@ fn init_logging() {
         .init();
 }
 
-fn make_source(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Box<dyn Source>, String> {
+/// What every source built by [`make_source`] shares with the daemon.
+#[derive(Clone)]
+struct Wiring {
+    clock: Arc<dyn Clock>,
+    /// The camera controls chosen (config, `PUT /api/camera`).
+    saved: SavedControls,
+    /// The kind of source and camera device running now.
+    active: camera_ctl::Active,
+}
+
+fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
+    let clock = w.clock.clone();
     let test_pattern = |clock| {
         TestPattern::new(
             TestPatternConfig {
@@ -91,9 +104,35 @@ fn make_source(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Box<dyn Source>, S
     };
     let spec = cfg.source.as_str();
     match spec {
-        "test" => test_pattern(clock),
-        "auto" => auto_source(cfg, clock, test_pattern),
+        "test" => {
+            w.active.set("test", None);
+            test_pattern(clock)
+        }
+        "auto" => {
+            let want = v4l2::negotiate::Wanted {
+                width: cfg.video.width,
+                height: cfg.video.height,
+                fps: cfg.video.fps,
+                fourcc: None,
+            };
+            let (c, wc) = (cfg.clone(), w.clone());
+            let camera: auto::CameraBuilder = Box::new(move |cand: &auto::Candidate| {
+                V4l2Source::new(v4l2_config(&c, &wc, cand.path.clone(), None), wc.clock.clone())
+                    .map(|s| Box::new(s) as Box<dyn Source>)
+                    .map_err(|e| e.to_string())
+            });
+            auto::AutoSource::new(
+                auto::v4l2_scanner(PathBuf::from("/dev"), want),
+                camera,
+                || test_pattern(clock.clone()),
+                clock.clone(),
+                w.active.clone(),
+                auto::Policy::default(),
+            )
+            .map(|s| Box::new(s) as Box<dyn Source>)
+        }
         _ if spec.starts_with("pipe:") => {
+            w.active.set("pipe", None);
             let mut input = parse_pipe_spec(&spec["pipe:".len()..]);
             if let PipeInput::File { looped, .. } = &mut input {
                 *looped = cfg.pipe.looped;
@@ -106,7 +145,8 @@ fn make_source(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Box<dyn Source>, S
         }
         _ if spec.starts_with("v4l2:") => {
             let (device, fourcc) = v4l2::parse_spec(&spec["v4l2:".len()..]);
-            let c = v4l2_config(cfg, device, fourcc);
+            let c = v4l2_config(cfg, w, device.clone(), fourcc);
+            w.active.set("v4l2", Some(device));
             V4l2Source::new(c, clock)
                 .map(|s| Box::new(s) as Box<dyn Source>)
                 .map_err(|e| e.to_string())
@@ -121,8 +161,9 @@ fn make_source(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Box<dyn Source>, S
     }
 }
 
-fn v4l2_config(cfg: &Config, device: PathBuf, fourcc: Option<u32>) -> V4l2Config {
+fn v4l2_config(cfg: &Config, w: &Wiring, device: PathBuf, fourcc: Option<u32>) -> V4l2Config {
     let mut c = V4l2Config::new(device);
+    c.controls = w.saved.clone();
     c.width = cfg.video.width;
     c.height = cfg.video.height;
     c.fps = cfg.video.fps;
@@ -137,109 +178,14 @@ fn v4l2_config(cfg: &Config, device: PathBuf, fourcc: Option<u32>) -> V4l2Config
     c
 }
 
-/// `--source auto`: a libcamera camera, else the first V4L2 capture node
-/// with a usable format, else the test pattern. The choice and the reasons
-/// go to the log and into `source.detail` in `/api/status`.
-fn auto_source(
-    cfg: &Config,
-    clock: Arc<dyn Clock>,
-    test_pattern: impl FnOnce(Arc<dyn Clock>) -> Result<Box<dyn Source>, String>,
-) -> Result<Box<dyn Source>, String> {
-    let mut skipped = vec!["libcamera: helper not in this build (docs/cameras.md)".to_owned()];
-    let want = v4l2::negotiate::Wanted {
-        width: cfg.video.width,
-        height: cfg.video.height,
-        fps: cfg.video.fps,
-        fourcc: None,
-    };
-    let nodes = v4l2::device_nodes(Path::new("/dev"));
-    if nodes.is_empty() {
-        skipped.push("no /dev/video* nodes".into());
-    }
-    let mut opener = v4l2::real_opener();
-    for node in nodes {
-        match v4l2::probe(&mut opener, &node, &want) {
-            Ok(p) => {
-                let c = &p.choice;
-                let why = format!(
-                    "auto: {} ({}, {}) offers {} {}x{}; skipped: {}",
-                    p.path.display(),
-                    p.card,
-                    p.driver,
-                    v4l2::sys::fourcc_str(c.fourcc),
-                    c.width,
-                    c.height,
-                    skipped.join("; ")
-                );
-                tracing::info!(reason = %why, "auto: using a V4L2 camera");
-                let src = V4l2Source::new(v4l2_config(cfg, p.path.clone(), None), clock)
-                    .map_err(|e| e.to_string())?;
-                return Ok(Box::new(Annotated::new(Box::new(src), why)));
-            }
-            Err(e) => skipped.push(e),
-        }
-    }
-    let why = format!("auto: no camera ({})", skipped.join("; "));
-    tracing::info!(reason = %why, "auto: using the test pattern");
-    Ok(Box::new(Annotated::new(test_pattern(clock)?, why)))
-}
-
-/// A source whose status detail carries a note (why `auto` chose it).
-struct Annotated {
-    inner: Box<dyn Source>,
-    note: String,
-}
-
-impl Annotated {
-    fn new(inner: Box<dyn Source>, note: String) -> Self {
-        Annotated { inner, note }
-    }
-}
-
-struct NotedSink<'a> {
-    inner: &'a dyn FrameSink,
-    note: &'a str,
-}
-
-impl FrameSink for NotedSink<'_> {
-    fn publish(&self, au: pinhole_media::AccessUnit) {
-        self.inner.publish(au);
-    }
-    fn report(&self, state: SourceState) {
-        self.inner.report(state);
-    }
-    fn update_info(&self, mut info: SourceInfo) {
-        info.detail = format!("{} [{}]", info.detail, self.note);
-        self.inner.update_info(info);
-    }
-    fn heartbeat(&self) {
-        self.inner.heartbeat();
-    }
-    fn publish_jpeg(&self, jpeg: bytes::Bytes, pts_us: u64) {
-        self.inner.publish_jpeg(jpeg, pts_us);
-    }
-}
-
-impl Source for Annotated {
-    fn info(&self) -> SourceInfo {
-        let mut info = self.inner.info();
-        info.detail = format!("{} [{}]", info.detail, self.note);
-        info
-    }
-    fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
-        let noted = NotedSink {
-            inner: sink,
-            note: &self.note,
-        };
-        self.inner.run(&noted, stop)
-    }
-}
-
 async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
-    let source = make_source(&cfg, clock.clone())?;
+    let wiring = Wiring {
+        clock: Arc::new(SystemClock::new()),
+        saved: SavedControls::new(cfg.camera.controls.clone()),
+        active: camera_ctl::Active::default(),
+    };
+    let source = make_source(&cfg, &wiring)?;
     let info = source.info();
-    let kind = info.kind; // what `auto` chose
     tracing::info!(kind = info.kind, detail = %info.detail, "source");
 
     let hub = Hub::new(HubConfig {
@@ -290,9 +236,16 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
 
     let probe = listeners.first().map(|l| l.local_addr());
     let supervisor = camera_ctl::Supervisor::spawn(source, state.clone());
-    let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, clock.clone()));
-    let camera =
-        camera_ctl::DaemonCamera::new(cfg.clone(), config_path, kind, factory, supervisor.clone());
+    let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
+    let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, &wiring));
+    let camera = camera_ctl::DaemonCamera::new(
+        cfg.clone(),
+        config_path,
+        active,
+        saved,
+        factory,
+        supervisor.clone(),
+    );
     let _ = state.camera.set(Arc::new(camera));
     tokio::spawn(systemd::supervise(state.clone(), probe));
 

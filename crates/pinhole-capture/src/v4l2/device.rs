@@ -645,8 +645,14 @@ impl Device for RealDevice {
         };
         // SAFETY: cs points at one valid control for the call.
         unsafe { vidioc_g_ext_ctrls(self.fd(), &mut cs) }?;
-        let v = c.value64;
-        Ok(v)
+        // The driver fills only the 32-bit `value` for every type but
+        // INTEGER64: sign-extend it, or hue -10 reads as 4294967286.
+        let wide = matches!(self.queryctrl(id), Ok(Some(q)) if q.kind == CTRL_TYPE_INTEGER64);
+        Ok(if wide {
+            c.value64
+        } else {
+            i64::from(c.value64 as i32)
+        })
     }
 
     fn set_ctrl(&mut self, id: u32, value: i64) -> io::Result<()> {

@@ -13,6 +13,64 @@ pub(crate) struct CamCtl {
     pub stalled: bool,
     pub opens: u32,
     pub frames: u64,
+    /// The camera's controls and their current values (kept by the
+    /// "driver", so they survive reopening like a real device's).
+    pub controls: Vec<(CtrlInfo, i64)>,
+    /// `set_ctrl` of this id fails with EBUSY.
+    pub refuse: Option<u32>,
+    /// Every successful `set_ctrl`, in order.
+    pub sets: Vec<(u32, i64)>,
+}
+
+/// A few controls like vivid's: brightness, hue (negative range), a
+/// boolean auto switch, a menu, and a codec-class one that is not offered.
+pub(crate) fn vivid_like_controls() -> Vec<(CtrlInfo, i64)> {
+    let c = |id, kind, name: &str, min, max, step, default| {
+        (
+            CtrlInfo {
+                id,
+                kind,
+                name: name.into(),
+                minimum: min,
+                maximum: max,
+                step,
+                default,
+                flags: 0,
+            },
+            default,
+        )
+    };
+    vec![
+        c(0x0098_0900, CTRL_TYPE_INTEGER, "Brightness", 0, 255, 1, 128),
+        c(0x0098_0903, CTRL_TYPE_INTEGER, "Hue", -128, 127, 1, 0),
+        c(
+            0x0098_0912,
+            CTRL_TYPE_BOOLEAN,
+            "Gain, Automatic",
+            0,
+            1,
+            1,
+            1,
+        ),
+        c(
+            0x0098_0918,
+            CTRL_TYPE_MENU,
+            "Power Line Frequency",
+            0,
+            2,
+            1,
+            1,
+        ),
+        c(
+            CID_MPEG_VIDEO_BITRATE,
+            CTRL_TYPE_INTEGER,
+            "Video Bitrate",
+            1,
+            1 << 24,
+            1,
+            1000,
+        ),
+    ]
 }
 
 pub(crate) struct FakeCamera {
@@ -165,17 +223,56 @@ impl Device for FakeCamera {
             ..Default::default()
         })
     }
-    fn queryctrl(&mut self, _: u32) -> io::Result<Option<CtrlInfo>> {
-        Ok(None)
+    fn queryctrl(&mut self, id: u32) -> io::Result<Option<CtrlInfo>> {
+        self.gone()?;
+        let ctl = self.ctl.lock().map_err(|_| io::Error::other("poisoned"))?;
+        let next = id & CTRL_FLAG_NEXT_CTRL != 0;
+        let id = id & !CTRL_FLAG_NEXT_CTRL;
+        Ok(if next {
+            ctl.controls
+                .iter()
+                .map(|(c, _)| c)
+                .filter(|c| c.id > id)
+                .min_by_key(|c| c.id)
+                .cloned()
+        } else {
+            ctl.controls
+                .iter()
+                .find(|(c, _)| c.id == id)
+                .map(|(c, _)| c.clone())
+        })
     }
-    fn querymenu(&mut self, _: u32, _: u32) -> io::Result<Option<String>> {
-        Ok(None)
+    fn querymenu(&mut self, id: u32, index: u32) -> io::Result<Option<String>> {
+        // Index 1 is skipped, as drivers do for menu items they lack.
+        Ok((id == 0x0098_0918 && index != 1 && index <= 2).then(|| format!("item {index}")))
     }
-    fn get_ctrl(&mut self, _: u32) -> io::Result<i64> {
-        Err(io::Error::from_raw_os_error(nix::libc::EINVAL))
+    fn get_ctrl(&mut self, id: u32) -> io::Result<i64> {
+        self.gone()?;
+        let ctl = self.ctl.lock().map_err(|_| io::Error::other("poisoned"))?;
+        ctl.controls
+            .iter()
+            .find(|(c, _)| c.id == id)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| io::Error::from_raw_os_error(nix::libc::EINVAL))
     }
-    fn set_ctrl(&mut self, _: u32, _: i64) -> io::Result<()> {
-        Err(io::Error::from_raw_os_error(nix::libc::EINVAL))
+    fn set_ctrl(&mut self, id: u32, value: i64) -> io::Result<()> {
+        self.gone()?;
+        let mut ctl = self.ctl.lock().map_err(|_| io::Error::other("poisoned"))?;
+        if ctl.refuse == Some(id) {
+            return Err(io::Error::from_raw_os_error(nix::libc::EBUSY));
+        }
+        let slot = ctl
+            .controls
+            .iter_mut()
+            .find(|(c, _)| c.id == id)
+            .ok_or_else(|| io::Error::from_raw_os_error(nix::libc::EINVAL))?;
+        let (c, v) = slot;
+        if value < c.minimum || value > c.maximum {
+            return Err(io::Error::from_raw_os_error(nix::libc::ERANGE));
+        }
+        *v = value;
+        ctl.sets.push((id, value));
+        Ok(())
     }
     fn encoder_cmd(&mut self, _: u32) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(nix::libc::ENOTTY))

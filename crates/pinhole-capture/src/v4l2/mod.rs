@@ -21,6 +21,7 @@ use crate::encoder::soft::SoftEncoder;
 use crate::encoder::{EncoderSettings, Profile, RawFrame, VideoEncoder};
 use crate::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
 
+pub mod controls;
 pub mod device;
 pub mod negotiate;
 pub mod sys;
@@ -57,6 +58,8 @@ pub struct V4l2Config {
     pub encoder: EncoderChoice,
     /// No frame for this long: the device is closed and reopened.
     pub stall_timeout: Duration,
+    /// The camera's own controls to set whenever the device is opened.
+    pub controls: controls::SavedControls,
 }
 
 impl V4l2Config {
@@ -71,6 +74,7 @@ impl V4l2Config {
             fourcc: None,
             encoder: EncoderChoice::Software,
             stall_timeout: Duration::from_secs(3),
+            controls: controls::SavedControls::default(),
         }
     }
 
@@ -105,24 +109,48 @@ pub struct Probed {
     pub choice: Choice,
 }
 
+/// Why [`probe`] cannot use a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeError {
+    /// For the `auto` log and status: `/dev/video1: … is not a streaming capture device`.
+    pub reason: String,
+    /// The node is no camera at all (M2M codec, metadata node): probing it
+    /// again gives the same answer while it is the same device.
+    pub not_capture: bool,
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// Open `path` and check it can feed pinhole: a capture node with a format
 /// we can use. `Err` says why not (for the `auto` log and status).
-pub fn probe(opener: &mut Opener, path: &Path, want: &Wanted) -> Result<Probed, String> {
-    let mut dev = opener(path).map_err(|e| format!("{}: {}", path.display(), why(&e)))?;
+pub fn probe(opener: &mut Opener, path: &Path, want: &Wanted) -> Result<Probed, ProbeError> {
+    let err = |reason: String| ProbeError {
+        reason,
+        not_capture: false,
+    };
+    let mut dev = opener(path).map_err(|e| err(format!("{}: {}", path.display(), why(&e))))?;
     let cap = dev
         .querycap()
-        .map_err(|e| format!("{}: not a V4L2 device: {e}", path.display()))?;
+        .map_err(|e| err(format!("{}: not a V4L2 device: {e}", path.display())))?;
     if !cap.is_capture() {
-        return Err(format!(
-            "{}: {} ({}) is not a streaming capture device",
-            path.display(),
-            cap.card,
-            cap.driver
-        ));
+        return Err(ProbeError {
+            reason: format!(
+                "{}: {} ({}) is not a streaming capture device",
+                path.display(),
+                cap.card,
+                cap.driver
+            ),
+            not_capture: true,
+        });
     }
     let formats = enumerate_formats(&mut *dev, cap.capture_type())
-        .map_err(|e| format!("{}: listing formats: {e}", path.display()))?;
-    let choice = negotiate(&formats, want).map_err(|e| format!("{}: {}", path.display(), e))?;
+        .map_err(|e| err(format!("{}: listing formats: {e}", path.display())))?;
+    let choice =
+        negotiate(&formats, want).map_err(|e| err(format!("{}: {}", path.display(), e)))?;
     Ok(Probed {
         path: path.to_owned(),
         card: cap.card,
@@ -333,6 +361,10 @@ impl V4l2Source {
                 path.display(),
                 cap.driver
             )));
+        }
+        // A replugged camera or reloaded driver starts from its defaults.
+        for w in controls::apply_saved(&mut *dev, &self.cfg.controls.get()) {
+            tracing::warn!(device = %path.display(), "v4l2: saved control not applied: {w}");
         }
         let t = cap.capture_type();
         let formats = enumerate_formats(&mut *dev, t)

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,11 +134,14 @@ fn probe_explains_what_it_cannot_use() {
         ..want
     };
     let e = probe(&mut opener, Path::new("/dev/video0"), &want_mjpg).unwrap_err();
-    assert!(e.contains("MJPG not offered"), "{e}");
+    assert!(
+        e.reason.contains("MJPG not offered") && !e.not_capture,
+        "{e}"
+    );
     let mut missing: Opener =
         Box::new(|_p: &Path| Err(io::Error::from_raw_os_error(nix::libc::ENOENT)));
     let e = probe(&mut missing, Path::new("/dev/video7"), &want).unwrap_err();
-    assert!(e.starts_with("/dev/video7:"), "{e}");
+    assert!(e.reason.starts_with("/dev/video7:"), "{e}");
 }
 
 #[test]
@@ -161,4 +165,120 @@ fn spec_parsing_and_node_listing() {
         .collect();
     assert_eq!(names, ["video0", "video2", "video10"]);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn camera_with_controls() -> (Arc<Mutex<CamCtl>>, FakeCamera) {
+    let ctl = Arc::new(Mutex::new(CamCtl {
+        controls: super::fake::vivid_like_controls(),
+        ..Default::default()
+    }));
+    let cam = FakeCamera::new(ctl.clone());
+    (ctl, cam)
+}
+
+fn value_of(ctl: &Arc<Mutex<CamCtl>>, id: u32) -> i64 {
+    let g = ctl.lock().expect("lock");
+    g.controls.iter().find(|(c, _)| c.id == id).expect("id").1
+}
+
+#[test]
+fn controls_are_listed_with_ranges_menus_and_current_values() {
+    let (ctl, mut cam) = camera_with_controls();
+    ctl.lock().expect("lock").controls[1].1 = -10; // hue
+    let list = controls::list(&mut cam).expect("list");
+    let keys: Vec<&str> = list.iter().map(|c| c.key.as_str()).collect();
+    // The codec-class bitrate is pinhole's own, not offered.
+    assert_eq!(
+        keys,
+        [
+            "brightness",
+            "hue",
+            "gain_automatic",
+            "power_line_frequency"
+        ]
+    );
+    assert_eq!((list[0].info.minimum, list[0].info.maximum), (0, 255));
+    assert_eq!((list[0].value, list[0].info.default), (128, 128));
+    assert_eq!(list[1].value, -10, "negative values read back as they are");
+    assert_eq!(
+        list[3].menu,
+        [(0, "item 0".to_owned()), (2, "item 2".to_owned())],
+        "menu items the driver skips are left out"
+    );
+    assert_eq!(
+        list[3].check(1).unwrap_err(),
+        "power_line_frequency: 1 is not one of 0 (item 0), 2 (item 2)"
+    );
+    assert!(list[0].check(256).is_err() && list[0].check(255).is_ok());
+    assert!(list[2].check(2).is_err());
+}
+
+#[test]
+fn setting_controls_is_all_or_nothing() {
+    let (ctl, mut cam) = camera_with_controls();
+    let list = controls::list(&mut cam).expect("list");
+    let set = |m: &[(&str, i64)]| -> BTreeMap<String, i64> {
+        m.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    // Valid: set, auto switch first, and the driver's values come back.
+    let got = controls::set(
+        &mut cam,
+        &list,
+        &set(&[("brightness", 200), ("gain_automatic", 0)]),
+    )
+    .expect("set");
+    assert_eq!(got, set(&[("brightness", 200), ("gain_automatic", 0)]));
+    assert_eq!(value_of(&ctl, 0x0098_0900), 200);
+    let sets = ctl.lock().expect("lock").sets.clone();
+    assert_eq!(sets.first(), Some(&(0x0098_0912, 0)), "booleans go first");
+
+    // Out of range or unknown: refused before anything is sent.
+    let n = ctl.lock().expect("lock").sets.len();
+    let e = controls::set(&mut cam, &list, &set(&[("brightness", 10), ("hue", 500)])).unwrap_err();
+    assert!(e.contains("hue: 500 is outside -128..=127"), "{e}");
+    assert!(controls::set(&mut cam, &list, &set(&[("zoom", 1)])).is_err());
+    assert_eq!(ctl.lock().expect("lock").sets.len(), n, "nothing was set");
+
+    // The driver refuses one: the one already set is put back.
+    let list = controls::list(&mut cam).expect("list");
+    ctl.lock().expect("lock").refuse = Some(0x0098_0903);
+    let e = controls::set(&mut cam, &list, &set(&[("brightness", 20), ("hue", 5)])).unwrap_err();
+    assert!(e.starts_with("hue: the camera refused 5"), "{e}");
+    assert_eq!(value_of(&ctl, 0x0098_0900), 200, "brightness put back");
+    assert_eq!(value_of(&ctl, 0x0098_0903), 0);
+}
+
+#[test]
+fn saved_controls_are_applied_on_every_open() {
+    let ctl = Arc::new(Mutex::new(CamCtl {
+        controls: super::fake::vivid_like_controls(),
+        ..Default::default()
+    }));
+    let mut src = source(&ctl);
+    let saved = controls::SavedControls::new(
+        [("brightness".to_owned(), 42), ("zoom".to_owned(), 3)].into(),
+    );
+    src.cfg.controls = saved.clone();
+    let sink = Arc::new(Sink::default());
+    let stop = StopFlag::new();
+    let (s2, st2) = (sink.clone(), stop.clone());
+    let t = std::thread::spawn(move || src.run(&*s2, &st2));
+    wait_for("frames", || sink.count() >= 3);
+    assert_eq!(value_of(&ctl, 0x0098_0900), 42, "set when opened");
+
+    // A replugged camera starts from its defaults: set again on reopen,
+    // with what PUT changed in the meantime.
+    saved.update(&[("brightness".to_owned(), 99)].into());
+    ctl.lock().expect("lock").unplugged = true;
+    wait_for("unplug reported", || sink.failed_with("disconnected"));
+    {
+        let mut g = ctl.lock().expect("lock");
+        g.controls = super::fake::vivid_like_controls();
+        g.unplugged = false;
+    }
+    let before = sink.count();
+    wait_for("video after replug", || sink.count() >= before + 3);
+    assert_eq!(value_of(&ctl, 0x0098_0900), 99);
+    stop.stop();
+    t.join().expect("join").expect("clean stop");
 }

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Camera hotplug in the real image, through nginx and systemd's sandbox.
+
+    tests/qemu/vivid/image_hotplug.py IMAGE [PINHOLED]
+
+Boots the qemu-arm64 IMAGE (as tests/qemu/boot_test.py does), optionally
+swaps in another static aarch64 PINHOLED (sent over the guest's user-mode
+network to /data and bind-mounted over /usr/bin/pinholed, so an image built from an
+older commit can test a new daemon), sets `source = "auto"` in
+/data/pinhole/config.toml, restarts pinholed with no camera, then runs
+`modprobe vivid`. Asserts through nginx: /api/status says the test pattern
+and why; after modprobe the same daemon (same PID, no systemd restart)
+switches to vivid; a WebSocket viewer on /ws/h264 receives H.264 from it;
+/api/camera lists vivid's controls. Prints 'N passed, N failed'.
+"""
+import json, os, socket, sys, tempfile, threading, time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from boot_test import Guest, check, free_port, http_get, nal_types, results, ws_frames  # noqa: E402
+
+
+def status(port):
+    return json.loads(http_get(port, "/api/status")[2])
+
+
+def wait_status(port, pred, timeout):
+    end, last = time.monotonic() + timeout, None
+    while time.monotonic() < end:
+        try:
+            last = status(port)
+            if pred(last):
+                return last
+        except Exception as e:  # nginx up before pinholed, a restart in progress
+            last = {"error": str(e)}
+        time.sleep(1)
+    return last
+
+
+def serve_once(path):
+    """A TCP port on the host that sends one file to the first connection."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def run():
+        c, _ = srv.accept()
+        with open(path, "rb") as f:
+            c.sendall(f.read())
+        c.close()
+        srv.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def main():
+    image = sys.argv[1]
+    binary = sys.argv[2] if len(sys.argv) > 2 else None
+    tmp = tempfile.mkdtemp(prefix="pinhole-hotplug-")
+    disk = os.path.join(tmp, "disk.img")
+    os.system(f"cp --sparse=always '{image}' '{disk}'")
+    port = free_port()
+    log = os.environ.get("HOTPLUG_LOG", os.path.join(tmp, "console.log"))
+    print(f"image {image}, console log {log}", flush=True)
+    g = Guest(disk, port, log)
+    try:
+        g.login(600)
+        g.sh("timeout 300 systemctl is-system-running --wait", 320)
+        if binary:
+            p = serve_once(binary)
+            st, out = g.sh(f"cat < /dev/tcp/10.0.2.2/{p} > /data/pinholed.test && chmod 755 /data/pinholed.test"
+                           f" && mount --bind /data/pinholed.test /usr/bin/pinholed && stat -c %s /usr/bin/pinholed", 180)
+            check(st == 0 and out.strip().endswith(str(os.path.getsize(binary))),
+                  "the pinholed under test is in place", out.splitlines()[-1] if out else "")
+        # `source` is a top-level key: it goes before the first [section].
+        g.sh("f=/data/pinhole/config.toml;"
+             " { echo 'source = \"auto\"'; grep -v '^source *=' $f 2>/dev/null; } > /run/c.toml"
+             " && cat /run/c.toml > $f", 60)
+        # Without videodev when the service starts, its device ACL has no
+        # video4linux entry: a camera plugged in later is refused, and the
+        # status must say so.
+        g.sh("modprobe -r vivid 2>/dev/null; modprobe -r videodev 2>/dev/null; systemctl restart pinholed", 120)
+        wait_status(port, lambda s: s.get("source", {}).get("state") == "running", 120)
+        g.sh("modprobe vivid node_types=0x1")
+        s = wait_status(port, lambda s: "/dev/video0" in s.get("source", {}).get("detail", ""), 30)
+        src = s.get("source", {})
+        check(src.get("kind") == "test" and "/dev/video0" in src.get("detail", ""),
+              "without videodev at service start: vivid is refused, the status says why",
+              src.get("detail", str(s))[:300])
+        # As overlay/etc/modules-load.d/pinhole-v4l2.conf has it at boot.
+        g.sh("modprobe -r vivid 2>/dev/null; modprobe videodev; systemctl restart pinholed", 120)
+        time.sleep(5)
+        st, out = g.sh("(systemctl is-active pinholed && exit 0; systemctl status pinholed --no-pager | tail -n 5;"
+                       " journalctl -b -u pinholed --no-pager -o cat | tail -n 15; exit 1)")
+        if st != 0:
+            print("   " + out.replace("\n", "\n   "), flush=True)
+        s = wait_status(port, lambda s: s.get("source", {}).get("state") == "running", 120)
+        src = s.get("source", {})
+        check(src.get("kind") == "test" and "auto: no camera" in src.get("detail", ""),
+              "auto with no camera: the test pattern, and why (through nginx)", src.get("detail", str(s))[:300])
+        _, pid0 = g.sh("systemctl show -p MainPID,NRestarts --value pinholed | paste -sd' '")
+        t0 = time.monotonic()
+        st, out = g.sh("modprobe vivid node_types=0x1 && ls /dev/video*")
+        check(st == 0, "modprobe vivid", out)
+        s = wait_status(port, lambda s: s.get("source", {}).get("kind") == "v4l2"
+                        and s["source"].get("state") == "running", 60)
+        src = s.get("source", {})
+        took = time.monotonic() - t0
+        _, pid1 = g.sh("systemctl show -p MainPID,NRestarts --value pinholed | paste -sd' '")
+        check(src.get("kind") == "v4l2" and pid1 == pid0,
+              f"the running daemon switched to vivid in {took:.1f} s (same PID and restart count)",
+              f"{pid0} -> {pid1}; {src.get('detail', s)}"[:400])
+        try:
+            frames = ws_frames(port, "/ws/h264", 10, timeout=30)
+            types = sorted({t for f in frames for t in nal_types(f)})
+            check(7 in types and any(t in (1, 5) for t in types),
+                  "a /ws/h264 viewer through nginx receives H.264 from vivid",
+                  f"{len(frames)} messages, {sum(map(len, frames))} bytes, NAL types {types}")
+        except Exception as e:
+            check(False, "a /ws/h264 viewer through nginx receives H.264 from vivid", f"{type(e).__name__}: {e}")
+        cam = json.loads(http_get(port, "/api/camera")[2])
+        keys = [c["key"] for c in cam.get("controls", [])]
+        check("brightness" in keys, "/api/camera lists vivid's controls (through nginx)", " ".join(keys))
+        _, journal = g.sh("journalctl -b -u pinholed --no-pager -o cat | grep -E 'auto|v4l2' | tail -n 6 | cut -c1-200")
+        print("   " + journal.replace("\n", "\n   "), flush=True)
+    except Exception as e:
+        check(False, "test ran to the end", f"{type(e).__name__}: {e}")
+        with g.lock:
+            print("---- console tail ----\n" + g.buf[-3000:] + "\n----", flush=True)
+    finally:
+        g.stop()
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
