@@ -169,7 +169,7 @@ export function mountSettings(parent) {
     el('legend', { text: 'Security' }),
     el('div', { class: 'set-row' }, el('label', { for: 'set-https', text: 'HTTPS' }),
       el('div', { class: 'set-input' }, tlsBox), el('div', { class: 'set-info' }, tlsMsg)));
-  panel.insertBefore(tls, msg);
+  panel.append(tls);
   const tlsEnable = () => { tlsBox.disabled = !admin; };
   async function loadTls() {
     try {
