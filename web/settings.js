@@ -2,7 +2,7 @@
 // choices, what this source cannot do), applied with PUT /api/camera. Only
 // changed values are sent; a refused value (400) is shown next to its field
 // and nothing is applied. Changing needs an admin session (auth.js sends a
-// "pinhole-auth" event with { logged_in }).
+// "pinhole-auth" event with { logged_in }). Also the HTTPS switch.
 
 const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
@@ -161,9 +161,50 @@ export function mountSettings(parent) {
     } catch (x) { say(`Cannot load the settings: ${x.message}`, 'error'); }
   }
 
-  window.addEventListener('pinhole-auth', (e) => { admin = !!e.detail?.logged_in; setEnabled(); });
-  panel.addEventListener('toggle', () => { if (panel.open && !busy) load(); });
+  // HTTPS (GET/PUT /api/https): nginx on 443 with a self-signed certificate
+  // made on the camera; hidden where the daemon has no such setting.
+  const tlsBox = el('input', { type: 'checkbox', id: 'set-https' });
+  const tlsMsg = el('span', { class: 'set-note', id: 'set-https-msg', role: 'status' });
+  const tls = el('fieldset', { class: 'set-group', id: 'set-https-group', hidden: '' },
+    el('legend', { text: 'Security' }),
+    el('div', { class: 'set-row' }, el('label', { for: 'set-https', text: 'HTTPS' }),
+      el('div', { class: 'set-input' }, tlsBox), el('div', { class: 'set-info' }, tlsMsg)));
+  panel.append(tls);
+  const tlsEnable = () => { tlsBox.disabled = !admin; };
+  async function loadTls() {
+    try {
+      const r = await fetch('api/https', { cache: 'no-store' });
+      if (!r.ok) return;
+      tlsBox.checked = !!(await r.json()).enabled;
+      tls.hidden = false;
+      tlsEnable();
+    } catch { /* no HTTPS setting here */ }
+  }
+  tlsBox.addEventListener('change', async () => {
+    const on = tlsBox.checked;
+    tlsBox.disabled = true;
+    try {
+      const r = await fetch('api/https', {
+        method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ enabled: on }),
+      });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(data.error ?? `HTTP ${r.status}`);
+      const url = `https://${location.hostname}${location.pathname}`;
+      tlsMsg.replaceChildren(on
+        ? el('span', {}, 'On in a few seconds: ', el('a', { href: url, text: url }),
+          ' (self-signed certificate: the browser asks once); plain HTTP then redirects.')
+        : 'Off in a few seconds: plain HTTP only.');
+    } catch (x) {
+      tlsBox.checked = !on;
+      tlsMsg.textContent = `Not changed: ${x.message}`;
+    }
+    tlsEnable();
+  });
+
+  window.addEventListener('pinhole-auth', (e) => { admin = !!e.detail?.logged_in; setEnabled(); tlsEnable(); });
+  panel.addEventListener('toggle', () => { if (panel.open && !busy) { load(); loadTls(); } });
   load();
+  loadTls();
   return panel;
 }
 

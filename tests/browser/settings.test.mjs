@@ -1,6 +1,6 @@
 // The camera settings panel: disabled with a hint until an admin logs in;
 // a refused value is shown next to its field; a valid change restarts the
-// stream at the new size and is saved to the config file.
+// stream at the new size and is saved to the config file; the HTTPS switch.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -73,6 +73,17 @@ test('settings panel: admin only, errors by the field, applies and saves', async
     assert.match(fs.readFileSync(path.join(dir, 'pinhole.toml'), 'utf8'), /width = 240/);
     await page.locator('#settings').scrollIntoViewIfNeeded();
     await page.screenshot({ path: path.join(resultsDir, 'settings-panel.png'), fullPage: true });
+
+    // The HTTPS switch sets the flag file the image's path unit watches.
+    const flag = path.join(dir, 'data', 'https-enabled');
+    assert.equal(await page.locator('#set-https').isDisabled(), false, 'HTTPS switch enabled for the admin');
+    assert.equal(await page.locator('#set-https').isChecked(), false);
+    await page.click('#set-https');
+    assert.ok(await waitFor(() => fs.existsSync(flag)), 'flag file written');
+    assert.ok(await waitFor(() => page.evaluate(() => /On in a few seconds/.test(document.querySelector('#set-https-msg').textContent))),
+      'the page says where HTTPS will be');
+    await page.click('#set-https');
+    assert.ok(await waitFor(() => !fs.existsSync(flag)), 'flag file removed');
   } catch (e) {
     t.diagnostic(page.logs.join('\n'));
     throw e;

@@ -8,17 +8,28 @@ Asserts: the system reaches `running` with no failed units; / is a read-only
 squashfs; pinholed is active (Type=notify: READY=1 was sent); nginx serves
 the UI at /; a WebSocket viewer on /ws/h264 through nginx receives H.264;
 HLS files land in the tmpfs (skipped until /api/status reports hls); /data
-grew to fill a larger disk; SIGSTOP to pinholed gets it restarted by the
-systemd watchdog; A/B: a one-shot trial of slot B boots B once, then A again.
+grew to fill a larger disk; the machine-id is kept in /data (same after a
+reboot, none baked into the image); HTTPS turned on through the admin API
+serves the device's self-signed certificate for pinhole.local on 443, with
+wss:// viewers and HTTP redirected (not from loopback), survives a reboot
+and turns off again; only 80/443 and mDNS listen beyond loopback; SIGSTOP to
+pinholed gets it restarted by the systemd watchdog; A/B: a one-shot trial of
+slot B boots B once, then A again.
 Prints timings (boot to first frame, ...) and 'N passed, N failed, N skipped'.
 Needs only python3 and qemu-system-aarch64 + u-boot-qemu; no root.
 """
-import argparse, base64, json, os, re, shutil, socket, subprocess, sys, tempfile, threading, time
+import argparse, base64, hashlib, http.client, json, os, re, shutil, socket, ssl, subprocess, sys, tempfile
+import threading, time
 import urllib.request
 
 UBOOT = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 WATCHDOG_SEC = 10          # pinholed.service WatchdogSec=
 RESTART_BUDGET = WATCHDOG_SEC + 5 + 2 + 30   # + TimeoutAbortSec + RestartSec + margin (TCG is slow)
+ADMIN_PASSWORD = "qemu test admin password"
+# Beyond loopback only these may listen: the UI (80, 443) and mDNS. A DHCP
+# client's socket (68, 546) takes only its server's replies; it serves nothing.
+EXPOSED_OK = {"80/tcp", "443/tcp", "5353/udp"}
+DHCP_CLIENT = {"68/udp", "546/udp"}
 
 results = {"passed": 0, "failed": 0, "skipped": 0}
 timings = {}
@@ -38,7 +49,7 @@ def skip(what, why):
 class Guest:
     """qemu-system-aarch64 with the serial console on stdio."""
 
-    def __init__(self, image, port, log_path):
+    def __init__(self, image, port, log_path, tls_port=None):
         self.port = port
         self.buf = ""
         self.lock = threading.Lock()
@@ -46,7 +57,7 @@ class Guest:
         cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
                "-nographic", "-bios", UBOOT,
                "-drive", f"if=none,file={image},format=raw,id=hd", "-device", "virtio-blk-device,drive=hd",
-               "-netdev", f"user,id=n,hostfwd=tcp:127.0.0.1:{port}-:80", "-device", "virtio-net-device,netdev=n",
+               "-netdev", f"user,id=n,hostfwd=tcp:127.0.0.1:{port}-:80" + (f",hostfwd=tcp:127.0.0.1:{tls_port}-:443" if tls_port else ""), "-device", "virtio-net-device,netdev=n",
                "-device", "i6300esb", "-device", "virtio-rng-device"]
         self.log.write("$ " + " ".join(cmd) + "\n")
         self.t0 = time.monotonic()
@@ -134,9 +145,19 @@ def http_get(port, path, timeout=10):
         return r.status, dict(r.headers), r.read()
 
 
-def ws_frames(port, path, count, timeout):
+def tls_context():
+    """The device's certificate is self-signed: checked by fingerprint, not by a CA."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def ws_frames(port, path, count, timeout, tls=False):
     """Minimal RFC 6455 client: return the first `count` binary messages."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if tls:
+        s = tls_context().wrap_socket(s, server_hostname="pinhole.local")
     try:
         key = base64.b64encode(os.urandom(16)).decode()
         s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
@@ -191,6 +212,86 @@ def ws_frames(port, path, count, timeout):
         s.close()
 
 
+def request(port, method, path, body=None, headers=None, tls=False, timeout=15):
+    """One HTTP(S) request, redirects not followed: (status, headers, body, peer cert DER)."""
+    if tls:
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=tls_context())
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        der = c.sock.getpeercert(binary_form=True) if tls else None
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, data, der
+    finally:
+        c.close()
+
+
+def admin_cookie(port, tls=False):
+    """Sets the admin password on first use (no default exists), logs in after that."""
+    origin = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    h = {"Content-Type": "application/json", "Origin": origin}
+    body = json.dumps({"password": ADMIN_PASSWORD})
+    for path in ("/api/auth/setup", "/api/auth/login"):
+        st, hd, data, _ = request(port, "POST", path, body, h, tls)
+        if st == 200 and "set-cookie" in hd:
+            return hd["set-cookie"].split(";")[0]
+    raise RuntimeError(f"cannot log in as admin: {st} {data[:200]!r}")
+
+
+def set_https(port, on, tls=False):
+    origin = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    cookie = admin_cookie(port, tls)
+    st, _, data, _ = request(port, "PUT", "/api/https", json.dumps({"enabled": on}),
+                             {"Content-Type": "application/json", "Origin": origin, "Cookie": cookie}, tls)
+    return st, data
+
+
+def wait_tls(port, want_up, timeout=90):
+    """Poll 443 (forwarded) until it serves (want_up) or stops serving; the served cert's DER."""
+    end = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < end:
+        try:
+            st, _, _, der = request(port, "GET", "/", tls=True, timeout=10)
+            if want_up and st == 200:
+                return der
+            last = f"HTTP {st}"
+        except (OSError, ssl.SSLError, http.client.HTTPException) as e:
+            last = f"{type(e).__name__}: {e}"
+            if not want_up:
+                return last
+        time.sleep(2)
+    raise TimeoutError(f"443 still {'down' if want_up else 'up'} after {timeout}s ({last})")
+
+
+def exposed_ports(ss_out):
+    """`ss -H -tuln` -> {'80/tcp', ...} for sockets not bound to loopback only."""
+    out = set()
+    for line in ss_out.splitlines():
+        f = line.split()
+        if len(f) < 5 or f[0] not in ("tcp", "udp"):
+            continue
+        addr, _, port = f[4].rpartition(":")
+        addr = addr.strip("[]").split("%")[0]
+        if addr.startswith("127.") or addr == "::1":
+            continue
+        out.add(f"{port}/{f[0]}")
+    return out
+
+
+def machine_id(g):
+    """(running id, /data copy, what /etc/machine-id is mounted from)."""
+    _, out = g.sh("cat /etc/machine-id; cat /data/machine-id 2>/dev/null || echo -; findmnt -no SOURCE /etc/machine-id || echo -")
+    lines = (out.splitlines() + ["", "", ""])[:3]
+    return lines[0].strip(), lines[1].strip(), lines[2].strip()
+
+
+def valid_id(i):
+    return re.fullmatch(r"[0-9a-f]{32}", i) is not None and i != "0" * 32
+
+
 def nal_types(data):
     return [data[m.end()] & 0x1F for m in re.finditer(b"\x00\x00\x01", data) if m.end() < len(data)]
 
@@ -237,10 +338,10 @@ def main():
     with open(disk, "r+b") as f:
         f.truncate(os.path.getsize(disk) + a.grow_mib * 1024 * 1024)
     print(f"image {a.image} ({os.path.getsize(a.image) >> 20} MiB), console log {log_path}", flush=True)
-    port = free_port()
-    g = Guest(disk, port, log_path)
+    port, tls_port = free_port(), free_port()
+    g = Guest(disk, port, log_path, tls_port)
     try:
-        run_checks(g, port, a)
+        run_checks(g, port, tls_port, a)
     except Exception as e:  # a hang or crash is a failed check, with the console tail to look at
         check(False, "test ran to the end", f"{type(e).__name__}: {e}")
         with g.lock:
@@ -256,7 +357,7 @@ def main():
     return 1 if results["failed"] else 0
 
 
-def run_checks(g, port, a):
+def run_checks(g, port, tls_port, a):
     # 1. first frame as a viewer sees it: poll the WebSocket through nginx from power-on
     g.wait_for(r"pinhole: slot a \(trial 0\)", 120)
     timings["uboot_to_kernel"] = g.elapsed()
@@ -347,6 +448,18 @@ def run_checks(g, port, a):
     except ValueError:
         check(False, "/data grew to fill the disk", out)
 
+    # 5b. machine-id: generated on first boot, kept in /data (docs/machine-id.md)
+    mid, saved, src = machine_id(g)
+    check(valid_id(mid) and saved == mid, "the first boot's machine-id is saved to /data/machine-id",
+          f"running {mid or '-'}, /data {saved}, mounted from {src}")
+    st, out = g.sh("mount -t squashfs -o ro /dev/disk/by-partlabel/root_a /mnt && wc -c </mnt/etc/machine-id; umount /mnt")
+    check(st == 0 and out.strip() == "0", "the image carries no machine-id (each card makes its own)",
+          f"/etc/machine-id in root_a: {out.strip()} bytes")
+    first_id = mid
+
+    # 5c. HTTPS through the admin API (docs/security.md "HTTPS (optional)")
+    fp = https_checks(g, port, tls_port)
+
     # 6. watchdog: a stopped daemon is killed and restarted by systemd
     st, out = g.sh("systemctl show -p MainPID --value pinholed")
     pid = out.strip()
@@ -401,6 +514,11 @@ def run_checks(g, port, a):
     g.wait_for(r"pinhole: slot b \(trial 1\)", 240, start)
     r = boot_report(g, start)
     check(r["slot"] == "b" and r["state"] == "running", "trial boot runs slot B", f"slot={r['slot']} state={r['state']} failed={r['failed']}")
+    mid, saved, src = machine_id(g)
+    check(mid == first_id and saved == first_id and "pinhole-machine-id" in src,
+          "the machine-id is the same after reboots (bound from /data by the initramfs)",
+          f"first boot {first_id}, now {mid}, mounted from {src}")
+    https_after_reboot(g, port, tls_port, fp)
     st, out = g.sh("grep -o 'pinhole[.][a-z]*=[^ ]*' /proc/cmdline | paste -sd' '; " + bs_read("tryboot.txt"))
     check("pinhole.trial=1" in out and "tried_slot=b" in out, "the trial request was consumed before booting", out.replace("\n", " | "))
     time.sleep(5)
@@ -412,6 +530,65 @@ def run_checks(g, port, a):
     m = g.wait_for(r"pinhole: slot (\w) \(trial (\d)\)", 240, start)
     check(m.group(1) == committed and m.group(2) == "0", "the next boot follows the committed slot (slot.txt), not the used-up trial",
           f"slot.txt says {committed} (the OTA health check may commit a healthy trial); booted {m.group(1)} trial {m.group(2)}")
+
+
+def https_checks(g, port, tls_port):
+    """Turn HTTPS on like an admin would; returns the served certificate's sha256."""
+    try:
+        st, data = set_https(port, True)
+        check(st == 200 and json.loads(data).get("enabled") is True, "PUT /api/https {enabled:true} as admin", f"{st} {data[:100]!r}")
+        t = time.monotonic()
+        der = wait_tls(tls_port, True)
+        timings["https_on"] = time.monotonic() - t
+    except Exception as e:
+        check(False, "HTTPS comes up on 443", f"{type(e).__name__}: {e}")
+        return None
+    fp = hashlib.sha256(der).hexdigest()
+    _, out = g.sh("openssl x509 -in /data/tls/cert.pem -outform DER | sha256sum | cut -c1-64;"
+                  " openssl x509 -in /data/tls/cert.pem -noout -subject -issuer -ext subjectAltName;"
+                  " openssl pkey -in /data/tls/key.pem -noout -text | grep -m1 'NIST CURVE';"
+                  " stat -c '%a %U' /data/tls /data/tls/key.pem | paste -sd' '")
+    lines = out.splitlines()
+    check(lines and lines[0].strip() == fp, "443 serves the certificate the device made (/data/tls/cert.pem)", f"sha256 {fp[:16]}…")
+    check("subject=CN = pinhole.local" in out and "issuer=CN = pinhole.local" in out and "DNS:pinhole.local" in out
+          and "P-256" in out, "self-signed P-256 certificate for pinhole.local", " | ".join(lines[1:]))
+    check("700 root" in out and "600 root" in out, "the TLS key is root's alone (/data/tls 0700, key 0600)", lines[-1] if lines else "")
+    try:
+        st, hd, body, _ = request(tls_port, "GET", "/", tls=True)
+        check(st == 200 and b"<html" in body.lower()[:4096], "the UI over HTTPS", f"{st} {len(body)} bytes")
+        st, hd, _, _ = request(port, "GET", "/index.html?x=1")
+        check(st == 301 and hd.get("location") == "https://127.0.0.1/index.html?x=1",
+              "plain HTTP from the LAN redirects to HTTPS", f"{st} {hd.get('location')}")
+        frames = ws_frames(tls_port, "/ws/h264", 3, timeout=20, tls=True)
+        types = sorted({t for f in frames for t in nal_types(f)})
+        check(any(t in (1, 5) for t in types), "wss:// /ws/h264 through nginx delivers H.264", f"NAL types {types}")
+    except Exception as e:
+        check(False, "HTTPS serves the UI, redirects and wss", f"{type(e).__name__}: {e}")
+    st, out = g.sh(r"exec 3<>/dev/tcp/127.0.0.1/80 && printf 'GET / HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && head -n1 <&3; exec 3<&-")
+    check(" 200 " in out, "plain HTTP from loopback is not redirected", out.strip())
+    st, out = g.sh("ss -H -tuln")
+    exposed = exposed_ports(out)
+    check(exposed - DHCP_CLIENT <= EXPOSED_OK and {"80/tcp", "443/tcp", "5353/udp"} <= exposed,
+          "only 80/443 and mDNS listen beyond loopback", " ".join(sorted(exposed)))
+    return fp
+
+
+def https_after_reboot(g, port, tls_port, fp):
+    """HTTPS stays on across a reboot with the same certificate, then turns off."""
+    if fp is None:
+        skip("HTTPS after a reboot", "HTTPS never came up")
+        return
+    try:
+        der = wait_tls(tls_port, True, timeout=120)
+        check(hashlib.sha256(der).hexdigest() == fp, "after a reboot HTTPS is on with the same certificate",
+              hashlib.sha256(der).hexdigest()[:16] + "…")
+        st, data = set_https(tls_port, False, tls=True)
+        check(st == 200, "PUT /api/https {enabled:false} over HTTPS", f"{st} {data[:100]!r}")
+        why = wait_tls(tls_port, False)
+        st, _, body, _ = request(port, "GET", "/")
+        check(st == 200, "HTTPS off again: 443 closed, HTTP serves without a redirect", f"443: {why}; HTTP {st}")
+    except Exception as e:
+        check(False, "HTTPS after a reboot", f"{type(e).__name__}: {e}")
 
 
 if __name__ == "__main__":

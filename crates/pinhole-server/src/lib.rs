@@ -9,6 +9,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hls;
+pub mod https;
 pub mod limits;
 pub mod listen;
 mod mjpeg;

@@ -111,6 +111,7 @@ async fn route(
             }),
         },
         "/api/camera" => crate::camera::handle(req, state, method).await,
+        "/api/https" => crate::https::handle(req, state, method).await,
         "/api/update/events" => {
             get_only(is_get)?;
             update::events(state)

@@ -109,13 +109,26 @@ pub async fn post_json(
     body: &str,
     headers: &[(&str, &str)],
 ) -> HttpResponse {
+    send_json(addr, http::Method::POST, path, body, headers).await
+}
+
+/// Sends a JSON body with any method (with a same-origin `Origin`).
+pub async fn send_json(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .expect("handshake");
     tokio::spawn(conn);
-    let mut req = http::Request::post(path)
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", addr.to_string())
         .header("content-type", "application/json");
     if !headers
