@@ -62,12 +62,15 @@ impl Layout {
         self.chroma_offset / self.stride.max(1)
     }
 
-    /// Bytes one picture occupies from offset 0.
+    /// Bytes one picture occupies from offset 0. Chroma planes are padded
+    /// like the luma plane (half its allotted rows), as drivers lay them
+    /// out and as the converter (`RawFrame::needed_len`) expects.
     pub fn frame_len(&self) -> u64 {
-        let (s, h) = (u64::from(self.stride), u64::from(self.height));
+        let s = u64::from(self.stride);
+        let rows = u64::from(self.plane_rows()).div_ceil(2);
         match self.fourcc {
-            FOURCC_I420 => u64::from(self.v_offset) + s / 2 * h.div_ceil(2),
-            _ => u64::from(self.chroma_offset) + s * h.div_ceil(2),
+            FOURCC_I420 => u64::from(self.v_offset) + s / 2 * rows,
+            _ => u64::from(self.chroma_offset) + s * rows,
         }
     }
 

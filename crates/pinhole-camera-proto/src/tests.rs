@@ -231,7 +231,9 @@ fn layouts_are_checked() {
         ..good
     };
     i420.validate().expect("planar I420");
-    assert_eq!(i420.frame_len(), u64::from(i420.v_offset) + 32 * 18);
+    // Chroma rows are padded like luma rows: 48 / 2, not 36 / 2.
+    assert_eq!(i420.frame_len(), u64::from(i420.v_offset) + 32 * 24);
+    assert_eq!(good.frame_len(), 64 * 48 + 64 * 24);
     // A Started whose buffers are too small for the layout.
     let mut m = every_message()[5].clone();
     if let Message::Started { buffers, .. } = &mut m {

@@ -98,8 +98,9 @@ fn crash(sockets: &Sockets, n: usize) {
 
 fn config(camera: Option<&str>) -> LibcameraConfig {
     let mut c = LibcameraConfig::new(PathBuf::from("/nonexistent"), camera.map(str::to_owned));
+    // 60 rows: the fake pads them to 64, as an ISP pads to 16.
     c.width = 96;
-    c.height = 64;
+    c.height = 60;
     c.fps = 60;
     c.keyframe_interval = 10;
     c
@@ -139,10 +140,7 @@ fn frames_flow_and_resume_after_the_helper_dies() {
         let aus = sink.aus.lock().expect("lock");
         assert!(aus[0].keyframe, "the stream starts on a keyframe");
         assert!(
-            aus[0]
-                .data
-                .windows(5)
-                .any(|w| w == [0, 0, 1, 0x67, 0x42] || w[..4] == [0, 0, 1, 0x67]),
+            aus[0].data.windows(4).any(|w| w == [0, 0, 1, 0x67]),
             "SPS in the first access unit"
         );
         assert!(aus[10].keyframe, "keyframe interval 10 honoured");
@@ -151,7 +149,7 @@ fn frames_flow_and_resume_after_the_helper_dies() {
     assert_eq!(info.kind, "libcamera");
     assert!(
         info.detail
-            .contains("fake/0 (fake-imx708): NV12 96x64 (stride 128)"),
+            .contains("fake/0 (fake-imx708): NV12 96x60 (stride 128)"),
         "{}",
         info.detail
     );
