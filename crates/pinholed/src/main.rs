@@ -2,6 +2,7 @@
 
 use pinholed::config;
 mod camera_ctl;
+mod libcamera_source;
 mod ota;
 mod systemd;
 
@@ -110,13 +111,11 @@ fn make_source(cfg: &Config, clock: Arc<dyn Clock>) -> Result<Box<dyn Source>, S
                 .map(|s| Box::new(s) as Box<dyn Source>)
                 .map_err(|e| e.to_string())
         }
-        _ if spec.starts_with("libcamera") => Err(format!(
-            "source '{spec}': the libcamera helper is not in this build yet (docs/cameras.md); \
-             use v4l2:/dev/videoN, test, pipe:<…> or auto"
-        )),
-        _ => Err(format!(
-            "unknown source '{spec}': use test, pipe:<file|-|command>, v4l2:<device>, libcamera[:<id>] or auto"
-        )),
+        _ => libcamera_source::make(cfg, spec, clock).unwrap_or_else(|| {
+            Err(format!(
+                "unknown source '{spec}': use test, pipe:<file|-|command>, v4l2:<device>, libcamera[:<id>] or auto"
+            ))
+        }),
     }
 }
 
@@ -144,7 +143,15 @@ fn auto_source(
     clock: Arc<dyn Clock>,
     test_pattern: impl FnOnce(Arc<dyn Clock>) -> Result<Box<dyn Source>, String>,
 ) -> Result<Box<dyn Source>, String> {
-    let mut skipped = vec!["libcamera: helper not in this build (docs/cameras.md)".to_owned()];
+    let mut skipped = Vec::new();
+    match libcamera_source::auto(cfg, clock.clone()) {
+        Ok((src, chose)) => {
+            let why = format!("auto: {chose}");
+            tracing::info!(reason = %why, "auto: using a libcamera camera");
+            return Ok(Box::new(Annotated::new(src, why)));
+        }
+        Err(e) => skipped.push(format!("libcamera: {e}")),
+    }
     let want = v4l2::negotiate::Wanted {
         width: cfg.video.width,
         height: cfg.video.height,
