@@ -82,7 +82,8 @@ else
     if grep -q 'libcamera' <<<"$needed"; then ok "helper links libcamera: $needed"; else bad "helper does not link libcamera: $needed"; fi
     qemu=(qemu-aarch64-static)
     [ -e /lib/ld-linux-aarch64.so.1 ] || qemu+=(-L /usr/aarch64-linux-gnu)
-    if out=$("${qemu[@]}" "$helper" --version 2>&1); then ok "helper --version: $out"; else bad "helper --version: $out"; fi
+    # libcamera logs to stderr; keep it out of the result line.
+    if out=$("${qemu[@]}" "$helper" --version 2>"$tmp/ver.err"); then ok "helper --version: $out"; else bad "helper --version: $out $(tail -n 3 "$tmp/ver.err")"; fi
     # No camera here (Debian's kernel has neither vimc nor the Pi ISP): an
     # empty list is the expected answer; it proves libcamera starts.
     if out=$(timeout 60 "${qemu[@]}" "$helper" --list 2>"$tmp/list.err"); then
