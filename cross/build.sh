@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Build pinholed as a fully static aarch64 ELF with Debian's rustc and the
-# arm64 std from libstd-rust-web-dev:arm64. Installs its own toolchain
-# (idempotent; skipped when everything is present). Prints the binary path.
+# arm64 std from libstd-rust-web-dev:arm64, and the libcamera helper
+# (pinhole-libcamera) as a dynamically linked aarch64 ELF against Debian's
+# libcamera-dev:arm64 (libcamera is C++ with run-time IPA modules: it cannot
+# be static; docs/cameras.md). Installs its own toolchain (idempotent;
+# skipped when everything is present). Prints the helper's path, then
+# pinholed's path on the last line (callers take `tail -n1`).
 #
-#   cross/build.sh [--no-install] [--profile release|dev] [-- extra cargo args]
+#   cross/build.sh [--no-install] [--no-helper] [--profile release|dev] [-- extra cargo args]
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -11,13 +15,15 @@ repo=$(cd "$here/.." && pwd)
 target=aarch64-unknown-linux-gnu
 profile=release
 install=1
+helper=1
 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-install) install=0 ;;
+        --no-helper) helper=0 ;;
         --profile) profile=$2; shift ;;
         --) shift; extra=("$@"); break ;;
-        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
         *) echo "cross/build.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -25,11 +31,13 @@ done
 
 log() { printf 'cross: %s\n' "$*" >&2; }
 
-# Host packages (amd64) and the one arm64 package (the std for the target).
+# Host packages (amd64) and the arm64 ones: the std for the target, and
+# libcamera's headers and shared library for the helper (~20 small packages).
 host_pkgs=(rustc-web cargo-web gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
            libc6-dev-arm64-cross libclang1-14 libclang-common-14-dev
            qemu-user-static binfmt-support file pkg-config)
 arm64_pkgs=(libstd-rust-web-dev:arm64)
+[ "$helper" = 1 ] && arm64_pkgs+=(libcamera-dev:arm64)
 
 missing_pkgs() {
     local p
@@ -79,12 +87,30 @@ export CARGO_TARGET_DIR="$repo/target-aarch64"
 # Reproducible: no build path or time baked in beyond what cargo already pins.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 0)}
 
+# The helper: dynamic (no crt-static), in its own target dir so the two
+# builds' different flags do not rebuild each other's dependencies.
+# libcamera.so's own dependencies are found through -rpath-link.
+build_helper() (
+    start=$(date +%s)
+    export CARGO_TARGET_DIR="$repo/target-aarch64-dyn"
+    export "CARGO_TARGET_${T}_RUSTFLAGS=-L /usr/lib/aarch64-linux-gnu -C link-arg=-Wl,-rpath-link,/usr/lib/aarch64-linux-gnu"
+    export PKG_CONFIG_LIBDIR=/usr/lib/aarch64-linux-gnu/pkgconfig:/usr/share/pkgconfig
+    (cd "$repo" && "$cargo" build --locked --profile "$profile" --target "$target" \
+        -p pinhole-libcamera --features libcamera ${extra[@]+"${extra[@]}"}) >&2
+    hbin="$CARGO_TARGET_DIR/$target/$dir/pinhole-libcamera"
+    [ -x "$hbin" ] || { log "no helper at $hbin"; exit 1; }
+    log "helper built in $(( $(date +%s) - start ))s, $(stat -c %s "$hbin") bytes"
+    echo "$hbin"
+)
+
 log "$($RUSTC --version), $($cargo --version)"
+dir=$profile; [ "$profile" = dev ] && dir=debug
+[ "$helper" = 1 ] && build_helper
 start=$(date +%s)
 (cd "$repo" && "$cargo" build --locked --profile "$profile" --target "$target" \
     -p pinholed ${extra[@]+"${extra[@]}"}) >&2
-dir=$profile; [ "$profile" = dev ] && dir=debug
 bin="$CARGO_TARGET_DIR/$target/$dir/pinholed"
 [ -x "$bin" ] || { log "no binary at $bin"; exit 1; }
 log "built in $(( $(date +%s) - start ))s, $(stat -c %s "$bin") bytes"
 echo "$bin"
+

@@ -11,6 +11,7 @@ use pinhole_media::AccessUnit;
 
 pub mod encoder;
 pub mod error;
+pub mod libcamera;
 pub mod pipe;
 pub mod test_pattern;
 pub mod v4l2;

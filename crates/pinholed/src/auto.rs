@@ -126,13 +126,14 @@ pub type CameraBuilder = Box<dyn FnMut(&Candidate) -> Result<Box<dyn Source>, St
 /// The real scan: `/dev/video*` nodes probed for a usable capture format.
 /// Nodes that are not capture devices at all (M2M codecs, metadata nodes)
 /// are remembered by device number and not reopened every scan.
-pub fn v4l2_scanner(dev_dir: PathBuf, want: Wanted) -> Scanner {
+/// `libcamera_skip` says why no libcamera camera is used (listed first).
+pub fn v4l2_scanner(dev_dir: PathBuf, want: Wanted, libcamera_skip: String) -> Scanner {
     use std::os::unix::fs::MetadataExt;
     let mut opener = v4l2::real_opener();
     let mut not_capture: std::collections::HashMap<PathBuf, (u64, String)> = Default::default();
     Box::new(move || {
         let mut s = Scan {
-            skipped: vec!["libcamera: helper not in this build (docs/cameras.md)".to_owned()],
+            skipped: vec![libcamera_skip.clone()],
             ..Scan::default()
         };
         s.nodes = v4l2::device_nodes(&dev_dir);
@@ -300,6 +301,55 @@ impl FrameSink for Observer<'_> {
     }
     fn publish_jpeg(&self, jpeg: bytes::Bytes, pts_us: u64) {
         self.inner.publish_jpeg(jpeg, pts_us);
+    }
+}
+
+/// A fixed source with the reason `auto` chose it in its status detail
+/// (a libcamera camera: its source respawns a crashed helper itself).
+pub struct Noted {
+    inner: Box<dyn Source>,
+    note: String,
+}
+
+impl Noted {
+    pub fn new(inner: Box<dyn Source>, note: String) -> Self {
+        Noted { inner, note }
+    }
+}
+
+struct NotedSink<'a> {
+    inner: &'a dyn FrameSink,
+    note: &'a str,
+}
+
+impl FrameSink for NotedSink<'_> {
+    fn publish(&self, au: AccessUnit) {
+        self.inner.publish(au);
+    }
+    fn report(&self, state: SourceState) {
+        self.inner.report(state);
+    }
+    fn update_info(&self, info: SourceInfo) {
+        self.inner.update_info(with_note(info, self.note));
+    }
+    fn heartbeat(&self) {
+        self.inner.heartbeat();
+    }
+    fn publish_jpeg(&self, jpeg: bytes::Bytes, pts_us: u64) {
+        self.inner.publish_jpeg(jpeg, pts_us);
+    }
+}
+
+impl Source for Noted {
+    fn info(&self) -> SourceInfo {
+        with_note(self.inner.info(), &self.note)
+    }
+    fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
+        let noted = NotedSink {
+            inner: sink,
+            note: &self.note,
+        };
+        self.inner.run(&noted, stop)
     }
 }
 

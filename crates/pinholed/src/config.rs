@@ -120,6 +120,9 @@ pub struct CameraConfig {
     /// The camera's own controls by slug (`brightness = 10`), set when the
     /// daemon starts; `PUT /api/camera` writes them here.
     pub controls: std::collections::BTreeMap<String, i64>,
+    /// The libcamera helper (`libcamera[:id]`, `auto`); unset: next to
+    /// pinholed, then /usr/libexec/pinhole, /usr/lib/pinhole.
+    pub libcamera_helper: Option<PathBuf>,
 }
 
 impl Default for CameraConfig {
@@ -128,6 +131,7 @@ impl Default for CameraConfig {
             encoder: "software".into(),
             stall_timeout_ms: 3000,
             controls: Default::default(),
+            libcamera_helper: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 use pinholed::config;
 mod auto;
 mod camera_ctl;
+mod libcamera_source;
 mod ota;
 mod systemd;
 
@@ -109,6 +110,17 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
             test_pattern(clock)
         }
         "auto" => {
+            // A libcamera camera first (a Pi camera module where the kernel
+            // has the ISP); its helper is asked once, at start.
+            let libcamera_skip = match libcamera_source::auto(cfg, clock.clone()) {
+                Ok((src, chose)) => {
+                    let why = format!("auto: {chose}");
+                    tracing::info!(reason = %why, "auto: using a libcamera camera");
+                    w.active.set("libcamera", None);
+                    return Ok(Box::new(auto::Noted::new(src, why)));
+                }
+                Err(e) => format!("libcamera: {e}"),
+            };
             let want = v4l2::negotiate::Wanted {
                 width: cfg.video.width,
                 height: cfg.video.height,
@@ -122,7 +134,7 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
                     .map_err(|e| e.to_string())
             });
             auto::AutoSource::new(
-                auto::v4l2_scanner(PathBuf::from("/dev"), want),
+                auto::v4l2_scanner(PathBuf::from("/dev"), want, libcamera_skip),
                 camera,
                 || test_pattern(clock.clone()),
                 clock.clone(),
@@ -151,13 +163,15 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
                 .map(|s| Box::new(s) as Box<dyn Source>)
                 .map_err(|e| e.to_string())
         }
-        _ if spec.starts_with("libcamera") => Err(format!(
-            "source '{spec}': the libcamera helper is not in this build yet (docs/cameras.md); \
-             use v4l2:/dev/videoN, test, pipe:<…> or auto"
-        )),
-        _ => Err(format!(
-            "unknown source '{spec}': use test, pipe:<file|-|command>, v4l2:<device>, libcamera[:<id>] or auto"
-        )),
+        _ => match libcamera_source::make(cfg, spec, clock) {
+            Some(r) => {
+                w.active.set("libcamera", None);
+                r
+            }
+            None => Err(format!(
+                "unknown source '{spec}': use test, pipe:<file|-|command>, v4l2:<device>, libcamera[:<id>] or auto"
+            )),
+        },
     }
 }
 

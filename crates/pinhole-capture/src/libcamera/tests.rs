@@ -1,0 +1,225 @@
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pinhole_camera_proto::fake::{self, FakeOptions};
+use pinhole_media::SystemClock;
+
+use super::*;
+
+#[derive(Default)]
+struct Sink {
+    aus: Mutex<Vec<AccessUnit>>,
+    states: Mutex<Vec<SourceState>>,
+    info: Mutex<Option<SourceInfo>>,
+}
+
+impl FrameSink for Sink {
+    fn publish(&self, au: AccessUnit) {
+        self.aus.lock().expect("lock").push(au);
+    }
+    fn report(&self, state: SourceState) {
+        self.states.lock().expect("lock").push(state);
+    }
+    fn update_info(&self, info: SourceInfo) {
+        *self.info.lock().expect("lock") = Some(info);
+    }
+}
+
+impl Sink {
+    fn count(&self) -> usize {
+        self.aus.lock().expect("lock").len()
+    }
+    fn failure(&self) -> Option<String> {
+        self.states
+            .lock()
+            .expect("lock")
+            .iter()
+            .find_map(|s| match s {
+                SourceState::Failed(r) => Some(r.clone()),
+                _ => None,
+            })
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A "process" that is a thread running the fake helper; `crash` cuts its
+/// socket the way a dying process's would close.
+struct ThreadHelper(Option<std::thread::JoinHandle<()>>);
+
+impl HelperProcess for ThreadHelper {
+    fn finish(&mut self, _grace: Duration) -> String {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+        "exited".into()
+    }
+    fn exited(&mut self) -> Option<String> {
+        None
+    }
+}
+
+type Sockets = Arc<Mutex<Vec<OwnedFd>>>;
+
+fn thread_spawner(opts: FakeOptions, sockets: Sockets) -> Spawner {
+    Box::new(move || {
+        let (ours, theirs) = Channel::pair().map_err(|e| e.to_string())?;
+        let dup = theirs
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| e.to_string())?;
+        sockets.lock().expect("lock").push(dup);
+        let opts = opts.clone();
+        let t = std::thread::spawn(move || {
+            let _ = fake::serve(&theirs, &opts);
+        });
+        Ok((
+            Box::new(ThreadHelper(Some(t))) as Box<dyn HelperProcess>,
+            ours,
+        ))
+    })
+}
+
+fn crash(sockets: &Sockets, n: usize) {
+    let s = sockets.lock().expect("lock");
+    nix::sys::socket::shutdown(s[n].as_raw_fd(), nix::sys::socket::Shutdown::Both)
+        .expect("shutdown");
+}
+
+fn config(camera: Option<&str>) -> LibcameraConfig {
+    let mut c = LibcameraConfig::new(PathBuf::from("/nonexistent"), camera.map(str::to_owned));
+    // 60 rows: the fake pads them to 64, as an ISP pads to 16.
+    c.width = 96;
+    c.height = 60;
+    c.fps = 60;
+    c.keyframe_interval = 10;
+    c
+}
+
+#[test]
+fn specs() {
+    assert_eq!(parse_spec("libcamera"), Some(None));
+    assert_eq!(parse_spec("libcamera:"), Some(None));
+    assert_eq!(
+        parse_spec("libcamera:/base/soc/i2c0mux/i2c@1/imx708@1a"),
+        Some(Some("/base/soc/i2c0mux/i2c@1/imx708@1a".into()))
+    );
+    assert_eq!(parse_spec("libcameras"), None);
+    assert_eq!(parse_spec("v4l2:/dev/video0"), None);
+    let e = find_helper(Some(Path::new("/nonexistent/helper"))).unwrap_err();
+    assert!(e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn frames_flow_and_resume_after_the_helper_dies() {
+    let sockets = Sockets::default();
+    let mut src = LibcameraSource::with_spawner(
+        config(None),
+        Arc::new(SystemClock::new()),
+        thread_spawner(FakeOptions::default(), sockets.clone()),
+    )
+    .expect("source");
+    let sink = Arc::new(Sink::default());
+    let stop = StopFlag::new();
+    let t = {
+        let (sink, stop) = (sink.clone(), stop.clone());
+        std::thread::spawn(move || src.run(&*sink, &stop))
+    };
+    wait_for("frames", || sink.count() >= 12);
+    {
+        let aus = sink.aus.lock().expect("lock");
+        assert!(aus[0].keyframe, "the stream starts on a keyframe");
+        assert!(
+            aus[0].data.windows(4).any(|w| w == [0, 0, 1, 0x67]),
+            "SPS in the first access unit"
+        );
+        assert!(aus[10].keyframe, "keyframe interval 10 honoured");
+    }
+    let info = sink.info.lock().expect("lock").clone().expect("info");
+    assert_eq!(info.kind, "libcamera");
+    assert!(
+        info.detail
+            .contains("fake/0 (fake-imx708): NV12 96x60 (stride 128)"),
+        "{}",
+        info.detail
+    );
+    let before = sink.count();
+    crash(&sockets, 0);
+    wait_for("the failure to be reported", || sink.failure().is_some());
+    let why = sink.failure().expect("failure");
+    assert!(
+        why.contains("camera helper") && why.contains("restarting it in 0.5 s"),
+        "{why}"
+    );
+    wait_for("frames after the restart", || sink.count() >= before + 12);
+    assert_eq!(sockets.lock().expect("lock").len(), 2, "one new helper");
+    {
+        let aus = sink.aus.lock().expect("lock");
+        let first_new = aus[before..].iter().position(|a| a.keyframe);
+        assert!(first_new.is_some(), "the new session starts on a keyframe");
+    }
+    stop.stop();
+    t.join().expect("thread").expect("run");
+}
+
+#[test]
+fn helper_refusals_are_reported_with_their_reason() {
+    let sockets = Sockets::default();
+    let mut src = LibcameraSource::with_spawner(
+        config(Some("imx477")),
+        Arc::new(SystemClock::new()),
+        thread_spawner(FakeOptions::default(), sockets.clone()),
+    )
+    .expect("source");
+    let sink = Arc::new(Sink::default());
+    let stop = StopFlag::new();
+    let t = {
+        let (sink, stop) = (sink.clone(), stop.clone());
+        std::thread::spawn(move || src.run(&*sink, &stop))
+    };
+    wait_for("a failure", || sink.failure().is_some());
+    stop.stop();
+    t.join().expect("thread").expect("run");
+    let why = sink.failure().expect("failure");
+    assert_eq!(
+        why,
+        "camera helper: no camera \"imx477\"; restarting it in 0.5 s"
+    );
+    assert_eq!(sink.count(), 0);
+}
+
+#[test]
+fn listing_cameras() {
+    let mut spawn = thread_spawner(FakeOptions::default(), Sockets::default());
+    let list = list_cameras(&mut spawn).expect("list");
+    assert_eq!(list, FakeOptions::default().cameras);
+    let mut failing: Spawner = Box::new(|| Err("cannot start /x: No such file".into()));
+    assert_eq!(
+        list_cameras(&mut failing).unwrap_err(),
+        "cannot start /x: No such file"
+    );
+}
+
+#[test]
+fn bad_configs_are_refused() {
+    let mut c = config(None);
+    c.width = 95;
+    let e = LibcameraSource::with_spawner(
+        c,
+        Arc::new(SystemClock::new()),
+        Box::new(|| Err("x".into())),
+    )
+    .err()
+    .expect("odd width");
+    assert!(e.to_string().contains("sizes must be even"), "{e}");
+}

@@ -1,0 +1,256 @@
+//! `--source libcamera` against a fake helper (same protocol, synthetic
+//! frames in memfds): the helper is killed mid-stream, a WebSocket viewer
+//! stays connected and frames resume; `auto` prefers a libcamera camera.
+//!
+//! The fake helper is this test binary itself, re-executed through a small
+//! script with `PINHOLE_FAKE_HELPER_CHILD=1` (see `fake_helper_entry`), so
+//! no extra executable has to be built.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+const CHILD_ENV: &str = "PINHOLE_FAKE_HELPER_CHILD";
+
+/// Not a test: the entry point of the fake helper process. Without the
+/// variable it returns at once.
+#[test]
+fn fake_helper_entry() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let result = pinhole_camera_proto::Channel::from_env().and_then(|ch| {
+        pinhole_camera_proto::fake::serve(&ch, &pinhole_camera_proto::fake::FakeOptions::default())
+    });
+    std::process::exit(if result.is_ok() { 0 } else { 1 });
+}
+
+struct Daemon {
+    child: Child,
+    addr: String,
+    log: mpsc::Receiver<String>,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pinhole-lc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A config naming a helper script that runs this binary as the fake.
+fn fake_helper_config(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = std::env::current_exe().expect("test exe");
+    let script = dir.join("pinhole-libcamera");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{CHILD_ENV}=1 exec '{}' --exact fake_helper_entry --nocapture --test-threads=1 -q\n",
+            exe.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("[camera]\nlibcamera_helper = \"{}\"\n", script.display()),
+    )
+    .expect("config");
+    cfg
+}
+
+fn start(source: &str, cfg: &Path, hls: &Path) -> Daemon {
+    let (child, addr, log) = common::spawn_daemon(&[
+        "--source",
+        source,
+        "--config",
+        cfg.to_str().expect("utf-8"),
+        "--hls-dir",
+        hls.to_str().expect("utf-8"),
+        "--width",
+        "160",
+        "--height",
+        "120",
+        "--fps",
+        "30",
+    ]);
+    Daemon { child, addr, log }
+}
+
+async fn status(addr: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET /api/status HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    serde_json::from_str(body).expect("status json")
+}
+
+/// Processes whose parent is `pid` (the helper the daemon spawned).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …"; comm may hold spaces: split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|x| x.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Reads `n` binary frames (access units); fails if the socket closes.
+async fn frames(ws: &mut Ws, n: usize, secs: u64) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut got = 0;
+    let mut keyframes = 0;
+    while got < n {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                got += 1;
+                // An IDR slice (type 5) somewhere in the access unit.
+                if b.windows(4)
+                    .any(|w| w[..3] == [0, 0, 1] && w[3] & 0x1f == 5)
+                {
+                    keyframes += 1;
+                }
+            }
+            Ok(Some(Ok(Message::Close(c)))) => panic!("the viewer was disconnected: {c:?}"),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(e))) => panic!("viewer socket error: {e}"),
+            Ok(None) => panic!("the viewer's socket closed"),
+            Err(_) => panic!("only {got} of {n} frames within {secs} s"),
+        }
+    }
+    keyframes
+}
+
+#[tokio::test]
+async fn helper_crash_keeps_viewers_connected_and_frames_resume() {
+    let dir = temp_dir("crash");
+    let cfg = fake_helper_config(&dir);
+    let d = start("libcamera", &cfg, &dir.join("hls"));
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/h264", d.addr))
+        .await
+        .expect("ws connect");
+    frames(&mut ws, 10, 30).await;
+    let s = status(&d.addr).await;
+    assert_eq!(s["source"]["kind"], "libcamera", "{s}");
+    let detail = s["source"]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("fake/0 (fake-imx708): NV12 160x120 (stride 192)"),
+        "{detail}"
+    );
+    assert_eq!(s["source"]["state"], "running", "{s}");
+
+    let helpers = children_of(d.child.id());
+    assert_eq!(helpers.len(), 1, "one helper process: {helpers:?}");
+    let killed_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helpers[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the helper");
+
+    // The daemon says why, and restarts the helper.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reason = loop {
+        let line = d
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the daemon logs the lost camera");
+        if line.contains("libcamera: camera lost") {
+            break line;
+        }
+    };
+    assert!(reason.contains("killed by signal 9"), "{reason}");
+
+    // The same viewer keeps receiving: frames resume (from a keyframe).
+    let keyframes = frames(&mut ws, 30, 30).await;
+    assert!(keyframes >= 1, "the new session starts with a keyframe");
+    let resumed = killed_at.elapsed();
+    let after = children_of(d.child.id());
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0], helpers[0], "a new helper process");
+    let s = status(&d.addr).await;
+    assert_eq!(s["source"]["state"], "running", "{s}");
+    eprintln!("frames resumed within {resumed:?} of the kill");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn auto_prefers_a_libcamera_camera_and_says_why() {
+    let dir = temp_dir("auto");
+    let cfg = fake_helper_config(&dir);
+    let d = start("auto", &cfg, &dir.join("hls"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = status(&d.addr).await;
+        let detail = s["source"]["detail"].as_str().unwrap_or("").to_owned();
+        if s["source"]["state"] == "running" {
+            assert_eq!(s["source"]["kind"], "libcamera", "{s}");
+            assert!(
+                detail.contains("[auto: libcamera camera fake/0 (fake-imx708) via"),
+                "{detail}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "never running: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(d);
+
+    // No helper: auto says so and moves on.
+    std::fs::write(
+        &cfg,
+        "[camera]\nlibcamera_helper = \"/nonexistent/pinhole-libcamera\"\n",
+    )
+    .expect("config");
+    let d = start("auto", &cfg, &dir.join("hls2"));
+    let s = status(&d.addr).await;
+    let detail = s["source"]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("libcamera: camera helper /nonexistent/pinhole-libcamera does not exist"),
+        "{detail}"
+    );
+    assert_ne!(s["source"]["kind"], "libcamera");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
