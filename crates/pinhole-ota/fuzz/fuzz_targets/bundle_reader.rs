@@ -30,33 +30,33 @@ fuzz_target!(|data: &[u8]| {
         // As the device does: a bounded batch of decompressed bytes, then
         // the rest of the chunk.
         while !chunk.is_empty() {
-        let mut ev = Vec::new();
-        let res = r.feed_limited(chunk, &mut ev, 1 << 20);
-        let mut out = 0usize;
-        for e in ev {
-            match e {
-                BundleEvent::Manifest(m) => {
-                    sizes = m.images.iter().map(|i| i.size).collect();
-                    manifest = Some(m);
+            let mut ev = Vec::new();
+            let res = r.feed_limited(chunk, &mut ev, 1 << 20);
+            let mut out = 0usize;
+            for e in ev {
+                match e {
+                    BundleEvent::Manifest(m) => {
+                        sizes = m.images.iter().map(|i| i.size).collect();
+                        manifest = Some(m);
+                    }
+                    BundleEvent::ImageStart { index, size, .. } => assert_eq!(sizes[index], size),
+                    BundleEvent::ImageData { index, data } => {
+                        assert!(manifest.is_some());
+                        out += data.len();
+                        sizes[index] = sizes[index].checked_sub(data.len() as u64).unwrap();
+                    }
+                    BundleEvent::ImageEnd { index, .. } => assert_eq!(sizes[index], 0),
                 }
-                BundleEvent::ImageStart { index, size, .. } => assert_eq!(sizes[index], size),
-                BundleEvent::ImageData { index, data } => {
-                    assert!(manifest.is_some());
-                    out += data.len();
-                    sizes[index] = sizes[index].checked_sub(data.len() as u64).unwrap();
+            }
+            match res {
+                Err(_) => return,
+                Ok(used) => {
+                    // never more than one decompressed block past the budget
+                    assert!(out <= (1 << 20) + pinhole_ota::format::ZSTD_BLOCK + chunk.len());
+                    assert!(used > 0 || chunk.is_empty());
+                    chunk = &chunk[used..];
                 }
-                BundleEvent::ImageEnd { index, .. } => assert_eq!(sizes[index], 0),
             }
-        }
-        match res {
-            Err(_) => return,
-            Ok(used) => {
-                // never more than one decompressed block past the budget
-                assert!(out <= (1 << 20) + pinhole_ota::format::ZSTD_BLOCK + chunk.len());
-                assert!(used > 0 || chunk.is_empty());
-                chunk = &chunk[used..];
-            }
-        }
         }
     }
     let _ = r.finish();
