@@ -3,7 +3,9 @@
 # qemu-arm64 image as version 1.0.0 plus signed bundles 2.0.0, 3.0.0, a bad
 # 4.0.0 (pinholed replaced by `exit 1`), a forged one (other key) and one for
 # another board, then runs tests/qemu/ota_test.py. Needs root (image/build).
-#   ci/ota-test.sh [--quick] [--reuse-rootfs] [--pinholed FILE] [--seed N] [--cuts N]
+#   ci/ota-test.sh [--quick] [--reuse-rootfs] [--pinholed FILE] [--seed N] [--cuts N] [--only LIST]
+# --only: comma list of scenarios (refused,good,next,bad,cuts; default all);
+# the bad 4.0.0 image is only built when `bad` is in it.
 # --reuse-rootfs: skip mmdebstrap for the first build too (development; needs
 # out/qemu-arm64/rootfs from an earlier --keep build). Later builds always reuse.
 # OTA_HEALTH_TIMEOUT (default 150 s) goes into the test images' system.toml.
@@ -14,11 +16,13 @@ board=qemu-arm64
 first=()
 args=()
 bin=""
+only=refused,good,next,bad,cuts
 while [ $# -gt 0 ]; do
     case "$1" in
         --reuse-rootfs) first=(--reuse-rootfs) ;;
         --pinholed) bin=$(readlink -f "$2"); shift ;;
         --seed|--cuts) args+=("$1" "$2"); shift ;;
+        --only) only=$2; args+=("$1" "$2"); shift ;;
         *) args+=("$1") ;;
     esac
     shift
@@ -39,9 +43,13 @@ mkdir -p out/ota-test
 v1=$(build 1.0.0 "${first[@]}")
 v2=$(build 2.0.0 --reuse-rootfs)
 v3=$(build 3.0.0 --reuse-rootfs)
-printf '#!/bin/sh\necho "pinholed: broken on purpose (OTA test bundle)" >&2\nexit 1\n' >out/ota-test/pinholed-broken
-chmod 755 out/ota-test/pinholed-broken
-bad=$(bin=$repo/out/ota-test/pinholed-broken build 4.0.0 --reuse-rootfs)
+extra=()
+if [[ ,$only, == *,bad,* ]]; then
+    printf '#!/bin/sh\necho "pinholed: broken on purpose (OTA test bundle)" >&2\nexit 1\n' >out/ota-test/pinholed-broken
+    chmod 755 out/ota-test/pinholed-broken
+    bad=$(bin=$repo/out/ota-test/pinholed-broken build 4.0.0 --reuse-rootfs)
+    extra+=(--bad "$bad.phb")
+fi
 w=out/$board
 if [ ! -f out/ota-test/keys/forger.key ]; then "$tool" keygen --out out/ota-test/keys --name forger; fi
 "$tool" create --key out/ota-test/keys/forger.key --board "$board" --version 5.0.0 \
@@ -51,7 +59,7 @@ if [ ! -f out/ota-test/keys/forger.key ]; then "$tool" keygen --out out/ota-test
 t1=$(date +%s)
 echo "ota-test: images and bundles built in $((t1 - t0))s; bundle $(stat -c %s "$v2.phb") bytes"
 rc=0
-python3 tests/qemu/ota_test.py "$v1.img" --good "$v2.phb" --next "$v3.phb" --bad "$bad.phb" \
+python3 tests/qemu/ota_test.py "$v1.img" --good "$v2.phb" --next "$v3.phb" "${extra[@]}" \
     --forged out/ota-test/forged.phb --wrong-board out/ota-test/wrong-board.phb \
     --tool "$tool" --log-dir out/ota-test "${args[@]}" || rc=$?
 echo "ota-test: QEMU part $(( $(date +%s) - t1 ))s, total $(( $(date +%s) - t0 ))s; console out/ota-test/ota-console.log"

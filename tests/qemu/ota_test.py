@@ -43,6 +43,7 @@ class Device:
         self.disk, self.port, self.log_path = disk, port, log_path
         self.g = None
         self.cookie = None
+        self.setups = 0
 
     # ---- VM ----
     def start(self):
@@ -134,17 +135,20 @@ class Device:
             return
         pw = json.dumps({"password": PASSWORD}).encode()
         if a.get("setup_needed"):
+            self.setups += 1  # after the first: the password in /data was lost
             st, body = self.req("POST", "/api/auth/setup", pw)
         else:
             st, body = self.req("POST", "/api/auth/login", pw)
         if st != 200:
             raise RuntimeError(f"login: {st} {body[:200]}")
 
-    def upload(self, path, limit=None, corrupt_at=None, stop_after=None, on_progress=None, timeout=900):
+    def upload(self, path, limit=None, corrupt_at=None, stop_after=None, on_progress=None,
+               after_send=None, timeout=900):
         """POST a bundle. limit: declare and send only that many bytes (truncated);
         corrupt_at: flip that byte; stop_after: send that many bytes of a full
         Content-Length, then close (disconnect). on_progress(sent) may return True
-        to stop sending (power cut). Returns (status, body, seconds)."""
+        to stop sending (power cut); after_send(sock), called once the whole body
+        is sent, too. Returns (status, body, seconds)."""
         size = os.path.getsize(path)
         total = size if limit is None else limit
         t0 = time.monotonic()
@@ -169,6 +173,8 @@ class Device:
                     sent += len(chunk)
                     if on_progress and on_progress(sent):
                         return None, "cut", time.monotonic() - t0
+            if after_send and after_send(s):
+                return None, "cut", time.monotonic() - t0
             try:
                 st, _, body = self._response(s)
             except (ConnectionResetError, socket.timeout) as e:
@@ -232,6 +238,9 @@ def install(dev, bundle, want_slot, want_version, what, measure=False):
     row(what + " commit", f"committed {want_slot}, version {want_version}", json.dumps(s)[:200], ok)
     _, out = dev.sh("cat /boot/bootsel/slot.txt")
     check(f"boot_slot={want_slot}" in out, f"slot.txt commits {want_slot}", out)
+    sysv = (api_status(dev, 10) or {}).get("system") or {}
+    row(what + " /api/status", f"system: version {want_version}, slot {want_slot}, trial false", json.dumps(sysv),
+        sysv.get("version") == want_version and sysv.get("slot") == want_slot and sysv.get("trial") is False)
     return ok
 
 
@@ -257,57 +266,182 @@ def refused(dev, name, bundle, expect_status, **kw):
         f"{st} {body.strip()[:100]!r}; phase={after.get('phase')} err={str(after.get('error'))[:60]}; {sl.replace(chr(10), ' ')}", ok)
 
 
-def power_cut(dev, rng, point, bundle, marker):
-    """Kill QEMU at `point` while installing `bundle`; reboot; check."""
+POINTS = {  # point -> (phase, expected slot afterwards: "old", "new" or "either")
+    "manifest": ("manifest verified, first image bytes", "old"),
+    "image": ("mid-image write", "old"),
+    "verify": ("all bytes sent, fsync/read-back/arming before the answer", "old or new"),
+    "staged": ("boot selector written (after 200 staged, before the reboot)", "new"),
+    "trial": ("trial boot before commit", "old"),
+    "commit": ("trial boot, health checks passing / commit write", "old or new"),
+    "committed": ("right after the commit", "new"),
+}
+cuts = []  # (n, point, phase detail, slot booted, version, outcome)
+
+
+def api_status(dev, timeout=3):
+    """The open /api/status (no session), or None."""
+    try:
+        st, body = dev.req("GET", "/api/status", timeout=timeout)
+        return json.loads(body) if st == 200 else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def header_len(bundle):
+    with open(bundle, "rb") as f:
+        h = f.read(16)
+    return 88 + int.from_bytes(h[12:16], "big")
+
+
+def image_ranges(bundle, slot):
+    """[(start, end, name)] of the bundle's images written to `slot`."""
+    hl = header_len(bundle)
+    with open(bundle, "rb") as f:
+        f.seek(88)
+        m = json.loads(f.read(hl - 88))
+    out, off = [], hl
+    for im in m["images"]:
+        n = im.get("stored_size", im["size"])
+        if im.get("slot") in (None, slot):
+            out.append((off, off + n, f"{im['kind']}_{slot} ({im.get('encoding', 'none')})"))
+        off += n
+    return out
+
+
+def data_intact(dev, marker, setups_before):
+    """/data after a cut: marker file, the admin password (login, not setup),
+    the operator's config line."""
+    ok_m, m = marker_ok(dev, marker)
+    # login() (in booted()) set the password up again if /data had lost it
+    pw_ok = dev.setups == setups_before
+    body = f"(set up {dev.setups - setups_before} times)"
+    _, cfg = dev.sh("grep -c '^allow_downgrade = true' /data/pinhole/config.toml")
+    cfg_ok = cfg.strip().splitlines()[-1:] == ["1"]
+    what = f"marker {'ok' if ok_m else m!r}, password {'kept' if pw_ok else 'LOST ' + body[:60]}, config {'ok' if cfg_ok else 'LOST'}"
+    return ok_m and pw_ok and cfg_ok, what
+
+
+def power_cut(dev, rng, n, point, bundle, marker):
+    """Kill QEMU (SIGKILL: a power cut) at `point` while installing `bundle`
+    (to the inactive slot); boot again; check the slot, pinholed, /data."""
     cur = dev.status()
-    old_slot = cur.get("active_slot")
+    old_slot, old_ver = cur.get("active_slot"), cur.get("version")
+    new_slot, new_ver = ("b" if old_slot == "a" else "a"), bundle_version(bundle)
     size = os.path.getsize(bundle)
+    phase, expect = POINTS[point]
     detail = ""
-    if point == "upload":
-        at = rng.randrange(1 << 20, size - (1 << 20))
-        detail = f"at byte {at} of {size}"
-        dev.upload(bundle, on_progress=lambda sent: sent >= at and (dev.power_cut() or True))
+    cut = False
+    start = dev.g.mark()
+    if point in ("manifest", "image"):
+        hl = header_len(bundle)
+        if point == "manifest":
+            at, what = hl + rng.randrange(0, 2 << 20), "after the manifest"
+        else:  # inside an image that goes to the target slot
+            lo, hi, what = rng.choice(image_ranges(bundle, new_slot))
+            at = rng.randrange(lo + (1 << 20), hi - (1 << 20))
+            what = f"in {what}"
+        d = rng.uniform(0, 2) if point == "manifest" else 0
+        detail = f"byte {at} of {size} ({what})" + (f" +{d:.1f}s" if d else "")
+
+        def at_byte(sent):
+            if sent < at:
+                return False
+            time.sleep(d)
+            dev.power_cut()
+            return True
+        dev.upload(bundle, on_progress=at_byte)
+        cut = True
+    elif point == "verify":
+        d = rng.uniform(0, 8)
+        seen = {}
+
+        def after(sock):
+            import select
+            r, _, _ = select.select([sock], [], [], d)
+            seen["answered"] = bool(r)
+            dev.power_cut()
+            return True
+        dev.upload(bundle, after_send=after)
+        cut = True
+        detail = f"{d:.1f}s after the last byte" + (" (the answer had come: staged)" if seen.get("answered") else "")
+        if seen.get("answered"):
+            expect = "new"
     else:
-        start = dev.g.mark()
         st, body, _ = dev.upload(bundle)
         if st != 200:
-            row(f"power cut {point}", "upload accepted first", f"{st} {body[:100]}", False)
+            row(f"power cut {n} {point}", "upload accepted first", f"{st} {body[:100]}", False)
             return
-        if point == "staged":
-            d = rng.uniform(0, 1.5)
-            time.sleep(d)
-            detail = f"{d:.2f}s after 200 staged"
-        elif point == "trial":
-            dev.g.wait_for(r"pinhole: slot [ab] \(trial 1\)", 300, start)
-            d = rng.uniform(5, 60)
-            time.sleep(d)
-            detail = f"{d:.0f}s into the trial boot"
-        elif point == "commit":
-            dev.g.wait_for(r"pinhole: slot [ab] \(trial 1\)", 300, start)
-            dev.g.login(900, start)
-            end = time.monotonic() + 400
-            while time.monotonic() < end:
-                _, out = dev.sh("cat /boot/bootsel/slot.txt")
-                if f"boot_slot={old_slot}" not in out:
-                    break
-                time.sleep(0.5)
-            detail = "right after slot.txt changed"
+    if not cut and point == "staged":
+        d = rng.uniform(0, 1.5)
+        time.sleep(d)
+        detail = f"{d:.2f}s after 200 staged"
+    elif not cut and point == "trial":
+        dev.g.wait_for(r"pinhole: slot [ab] \(trial 1\)", 300, start)
+        d = rng.uniform(5, 60)
+        time.sleep(d)
+        detail = f"{d:.0f}s into the trial boot"
+        # Not yet committed? (pinholed may already be up and healthy on a
+        # fast boot: then the cut is at or after the commit.)
+        st_now = (api_status(dev, 1) or {}).get("system") or {}
+        if st_now.get("trial") is False:
+            expect = "new"
+            detail += " (already committed)"
+        elif st_now:
+            expect = "old or new"
+            detail += " (pinholed answering, commit may be under way)"
+    elif not cut and point in ("commit", "committed"):
+        dev.g.wait_for(r"pinhole: slot [ab] \(trial 1\)", 300, start)
+        t_boot = time.monotonic()
+        end = t_boot + 600
+        first = None
+        d = rng.uniform(0, 3)
+        while time.monotonic() < end:
+            s = api_status(dev, 2)
+            if s and first is None:
+                first = time.monotonic()
+            if point == "commit" and first is not None and time.monotonic() >= first + d:
+                detail = f"{d:.1f}s after /api/status first answered in the trial (system.trial was {((s or {}).get('system') or {}).get('trial')})"
+                break
+            if point == "committed" and s and s.get("system") and s["system"].get("trial") is False:
+                detail = f"as soon as /api/status said committed ({time.monotonic() - t_boot:.0f}s into the boot)"
+                break
+            time.sleep(0.2)
+        else:
+            detail = "the trial never answered within 600s"
+    if not cut:
         dev.power_cut()
-    start = 0
+    # boot again (no cut from here on)
+    setups_before = dev.setups
     dev.start()
+    want = {"old": {old_slot}, "new": {new_slot}}.get(expect, {old_slot, new_slot})
     try:
-        r = dev.booted(start)
+        r = dev.booted(0)
         s = dev.status()
-        ok_m, m = marker_ok(dev, marker)
-        ok = r["state"] == "running" and ok_m and s.get("trial") is False or \
-            (r["state"] == "running" and ok_m and s.get("trial") is True)  # a trial that then commits is fine
-        if s.get("trial"):
+        if s.get("trial"):  # a trial armed before the cut: it commits by itself
             s = dev.wait_status(lambda x: x.get("trial") is False, 400)
-        ok = ok and s.get("trial") is False
-        row(f"power cut {point}", "boots a working slot, /data intact",
-            f"{detail}; slot={r['slot']} state={r['state']} active={s.get('active_slot')} version={s.get('version')} marker={'ok' if ok_m else m}", ok)
+        ok_d, dwhat = data_intact(dev, marker, setups_before)
+        try:
+            frames = bt.ws_frames(dev.port, "/ws/h264", 5, timeout=20)
+        except Exception as e:  # noqa: BLE001
+            frames = []
+            dwhat += f"; frames: {type(e).__name__}"
+        ap = api_status(dev, 5) or {}
+        sysv = ap.get("system") or {}
+        slot = s.get("active_slot")
+        ver_ok = (slot == old_slot and s.get("version") == old_ver) or (slot == new_slot and s.get("version") == new_ver)
+        ok = (r["state"] == "running" and s.get("trial") is False and slot in want and ver_ok
+              and sysv.get("slot") == slot and len(frames) >= 5 and ok_d)
+        outcome = (f"{'ok' if ok else 'FAIL'}: state {r['state']}, {len(frames)} frames, {dwhat}"
+                   f"{'' if ver_ok else ', version ' + str(s.get('version')) + ' does not match slot'}")
+        cuts.append((n, point, f"{phase}: {detail}", f"{slot} ({s.get('version')})",
+                     f"expected {'/'.join(sorted(want))}", outcome))
+        row(f"power cut {n} {point}", f"boots slot {'/'.join(sorted(want))}, pinholed serving, /data intact",
+            f"{detail}; slot={r['slot']} state={r['state']} active={slot} version={s.get('version')} frames={len(frames)}; {dwhat}", ok)
     except Exception as e:  # noqa: BLE001
-        row(f"power cut {point}", "boots a working slot, /data intact", f"{detail}; {type(e).__name__}: {e}", False)
+        cuts.append((n, point, f"{phase}: {detail}", "?", f"expected {'/'.join(sorted(want))}", f"FAIL: {type(e).__name__}: {e}"))
+        row(f"power cut {n} {point}", "boots a working slot, /data intact", f"{detail}; {type(e).__name__}: {e}", False)
+        if dev.g is None or dev.g.p.poll() is not None:
+            raise
 
 
 def main():
@@ -354,6 +488,10 @@ def main():
     print(f"\n| scenario | expected | observed | result |\n|---|---|---|---|")
     for s, e, o, ok in table:
         print(f"| {s} | {e} | {o.replace('|', '/')} | {'ok' if ok else 'FAIL'} |")
+    if cuts:
+        print("\n| # | point | phase (when) | slot booted (version) | expected | outcome |\n|---|---|---|---|---|---|")
+        for c in cuts:
+            print("| " + " | ".join(str(x).replace("|", "/") for x in c) + " |")
     print(f"total {time.monotonic() - t0:.0f}s; timings: " + ", ".join(f"{k}={v:.1f}s" for k, v in bt.timings.items()))
     r = bt.results
     print(f"{r['passed']} passed, {r['failed']} failed, {r['skipped']} skipped")
@@ -390,7 +528,9 @@ def run(dev, a, rng):
         check(ok_m, "/data marker survives the update", m)
 
     if not a.quick and a.next and "next" in only:
-        install(dev, a.next, "a", bundle_version(a.next), "update B->A")
+        if install(dev, a.next, "a", bundle_version(a.next), "update B->A"):
+            ok_m, m = marker_ok(dev, marker)
+            check(ok_m, "/data marker survives the round trip A->B->A", m)
     if not a.quick and a.bad and "bad" in only:
         cur = dev.status()
         start = dev.g.mark()
@@ -409,23 +549,31 @@ def run(dev, a, rng):
     # 3. power cuts: alternate the bundles so each install goes to the inactive slot
     if "cuts" not in only:
         return
-    points = ["upload", "staged", "trial"]
-    if not a.quick:  # each point once, then seeded-random ones up to --cuts
-        points = ["staged", "commit", "upload", "trial"]
-        points += [rng.choice(points) for _ in range(max(0, a.cuts - 4))]
+    # every point once (seeded order), then seeded-random ones up to --cuts
+    points = list(POINTS)
+    rng.shuffle(points)
+    if a.quick:
+        points = points[:3]
+    else:
+        points += [rng.choice(list(POINTS)) for _ in range(max(0, a.cuts - len(points)))]
+    print(f"   power cuts (seed {a.seed}): {', '.join(points)}", flush=True)
     # bundles alternate v2/v3, so the operator setting allow_downgrade (the
     # user config overrides the image's system config) is turned on for this
     dev.sh("printf '\\n[ota]\\nallow_downgrade = true\\n' >>/data/pinhole/config.toml && systemctl restart pinholed")
     dev.cookie = None
     dev.wait_api()
     versions = {bundle_version(b): b for b in (a.good, a.next) if b}
-    for p in points:
+    for n, p in enumerate(points, 1):
         ver = dev.status().get("version")
         b = next((b for v, b in versions.items() if v != ver), None)
         if b is None:
             skip(f"power cut {p}", f"no bundle other than {ver}")
             continue
-        power_cut(dev, rng, p, b, marker)
+        power_cut(dev, rng, n, p, b, marker)
+        if a.log_dir:  # the table so far, in case the run is cut short
+            with open(os.path.join(a.log_dir, "cuts.md"), "w") as f:
+                for c in cuts:
+                    f.write("| " + " | ".join(str(x).replace("|", "/") for x in c) + " |\n")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 //! ```text
 //! off  len  field
 //!   0    8  magic  "PHBUNDLE"
-//!   8    2  format version, u16 big-endian (1)
+//!   8    2  format version, u16 big-endian (2; 1 is still read)
 //!  10    2  reserved, must be 0
 //!  12    4  manifest length, u32 big-endian (1..=65536)
 //!  16    8  key id: first 8 bytes of SHA-256(Ed25519 public key)
@@ -13,6 +13,12 @@
 //!  88    n  manifest (UTF-8 JSON)
 //!  88+n  …  image 0, image 1, … (sizes and SHA-256 in the manifest)
 //! ```
+//!
+//! Format 2 adds per-image compression: an image with `"encoding": "zstd"`
+//! is stored as blocks of at most [`ZSTD_BLOCK`] image bytes, each
+//! `raw_len u32 BE | comp_len u32 BE | one zstd frame`, so the device
+//! decompresses block by block with bounded memory. The manifest's `size`
+//! and `sha256` stay those of the image the slot receives.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -24,7 +30,20 @@ use sha2::{Digest, Sha256};
 use crate::error::{OtaError, Result};
 
 pub const MAGIC: [u8; 8] = *b"PHBUNDLE";
-pub const FORMAT_VERSION: u16 = 1;
+/// The format `pinhole-bundle` writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The formats this build reads. Format 1 has no `encoding` (every image
+/// stored as is); a device that reads only format 1 refuses format 2 with
+/// "update in steps", so the step release must be shipped as format 1.
+pub const READABLE_FORMATS: [u16; 2] = [1, 2];
+/// Image bytes per compressed block: bounds the device's buffers (one
+/// compressed and one decompressed block).
+pub const ZSTD_BLOCK: usize = 1 << 20;
+/// A compressed block may be a little larger than its input (incompressible
+/// data); anything beyond this is refused before it is buffered.
+pub const MAX_ZSTD_FRAME: usize = ZSTD_BLOCK + (64 << 10);
+/// Bytes before each compressed block: raw_len, comp_len (u32 BE).
+pub const ZSTD_BLOCK_HEADER: usize = 8;
 pub const HEADER_LEN: usize = 88;
 /// The manifest is buffered in memory before its signature is checked, so
 /// it must be small.
@@ -119,9 +138,9 @@ impl Header {
             .at_offset(0));
         }
         let format = u16::from_be_bytes([b[8], b[9]]);
-        if format != FORMAT_VERSION {
+        if !READABLE_FORMATS.contains(&format) {
             return Err(OtaError::incompatible(format!(
-                "bundle format {format} is not supported by this device (it reads format {FORMAT_VERSION}); update in steps"
+                "bundle format {format} is not supported by this device (it reads formats {READABLE_FORMATS:?}); update in steps"
             ))
             .at_offset(8));
         }
@@ -174,6 +193,29 @@ pub fn signed_message(prefix: &[u8; 24], manifest: &[u8]) -> Vec<u8> {
     m
 }
 
+/// How an image is stored in the bundle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// The image bytes as they are (the only encoding of format 1).
+    #[default]
+    None,
+    /// Blocks of zstd frames (format 2, see the module docs).
+    Zstd,
+}
+
+impl Encoding {
+    pub fn is_none(&self) -> bool {
+        *self == Encoding::None
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::None => "none",
+            Encoding::Zstd => "zstd",
+        }
+    }
+}
+
 /// One image of the bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,12 +225,24 @@ pub struct ImageInfo {
     /// slot-specific boot partitions (their cmdline names their own root).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot: Option<Slot>,
+    /// Bytes the slot receives (uncompressed).
     pub size: u64,
-    /// Lowercase hex SHA-256 of the image bytes.
+    /// Lowercase hex SHA-256 of the image bytes (uncompressed).
     pub sha256: String,
+    /// Format 2: how the image is stored; absent = `none`.
+    #[serde(default, skip_serializing_if = "Encoding::is_none")]
+    pub encoding: Encoding,
+    /// Format 2: bytes the image takes in the bundle; required with an
+    /// encoding, else absent or equal to `size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
 }
 
 impl ImageInfo {
+    /// Bytes the image takes in the bundle.
+    pub fn stored_len(&self) -> u64 {
+        self.stored_size.unwrap_or(self.size)
+    }
     pub fn applies_to(&self, slot: Slot) -> bool {
         self.slot.is_none_or(|s| s == slot)
     }
@@ -233,9 +287,9 @@ impl Manifest {
     /// boot and one root image (an A/B slot is the pair; writing only one
     /// would pair a new root with an old boot partition).
     pub fn validate(&self) -> Result<semver::Version> {
-        if self.format != FORMAT_VERSION {
-            return Err(OtaError::bad_bundle(format!(
-                "manifest format {} does not match the header's {FORMAT_VERSION}",
+        if !READABLE_FORMATS.contains(&self.format) {
+            return Err(OtaError::incompatible(format!(
+                "manifest format {} is not supported (this build reads {READABLE_FORMATS:?})",
                 self.format
             )));
         }
@@ -275,6 +329,29 @@ impl Manifest {
                 .at_image(i));
             }
             im.sha256_bytes().map_err(|e| e.at_image(i))?;
+            match (im.encoding, im.stored_size) {
+                (Encoding::None, None) => {}
+                (Encoding::None, Some(n)) if n == im.size && self.format >= 2 => {}
+                (Encoding::Zstd, Some(n)) if self.format >= 2 => {
+                    // A block header per ZSTD_BLOCK at least; the upper bound
+                    // only keeps arithmetic far from overflow.
+                    if n < ZSTD_BLOCK_HEADER as u64 || n > 2 * MAX_IMAGE_SIZE {
+                        return Err(OtaError::bad_bundle(format!(
+                            "stored_size {n} is outside {ZSTD_BLOCK_HEADER}..={}",
+                            2 * MAX_IMAGE_SIZE
+                        ))
+                        .at_image(i));
+                    }
+                }
+                (e, n) => {
+                    return Err(OtaError::bad_bundle(format!(
+                        "encoding {:?} with stored_size {n:?} is not valid in format {}",
+                        e.as_str(),
+                        self.format
+                    ))
+                    .at_image(i))
+                }
+            }
         }
         for slot in [Slot::A, Slot::B] {
             for kind in [ImageKind::Boot, ImageKind::Root] {
@@ -293,9 +370,9 @@ impl Manifest {
         Ok(version)
     }
 
-    /// Sum of all image sizes (validated manifests cannot overflow).
+    /// Bytes of all images in the bundle (validated manifests cannot overflow).
     pub fn payload_len(&self) -> u64 {
-        self.images.iter().map(|i| i.size).sum()
+        self.images.iter().map(|i| i.stored_len()).sum()
     }
 }
 
@@ -379,7 +456,7 @@ pub fn encode_head(manifest: &Manifest, key: &SigningKey) -> Result<Vec<u8>> {
         )));
     }
     let mut header = Header {
-        format: FORMAT_VERSION,
+        format: manifest.format,
         manifest_len: json.len() as u32,
         key_id: key_id(&key.verifying_key()),
         signature: [0; 64],
@@ -410,7 +487,8 @@ pub fn hash_stream(r: &mut impl Read) -> std::io::Result<(u64, [u8; 32])> {
 }
 
 /// Writes a complete bundle: head, then each image copied from its reader,
-/// which must yield exactly the size the manifest says (checked).
+/// which must yield exactly the stored size the manifest says (checked):
+/// already encoded, see [`compress_image`].
 pub fn write_bundle<W: Write, R: Read>(
     out: &mut W,
     manifest: &Manifest,
@@ -425,18 +503,65 @@ pub fn write_bundle<W: Write, R: Read>(
     out.write_all(&head)
         .map_err(|e| OtaError::io("writing the bundle header", e))?;
     for (i, (r, info)) in images.iter_mut().zip(&manifest.images).enumerate() {
-        let n = std::io::copy(&mut r.take(info.size), out)
+        let n = std::io::copy(&mut r.take(info.stored_len()), out)
             .map_err(|e| OtaError::io("copying an image into the bundle", e).at_image(i))?;
-        if n != info.size {
+        if n != info.stored_len() {
             return Err(OtaError::bad_bundle(format!(
                 "image changed while building: {n} bytes, manifest says {}",
-                info.size
+                info.stored_len()
             ))
             .at_image(i));
         }
     }
     out.flush()
         .map_err(|e| OtaError::io("flushing the bundle", e))
+}
+
+/// Compresses an image into `out` as zstd blocks (format 2). Returns the
+/// image's size, its SHA-256 and the stored size. Pure Rust (ruzstd), so
+/// the same crate builds for the device without a C toolchain.
+pub fn compress_image(
+    r: &mut impl Read,
+    out: &mut impl Write,
+) -> std::io::Result<(u64, [u8; 32], u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; ZSTD_BLOCK];
+    let (mut size, mut stored) = (0u64, 0u64);
+    loop {
+        // Fill a whole block (reads may be short) so blocks are ZSTD_BLOCK
+        // except the last.
+        let mut k = 0;
+        while k < buf.len() {
+            let n = r.read(&mut buf[k..])?;
+            if n == 0 {
+                break;
+            }
+            k += n;
+        }
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        let frame = ruzstd::encoding::compress_to_vec(
+            &buf[..k],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        if frame.len() > MAX_ZSTD_FRAME {
+            return Err(std::io::Error::other(format!(
+                "a {k}-byte block compressed to {} bytes, more than {MAX_ZSTD_FRAME}",
+                frame.len()
+            )));
+        }
+        out.write_all(&(k as u32).to_be_bytes())?;
+        out.write_all(&(frame.len() as u32).to_be_bytes())?;
+        out.write_all(&frame)?;
+        size += k as u64;
+        stored += (ZSTD_BLOCK_HEADER + frame.len()) as u64;
+        if k < buf.len() {
+            break;
+        }
+    }
+    Ok((size, h.finalize().into(), stored))
 }
 
 #[cfg(test)]
@@ -456,12 +581,16 @@ mod tests {
                     slot: None,
                     size: 3,
                     sha256: hex(&Sha256::digest(b"abc")),
+                    encoding: Encoding::None,
+                    stored_size: None,
                 },
                 ImageInfo {
                     kind: ImageKind::Root,
                     slot: None,
                     size: 3,
                     sha256: hex(&Sha256::digest(b"def")),
+                    encoding: Encoding::None,
+                    stored_size: None,
                 },
             ],
         }
@@ -494,7 +623,7 @@ mod tests {
             crate::ErrorKind::BadBundle
         );
         let mut b = good;
-        b[9] = 2;
+        b[9] = 3;
         assert_eq!(
             Header::parse(&b).unwrap_err().kind(),
             crate::ErrorKind::Incompatible
@@ -546,6 +675,62 @@ mod tests {
         let mut m = manifest();
         m.compatible = "rpi4; rm -rf".into();
         assert!(m.validate().is_err());
+    }
+
+    #[test]
+    fn encodings_need_format_2_and_a_stored_size() {
+        let mut m = manifest();
+        m.images[1].encoding = Encoding::Zstd;
+        m.images[1].stored_size = Some(40);
+        // format 1 has no encodings
+        assert!(m.validate().unwrap_err().to_string().contains("format 1"));
+        m.format = 2;
+        m.validate().unwrap();
+        assert_eq!(m.payload_len(), 3 + 40);
+        m.images[1].stored_size = None;
+        assert_eq!(m.validate().unwrap_err().image(), Some(1));
+        m.images[1].stored_size = Some(3);
+        m.images[1].encoding = Encoding::None;
+        m.validate().unwrap();
+        m.images[1].stored_size = Some(4);
+        assert!(m.validate().is_err());
+        let mut m = manifest();
+        m.format = 3;
+        assert_eq!(m.validate().unwrap_err().http_status(), 422);
+    }
+
+    #[test]
+    fn compress_image_round_trips_in_blocks() {
+        // 2.5 blocks: zeros (the empty part of a vfat) then noise
+        let mut img = vec![0u8; ZSTD_BLOCK * 5 / 2];
+        let mut x = 1u32;
+        for b in img[ZSTD_BLOCK * 2..].iter_mut() {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *b = (x >> 24) as u8;
+        }
+        let mut out = Vec::new();
+        let (size, sha, stored) = compress_image(&mut &img[..], &mut out).unwrap();
+        assert_eq!(size, img.len() as u64);
+        assert_eq!(sha, <[u8; 32]>::from(Sha256::digest(&img)));
+        assert_eq!(stored, out.len() as u64);
+        assert!(stored < ZSTD_BLOCK as u64, "zeros must shrink: {stored}");
+        // three blocks: 1 MiB, 1 MiB, the rest
+        let mut rest = &out[..];
+        let mut raws = Vec::new();
+        let mut back = Vec::new();
+        while !rest.is_empty() {
+            let raw = u32::from_be_bytes(rest[0..4].try_into().unwrap()) as usize;
+            let comp = u32::from_be_bytes(rest[4..8].try_into().unwrap()) as usize;
+            let mut d = ruzstd::decoding::StreamingDecoder::new(&rest[8..8 + comp]).unwrap();
+            let mut v = Vec::new();
+            d.read_to_end(&mut v).unwrap();
+            assert_eq!(v.len(), raw);
+            back.extend_from_slice(&v);
+            raws.push(raw);
+            rest = &rest[8 + comp..];
+        }
+        assert_eq!(raws, vec![ZSTD_BLOCK, ZSTD_BLOCK, ZSTD_BLOCK / 2]);
+        assert_eq!(back, img);
     }
 
     #[test]

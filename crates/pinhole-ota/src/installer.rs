@@ -126,6 +126,8 @@ impl<S: SlotDevice, B: BootControl> Installer<S, B> {
                 self.boot.commit(slot)?;
                 Some(Event::Committed)
             }
+            // The writes before it are done: feed the rest of the chunk.
+            Action::Continue => Some(Event::UploadContinue),
             Action::MarkInvalid { .. } | Action::Progress(_) | Action::Error(_) => None,
         })
     }

@@ -2,14 +2,22 @@
 //! out. The signature over the manifest is verified before the first image
 //! byte is emitted; images are hashed as they pass. Memory is the header
 //! plus at most [`MAX_MANIFEST_LEN`] bytes of manifest, whatever the bundle
-//! size: image bytes are handed out as slices of the caller's chunk.
+//! size: stored image bytes are handed out as slices of the caller's chunk;
+//! a compressed image needs one compressed block ([`MAX_ZSTD_FRAME`]) and
+//! hands out one decompressed block ([`ZSTD_BLOCK`]) at a time, and
+//! [`BundleReader::feed_limited`] stops after a byte budget, so a chunk of
+//! highly compressed zeros cannot make a caller hold gigabytes of events.
+
+use std::borrow::Cow;
+use std::io::Read;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::error::{OtaError, Result};
 use crate::format::{
-    hex, key_id, signed_message, Header, ImageKind, Manifest, Slot, HEADER_LEN, MAX_MANIFEST_LEN,
+    hex, key_id, signed_message, Encoding, Header, ImageKind, Manifest, Slot, HEADER_LEN,
+    MAX_MANIFEST_LEN, MAX_ZSTD_FRAME, ZSTD_BLOCK, ZSTD_BLOCK_HEADER,
 };
 
 /// What this device accepts.
@@ -61,8 +69,9 @@ pub enum Event<'a> {
         slot: Option<Slot>,
         size: u64,
     },
-    /// The next bytes of image `index`, a slice of the fed chunk.
-    ImageData { index: usize, data: &'a [u8] },
+    /// The next bytes of image `index` (decompressed): a slice of the fed
+    /// chunk for a stored image, an owned block for a compressed one.
+    ImageData { index: usize, data: Cow<'a, [u8]> },
     /// The image is complete; `sha256_ok == false` also makes `feed` fail.
     ImageEnd { index: usize, sha256_ok: bool },
 }
@@ -72,11 +81,66 @@ enum Stage {
     Manifest(Header),
     Image {
         index: usize,
+        /// Bundle bytes of this image still to come.
         remaining: u64,
         hasher: Sha256,
+        /// `Some` for a compressed image.
+        zstd: Option<Box<ZstdImage>>,
     },
     Done,
     Failed,
+}
+
+/// Decoder state of one compressed image.
+struct ZstdImage {
+    /// Image (decompressed) bytes still to come.
+    raw_left: u64,
+    /// The current block's header, then its frame.
+    head: Vec<u8>,
+    frame: Vec<u8>,
+    /// (raw_len, comp_len) once the block header is complete.
+    block: Option<(usize, usize)>,
+    decoder: ruzstd::decoding::FrameDecoder,
+}
+
+impl ZstdImage {
+    fn new(raw: u64) -> Self {
+        let mut decoder = ruzstd::decoding::FrameDecoder::new();
+        // A block is at most ZSTD_BLOCK bytes: no frame needs a larger
+        // window, and the limit bounds what a hostile frame can allocate.
+        decoder.set_max_window_size(ZSTD_BLOCK as u64);
+        ZstdImage {
+            raw_left: raw,
+            head: Vec::with_capacity(ZSTD_BLOCK_HEADER),
+            frame: Vec::new(),
+            block: None,
+            decoder,
+        }
+    }
+
+    /// Decodes the buffered frame; it must hold exactly `raw` bytes.
+    fn decode(&mut self, raw: usize) -> std::result::Result<Vec<u8>, String> {
+        let mut src: &[u8] = &self.frame;
+        let mut out = Vec::with_capacity(raw);
+        let dec = ruzstd::decoding::StreamingDecoder::new_with_decoder(&mut src, &mut self.decoder)
+            .map_err(|e| format!("zstd frame: {e}"))?;
+        dec.take(raw as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("zstd frame: {e}"))?;
+        if out.len() != raw {
+            return Err(format!(
+                "zstd block decodes to {} bytes, its header says {raw}",
+                out.len()
+            ));
+        }
+        if !src.is_empty() {
+            return Err(format!(
+                "{} bytes after the zstd frame in its block",
+                src.len()
+            ));
+        }
+        Ok(out)
+    }
 }
 
 pub struct BundleReader {
@@ -118,14 +182,31 @@ impl BundleReader {
         Some(HEADER_LEN as u64 + self.manifest_len + m.payload_len())
     }
 
-    /// Consumes `chunk`, appending events to `out`. Events pushed before an
-    /// error stay in `out`; after an error the reader is failed for good.
-    pub fn feed<'a>(&mut self, mut chunk: &'a [u8], out: &mut Vec<Event<'a>>) -> Result<()> {
+    /// Consumes all of `chunk`, appending events to `out`. Events pushed
+    /// before an error stay in `out`; after an error the reader is failed
+    /// for good. With compressed images the decompressed output of one call
+    /// is not bounded by the chunk: the device uses [`Self::feed_limited`].
+    pub fn feed<'a>(&mut self, chunk: &'a [u8], out: &mut Vec<Event<'a>>) -> Result<()> {
+        self.feed_limited(chunk, out, usize::MAX).map(|_| ())
+    }
+
+    /// Like [`Self::feed`], but stops once the decompressed blocks handed
+    /// out in this call reach `budget` bytes (stored image bytes, slices of
+    /// `chunk`, do not count). Returns how much of `chunk` was consumed; the
+    /// caller feeds the rest later, after it has used the events.
+    pub fn feed_limited<'a>(
+        &mut self,
+        mut chunk: &'a [u8],
+        out: &mut Vec<Event<'a>>,
+        budget: usize,
+    ) -> Result<usize> {
+        let len = chunk.len();
+        let mut produced = 0usize;
         let r = (|| {
-            while !chunk.is_empty() {
-                chunk = self.step(chunk, out)?;
+            while !chunk.is_empty() && produced < budget {
+                chunk = self.step(chunk, out, &mut produced)?;
             }
-            Ok(())
+            Ok(len - chunk.len())
         })();
         if r.is_err() {
             self.stage = Stage::Failed;
@@ -159,7 +240,12 @@ impl BundleReader {
         Err(err.at_offset(self.pos))
     }
 
-    fn step<'a>(&mut self, chunk: &'a [u8], out: &mut Vec<Event<'a>>) -> Result<&'a [u8]> {
+    fn step<'a>(
+        &mut self,
+        chunk: &'a [u8],
+        out: &mut Vec<Event<'a>>,
+        produced: &mut usize,
+    ) -> Result<&'a [u8]> {
         match &mut self.stage {
             Stage::Failed => Err(OtaError::bad_bundle("bundle already failed").at_offset(self.pos)),
             Stage::Done => Err(OtaError::bad_bundle(format!(
@@ -196,15 +282,48 @@ impl BundleReader {
                 index,
                 remaining,
                 hasher,
+                zstd,
             } => {
-                let n = (*remaining).min(chunk.len() as u64) as usize;
-                let (data, rest) = chunk.split_at(n);
-                hasher.update(data);
-                *remaining -= n as u64;
                 let index = *index;
-                out.push(Event::ImageData { index, data });
-                self.pos += n as u64;
+                let n = (*remaining).min(chunk.len() as u64) as usize;
+                let mine = &chunk[..n];
+                let used = match zstd {
+                    None => {
+                        hasher.update(mine);
+                        out.push(Event::ImageData {
+                            index,
+                            data: Cow::Borrowed(mine),
+                        });
+                        n
+                    }
+                    Some(z) => {
+                        let (used, block) = Self::zstd_step(z, mine, *remaining).map_err(|e| {
+                            OtaError::bad_bundle(e).at_image(index).at_offset(self.pos)
+                        })?;
+                        if let Some(data) = block {
+                            hasher.update(&data);
+                            *produced = produced.saturating_add(data.len());
+                            out.push(Event::ImageData {
+                                index,
+                                data: Cow::Owned(data),
+                            });
+                        }
+                        used
+                    }
+                };
+                *remaining -= used as u64;
+                self.pos += used as u64;
                 if *remaining == 0 {
+                    if let Some(z) = zstd {
+                        if z.raw_left != 0 {
+                            return Err(OtaError::bad_bundle(format!(
+                                "compressed image ends {} bytes short of its size",
+                                z.raw_left
+                            ))
+                            .at_image(index)
+                            .at_offset(self.pos));
+                        }
+                    }
                     let got: [u8; 32] = std::mem::take(hasher).finalize().into();
                     let want = self.image_sha(index)?;
                     let ok = got == want;
@@ -223,9 +342,55 @@ impl BundleReader {
                     }
                     self.start_image(index + 1, out);
                 }
-                Ok(rest)
+                Ok(&chunk[used..])
             }
         }
+    }
+
+    /// Takes bytes of a compressed image from `input` (all of them belong
+    /// to it; `remaining` is what the image still has in the bundle) until
+    /// a block is complete. Returns the bytes used and the decoded block.
+    fn zstd_step(
+        z: &mut ZstdImage,
+        input: &[u8],
+        remaining: u64,
+    ) -> std::result::Result<(usize, Option<Vec<u8>>), String> {
+        let Some((raw, comp)) = z.block else {
+            let k = (ZSTD_BLOCK_HEADER - z.head.len()).min(input.len());
+            z.head.extend_from_slice(&input[..k]);
+            if z.head.len() == ZSTD_BLOCK_HEADER {
+                let raw = u32::from_be_bytes([z.head[0], z.head[1], z.head[2], z.head[3]]) as usize;
+                let comp =
+                    u32::from_be_bytes([z.head[4], z.head[5], z.head[6], z.head[7]]) as usize;
+                if raw == 0 || raw > ZSTD_BLOCK || raw as u64 > z.raw_left {
+                    return Err(format!(
+                        "zstd block of {raw} bytes: blocks hold 1..={ZSTD_BLOCK} and the image has {} left",
+                        z.raw_left
+                    ));
+                }
+                // `remaining` still counts the header bytes just taken.
+                let left = remaining - k as u64;
+                if comp == 0 || comp > MAX_ZSTD_FRAME || comp as u64 > left {
+                    return Err(format!(
+                        "zstd frame of {comp} bytes: frames hold 1..={MAX_ZSTD_FRAME} and the image has {left} bundle bytes left"
+                    ));
+                }
+                z.block = Some((raw, comp));
+                z.frame.clear();
+                z.frame.reserve_exact(comp);
+            }
+            return Ok((k, None));
+        };
+        let k = (comp - z.frame.len()).min(input.len());
+        z.frame.extend_from_slice(&input[..k]);
+        if z.frame.len() < comp {
+            return Ok((k, None));
+        }
+        let data = z.decode(raw)?;
+        z.raw_left -= raw as u64;
+        z.block = None;
+        z.head.clear();
+        Ok((k, Some(data)))
     }
 
     /// Moves bytes from `chunk` into `buf` until it holds `want`.
@@ -263,6 +428,12 @@ impl BundleReader {
             })?;
         // Only signed bytes are parsed from here on.
         let m = Manifest::parse(json).map_err(|e| e.at_offset(HEADER_LEN as u64))?;
+        if m.format != h.format {
+            return Err(OtaError::bad_bundle(format!(
+                "manifest format {} does not match the header's {}",
+                m.format, h.format
+            )));
+        }
         self.policy.check(&m)?;
         Ok(m)
     }
@@ -287,8 +458,12 @@ impl BundleReader {
                 });
                 Stage::Image {
                     index,
-                    remaining: info.size,
+                    remaining: info.stored_len(),
                     hasher: Sha256::new(),
+                    zstd: match info.encoding {
+                        Encoding::None => None,
+                        Encoding::Zstd => Some(Box::new(ZstdImage::new(info.size))),
+                    },
                 }
             }
             None => Stage::Done,
@@ -321,12 +496,16 @@ mod tests {
                     slot: None,
                     size: imgs[0].len() as u64,
                     sha256: hex(&Sha256::digest(imgs[0])),
+                    encoding: Encoding::None,
+                    stored_size: None,
                 },
                 ImageInfo {
                     kind: ImageKind::Root,
                     slot: None,
                     size: imgs[1].len() as u64,
                     sha256: hex(&Sha256::digest(imgs[1])),
+                    encoding: Encoding::None,
+                    stored_size: None,
                 },
             ],
         };
@@ -365,7 +544,7 @@ mod tests {
                         names.push(format!("start{index}"));
                         data.push(Vec::new());
                     }
-                    Event::ImageData { index, data: d } => data[index].extend_from_slice(d),
+                    Event::ImageData { index, data: d } => data[index].extend_from_slice(&d),
                     Event::ImageEnd { index, sha256_ok } => {
                         names.push(format!("end{index}:{sha256_ok}"))
                     }
@@ -507,5 +686,138 @@ mod tests {
         r.feed(&b, &mut ev).unwrap();
         assert_eq!(r.total_len(), Some(b.len() as u64));
         assert_eq!(r.position(), b.len() as u64);
+    }
+
+    /// A format-2 bundle whose images are zstd-compressed (compress_image).
+    fn zstd_bundle(imgs: &[&[u8]; 2]) -> Vec<u8> {
+        let mut stored = Vec::new();
+        let mut infos = Vec::new();
+        for (kind, img) in [ImageKind::Boot, ImageKind::Root].into_iter().zip(imgs) {
+            let mut z = Vec::new();
+            let (size, sha, n) = crate::format::compress_image(&mut &img[..], &mut z).unwrap();
+            infos.push(ImageInfo {
+                kind,
+                slot: None,
+                size,
+                sha256: hex(&sha),
+                encoding: Encoding::Zstd,
+                stored_size: Some(n),
+            });
+            stored.push(z);
+        }
+        let m = Manifest {
+            format: 2,
+            product: "pinhole".into(),
+            compatible: "rpi4".into(),
+            version: "1.2.3".into(),
+            build_time: 1,
+            images: infos,
+        };
+        let mut b = encode_head(&m, &key()).unwrap();
+        for z in stored {
+            b.extend_from_slice(&z);
+        }
+        b
+    }
+
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x = 7u32;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compressed_images_any_chunking() {
+        let mut boot = vec![0u8; ZSTD_BLOCK * 2 + 5];
+        boot[..1000].copy_from_slice(&noise(1000));
+        let root = noise(3000);
+        let b = zstd_bundle(&[&boot, &root]);
+        assert!(b.len() < 10_000, "zeros must shrink: {}", b.len());
+        for step in [1, 7, 89, 4096, b.len()] {
+            let (names, data, res) = run(&b, step, policy());
+            res.unwrap();
+            assert_eq!(
+                names,
+                ["manifest", "start0", "end0:true", "start1", "end1:true"]
+            );
+            assert_eq!(data[0], boot);
+            assert_eq!(data[1], root);
+        }
+    }
+
+    #[test]
+    fn feed_limited_bounds_the_decompressed_bytes_per_call() {
+        // 8 MiB of zeros fit in a few hundred bundle bytes: one call of
+        // `feed` would hand out all 8 MiB; `feed_limited` one block at a time.
+        let zeros = vec![0u8; 8 * ZSTD_BLOCK];
+        let b = zstd_bundle(&[&zeros, b"root"]);
+        let mut r = BundleReader::new(policy());
+        let mut rest = &b[..];
+        let (mut calls, mut total) = (0, 0usize);
+        while !rest.is_empty() {
+            let mut ev = Vec::new();
+            let used = r.feed_limited(rest, &mut ev, 1).unwrap();
+            let out: usize = ev
+                .iter()
+                .map(|e| match e {
+                    Event::ImageData { data, .. } => data.len(),
+                    _ => 0,
+                })
+                .sum();
+            assert!(out <= ZSTD_BLOCK, "{out} bytes in one call");
+            total += out;
+            calls += 1;
+            rest = &rest[used..];
+        }
+        r.finish().unwrap();
+        assert_eq!(total, zeros.len() + 4);
+        assert!(calls >= 8, "{calls}");
+    }
+
+    #[test]
+    fn damaged_compressed_data_is_a_bad_bundle() {
+        let boot = noise(5000);
+        let b = zstd_bundle(&[&boot, b"root"]);
+        // first image's block header: right after the manifest
+        let m_len = u32::from_be_bytes(b[12..16].try_into().unwrap()) as usize;
+        let img0 = HEADER_LEN + m_len;
+        // a frame byte flipped, a block claiming too many bytes, a frame length beyond the image
+        for (at, val) in [
+            (img0 + 20, None),
+            (img0 + 1, Some(0x7f)),
+            (img0 + 4, Some(0x7f)),
+        ] {
+            let mut c = b.clone();
+            match val {
+                None => c[at] ^= 0x55,
+                Some(v) => c[at] = v,
+            }
+            let (_, _, res) = run(&c, 64, policy());
+            let e = res.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::BadBundle, "{e}");
+            assert_eq!(e.image(), Some(0), "{e}");
+        }
+    }
+
+    #[test]
+    fn format_2_uncompressed_and_format_mismatch() {
+        // format 2 with stored images reads like format 1
+        let b = bundle_with(&key(), |m| m.format = 2);
+        assert_eq!(u16::from_be_bytes([b[8], b[9]]), 2);
+        run(&b, 10, policy()).2.unwrap();
+        // a manifest that says 2 under a header that says 1
+        let mut b = bundle_with(&key(), |m| m.format = 2);
+        b[9] = 1;
+        assert!(run(&b, 1000, policy()).2.is_err());
+        // unknown header format: 422 before the signature is even looked at
+        let mut b = bundle();
+        b[9] = 3;
+        let e = run(&b, 1000, policy()).2.unwrap_err();
+        assert_eq!(e.http_status(), 422);
+        assert!(e.to_string().contains("update in steps"), "{e}");
     }
 }

@@ -15,6 +15,8 @@
 
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use crate::boot::BootInfo;
@@ -28,6 +30,10 @@ use crate::reader::{BundleReader, Event as BundleEvent, Policy};
 pub enum Event {
     UploadStarted,
     UploadChunk(Bytes),
+    /// Go on with the rest of the last chunk (answer to `Action::Continue`).
+    UploadContinue,
+    /// The body ended. The shell sends it only after every
+    /// `Action::Continue` was answered (the installer's queue does that).
     UploadFinished,
     /// The client went away or the upload was cancelled.
     UploadAborted {
@@ -126,6 +132,10 @@ pub enum Action {
     Commit {
         slot: Slot,
     },
+    /// Part of the chunk is left: execute the actions so far, then send
+    /// `Event::UploadContinue`. Keeps the data of one batch of actions
+    /// (decompressed blocks) bounded by `Config::batch_bytes`.
+    Continue,
     /// For the UI.
     Progress(Progress),
     /// The update failed; reported to the uploader / UI.
@@ -166,6 +176,8 @@ pub struct Config {
     pub upload_idle_timeout: Duration,
     /// Emit progress at most every this many bytes.
     pub progress_step: u64,
+    /// Decompressed bytes per batch of actions (see `Action::Continue`).
+    pub batch_bytes: usize,
 }
 
 impl Config {
@@ -176,6 +188,7 @@ impl Config {
             reboot_delay: Duration::from_secs(2),
             upload_idle_timeout: Duration::from_secs(60),
             progress_step: 1 << 20,
+            batch_bytes: 4 << 20,
         }
     }
 }
@@ -195,6 +208,8 @@ struct Receiving {
     bytes: u64,
     last_progress: u64,
     last_activity: Duration,
+    /// The part of the last chunk not fed yet (see `Action::Continue`).
+    pending: Bytes,
 }
 
 enum State {
@@ -306,6 +321,7 @@ impl Updater {
                     bytes: 0,
                     last_progress: 0,
                     last_activity: now,
+                    pending: Bytes::new(),
                 }))
             }
             (s @ State::TrialBoot { .. }, Event::UploadStarted)
@@ -326,10 +342,25 @@ impl Updater {
             // ---- receiving ----------------------------------------------
             (State::Receiving(mut r), Event::UploadChunk(chunk)) => {
                 r.last_activity = now;
+                if !r.pending.is_empty() {
+                    let e = OtaError::internal("upload chunk before the last one was consumed");
+                    return self.fail(&r, e, out);
+                }
                 match self.on_chunk(&mut r, chunk, out) {
                     Ok(()) => State::Receiving(r),
                     Err(e) => self.fail(&r, e, out),
                 }
+            }
+            (State::Receiving(mut r), Event::UploadContinue) => {
+                let chunk = std::mem::take(&mut r.pending);
+                match self.on_chunk(&mut r, chunk, out) {
+                    Ok(()) => State::Receiving(r),
+                    Err(e) => self.fail(&r, e, out),
+                }
+            }
+            (State::Receiving(r), Event::UploadFinished) if !r.pending.is_empty() => {
+                let e = OtaError::internal("upload finished before its last chunk was consumed");
+                self.fail(&r, e, out)
             }
             (State::Receiving(mut r), Event::UploadFinished) => {
                 if let Err(e) = r.reader.finish() {
@@ -469,7 +500,10 @@ impl Updater {
             (s, ev) => {
                 // Chunks of a refused upload keep coming until the client
                 // notices; do not log (or Debug-format) each one.
-                if !matches!(ev, Event::Tick | Event::Health(_) | Event::UploadChunk(_)) {
+                if !matches!(
+                    ev,
+                    Event::Tick | Event::Health(_) | Event::UploadChunk(_) | Event::UploadContinue
+                ) {
                     tracing::debug!(?ev, "OTA event ignored in this state");
                 }
                 s
@@ -484,7 +518,14 @@ impl Updater {
         out: &mut Vec<Action>,
     ) -> Result<(), OtaError> {
         let mut evs = Vec::new();
-        let res = r.reader.feed(&chunk, &mut evs);
+        let res = r
+            .reader
+            .feed_limited(&chunk, &mut evs, self.cfg.batch_bytes)
+            .map(|used| {
+                if used < chunk.len() {
+                    r.pending = chunk.slice(used..);
+                }
+            });
         for ev in evs {
             match ev {
                 BundleEvent::Manifest(m) => {
@@ -520,15 +561,20 @@ impl Updater {
                 }
                 BundleEvent::ImageData { data, .. } => {
                     if let Some((_, kind, mine, off)) = &mut r.current {
+                        let n = data.len() as u64;
                         if *mine {
                             out.push(Action::Write {
                                 slot: r.target,
                                 kind: *kind,
                                 offset: *off,
-                                data: chunk.slice_ref(data),
+                                data: match data {
+                                    // stored bytes: a view of the chunk, no copy
+                                    Cow::Borrowed(d) => chunk.slice_ref(d),
+                                    Cow::Owned(v) => Bytes::from(v),
+                                },
                             });
                         }
-                        *off += data.len() as u64;
+                        *off += n;
                     }
                 }
                 BundleEvent::ImageEnd { index, sha256_ok } => {
@@ -560,6 +606,9 @@ impl Updater {
                 _ => Phase::Receiving,
             };
             out.push(self.progress(phase, r.bytes, r.reader.total_len()));
+        }
+        if res.is_ok() && !r.pending.is_empty() {
+            out.push(Action::Continue);
         }
         res
     }

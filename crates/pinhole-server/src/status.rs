@@ -51,6 +51,11 @@ pub(crate) fn json(state: &Arc<AppState>) -> Value {
         "measured": { "fps": s.measured_fps, "bitrate": s.measured_bitrate },
         "viewers": viewers,
         "hls": crate::hls::status_json(state),
+        // The running system (image version, A/B slot); null without OTA.
+        "system": state.update.get().map(|u| {
+            let st = u.status();
+            json!({ "version": st.version, "slot": st.active_slot, "trial": st.trial })
+        }),
     })
 }
 

@@ -12,7 +12,7 @@ use common::TestServer;
 use ed25519_dalek::SigningKey;
 use http_body_util::{BodyExt, StreamBody};
 use pinhole_hub::HubConfig;
-use pinhole_ota::format::{write_bundle, ImageInfo, Manifest};
+use pinhole_ota::format::{compress_image, hex, write_bundle, Encoding, ImageInfo, Manifest};
 use pinhole_ota::{
     BootInfo, Config, FileBootControl, FileSlots, ImageKind, Installer, Policy, RebootMethod,
     SlotPaths, Updater,
@@ -45,6 +45,8 @@ fn bundle(key: &SigningKey, board: &str, version: &str, boot: &[u8], root: &[u8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect(),
+        encoding: Encoding::None,
+        stored_size: None,
     };
     let m = Manifest {
         format: 1,
@@ -174,6 +176,63 @@ async fn post(
 }
 
 use futures_util::StreamExt as _;
+
+/// Format 2: the boot image (mostly zeros, like a vfat) zstd-compressed.
+fn zstd_bundle(key: &SigningKey, version: &str, boot: &[u8], root: &[u8]) -> Vec<u8> {
+    let mut z = Vec::new();
+    let (size, sha, n) = compress_image(&mut &boot[..], &mut z).expect("compress");
+    let m = Manifest {
+        format: 2,
+        product: "pinhole".into(),
+        compatible: "qemu-arm64".into(),
+        version: version.into(),
+        build_time: 1_790_000_000,
+        images: vec![
+            ImageInfo {
+                kind: ImageKind::Boot,
+                slot: None,
+                size,
+                sha256: hex(&sha),
+                encoding: Encoding::Zstd,
+                stored_size: Some(n),
+            },
+            ImageInfo {
+                kind: ImageKind::Root,
+                slot: None,
+                size: root.len() as u64,
+                sha256: hex(&Sha256::digest(root)),
+                encoding: Encoding::None,
+                stored_size: None,
+            },
+        ],
+    };
+    let mut out = Vec::new();
+    write_bundle(&mut out, &m, key, &mut [&z[..], root]).expect("bundle");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_bundle_is_decompressed_into_the_slot() {
+    let dev = Device::start().await;
+    let mut boot = image(200_000, 3);
+    boot.resize(9 << 20, 0); // 9 MiB, mostly empty: several Continue batches
+    let root = image(500_000, 4);
+    let b = zstd_bundle(&key(1), "1.2.0", &boot, &root);
+    assert!(b.len() < 1 << 20, "{} bytes", b.len());
+    let (status, body) = post(dev.server.addr, b, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(&dev.read("boot_b")[..boot.len()], &boot[..]);
+    assert_eq!(&dev.read("root_b")[..root.len()], &root[..]);
+    assert!(dev.trial_armed());
+    dev.assert_active_untouched();
+    // /api/status names the running system (not the bundle)
+    let st = common::get(&dev.server.url("/api/status"), Duration::from_secs(2)).await;
+    let v: serde_json::Value = serde_json::from_slice(&st.body).expect("json");
+    assert_eq!(v["system"]["slot"], "a", "{v}");
+    assert_eq!(v["system"]["trial"], false, "{v}");
+    assert_eq!(v["system"]["version"], "1.0.0", "{v}");
+    dev.server.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_bundle_is_written_verified_and_staged_for_a_trial() {

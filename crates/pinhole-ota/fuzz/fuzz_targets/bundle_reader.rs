@@ -1,6 +1,7 @@
 //! Any bytes, split into chunks at fuzzer-chosen points: the reader must
-//! never panic, never emit image data without a verified manifest, and
-//! never hand out more image bytes than the manifest declares.
+//! never panic, never emit image data without a verified manifest, never
+//! hand out more image bytes than the manifest declares, and (compressed
+//! images) never more than about the budget per `feed_limited` call.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use pinhole_ota::{BundleEvent, BundleReader, Policy};
@@ -25,25 +26,37 @@ fuzz_target!(|data: &[u8]| {
     let mut r = BundleReader::new(policy());
     let mut manifest = None;
     let mut sizes = Vec::new();
-    for chunk in rest.chunks(split) {
-        let mut ev = Vec::new();
-        let res = r.feed(chunk, &mut ev);
-        for e in ev {
-            match e {
-                BundleEvent::Manifest(m) => {
-                    sizes = m.images.iter().map(|i| i.size).collect();
-                    manifest = Some(m);
+    for mut chunk in rest.chunks(split) {
+        // As the device does: a bounded batch of decompressed bytes, then
+        // the rest of the chunk.
+        while !chunk.is_empty() {
+            let mut ev = Vec::new();
+            let res = r.feed_limited(chunk, &mut ev, 1 << 20);
+            let mut out = 0usize;
+            for e in ev {
+                match e {
+                    BundleEvent::Manifest(m) => {
+                        sizes = m.images.iter().map(|i| i.size).collect();
+                        manifest = Some(m);
+                    }
+                    BundleEvent::ImageStart { index, size, .. } => assert_eq!(sizes[index], size),
+                    BundleEvent::ImageData { index, data } => {
+                        assert!(manifest.is_some());
+                        out += data.len();
+                        sizes[index] = sizes[index].checked_sub(data.len() as u64).unwrap();
+                    }
+                    BundleEvent::ImageEnd { index, .. } => assert_eq!(sizes[index], 0),
                 }
-                BundleEvent::ImageStart { index, size, .. } => assert_eq!(sizes[index], size),
-                BundleEvent::ImageData { index, data } => {
-                    assert!(manifest.is_some());
-                    sizes[index] = sizes[index].checked_sub(data.len() as u64).unwrap();
-                }
-                BundleEvent::ImageEnd { index, .. } => assert_eq!(sizes[index], 0),
             }
-        }
-        if res.is_err() {
-            return;
+            match res {
+                Err(_) => return,
+                Ok(used) => {
+                    // never more than one decompressed block past the budget
+                    assert!(out <= (1 << 20) + pinhole_ota::format::ZSTD_BLOCK + chunk.len());
+                    assert!(used > 0 || chunk.is_empty());
+                    chunk = &chunk[used..];
+                }
+            }
         }
     }
     let _ = r.finish();

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use ed25519_dalek::SigningKey;
 use pinhole_ota::format::{
     self, encode_public_key, encode_secret_key, hash_stream, hex, key_id, parse_public_key,
-    parse_secret_key, Header, ImageInfo, HEADER_LEN,
+    parse_secret_key, Encoding, Header, ImageInfo, HEADER_LEN,
 };
 use pinhole_ota::{BundleEvent, BundleReader, ImageKind, Manifest, OtaError, Policy, Slot};
 
@@ -67,6 +67,14 @@ enum Cmd {
         build_time: Option<u64>,
         #[arg(short, long)]
         out: PathBuf,
+        /// Image encoding: zstd (format 2; an image that does not shrink is
+        /// stored as is) or none.
+        #[arg(long, default_value = "zstd", value_parser = ["zstd", "none"])]
+        compress: String,
+        /// Bundle format: 2, or 1 for devices that read only format 1
+        /// (the step release; no compression).
+        #[arg(long, default_value_t = format::FORMAT_VERSION, value_parser = clap::value_parser!(u16).range(1..=2))]
+        format: u16,
     },
     /// Print a bundle's header and manifest (NOT verified; no key needed).
     Inspect { bundle: PathBuf },
@@ -117,6 +125,8 @@ fn run(cli: Cli) -> R<()> {
             root,
             build_time,
             out,
+            compress,
+            format,
         } => {
             let key = match (key, release) {
                 (Some(k), _) => read_secret(&k)?,
@@ -145,7 +155,14 @@ fn run(cli: Cli) -> R<()> {
                 _ => return Err("give --boot, or both --boot-a and --boot-b".into()),
             }
             files.push((ImageKind::Root, None, root));
-            create(&key, board, version, build_time, &files, &out)?;
+            if format < 2 && compress != "none" {
+                return Err("format 1 has no compression: add --compress none".into());
+            }
+            let opts = CreateOpts {
+                format,
+                zstd: compress == "zstd",
+            };
+            create(&key, board, version, build_time, &files, &out, opts)?;
             println!(
                 "wrote {} (signed by key {})",
                 out.display(),
@@ -245,6 +262,11 @@ fn dev_key(dir: &Path) -> R<SigningKey> {
     read_secret(&p)
 }
 
+struct CreateOpts {
+    format: u16,
+    zstd: bool,
+}
+
 fn create(
     key: &SigningKey,
     board: String,
@@ -252,20 +274,43 @@ fn create(
     build_time: u64,
     files: &[(ImageKind, Option<Slot>, PathBuf)],
     out: &Path,
+    opts: CreateOpts,
 ) -> R<()> {
     let mut images = Vec::new();
+    // Compressed images are kept in memory until the signed head (which
+    // names their stored sizes) is written: a host tool, a few hundred MB.
+    let mut stored: Vec<Option<Vec<u8>>> = Vec::new();
     for (kind, slot, p) in files {
         let mut f = File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
-        let (size, sha) = hash_stream(&mut f).map_err(|e| format!("{}: {e}", p.display()))?;
+        let (size, sha, z) = if opts.zstd {
+            let mut z = Vec::new();
+            let (size, sha, n) = format::compress_image(&mut f, &mut z)
+                .map_err(|e| format!("{}: {e}", p.display()))?;
+            debug_assert_eq!(n, z.len() as u64);
+            // Already compressed (the squashfs root): store as is unless
+            // zstd saves at least 2%, so the device does not decompress
+            // for nothing.
+            (size, sha, (n < size - size / 50).then_some(z))
+        } else {
+            let (size, sha) = hash_stream(&mut f).map_err(|e| format!("{}: {e}", p.display()))?;
+            (size, sha, None)
+        };
         images.push(ImageInfo {
             kind: *kind,
             slot: *slot,
             size,
             sha256: hex(&sha),
+            encoding: if z.is_some() {
+                Encoding::Zstd
+            } else {
+                Encoding::None
+            },
+            stored_size: z.as_ref().map(|z| z.len() as u64),
         });
+        stored.push(z);
     }
     let manifest = Manifest {
-        format: format::FORMAT_VERSION,
+        format: opts.format,
         product: format::PRODUCT.into(),
         compatible: board,
         version,
@@ -280,8 +325,14 @@ fn create(
             BufWriter::new(File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?);
         let mut readers = files
             .iter()
-            .map(|(_, _, p)| File::open(p).map_err(|e| format!("{}: {e}", p.display())))
-            .collect::<Result<Vec<_>, _>>()?;
+            .zip(&stored)
+            .map(|((_, _, p), z)| -> R<Box<dyn Read>> {
+                Ok(match z {
+                    Some(z) => Box::new(&z[..]),
+                    None => Box::new(File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+                })
+            })
+            .collect::<R<Vec<_>>>()?;
         format::write_bundle(&mut w, &manifest, key, &mut readers)?;
         w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         Ok(())
@@ -316,6 +367,17 @@ fn inspect(p: &Path) -> R<()> {
     println!("format:   {}", h.format);
     println!("key id:   {}", hex(&h.key_id));
     println!("manifest: {} bytes", h.manifest_len);
+    for (i, im) in m.images.iter().enumerate() {
+        let slot = im.slot.map_or("any".to_string(), |s| s.to_string());
+        println!(
+            "image {i}: {} slot {slot}: {} bytes, stored {} ({}, {:.1}%)",
+            im.kind,
+            im.size,
+            im.stored_len(),
+            im.encoding.as_str(),
+            100.0 * im.stored_len() as f64 / im.size.max(1) as f64
+        );
+    }
     println!("{}", String::from_utf8_lossy(&m.to_json()));
     Ok(())
 }
@@ -332,12 +394,17 @@ fn verify(p: &Path, policy: Policy) -> Result<Manifest, OtaError> {
         if n == 0 {
             break;
         }
-        let mut ev = Vec::new();
-        r.feed(&buf[..n], &mut ev)?;
-        for e in &ev {
-            if let BundleEvent::ImageEnd { index, .. } = e {
-                eprintln!("image {index}: SHA-256 ok");
+        // Bounded: decompressed blocks are dropped after each call.
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let mut ev = Vec::new();
+            let used = r.feed_limited(rest, &mut ev, 4 << 20)?;
+            for e in &ev {
+                if let BundleEvent::ImageEnd { index, .. } = e {
+                    eprintln!("image {index}: SHA-256 ok");
+                }
             }
+            rest = &rest[used..];
         }
     }
     r.finish()?;

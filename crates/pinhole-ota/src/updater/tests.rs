@@ -16,6 +16,8 @@ fn info(kind: ImageKind, slot: Option<Slot>, d: &[u8]) -> ImageInfo {
         slot,
         size: d.len() as u64,
         sha256: hex(&Sha256::digest(d)),
+        encoding: crate::format::Encoding::None,
+        stored_size: None,
     }
 }
 
@@ -651,4 +653,113 @@ fn normal_boot_ignores_health_and_ticks() {
     assert!(u.handle(Event::Health(healthy()), s(1)).is_empty());
     assert!(u.handle(Event::Tick, s(10_000)).is_empty());
     assert!(u.handle(Event::Committed, s(1)).is_empty());
+}
+
+/// A format-2 bundle whose boot image is 6 MiB of zeros, zstd-compressed.
+fn zstd_bundle() -> (Vec<u8>, Vec<u8>) {
+    let zeros = vec![0u8; 6 << 20];
+    let mut z = Vec::new();
+    let (size, sha, n) = crate::format::compress_image(&mut &zeros[..], &mut z).unwrap();
+    let m = Manifest {
+        format: 2,
+        product: "pinhole".into(),
+        compatible: "rpi4".into(),
+        version: "2.0.0".into(),
+        build_time: 0,
+        images: vec![
+            ImageInfo {
+                kind: ImageKind::Boot,
+                slot: None,
+                size,
+                sha256: hex(&sha),
+                encoding: crate::format::Encoding::Zstd,
+                stored_size: Some(n),
+            },
+            info(ImageKind::Root, None, ROOT),
+        ],
+    };
+    m.validate().unwrap();
+    let mut b = encode_head(&m, &key()).unwrap();
+    b.extend_from_slice(&z);
+    b.extend_from_slice(ROOT);
+    (b, zeros)
+}
+
+#[test]
+fn compressed_chunk_is_fed_in_bounded_batches() {
+    let (b, zeros) = zstd_bundle();
+    let mut c = cfg();
+    c.batch_bytes = 2 << 20;
+    let mut u = Updater::new(
+        c,
+        BootInfo {
+            active: Slot::A,
+            trial: false,
+        },
+    );
+    let mut acts = u.handle(Event::UploadStarted, s(0));
+    // the whole bundle (a few KiB) in one chunk: 6 MiB once decompressed
+    let mut batch = u.handle(Event::UploadChunk(Bytes::copy_from_slice(&b)), s(1));
+    let mut batches = 0;
+    loop {
+        let data: usize = batch
+            .iter()
+            .map(|a| match a {
+                Action::Write { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        assert!(data <= 3 << 20, "{data} bytes in one batch");
+        let more = matches!(batch.last(), Some(Action::Continue));
+        acts.extend(batch);
+        batches += 1;
+        if !more {
+            break;
+        }
+        batch = u.handle(Event::UploadContinue, s(1));
+    }
+    assert!(batches >= 3, "{batches}");
+    assert_a_untouched(&acts);
+    assert_eq!(written(&acts, ImageKind::Boot), zeros);
+    assert_eq!(written(&acts, ImageKind::Root), ROOT);
+    assert!(error(&acts).is_none(), "{:?}", error(&acts));
+    // finished and verified: armed
+    let mut acts = u.handle(Event::UploadFinished, s(2));
+    acts.extend(u.handle(Event::VerifyOk { index: 0 }, s(2)));
+    acts.extend(u.handle(Event::VerifyOk { index: 1 }, s(2)));
+    assert_eq!(
+        count(&acts, |a| matches!(a, Action::SetTrial { slot: Slot::B })),
+        1
+    );
+}
+
+#[test]
+fn chunk_or_finish_before_continue_is_refused() {
+    let (b, _) = zstd_bundle();
+    for next in [
+        Event::UploadChunk(Bytes::from_static(b"x")),
+        Event::UploadFinished,
+    ] {
+        let mut c = cfg();
+        c.batch_bytes = 1;
+        let mut u = Updater::new(
+            c,
+            BootInfo {
+                active: Slot::A,
+                trial: false,
+            },
+        );
+        u.handle(Event::UploadStarted, s(0));
+        let acts = u.handle(Event::UploadChunk(Bytes::copy_from_slice(&b)), s(1));
+        assert!(matches!(acts.last(), Some(Action::Continue)));
+        let acts = u.handle(next, s(1));
+        assert!(error(&acts).is_some(), "{acts:?}");
+        assert_eq!(u.phase(), Phase::Failed);
+        assert!(
+            count(&acts, |a| matches!(
+                a,
+                Action::MarkInvalid { slot: Slot::B, .. }
+            )) >= 1
+        );
+    }
 }
