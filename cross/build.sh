@@ -85,7 +85,10 @@ export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
 export PKG_CONFIG_ALLOW_CROSS=1
 export CARGO_TARGET_DIR="$repo/target-aarch64"
 # Reproducible: no build path or time baked in beyond what cargo already pins.
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 0)}
+# The time is that of the last Cargo.lock change: what the C/C++ compilers see
+# (OpenH264's bundled sources) changes only with it, and cc reruns on a new
+# SOURCE_DATE_EPOCH, so a per-commit time rebuilt OpenH264 on every commit.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct -- Cargo.lock 2>/dev/null || echo 0)}
 
 # The helper: dynamic (no crt-static), in its own target dir so the two
 # builds' different flags do not rebuild each other's dependencies.
