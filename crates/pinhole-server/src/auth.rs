@@ -1,5 +1,6 @@
 //! Access control: the admin password (Argon2id, set on first boot, no
-//! default), sessions, login throttling, the viewer policy, and the one guard
+//! default), the optional viewer password, sessions, login throttling, the
+//! viewer policy, and the one guard
 //! every request passes before the route table (see docs/security.md).
 //!
 //! The guard decides by method and path alone, so a route someone adds later
@@ -77,7 +78,7 @@ impl ViewerAccess {
 /// Security settings (the `[security]` config section).
 #[derive(Clone, Debug)]
 pub struct SecurityConfig {
-    /// Where `admin.json` lives. `None`: in memory only (tests).
+    /// Where `admin.json` and `viewer.json` live. `None`: in memory only (tests).
     pub data_dir: Option<PathBuf>,
     /// A file (on the boot partition) whose presence at start removes the
     /// admin password: physical access resets it.
