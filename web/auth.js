@@ -137,12 +137,16 @@ viewerForm.addEventListener('submit', async (e) => {
     await api('api/auth/viewer/login', { password: viewerField.value });
     viewerField.value = '';
     await refresh();
-    window.pinhole?.restart?.(); // connect now instead of waiting out the retry
   } catch (x) { viewerErr.textContent = x.message === 'wrong password' ? 'Wrong password' : x.message; }
 });
 
+let wasLocked = false;
+
 function renderViewer() {
   const locked = state.may_view === false && !state.setup_needed;
+  // Unlocked by a viewer or admin login: connect now, not after the retry wait.
+  if (wasLocked && !locked) window.pinhole?.restart?.();
+  wasLocked = locked;
   viewerForm.hidden = !locked;
   document.getElementById('stage')?.toggleAttribute('data-locked', locked);
   // Without a viewer password only a token link or the admin login helps.

@@ -123,6 +123,8 @@ test('the admin changes and removes the viewer password in the UI', async (t) =>
     await page.locator('#auth-dialog button[type=submit]').click();
     assert.ok(await waitFor(async () => (await page.locator('#auth-button').innerText()).startsWith('Admin')));
     assert.ok(await waitFor(async () => !(await page.locator('#viewer-login').isVisible())), 'an admin watches');
+    assert.ok(await waitFor(() => page.evaluate(() => window.pinhole?.stats().state === 'playing'), { timeoutMs: 15000 }),
+      'the player connects right after the login');
 
     await page.locator('#auth-button').click();
     await page.locator('#auth-viewer').click();
