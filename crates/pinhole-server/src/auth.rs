@@ -1270,6 +1270,30 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_viewer_file_keeps_viewing_closed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(VIEWER_FILE), "{not json").unwrap();
+        let store = Store::load(Some(d.path()));
+        assert!(store.hash.is_none());
+        // Not "no viewer password": the file stays, nobody gets in with it.
+        let h = store.viewer_hash.clone().expect("treated as set");
+        assert!(!verify_password("", &h));
+        let mut store = store;
+        store
+            .save(Which::Viewer, Some(hash_password("viewer pass").unwrap()))
+            .unwrap();
+        let again = Store::load(Some(d.path()));
+        assert!(verify_password(
+            "viewer pass",
+            again.viewer_hash.as_ref().unwrap()
+        ));
+        let mut again = again;
+        again.save(Which::Viewer, None).unwrap();
+        assert!(!d.path().join(VIEWER_FILE).exists());
+        assert!(Store::load(Some(d.path())).viewer_hash.is_none());
+    }
+
+    #[test]
     fn cookies_and_query() {
         let mut h = HeaderMap::new();
         h.insert(
