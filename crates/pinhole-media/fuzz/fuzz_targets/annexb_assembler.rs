@@ -38,7 +38,10 @@ fuzz_target!(|data: &[u8]| {
         // when it is larger than LIMIT, if it arrived whole: at most the
         // bytes pending (LIMIT) plus one chunk (MAX_STEP), with a start code.
         let ps = LIMIT + MAX_STEP + 4;
-        assert!(au.data.len() <= LIMIT + 2 * ps, "access unit over the limit");
+        assert!(
+            au.data.len() <= LIMIT + 2 * ps,
+            "access unit over the limit"
+        );
         avcc.clear();
         to_avcc(&au.data, &mut avcc);
         let _ = find_timestamp_sei(&au.data);
