@@ -2,6 +2,8 @@
 # Runs every cargo-fuzz target of every fuzz crate briefly (default 20 s
 # each, FUZZ_SECONDS to change): catches crashes the seeds or a short run
 # find, and keeps the targets building. Long runs: see docs/security.md.
+# Each target's libFuzzer -max_len is in fuzz_targets/<target>.options
+# (OSS-Fuzz's format: "[libfuzzer]" then "max_len = N").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${FUZZ_SECONDS:-20}
@@ -20,8 +22,13 @@ for dir in crates/*/fuzz; do
         mkdir -p "$dir/corpus/$target"
         # New inputs go to a scratch dir; the committed seeds stay as they are.
         log="$scratch.log"
+        opts=()
+        if [ -f "$dir/fuzz_targets/$target.options" ]; then
+            max_len=$(sed -n 's/^max_len *= *//p' "$dir/fuzz_targets/$target.options")
+            [ -n "$max_len" ] && opts+=("-max_len=$max_len")
+        fi
         if (cd "$dir" && cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
-                -max_total_time="$secs" -print_final_stats=1) >"$log" 2>&1; then
+                -max_total_time="$secs" -print_final_stats=1 "${opts[@]}") >"$log" 2>&1; then
             grep -E "stat::number_of_executed_units" "$log" || true
         else
             tail -40 "$log"

@@ -16,6 +16,7 @@ let playerState = { kind: 'idle', text: '' };
 let status = null;        // last /api/status answer
 let statusOk = false;     // did the last poll succeed?
 let statusFails = 0;
+let statusLocked = false; // 401: reachable, but viewing needs a login (auth.js asks)
 
 // ---- player selection --------------------------------------------------------------------
 
@@ -82,7 +83,7 @@ function render() {
   let kind = playerState.kind;
   if (problem && kind !== 'playing') { text = problem; kind = 'error'; }
   else if (kind === 'connecting' || kind === 'reconnecting' || kind === 'error') text = playerState.text;
-  if (kind === 'reconnecting' && !statusOk && statusFails > 0) text += ' · pinhole is unreachable';
+  if (kind === 'reconnecting' && !statusOk && statusFails > 0 && !statusLocked) text += ' · pinhole is unreachable';
   el.dataset.kind = kind;
   el.hidden = !text;
   $('state-text').textContent = text;
@@ -97,6 +98,7 @@ function render() {
 async function pollStatus() {
   try {
     const r = await fetch('api/status', { cache: 'no-store' });
+    statusLocked = r.status === 401;
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const s = await r.json();
     const restarted = status && typeof s.uptime_s === 'number' && s.uptime_s < (status.uptime_s ?? 0);
@@ -120,7 +122,7 @@ function renderStatus() {
   if (!line && s?.stream?.width) {
     line = `${s.source?.kind ?? 'source'} · ${s.stream.width}×${s.stream.height}${s.stream.fps ? ` @ ${fmtNum(s.stream.fps, 0)} fps` : ''}`;
   }
-  $('source-line').textContent = statusOk ? line : (statusFails ? 'pinhole is unreachable' : '');
+  $('source-line').textContent = statusOk ? line : statusLocked ? 'login needed' : (statusFails ? 'pinhole is unreachable' : '');
   $('source-line').title = $('source-line').textContent;
   if (s?.version) $('foot-version').textContent = `pinhole ${s.version}`;
   $('foot-uptime').textContent = statusOk && typeof s?.uptime_s === 'number' ? `up ${fmtDuration(s.uptime_s)}` : '';

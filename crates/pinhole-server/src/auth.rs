@@ -1,5 +1,6 @@
 //! Access control: the admin password (Argon2id, set on first boot, no
-//! default), sessions, login throttling, the viewer policy, and the one guard
+//! default), the optional viewer password, sessions, login throttling, the
+//! viewer policy, and the one guard
 //! every request passes before the route table (see docs/security.md).
 //!
 //! The guard decides by method and path alone, so a route someone adds later
@@ -30,10 +31,14 @@ use crate::{error_response, full, AppState, Body, ServerError};
 pub const SESSION_COOKIE: &str = "pinhole_session";
 pub const VIEWER_COOKIE: &str = "pinhole_view";
 const ADMIN_FILE: &str = "admin.json";
+const VIEWER_FILE: &str = "viewer.json";
 const RESET_DONE_FILE: &str = "reset-consumed";
 const MIN_PASSWORD: usize = 8;
 const MAX_PASSWORD: usize = 1024;
-const MAX_SESSIONS: usize = 64;
+const MAX_ADMIN_SESSIONS: usize = 64;
+/// Viewers get their own, larger pool: a page full of viewers (or an NVR
+/// re-opening `/?token=`) must not evict the admin's session.
+const MAX_VIEWER_SESSIONS: usize = 1024;
 const MAX_THROTTLED_ADDRS: usize = 10_000;
 
 /// Who may watch without logging in.
@@ -73,7 +78,7 @@ impl ViewerAccess {
 /// Security settings (the `[security]` config section).
 #[derive(Clone, Debug)]
 pub struct SecurityConfig {
-    /// Where `admin.json` lives. `None`: in memory only (tests).
+    /// Where `admin.json` and `viewer.json` live. `None`: in memory only (tests).
     pub data_dir: Option<PathBuf>,
     /// A file (on the boot partition) whose presence at start removes the
     /// admin password: physical access resets it.
@@ -189,43 +194,80 @@ pub fn is_lan(ip: IpAddr) -> bool {
 // ---------------------------------------------------------------------------
 // The password store
 
+/// Which password: the admin's, or the optional one for viewers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Which {
+    Admin,
+    Viewer,
+}
+
+impl Which {
+    fn file(self) -> &'static str {
+        match self {
+            Which::Admin => ADMIN_FILE,
+            Which::Viewer => VIEWER_FILE,
+        }
+    }
+}
+
 struct Store {
     dir: Option<PathBuf>,
     hash: Option<String>,
+    /// Set: viewing needs a login (or a token), whatever `viewer_access` says.
+    viewer_hash: Option<String>,
 }
 
 impl Store {
     fn load(dir: Option<&Path>) -> Store {
-        let hash = dir.and_then(|d| {
-            let path = d.join(ADMIN_FILE);
+        let load = |which: Which| {
+            let path = dir?.join(which.file());
             let text = std::fs::read_to_string(&path).ok()?;
             match serde_json::from_str::<AdminFile>(&text) {
                 Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some(f.argon2id),
                 _ => {
                     // Never fall back to "no password" silently for a file we
                     // cannot read: keep the file, refuse logins, say so.
-                    tracing::error!(path = %path.display(), "admin password file is unreadable; remove it (or use the reset file) to set a new password");
+                    tracing::error!(path = %path.display(), "password file is unreadable; remove it (or, for the admin's, use the reset file) to set a new password");
                     Some(String::from("invalid"))
                 }
             }
-        });
+        };
         Store {
             dir: dir.map(Path::to_owned),
-            hash,
+            hash: load(Which::Admin),
+            viewer_hash: load(Which::Viewer),
         }
     }
 
-    fn save(&mut self, hash: String) -> Result<(), ServerError> {
-        if let Some(dir) = &self.dir {
-            write_private(
-                &dir.join(ADMIN_FILE),
-                json!({ "version": 1, "argon2id": hash })
-                    .to_string()
-                    .as_bytes(),
-            )
-            .map_err(|e| ServerError::Internal(format!("cannot store the password: {e}")))?;
+    fn get(&self, which: Which) -> Option<&String> {
+        match which {
+            Which::Admin => self.hash.as_ref(),
+            Which::Viewer => self.viewer_hash.as_ref(),
         }
-        self.hash = Some(hash);
+    }
+
+    /// Stores (or with `None`, removes) a password hash.
+    fn save(&mut self, which: Which, hash: Option<String>) -> Result<(), ServerError> {
+        if let Some(dir) = &self.dir {
+            let path = dir.join(which.file());
+            let res = match &hash {
+                Some(h) => write_private(
+                    &path,
+                    json!({ "version": 1, "argon2id": h })
+                        .to_string()
+                        .as_bytes(),
+                ),
+                None => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            };
+            res.map_err(|e| ServerError::Internal(format!("cannot store the password: {e}")))?;
+        }
+        match which {
+            Which::Admin => self.hash = hash,
+            Which::Viewer => self.viewer_hash = hash,
+        }
         Ok(())
     }
 }
@@ -468,10 +510,15 @@ impl Auth {
             now.saturating_duration_since(v.created) < self.cfg.session_max
                 && now.saturating_duration_since(v.last_seen) < self.cfg.session_idle
         });
-        while s.len() >= MAX_SESSIONS {
-            // Evict the least recently used.
+        let cap = match kind {
+            Kind::Admin => MAX_ADMIN_SESSIONS,
+            Kind::Viewer => MAX_VIEWER_SESSIONS,
+        };
+        while s.values().filter(|v| v.kind == kind).count() >= cap {
+            // Evict the least recently used of the same kind.
             let Some(oldest) = s
                 .iter()
+                .filter(|(_, v)| v.kind == kind)
                 .min_by_key(|(_, v)| v.last_seen)
                 .map(|(k, _)| k.clone())
             else {
@@ -490,9 +537,27 @@ impl Auth {
         Ok(token)
     }
 
-    fn drop_sessions(&self, keep: Option<&str>) {
+    /// Ends every session of one kind.
+    fn drop_sessions(&self, kind: Kind) {
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.retain(|k, v| v.kind == Kind::Viewer || Some(k.as_str()) == keep);
+        s.retain(|_, v| v.kind != kind);
+    }
+
+    fn end_session(&self, token: Option<&str>) {
+        if let Some(t) = token {
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(t);
+        }
+    }
+
+    pub fn has_viewer_password(&self) -> bool {
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .viewer_hash
+            .is_some()
     }
 
     fn viewer_token_ok(&self, token: Option<&str>) -> bool {
@@ -503,26 +568,29 @@ impl Auth {
             .any(|k| !k.is_empty() && ct_eq(k.as_bytes(), t.as_bytes()))
     }
 
-    /// Whether a client may watch.
+    /// Whether a client may watch. A viewer password, once set, replaces
+    /// the free access of `lan` and `open`: everyone logs in (as viewer or
+    /// admin) or brings a token.
     fn may_view(&self, client: Client, headers: &HeaderMap, query: Option<&str>) -> bool {
-        let policy = match self.cfg.viewer {
-            ViewerAccess::Open => true,
-            ViewerAccess::Lan => is_lan(client.ip),
-            ViewerAccess::Token => false,
-        };
+        let policy = !self.has_viewer_password()
+            && match self.cfg.viewer {
+                ViewerAccess::Open => true,
+                ViewerAccess::Lan => is_lan(client.ip),
+                ViewerAccess::Token => false,
+            };
         policy
             || self.viewer_token_ok(query_param(query, "token").as_deref())
             || self.session(cookie(headers, VIEWER_COOKIE), Kind::Viewer)
             || self.session(cookie(headers, SESSION_COOKIE), Kind::Admin)
     }
 
-    async fn verify(&self, pw: String) -> bool {
+    async fn verify(&self, which: Which, pw: String) -> bool {
         let Some(hash) = self
             .store
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .hash
-            .clone()
+            .get(which)
+            .cloned()
         else {
             return false;
         };
@@ -793,6 +861,43 @@ fn set_cookie(resp: &mut Response<Body>, name: &str, value: &str, max_age: u64, 
     }
 }
 
+/// A password login (admin or viewer) with the shared per-address and
+/// global backoff; returns the new session's token.
+async fn login(
+    auth: &Auth,
+    req: Request<Incoming>,
+    client: Client,
+    which: Which,
+) -> Result<String, ServerError> {
+    let wait = auth
+        .throttle
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .check(client.ip, Instant::now());
+    if let Some(w) = wait {
+        return Err(ServerError::TooManyRequests {
+            retry_after: ceil_secs(w),
+        });
+    }
+    let body = password_from(req, auth.cfg.max_body).await?;
+    let ok = auth.verify(which, body.password.unwrap_or_default()).await;
+    let mut t = auth.throttle.lock().unwrap_or_else(|e| e.into_inner());
+    let (kind, who) = match which {
+        Which::Admin => (Kind::Admin, "admin"),
+        Which::Viewer => (Kind::Viewer, "viewer"),
+    };
+    if !ok {
+        t.fail(client.ip, Instant::now());
+        drop(t);
+        tracing::warn!(client = %client.ip, "failed {who} login");
+        return Err(ServerError::Unauthorized("wrong password".into()));
+    }
+    t.succeed(client.ip);
+    drop(t);
+    tracing::info!(client = %client.ip, "{who} logged in");
+    auth.new_session(kind)
+}
+
 fn ok_json(v: serde_json::Value) -> Response<Body> {
     let mut r = full(StatusCode::OK, "application/json", v.to_string());
     r.headers_mut()
@@ -831,6 +936,7 @@ pub(crate) async fn handle(
                 "lan": is_lan(client.ip),
                 "viewer_access": auth.cfg.viewer.name(),
                 "may_view": extra.is_some() || auth.may_view(client, &headers, None),
+                "viewer_password": auth.has_viewer_password(),
             }));
             if let Some(t) = extra {
                 set_cookie(&mut resp, VIEWER_COOKIE, &t, max_age, client.https);
@@ -874,7 +980,7 @@ pub(crate) async fn handle(
                         "the admin password is already set".into(),
                     ));
                 }
-                store.save(hash)?;
+                store.save(Which::Admin, Some(hash))?;
             }
             tracing::info!(client = %client.ip, "admin password set");
             let token = auth.new_session(Kind::Admin)?;
@@ -888,41 +994,51 @@ pub(crate) async fn handle(
                     "no admin password yet: set one first".into(),
                 ));
             }
-            let now = Instant::now();
-            let wait = auth
-                .throttle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .check(client.ip, now);
-            if let Some(w) = wait {
-                return Err(ServerError::TooManyRequests {
-                    retry_after: ceil_secs(w),
-                });
-            }
-            let body = password_from(req, auth.cfg.max_body).await?;
-            let ok = auth.verify(body.password.unwrap_or_default()).await;
-            let mut t = auth.throttle.lock().unwrap_or_else(|e| e.into_inner());
-            if !ok {
-                t.fail(client.ip, Instant::now());
-                drop(t);
-                tracing::warn!(client = %client.ip, "failed admin login");
-                return Err(ServerError::Unauthorized("wrong password".into()));
-            }
-            t.succeed(client.ip);
-            drop(t);
-            tracing::info!(client = %client.ip, "admin logged in");
-            let token = auth.new_session(Kind::Admin)?;
+            let token = login(auth, req, client, Which::Admin).await?;
             let mut resp = ok_json(json!({ "logged_in": true }));
             set_cookie(&mut resp, SESSION_COOKIE, &token, max_age, client.https);
             Ok(resp)
         }
-        (Method::POST, "/api/auth/logout") => {
-            if let Some(t) = cookie(&headers, SESSION_COOKIE) {
-                auth.sessions
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(t);
+        (Method::POST, "/api/auth/viewer/login") => {
+            if !auth.has_viewer_password() {
+                return Err(ServerError::Conflict("no viewer password is set".into()));
             }
+            let token = login(auth, req, client, Which::Viewer).await?;
+            let mut resp = ok_json(json!({ "may_view": true }));
+            set_cookie(&mut resp, VIEWER_COOKIE, &token, max_age, client.https);
+            Ok(resp)
+        }
+        (Method::POST, "/api/auth/viewer/logout") => {
+            auth.end_session(cookie(&headers, VIEWER_COOKIE));
+            let mut resp = ok_json(json!({ "may_view": false }));
+            set_cookie(&mut resp, VIEWER_COOKIE, "", 0, client.https);
+            Ok(resp)
+        }
+        // Set, change (POST) or remove (DELETE) the viewer password: admin only.
+        (m @ (Method::POST | Method::DELETE), "/api/auth/viewer/password") => {
+            if !is_admin() {
+                return Err(ServerError::Unauthorized("log in as admin first".into()));
+            }
+            let hash = if m == Method::POST {
+                let body = password_from(req, auth.cfg.max_body).await?;
+                let pw = body.password.unwrap_or_default();
+                new_password_ok(&pw)?;
+                Some(auth.hash(pw).await?)
+            } else {
+                None
+            };
+            let set = hash.is_some();
+            auth.store
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .save(Which::Viewer, hash)?;
+            // Whoever logged in with the old one logs in again.
+            auth.drop_sessions(Kind::Viewer);
+            tracing::info!(client = %client.ip, "viewer password {}", if set { "set" } else { "removed" });
+            Ok(ok_json(json!({ "viewer_password": set })))
+        }
+        (Method::POST, "/api/auth/logout") => {
+            auth.end_session(cookie(&headers, SESSION_COOKIE));
             let mut resp = ok_json(json!({ "logged_in": false }));
             set_cookie(&mut resp, SESSION_COOKIE, "", 0, client.https);
             Ok(resp)
@@ -945,7 +1061,10 @@ pub(crate) async fn handle(
             let body = password_from(req, auth.cfg.max_body).await?;
             let new = body.password.unwrap_or_default();
             new_password_ok(&new)?;
-            if !auth.verify(body.current.unwrap_or_default()).await {
+            if !auth
+                .verify(Which::Admin, body.current.unwrap_or_default())
+                .await
+            {
                 auth.throttle
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -958,9 +1077,9 @@ pub(crate) async fn handle(
             auth.store
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .save(hash)?;
+                .save(Which::Admin, Some(hash))?;
             // Every other admin session ends; this one gets a fresh token.
-            auth.drop_sessions(None);
+            auth.drop_sessions(Kind::Admin);
             tracing::info!(client = %client.ip, "admin password changed");
             let token = auth.new_session(Kind::Admin)?;
             let mut resp = ok_json(json!({ "logged_in": true }));
@@ -1148,6 +1267,30 @@ mod tests {
             assert!(!again, "the same file does not reset twice");
             assert!(data.join(ADMIN_FILE).exists());
         }
+    }
+
+    #[test]
+    fn an_unreadable_viewer_file_keeps_viewing_closed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(VIEWER_FILE), "{not json").unwrap();
+        let store = Store::load(Some(d.path()));
+        assert!(store.hash.is_none());
+        // Not "no viewer password": the file stays, nobody gets in with it.
+        let h = store.viewer_hash.clone().expect("treated as set");
+        assert!(!verify_password("", &h));
+        let mut store = store;
+        store
+            .save(Which::Viewer, Some(hash_password("viewer pass").unwrap()))
+            .unwrap();
+        let again = Store::load(Some(d.path()));
+        assert!(verify_password(
+            "viewer pass",
+            again.viewer_hash.as_ref().unwrap()
+        ));
+        let mut again = again;
+        again.save(Which::Viewer, None).unwrap();
+        assert!(!d.path().join(VIEWER_FILE).exists());
+        assert!(Store::load(Some(d.path())).viewer_hash.is_none());
     }
 
     #[test]

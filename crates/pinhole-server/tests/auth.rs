@@ -488,6 +488,261 @@ async fn token_policy_needs_a_token_even_on_the_lan() {
     server.stop().await;
 }
 
+/// A WebSocket viewer with these extra request headers: the first binary
+/// message, or the HTTP status that refused the upgrade.
+async fn ws_first_frame(url: &str, headers: &[(&str, &str)]) -> Result<usize, u16> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error, Message};
+    let mut req = url.into_client_request().expect("ws request");
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            http::HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    let mut ws = match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => ws,
+        Err(Error::Http(r)) => return Err(r.status().as_u16()),
+        Err(e) => panic!("ws: {e}"),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, ws.next()).await {
+        if let Message::Binary(b) = m {
+            return Ok(b.len());
+        }
+    }
+    panic!("no frame within 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn viewer_password_needs_a_viewer_login_and_grants_only_viewing() {
+    let buf = log_buffer();
+    let data = tempfile::tempdir().expect("tmp");
+    let sec = SecurityConfig {
+        data_dir: Some(data.path().to_owned()),
+        ..SecurityConfig::default()
+    };
+    let server = start(sec.clone()).await;
+    let a = server.addr;
+    let publisher = common::publish_fixture(server.state.clone(), 30.0);
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        let url = server.url(path);
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        async move {
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            common::get_with(&url, http::Method::GET, &h, Duration::from_secs(1)).await
+        }
+    };
+    let origin = format!("http://{a}");
+    let admin = common::admin_cookie(a).await;
+    let secret = "viewer secret phrase";
+
+    // No viewer password: the LAN (here 127.0.0.1) watches freely.
+    assert_eq!(get("/api/status", &[]).await.status, 200);
+    assert_eq!(
+        post_json(a, "/api/auth/viewer/login", &pw(secret), &[])
+            .await
+            .status,
+        409
+    );
+    // Only an admin sets it; at least 8 characters.
+    assert_eq!(
+        post_json(a, "/api/auth/viewer/password", &pw(secret), &[])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        post_json(
+            a,
+            "/api/auth/viewer/password",
+            &pw("short"),
+            &[("cookie", &admin)]
+        )
+        .await
+        .status,
+        422
+    );
+    let r = post_json(
+        a,
+        "/api/auth/viewer/password",
+        &pw(secret),
+        &[("cookie", &admin)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let file = data.path().join("viewer.json");
+    let stored = std::fs::read_to_string(&file).expect("viewer.json");
+    assert!(stored.contains("$argon2id$") && !stored.contains(secret));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Now LAN viewers log in too: live routes, the API, nginx's auth_request.
+    assert_eq!(get("/api/status", &[]).await.status, 401);
+    assert_eq!(get("/snapshot.jpg", &[]).await.status, 401);
+    assert_eq!(
+        ws_first_frame(&server.ws_url("/ws/h264"), &[]).await,
+        Err(401)
+    );
+    let hls = [("x-original-uri", "/hls/part1.m4s")];
+    assert_eq!(get("/api/auth/view", &hls).await.status, 401);
+    let st: serde_json::Value = serde_json::from_slice(&get("/api/auth", &[]).await.body).unwrap();
+    assert_eq!(st["may_view"], false);
+    assert_eq!(st["viewer_password"], true);
+    // The UI itself still loads, to show the prompt; an admin still watches.
+    assert_eq!(get("/", &[]).await.status, 200);
+    assert_eq!(get("/api/status", &[("cookie", &admin)]).await.status, 200);
+
+    // Wrong passwords: 401, then the login backoff (shared with the admin
+    // login: same addresses, same table).
+    for _ in 0..3 {
+        let r = post_json(a, "/api/auth/viewer/login", &pw("not the password"), &[]).await;
+        assert_eq!(r.status, 401);
+        assert!(r.headers.get("set-cookie").is_none());
+    }
+    let r = post_json(a, "/api/auth/viewer/login", &pw(secret), &[]).await;
+    assert_eq!(r.status, 429, "even the right password waits");
+    assert_eq!(r.headers["retry-after"], "1");
+    assert_eq!(
+        post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[])
+            .await
+            .status,
+        429,
+        "and the admin login from the same address"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = post_json(a, "/api/auth/viewer/login", &pw(secret), &[]).await;
+    assert_eq!(r.status, 200);
+    let set = r.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("pinhole_view="), "{set}");
+    for attr in ["; HttpOnly", "; SameSite=Strict", "; Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    let viewer = cookie_of(&r);
+    let vc = [("cookie", viewer.as_str())];
+
+    // The viewer session watches everywhere.
+    assert_eq!(get("/api/status", &vc).await.status, 200);
+    let snap = get("/snapshot.jpg", &vc).await;
+    assert_eq!(snap.status, 200);
+    assert_eq!(&snap.body[..2], &[0xff, 0xd8], "a JPEG");
+    assert!(
+        ws_first_frame(&server.ws_url("/ws/h264"), &vc)
+            .await
+            .unwrap()
+            > 0
+    );
+    assert!(
+        ws_first_frame(&server.ws_url("/ws/fmp4"), &vc)
+            .await
+            .unwrap()
+            > 0
+    );
+    assert_eq!(get("/api/auth/view", &[vc[0], hls[0]]).await.status, 204);
+    let st: serde_json::Value = serde_json::from_slice(&get("/api/auth", &vc).await.body).unwrap();
+    assert_eq!(
+        (st["may_view"].clone(), st["logged_in"].clone()),
+        (true.into(), false.into())
+    );
+
+    // …and nothing else: no admin action, under either cookie name.
+    let as_session = format!("pinhole_session={}", viewer.split_once('=').unwrap().1);
+    for c in [viewer.as_str(), as_session.as_str()] {
+        let h = [("cookie", c), ("origin", origin.as_str())];
+        let r = common::get_with(
+            &server.url("/api/camera"),
+            http::Method::PUT,
+            &h,
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(r.status, 401, "camera with {c}");
+        for path in [
+            "/api/auth/viewer/password",
+            "/api/auth/password",
+            "/api/update",
+        ] {
+            let r = post_json(a, path, &pw("another password"), &[("cookie", c)]).await;
+            assert_eq!(r.status, 401, "{path} with {c}");
+        }
+        let r = common::get_with(
+            &server.url("/api/auth/viewer/password"),
+            http::Method::DELETE,
+            &h,
+            Duration::from_secs(1),
+        )
+        .await;
+        assert_eq!(r.status, 401);
+    }
+    assert!(server.state.auth.has_viewer_password());
+
+    // It survives a restart (the hash is in the data dir).
+    publisher.abort();
+    server.stop().await;
+    let server = start(sec).await;
+    let a = server.addr;
+    assert_eq!(
+        common::get(&server.url("/api/status"), Duration::from_secs(1))
+            .await
+            .status,
+        401
+    );
+    // The admin removes it: LAN viewing is free again, viewer sessions end.
+    let r = post_json(a, "/api/auth/viewer/login", &pw(secret), &[]).await;
+    assert_eq!(r.status, 200);
+    let viewer = cookie_of(&r);
+    let admin = common::admin_cookie(a).await;
+    let r = common::get_with(
+        &server.url("/api/auth/viewer/password"),
+        http::Method::DELETE,
+        &[("cookie", &admin), ("origin", &format!("http://{a}"))],
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(!data.path().join("viewer.json").exists());
+    assert!(!server.state.auth.has_viewer_password());
+    let st: serde_json::Value = serde_json::from_slice(
+        &common::get_with(
+            &server.url("/api/auth"),
+            http::Method::GET,
+            &[("cookie", &viewer)],
+            Duration::from_secs(1),
+        )
+        .await
+        .body,
+    )
+    .unwrap();
+    assert_eq!(st["viewer_password"], false);
+    assert_eq!(
+        common::get(&server.url("/api/status"), Duration::from_secs(1))
+            .await
+            .status,
+        200
+    );
+    server.stop().await;
+
+    let logs = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+    assert!(logs.contains("viewer logged in"), "logging works");
+    assert!(logs.contains("failed viewer login"));
+    assert!(!logs.contains(secret), "viewer password in the logs");
+    assert!(
+        !logs.contains(viewer.split_once('=').unwrap().1),
+        "viewer session in the logs"
+    );
+}
+
 /// Last: everything the other tests in this binary logged (at TRACE) plus a
 /// fresh round of setup/login/change/wrong logins must hold no secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,7 +782,14 @@ async fn logs_never_contain_passwords_or_tokens() {
     let logs = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
     assert!(logs.contains("admin password set"), "logging works: {logs}");
     assert!(logs.contains("failed admin login"));
-    for secret in [first, second, wrong, ADMIN_PASSWORD, "brand new password"] {
+    for secret in [
+        first,
+        second,
+        wrong,
+        ADMIN_PASSWORD,
+        "brand new password",
+        "viewer secret phrase",
+    ] {
         assert!(!logs.contains(secret), "password {secret:?} in the logs");
     }
     for c in [c1, c2, c3] {

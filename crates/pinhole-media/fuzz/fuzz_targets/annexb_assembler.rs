@@ -7,7 +7,11 @@ use pinhole_media::annexb::{nal_units, to_avcc, AccessUnitAssembler};
 use pinhole_media::fmp4::{fragment, Sample};
 use pinhole_media::h264::{find_parameter_sets, find_timestamp_sei, stream_info};
 
-const LIMIT: usize = 64 * 1024;
+// Small, so oversize access units and NAL units are reachable within
+// max_len (fuzz_targets/annexb_assembler.options).
+const LIMIT: usize = 300;
+/// Largest chunk pushed at once.
+const MAX_STEP: usize = 522;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&seed, stream)) = data.split_first() else {
@@ -22,14 +26,22 @@ fuzz_target!(|data: &[u8]| {
         let n = step.min(rest.len());
         aus.extend(assembler.push(&rest[..n]));
         rest = &rest[n..];
-        step = (step * 7 + 3) % 521 + 1;
+        step = (step * 7 + 3) % (MAX_STEP - 1) + 1;
     }
     aus.extend(assembler.finish());
     let _ = assembler.take_errors();
 
     let mut avcc = Vec::new();
     for au in &aus {
-        assert!(au.data.len() <= LIMIT + 1024, "access unit over the limit");
+        // At most LIMIT, plus the remembered SPS and PPS put in front of an
+        // IDR that came without them. A parameter set is remembered even
+        // when it is larger than LIMIT, if it arrived whole: at most the
+        // bytes pending (LIMIT) plus one chunk (MAX_STEP), with a start code.
+        let ps = LIMIT + MAX_STEP + 4;
+        assert!(
+            au.data.len() <= LIMIT + 2 * ps,
+            "access unit over the limit"
+        );
         avcc.clear();
         to_avcc(&au.data, &mut avcc);
         let _ = find_timestamp_sei(&au.data);
