@@ -244,10 +244,14 @@ async fn a_thousand_idle_websockets_do_not_hurt_a_real_viewer() {
     }
     let took = start.elapsed();
     // 60 frames at 30 fps (the first burst is the cached GOP): ~2 s, not more.
-    assert!(took < Duration::from_secs(4), "60 frames took {took:?}");
+    // The failure this guards against is the server waiting on full idle
+    // sockets: the viewer then stalls for seconds (the send timeout is 10 s).
+    // The bounds leave room for a busy CI machine (a 150 ms p95 failed ~1 in
+    // 8 runs at load 20) while still catching a stall.
+    assert!(took < Duration::from_secs(5), "60 frames took {took:?}");
     gaps.sort();
     let p95 = gaps[gaps.len() * 95 / 100];
-    assert!(p95 < Duration::from_millis(150), "p95 gap {p95:?}");
+    assert!(p95 < Duration::from_millis(400), "p95 gap {p95:?}");
     let rss_after = rss_kib();
     // Client and server share this process: both sides of 1000 sockets, and
     // the frames queued to them, must stay well under 300 MiB.
