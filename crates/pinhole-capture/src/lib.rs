@@ -13,6 +13,7 @@ pub mod encoder;
 pub mod error;
 pub mod libcamera;
 pub mod pipe;
+mod retry;
 pub mod test_pattern;
 pub mod v4l2;
 

@@ -28,6 +28,7 @@ use pinhole_media::{AccessUnit, Clock};
 
 use crate::encoder::soft::SoftEncoder;
 use crate::encoder::{EncoderSettings, Profile, RawFrame, VideoEncoder};
+use crate::retry::SessionEnd;
 use crate::v4l2::negotiate::RawFormat;
 use crate::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
 
@@ -41,8 +42,6 @@ const HELLO_TIMEOUT_MS: u32 = 5_000;
 /// libcamera enumerates and configures the pipeline before answering.
 const START_TIMEOUT_MS: u32 = 15_000;
 const POLL_MS: u32 = 200;
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct LibcameraConfig {
@@ -228,11 +227,6 @@ pub struct LibcameraSource {
     cfg: LibcameraConfig,
     clock: Arc<dyn Clock>,
     spawn: Spawner,
-}
-
-struct SessionEnd {
-    reason: String,
-    delivered: bool,
 }
 
 impl LibcameraSource {
@@ -474,33 +468,15 @@ impl Source for LibcameraSource {
     }
 
     fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
-        let mut backoff = MIN_BACKOFF;
-        while !stop.is_stopped() {
-            sink.report(SourceState::Starting);
-            let Err(e) = self.session(sink, stop) else {
-                return Ok(());
-            };
-            if stop.is_stopped() {
-                break;
-            }
-            if e.delivered {
-                backoff = MIN_BACKOFF;
-            }
-            tracing::warn!(reason = %e.reason, retry_s = backoff.as_secs_f64(), "libcamera: camera lost");
-            sink.report(SourceState::Failed(format!(
-                "{}; restarting it in {:.1} s",
-                e.reason,
-                backoff.as_secs_f64()
-            )));
-            let deadline = self.clock.now_us() + backoff.as_micros() as u64;
-            while !stop.is_stopped() && self.clock.now_us() < deadline {
-                sink.heartbeat();
-                let next = (self.clock.now_us() + 100_000).min(deadline);
-                self.clock.sleep_until_us(next);
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-        Ok(())
+        let clock = self.clock.clone();
+        crate::retry::run_with_retry(
+            "libcamera",
+            "restarting it",
+            &*clock,
+            sink,
+            stop,
+            |sink, stop| self.session(sink, stop),
+        )
     }
 }
 

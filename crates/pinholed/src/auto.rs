@@ -309,34 +309,12 @@ impl FrameSink for Observer<'_> {
 pub struct Noted {
     inner: Box<dyn Source>,
     note: String,
+    clock: Arc<dyn Clock>,
 }
 
 impl Noted {
-    pub fn new(inner: Box<dyn Source>, note: String) -> Self {
-        Noted { inner, note }
-    }
-}
-
-struct NotedSink<'a> {
-    inner: &'a dyn FrameSink,
-    note: &'a str,
-}
-
-impl FrameSink for NotedSink<'_> {
-    fn publish(&self, au: AccessUnit) {
-        self.inner.publish(au);
-    }
-    fn report(&self, state: SourceState) {
-        self.inner.report(state);
-    }
-    fn update_info(&self, info: SourceInfo) {
-        self.inner.update_info(with_note(info, self.note));
-    }
-    fn heartbeat(&self) {
-        self.inner.heartbeat();
-    }
-    fn publish_jpeg(&self, jpeg: bytes::Bytes, pts_us: u64) {
-        self.inner.publish_jpeg(jpeg, pts_us);
+    pub fn new(inner: Box<dyn Source>, note: String, clock: Arc<dyn Clock>) -> Self {
+        Noted { inner, note, clock }
     }
 }
 
@@ -345,11 +323,19 @@ impl Source for Noted {
         with_note(self.inner.info(), &self.note)
     }
     fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
-        let noted = NotedSink {
-            inner: sink,
-            note: &self.note,
+        // The same pass-through as AutoSource's, with a note that never changes.
+        let shared = Shared {
+            failing_since_us: Mutex::new(None),
+            pending: Mutex::new(None),
+            note: Mutex::new(self.note.clone()),
+            base: Mutex::new(self.inner.info()),
         };
-        self.inner.run(&noted, stop)
+        let observer = Observer {
+            inner: sink,
+            clock: &*self.clock,
+            shared: &shared,
+        };
+        self.inner.run(&observer, stop)
     }
 }
 

@@ -117,7 +117,7 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
                     let why = format!("auto: {chose}");
                     tracing::info!(reason = %why, "auto: using a libcamera camera");
                     w.active.set("libcamera", None);
-                    return Ok(Box::new(auto::Noted::new(src, why)));
+                    return Ok(Box::new(auto::Noted::new(src, why, clock.clone())));
                 }
                 Err(e) => format!("libcamera: {e}"),
             };

@@ -19,6 +19,7 @@ use crate::encoder::convert::{rgb_to_i420, I420Image};
 use crate::encoder::m2m::M2mEncoder;
 use crate::encoder::soft::SoftEncoder;
 use crate::encoder::{EncoderSettings, Profile, RawFrame, VideoEncoder};
+use crate::retry::SessionEnd;
 use crate::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
 
 pub mod controls;
@@ -33,8 +34,6 @@ use sys::*;
 /// Capture buffers: enough to ride out a slow encode, few for low latency.
 const CAPTURE_BUFFERS: u32 = 4;
 const POLL_MS: i32 = 200;
-const MIN_BACKOFF: Duration = Duration::from_millis(500);
-const MAX_BACKOFF: Duration = Duration::from_secs(4);
 
 /// Which encoder turns raw/MJPEG pictures into H.264.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -191,13 +190,6 @@ pub struct V4l2Source {
     cfg: V4l2Config,
     clock: Arc<dyn Clock>,
     opener: Opener,
-}
-
-/// Why a session ended, and whether it had delivered frames (which resets
-/// the backoff).
-struct SessionEnd {
-    reason: String,
-    delivered: bool,
 }
 
 /// Turns dequeued buffers into access units.
@@ -661,35 +653,10 @@ impl Source for V4l2Source {
     }
 
     fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
-        let mut backoff = MIN_BACKOFF;
-        while !stop.is_stopped() {
-            sink.report(SourceState::Starting);
-            let Err(e) = self.session(sink, stop) else {
-                return Ok(());
-            };
-            if stop.is_stopped() {
-                break;
-            }
-            if e.delivered {
-                backoff = MIN_BACKOFF;
-            }
-            tracing::warn!(reason = %e.reason, retry_s = backoff.as_secs_f64(), "v4l2: camera lost");
-            sink.report(SourceState::Failed(format!(
-                "{}; retrying in {:.1} s",
-                e.reason,
-                backoff.as_secs_f64()
-            )));
-            // Sleep in slices: stop promptly and keep the heartbeat going
-            // (a camera being retried is not a hung daemon).
-            let deadline = self.clock.now_us() + backoff.as_micros() as u64;
-            while !stop.is_stopped() && self.clock.now_us() < deadline {
-                sink.heartbeat();
-                let next = (self.clock.now_us() + 100_000).min(deadline);
-                self.clock.sleep_until_us(next);
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-        Ok(())
+        let clock = self.clock.clone();
+        crate::retry::run_with_retry("v4l2", "retrying", &*clock, sink, stop, |sink, stop| {
+            self.session(sink, stop)
+        })
     }
 }
 
