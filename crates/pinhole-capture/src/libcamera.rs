@@ -240,25 +240,18 @@ impl LibcameraSource {
         clock: Arc<dyn Clock>,
         spawn: Spawner,
     ) -> Result<Self, CaptureError> {
-        if !cfg.width.is_multiple_of(2)
-            || !cfg.height.is_multiple_of(2)
-            || cfg.fps == 0
-            || cfg.keyframe_interval == 0
-        {
-            return Err(CaptureError::InvalidConfig {
-                source_kind: "libcamera",
-                reason: format!(
-                    "{}x{} @ {} fps, keyframe every {}: sizes must be even, rates positive",
-                    cfg.width, cfg.height, cfg.fps, cfg.keyframe_interval
-                ),
-            });
-        }
+        crate::retry::check_settings(
+            "libcamera",
+            cfg.width,
+            cfg.height,
+            cfg.fps,
+            cfg.keyframe_interval,
+        )?;
         Ok(LibcameraSource { cfg, clock, spawn })
     }
 
     fn stall_us(&self) -> u64 {
-        let frames = 3_000_000 / u64::from(self.cfg.fps.max(1));
-        (self.cfg.stall_timeout.as_micros() as u64).max(frames)
+        crate::retry::stall_us(self.cfg.stall_timeout, self.cfg.fps)
     }
 
     fn session(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), SessionEnd> {

@@ -1,4 +1,4 @@
-//! The reconnect loop shared by the camera sources (V4L2, libcamera): run a
+//! What the camera sources (V4L2, libcamera) share: the reconnect loop — run a
 //! capture session until it ends cleanly or the source is stopped; after a
 //! loss, say why in the status and wait a growing backoff.
 
@@ -57,4 +57,30 @@ pub(crate) fn run_with_retry(
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
     Ok(())
+}
+
+/// The settings every camera source checks before it starts.
+pub(crate) fn check_settings(
+    source_kind: &'static str,
+    width: u32,
+    height: u32,
+    fps: u32,
+    keyframe_interval: u32,
+) -> Result<(), CaptureError> {
+    if width.is_multiple_of(2) && height.is_multiple_of(2) && fps != 0 && keyframe_interval != 0 {
+        return Ok(());
+    }
+    Err(CaptureError::InvalidConfig {
+        source_kind,
+        reason: format!(
+            "{width}x{height} @ {fps} fps, keyframe every {keyframe_interval}: sizes must be even, rates positive"
+        ),
+    })
+}
+
+/// How long without a frame counts as a stall: the configured time, but
+/// never less than three frame intervals.
+pub(crate) fn stall_us(stall_timeout: Duration, fps: u32) -> u64 {
+    let frames = 3_000_000 / u64::from(fps.max(1));
+    (stall_timeout.as_micros() as u64).max(frames)
 }

@@ -79,8 +79,7 @@ impl V4l2Config {
 
     /// The stall timeout, never shorter than three frame intervals.
     fn stall_us(&self) -> u64 {
-        let frames = 3_000_000 / u64::from(self.fps.max(1));
-        (self.stall_timeout.as_micros() as u64).max(frames)
+        crate::retry::stall_us(self.stall_timeout, self.fps)
     }
 }
 
@@ -220,19 +219,13 @@ impl V4l2Source {
         clock: Arc<dyn Clock>,
         opener: Opener,
     ) -> Result<Self, CaptureError> {
-        if !cfg.width.is_multiple_of(2)
-            || !cfg.height.is_multiple_of(2)
-            || cfg.fps == 0
-            || cfg.keyframe_interval == 0
-        {
-            return Err(CaptureError::InvalidConfig {
-                source_kind: "v4l2",
-                reason: format!(
-                    "{}x{} @ {} fps, keyframe every {}: sizes must be even, rates positive",
-                    cfg.width, cfg.height, cfg.fps, cfg.keyframe_interval
-                ),
-            });
-        }
+        crate::retry::check_settings(
+            "v4l2",
+            cfg.width,
+            cfg.height,
+            cfg.fps,
+            cfg.keyframe_interval,
+        )?;
         Ok(V4l2Source { cfg, clock, opener })
     }
 
