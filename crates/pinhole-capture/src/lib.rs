@@ -15,6 +15,8 @@ pub mod libcamera;
 pub mod pipe;
 mod retry;
 pub mod test_pattern;
+#[cfg(test)]
+mod test_sink;
 pub mod v4l2;
 
 pub use error::CaptureError;

@@ -1,57 +1,13 @@
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pinhole_camera_proto::fake::{self, FakeOptions};
 use pinhole_media::SystemClock;
 
 use super::*;
 
-#[derive(Default)]
-struct Sink {
-    aus: Mutex<Vec<AccessUnit>>,
-    states: Mutex<Vec<SourceState>>,
-    info: Mutex<Option<SourceInfo>>,
-}
-
-impl FrameSink for Sink {
-    fn publish(&self, au: AccessUnit) {
-        self.aus.lock().expect("lock").push(au);
-    }
-    fn report(&self, state: SourceState) {
-        self.states.lock().expect("lock").push(state);
-    }
-    fn update_info(&self, info: SourceInfo) {
-        *self.info.lock().expect("lock") = Some(info);
-    }
-}
-
-impl Sink {
-    fn count(&self) -> usize {
-        self.aus.lock().expect("lock").len()
-    }
-    fn failure(&self) -> Option<String> {
-        self.states
-            .lock()
-            .expect("lock")
-            .iter()
-            .find_map(|s| match s {
-                SourceState::Failed(r) => Some(r.clone()),
-                _ => None,
-            })
-    }
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use crate::test_sink::{wait_for, Sink};
 
 /// A "process" that is a thread running the fake helper; `crash` cuts its
 /// socket the way a dying process's would close.

@@ -1,54 +1,13 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pinhole_media::SystemClock;
 
 use super::fake::{CamCtl, FakeCamera};
 use super::*;
 
-#[derive(Default)]
-struct Sink {
-    aus: Mutex<Vec<AccessUnit>>,
-    states: Mutex<Vec<SourceState>>,
-    info: Mutex<Option<SourceInfo>>,
-}
-
-impl FrameSink for Sink {
-    fn publish(&self, au: AccessUnit) {
-        self.aus.lock().expect("lock").push(au);
-    }
-    fn report(&self, state: SourceState) {
-        self.states.lock().expect("lock").push(state);
-    }
-    fn update_info(&self, info: SourceInfo) {
-        *self.info.lock().expect("lock") = Some(info);
-    }
-}
-
-impl Sink {
-    fn count(&self) -> usize {
-        self.aus.lock().expect("lock").len()
-    }
-    fn failed_with(&self, what: &str) -> bool {
-        self.states
-            .lock()
-            .expect("lock")
-            .iter()
-            .any(|s| matches!(s, SourceState::Failed(r) if r.contains(what)))
-    }
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use crate::test_sink::{wait_for, Sink};
 
 fn source(ctl: &Arc<Mutex<CamCtl>>) -> V4l2Source {
     let c = ctl.clone();
