@@ -151,3 +151,22 @@ pub fn check_all(
     }
     Ok(())
 }
+
+/// A saved value (from a config file, where `1` and `1.0` are different
+/// TOML types) in the type `info` takes: integers become floats, 0/1
+/// become bools and back, whole floats become integers. `None` if it
+/// cannot be represented or is out of range.
+pub fn coerce(info: &ControlInfo, v: ControlValue) -> Option<ControlValue> {
+    use ControlValue::{Bool, Float, Int};
+    let out = match (info.kind(), v) {
+        (ControlType::Bool, Bool(b)) => Bool(b),
+        (ControlType::Bool, Int(i @ (0 | 1))) => Bool(i == 1),
+        (ControlType::Int, Int(i)) => Int(i),
+        (ControlType::Int, Bool(b)) => Int(i64::from(b)),
+        (ControlType::Int, Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Int(f as i64),
+        (ControlType::Float, Float(f)) => Float(f),
+        (ControlType::Float, Int(i)) => Float(i as f32),
+        _ => return None,
+    };
+    info.check(out).ok().map(|()| out)
+}

@@ -710,3 +710,19 @@ fn fake_helper_lists_cameras_and_refuses_unknown_ones() {
     assert_eq!(m, Message::Error("no camera \"nope\"".into()));
     assert!(t.join().expect("thread").is_err());
 }
+
+#[test]
+fn saved_values_are_coerced_to_the_cameras_types() {
+    use crate::control::coerce;
+    use ControlValue::{Bool, Float, Int};
+    let infos = fake::fake_controls();
+    let by = |n: &str| infos.iter().find(|i| i.name == n).expect("control").clone();
+    assert_eq!(coerce(&by("Brightness"), Int(1)), Some(Float(1.0)));
+    assert_eq!(coerce(&by("Brightness"), Int(2)), None, "out of range");
+    assert_eq!(coerce(&by("Brightness"), Bool(true)), None);
+    assert_eq!(coerce(&by("AeEnable"), Int(0)), Some(Bool(false)));
+    assert_eq!(coerce(&by("AeEnable"), Int(2)), None);
+    assert_eq!(coerce(&by("ExposureTime"), Float(5000.0)), Some(Int(5000)));
+    assert_eq!(coerce(&by("ExposureTime"), Float(5000.5)), None);
+    assert_eq!(coerce(&by("ExposureTime"), Int(1)), None, "below 100");
+}
