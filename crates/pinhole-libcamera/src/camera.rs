@@ -186,13 +186,18 @@ fn camera_controls(map: &libcamera::control::ControlInfoMap) -> Vec<Known> {
             .to_string_lossy()
             .into_owned();
         let def = if r.has_def != 0 { r.def } else { r.min };
+        // f64::clamp panics on NaN or min > max: such a control is skipped.
+        if !(r.min.is_finite() && r.max.is_finite() && def.is_finite()) || r.min > r.max {
+            continue;
+        }
         let v = |x: f64| match r.ctype {
             CTYPE_BOOL => Some(ControlValue::Bool(x != 0.0)),
             CTYPE_INT32 | CTYPE_INT64 => Some(ControlValue::Int(x as i64)),
             CTYPE_FLOAT => Some(ControlValue::Float(x as f32)),
             _ => None,
         };
-        let (Some(min), Some(max), Some(default)) = (v(r.min), v(r.max), v(def.clamp(r.min, r.max.max(r.min))))
+        let (Some(min), Some(max), Some(default)) =
+            (v(r.min), v(r.max), v(def.clamp(r.min, r.max)))
         else {
             continue;
         };
