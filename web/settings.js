@@ -44,18 +44,30 @@ export function mountSettings(parent) {
         input.append(o);
       }
     } else {
-      input = el('input', { type: 'number', id, name, min: String(s.min), max: String(s.max), step: String(s.step || 1), inputmode: 'numeric' });
+      const float = s.type === 'float';
+      input = el('input', { type: 'number', id, name, min: String(s.min), max: String(s.max), step: String(s.step || 1), inputmode: float ? 'decimal' : 'numeric' });
       input.value = String(s.value);
+      if (float) {
+        // A slider next to the number (libcamera's floats: Brightness -1..1);
+        // the number is what is sent, the slider follows it both ways.
+        const slider = el('input', { type: 'range', id: `${id}-slider`, min: String(s.min), max: String(s.max), step: String(s.step), 'aria-label': s.label });
+        slider.value = String(s.value);
+        if (!s.supported) slider.disabled = true;
+        slider.addEventListener('input', () => { input.value = slider.value; });
+        input.addEventListener('input', () => { slider.value = input.value; });
+        input.slider = slider;
+      }
     }
     if (!s.supported) input.disabled = true;
     input.dataset.setting = name;
-    const range = s.type === 'integer' ? `${s.min}–${s.max}${s.unit ? ` ${s.unit}` : ''}` : '';
+    const range = s.type === 'integer' ? `${s.min}–${s.max}${s.unit ? ` ${s.unit}` : ''}`
+      : s.type === 'float' ? `${s.min} to ${s.max}` : '';
     const extra = [range, fmtValue(s), s.live ? 'live' : ''].filter(Boolean).join(' · ');
     const err = el('span', { class: 'set-err', id: `${id}-err`, role: 'alert' });
     const note = s.note ? el('span', { class: 'set-note', text: s.supported ? s.note : `Not available: ${s.note}` }) : '';
     return el('div', { class: `set-row${s.supported ? '' : ' unsupported'}`, 'data-key': name },
       el('label', { for: id, text: s.label }),
-      el('div', { class: 'set-input' }, input, extra ? el('span', { class: 'set-range', text: extra }) : ''),
+      el('div', { class: 'set-input' }, input.slider ?? '', input, extra ? el('span', { class: 'set-range', text: extra }) : ''),
       el('div', { class: 'set-info' }, note, err));
   }
 
@@ -96,9 +108,12 @@ export function mountSettings(parent) {
         ? current.controls.find((c) => `controls.${c.key}` === name)
         : current.fields[name];
       let v;
+      const text = input.value.trim();
+      const number = s.type === 'float' ? /^-?(\d+\.?\d*|\.\d+)(e-?\d+)?$/i : /^-?\d+$/;
       if (s.type === 'boolean') v = input.checked;
-      else if (input.value.trim() === '' || !/^-?\d+$/.test(input.value.trim())) v = input.value; // the daemon names it
-      else v = Number(input.value);
+      else if (s.type === 'menu') v = Number(input.value);
+      else if (!number.test(text)) v = input.value; // the daemon names it
+      else v = Number(text);
       if (v === s.value) continue;
       if (name.startsWith('controls.')) (body.controls ??= {})[name.slice(9)] = v;
       else body[name] = v;

@@ -11,6 +11,7 @@ use nix::fcntl::{fcntl, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
+use crate::control::{check_all, ControlInfo, ControlValue};
 use crate::msg::{BufferDesc, CameraDesc, Layout, Message, FOURCC_NV12, PROTOCOL_VERSION};
 use crate::wire::{Channel, Ownership};
 use crate::ProtoError;
@@ -20,6 +21,10 @@ const BUFFERS: usize = 4;
 #[derive(Clone, Debug)]
 pub struct FakeOptions {
     pub cameras: Vec<CameraDesc>,
+    /// Announced after `Started`; `Brightness` (a float) shifts the luma
+    /// of every picture by `Brightness × 100`, so tests can see a set
+    /// value reach the camera side.
+    pub controls: Vec<ControlInfo>,
 }
 
 impl Default for FakeOptions {
@@ -29,8 +34,38 @@ impl Default for FakeOptions {
                 id: "fake/0".into(),
                 model: "fake-imx708".into(),
             }],
+            controls: fake_controls(),
         }
     }
+}
+
+/// A few controls shaped like the Raspberry Pi IPA's.
+pub fn fake_controls() -> Vec<ControlInfo> {
+    use ControlValue::{Bool, Float, Int};
+    let c = |name: &str, min, max, default| ControlInfo {
+        name: name.into(),
+        min,
+        max,
+        default,
+    };
+    vec![
+        c("AeEnable", Bool(false), Bool(true), Bool(true)),
+        c("Brightness", Float(-1.0), Float(1.0), Float(0.0)),
+        c("Contrast", Float(0.0), Float(32.0), Float(1.0)),
+        c("ExposureTime", Int(100), Int(66_666), Int(20_000)),
+    ]
+}
+
+/// The luma offset a `Brightness` value gives in the fake's pictures.
+pub fn brightness_offset(values: &[(String, ControlValue)]) -> i32 {
+    values
+        .iter()
+        .rev()
+        .find_map(|(n, v)| match (n.as_str(), v) {
+            ("Brightness", ControlValue::Float(b)) => Some((b * 100.0).round() as i32),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// A memfd mapped writable in the helper.
@@ -97,8 +132,8 @@ pub fn fake_layout(width: u32, height: u32) -> Layout {
 }
 
 /// Draws picture `n`: a diagonal gradient moving right, a bright bar
-/// moving down, chroma that cycles.
-pub fn draw(layout: &Layout, n: u64, buf: &mut [u8]) {
+/// moving down, chroma that cycles; luma shifted by `offset` (clamped).
+pub fn draw(layout: &Layout, n: u64, offset: i32, buf: &mut [u8]) {
     let (w, h, s) = (
         layout.width as usize,
         layout.height as usize,
@@ -109,11 +144,12 @@ pub fn draw(layout: &Layout, n: u64, buf: &mut [u8]) {
     for y in 0..h {
         let row = &mut buf[y * s..y * s + w];
         for (x, px) in row.iter_mut().enumerate() {
-            *px = if y.abs_diff(bar) < 8 {
+            let luma = if y.abs_diff(bar) < 8 {
                 235
             } else {
-                (16 + (x + y + shift) % 200) as u8
+                16 + (x + y + shift) as i32 % 200
             };
+            *px = (luma + offset).clamp(0, 255) as u8;
         }
     }
     let c0 = layout.chroma_offset as usize;
@@ -179,6 +215,9 @@ pub fn serve(ch: &Channel, opts: &FakeOptions) -> Result<(), ProtoError> {
         &fds,
     )?;
     drop(fds);
+    ch.send(&Message::Controls(opts.controls.clone()), &[])?;
+    // What SetControls chose, in the order set (later entries win).
+    let mut values: Vec<(String, ControlValue)> = Vec::new();
     let start = Instant::now();
     let interval = Duration::from_micros(1_000_000 / u64::from(fps));
     let mut owned = Ownership::new(BUFFERS);
@@ -200,9 +239,19 @@ pub fn serve(ch: &Channel, opts: &FakeOptions) -> Result<(), ProtoError> {
                     Message::Release { buffer } => {
                         owned.release(buffer);
                     }
+                    Message::SetControls(set) => {
+                        let answer = match check_all(&opts.controls, &set) {
+                            Ok(()) => {
+                                values.extend(set);
+                                Message::ControlsSet
+                            }
+                            Err((control, reason)) => Message::ControlsRefused { control, reason },
+                        };
+                        ch.send(&answer, &[])?;
+                    }
                     other => {
                         return Err(ProtoError::Unexpected {
-                            expected: "Release",
+                            expected: "Release or SetControls",
                             got: other.name(),
                         })
                     }
@@ -214,7 +263,12 @@ pub fn serve(ch: &Channel, opts: &FakeOptions) -> Result<(), ProtoError> {
         next += interval;
         // The daemon holds every buffer: drop this picture, like a camera.
         let Some(b) = owned.free() else { continue };
-        draw(&layout, sequence, buffers[usize::from(b)].bytes());
+        draw(
+            &layout,
+            sequence,
+            brightness_offset(&values),
+            buffers[usize::from(b)].bytes(),
+        );
         owned.take(b)?;
         let pts_us = start.elapsed().as_micros() as u64;
         match ch.send(

@@ -10,12 +10,17 @@
 //!
 //! Session: helper `Hello` → daemon `ListCameras` (→ `Cameras`, end) or
 //! `Start` → helper `Started` (layout + buffer fds) → `Frame`s, each
-//! answered by a `Release` once the daemon has read the buffer.
+//! answered by a `Release` once the daemon has read the buffer. Right
+//! after `Started` the helper sends `Controls` (the camera's controls);
+//! the daemon may send `SetControls` at any time during the stream, each
+//! answered in order by `ControlsSet` or `ControlsRefused`.
 
+pub mod control;
 pub mod fake;
 pub mod msg;
 pub mod wire;
 
+pub use control::{ControlInfo, ControlType, ControlValue};
 pub use msg::{
     check_hello, decode, encode, BufferDesc, CameraDesc, Layout, Message, FOURCC_I420, FOURCC_NV12,
     PROTOCOL_VERSION,
@@ -52,6 +57,8 @@ pub enum ProtoError {
     TooMany(&'static str, usize, usize),
     #[error("{0} is not UTF-8")]
     NotUtf8(&'static str),
+    #[error("unusable camera control: {0}")]
+    BadControl(String),
     #[error("unusable picture layout: {0}")]
     BadLayout(String),
     #[error("{message} must carry {expected} file descriptor(s), it carried {got}")]

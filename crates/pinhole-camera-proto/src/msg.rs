@@ -11,10 +11,13 @@
 //! items. Every length and count is bounded, so a hostile peer cannot make
 //! the reader allocate more than [`MAX_MESSAGE`] bytes.
 
+use crate::control::{ControlInfo, ControlValue, MAX_CONTROLS, MAX_CONTROL_NAME};
 use crate::ProtoError;
 
 /// Bumped on any incompatible change; both sides must agree exactly.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: camera controls (`Controls`, `SetControls`, `ControlsSet`,
+/// `ControlsRefused`).
+pub const PROTOCOL_VERSION: u16 = 2;
 pub const MAGIC: [u8; 4] = *b"PHC1";
 pub const HEADER_LEN: usize = 12;
 /// Largest datagram either side sends or accepts.
@@ -129,7 +132,7 @@ pub struct BufferDesc {
     pub len: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Message {
     /// helper → daemon, first: who and which protocol.
     Hello { version: u16, software: String },
@@ -165,6 +168,18 @@ pub enum Message {
     Release { buffer: u16 },
     /// helper → daemon: a fatal problem, said for a person.
     Error(String),
+    /// helper → daemon, right after `Started` (possibly empty): the
+    /// camera's controls with their ranges and defaults.
+    Controls(Vec<ControlInfo>),
+    /// daemon → helper: set these on every following request; answered, in
+    /// order, by [`Message::ControlsSet`] or [`Message::ControlsRefused`].
+    /// All or nothing: a refusal changes none of them.
+    SetControls(Vec<(String, ControlValue)>),
+    /// helper → daemon: the last `SetControls` is in effect.
+    ControlsSet,
+    /// helper → daemon: the last `SetControls` was refused because of
+    /// `control`; nothing changed.
+    ControlsRefused { control: String, reason: String },
 }
 
 impl Message {
@@ -178,6 +193,10 @@ impl Message {
             Message::Frame { .. } => 6,
             Message::Release { .. } => 7,
             Message::Error(_) => 8,
+            Message::Controls(_) => 9,
+            Message::SetControls(_) => 10,
+            Message::ControlsSet => 11,
+            Message::ControlsRefused { .. } => 12,
         }
     }
 
@@ -199,9 +218,17 @@ impl Message {
             Message::Frame { .. } => "Frame",
             Message::Release { .. } => "Release",
             Message::Error(_) => "Error",
+            Message::Controls(_) => "Controls",
+            Message::SetControls(_) => "SetControls",
+            Message::ControlsSet => "ControlsSet",
+            Message::ControlsRefused { .. } => "ControlsRefused",
         }
     }
 }
+
+const TAG_BOOL: u8 = 1;
+const TAG_INT: u8 = 2;
+const TAG_FLOAT: u8 = 3;
 
 struct Writer(Vec<u8>);
 
@@ -228,6 +255,47 @@ impl Writer {
     fn camera(&mut self, c: &CameraDesc) {
         self.str(&c.id);
         self.str(&c.model);
+    }
+    /// A control name: refused (not cut) when too long, since a cut name
+    /// would name another control.
+    fn name(&mut self, n: &str) -> Result<(), ProtoError> {
+        if n.is_empty() || n.len() > MAX_CONTROL_NAME {
+            return Err(ProtoError::TooLong(
+                "control name",
+                n.len(),
+                MAX_CONTROL_NAME,
+            ));
+        }
+        self.str(n);
+        Ok(())
+    }
+    /// tag u8 + value: bool u8, int i64, float f32 bits.
+    fn value(&mut self, v: &ControlValue) -> Result<(), ProtoError> {
+        match v {
+            ControlValue::Bool(b) => {
+                self.0.push(TAG_BOOL);
+                self.0.push(u8::from(*b));
+            }
+            ControlValue::Int(i) => {
+                self.0.push(TAG_INT);
+                self.u64(*i as u64);
+            }
+            ControlValue::Float(f) => {
+                if !f.is_finite() {
+                    return Err(ProtoError::BadControl(format!("a non-finite value {f}")));
+                }
+                self.0.push(TAG_FLOAT);
+                self.u32(f.to_bits());
+            }
+        }
+        Ok(())
+    }
+    fn controls_count(&mut self, n: usize) -> Result<(), ProtoError> {
+        if n > MAX_CONTROLS {
+            return Err(ProtoError::TooMany("controls", n, MAX_CONTROLS));
+        }
+        self.u16(n as u16);
+        Ok(())
     }
 }
 
@@ -303,6 +371,31 @@ pub fn encode(msg: &Message) -> Result<Vec<u8>, ProtoError> {
         }
         Message::Release { buffer } => w.u16(*buffer),
         Message::Error(text) => w.str(text),
+        Message::Controls(list) => {
+            w.controls_count(list.len())?;
+            for c in list {
+                c.validate()?;
+                w.name(&c.name)?;
+                for v in [&c.min, &c.max, &c.default] {
+                    w.value(v)?;
+                }
+            }
+        }
+        Message::SetControls(list) => {
+            w.controls_count(list.len())?;
+            for (name, v) in list {
+                w.name(name)?;
+                w.value(v)?;
+            }
+        }
+        Message::ControlsSet => {}
+        Message::ControlsRefused { control, reason } => {
+            w.str(control);
+            w.str(reason);
+        }
+    }
+    if w.0.len() > MAX_MESSAGE {
+        return Err(ProtoError::TooLong("message", w.0.len(), MAX_MESSAGE));
     }
     let len = (w.0.len() - HEADER_LEN) as u32;
     w.0[8..12].copy_from_slice(&len.to_le_bytes());
@@ -356,6 +449,42 @@ impl<'a> Reader<'a> {
             id: self.str("camera id")?,
             model: self.str("camera model")?,
         })
+    }
+    fn name(&mut self) -> Result<String, ProtoError> {
+        let n = self.str("control name")?;
+        if n.is_empty() || n.len() > MAX_CONTROL_NAME {
+            return Err(ProtoError::TooLong(
+                "control name",
+                n.len(),
+                MAX_CONTROL_NAME,
+            ));
+        }
+        Ok(n)
+    }
+    fn value(&mut self, field: &'static str) -> Result<ControlValue, ProtoError> {
+        let offset = HEADER_LEN + self.pos;
+        match self.take(1, field)?[0] {
+            TAG_BOOL => match self.take(1, field)?[0] {
+                0 => Ok(ControlValue::Bool(false)),
+                1 => Ok(ControlValue::Bool(true)),
+                b => Err(ProtoError::BadControl(format!(
+                    "{field}: bool byte {b} at byte {offset}"
+                ))),
+            },
+            TAG_INT => Ok(ControlValue::Int(self.u64(field)? as i64)),
+            TAG_FLOAT => {
+                let f = f32::from_bits(self.u32(field)?);
+                if !f.is_finite() {
+                    return Err(ProtoError::BadControl(format!(
+                        "{field}: non-finite float {f} at byte {offset}"
+                    )));
+                }
+                Ok(ControlValue::Float(f))
+            }
+            t => Err(ProtoError::BadControl(format!(
+                "{field}: unknown value type {t} at byte {offset}"
+            ))),
+        }
     }
     fn count(&mut self, field: &'static str, max: usize) -> Result<usize, ProtoError> {
         let n = usize::from(self.u16(field)?);
@@ -413,6 +542,10 @@ pub fn decode(datagram: &[u8], fds: usize) -> Result<Message, ProtoError> {
         6 => "Frame",
         7 => "Release",
         8 => "Error",
+        9 => "Controls",
+        10 => "SetControls",
+        11 => "ControlsSet",
+        12 => "ControlsRefused",
         k => return Err(ProtoError::UnknownKind(k)),
     };
     let mut r = Reader {
@@ -487,7 +620,41 @@ pub fn decode(datagram: &[u8], fds: usize) -> Result<Message, ProtoError> {
         7 => Message::Release {
             buffer: r.u16("buffer")?,
         },
-        _ => Message::Error(r.str("text")?),
+        8 => Message::Error(r.str("text")?),
+        9 => {
+            let n = r.count("controls", MAX_CONTROLS)?;
+            let mut list = Vec::with_capacity(n);
+            for _ in 0..n {
+                let c = ControlInfo {
+                    name: r.name()?,
+                    min: r.value("control min")?,
+                    max: r.value("control max")?,
+                    default: r.value("control default")?,
+                };
+                c.validate()?;
+                if list.iter().any(|o: &ControlInfo| o.name == c.name) {
+                    return Err(ProtoError::BadControl(format!(
+                        "{} announced twice",
+                        c.name
+                    )));
+                }
+                list.push(c);
+            }
+            Message::Controls(list)
+        }
+        10 => {
+            let n = r.count("controls", MAX_CONTROLS)?;
+            let mut list = Vec::with_capacity(n);
+            for _ in 0..n {
+                list.push((r.name()?, r.value("control value")?));
+            }
+            Message::SetControls(list)
+        }
+        11 => Message::ControlsSet,
+        _ => Message::ControlsRefused {
+            control: r.str("control")?,
+            reason: r.str("reason")?,
+        },
     };
     r.done()?;
     if fds != msg.fd_count() {

@@ -1,5 +1,6 @@
 use std::os::fd::AsFd;
 
+use crate::control::{ControlInfo, ControlValue, MAX_CONTROLS};
 use crate::fake::{self, FakeOptions};
 use crate::msg::*;
 use crate::wire::{Channel, Mapping, Ownership};
@@ -54,6 +55,18 @@ fn every_message() -> Vec<Message> {
         },
         Message::Release { buffer: 2 },
         Message::Error("camera in use".into()),
+        Message::Controls(fake::fake_controls()),
+        Message::Controls(vec![]),
+        Message::SetControls(vec![
+            ("Brightness".into(), ControlValue::Float(-0.25)),
+            ("AeEnable".into(), ControlValue::Bool(false)),
+            ("ExposureTime".into(), ControlValue::Int(i64::MIN)),
+        ]),
+        Message::ControlsSet,
+        Message::ControlsRefused {
+            control: "Brightness".into(),
+            reason: "Brightness: 2 is outside -1..=1".into(),
+        },
     ]
 }
 
@@ -146,6 +159,152 @@ fn hostile_payloads_are_clear_errors() {
     p.push(7);
     let e = decode(&with_payload(7, &p), 0).unwrap_err();
     assert!(e.to_string().contains("trailing"), "{e}");
+}
+
+/// `SetControls` with one entry: name, then a raw tag and value bytes.
+fn set_one(name: &[u8], tag: u8, value: &[u8]) -> Vec<u8> {
+    let mut p = 1u16.to_le_bytes().to_vec();
+    p.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    p.extend_from_slice(name);
+    p.push(tag);
+    p.extend_from_slice(value);
+    with_payload(10, &p)
+}
+
+#[test]
+fn hostile_controls_are_clear_errors() {
+    // Unknown value type, a bool that is neither 0 nor 1, NaN, infinity.
+    let e = decode(&set_one(b"Brightness", 9, &[0; 8]), 0).unwrap_err();
+    assert!(e.to_string().contains("unknown value type 9"), "{e}");
+    let e = decode(&set_one(b"AeEnable", 1, &[2]), 0).unwrap_err();
+    assert!(e.to_string().contains("bool byte 2"), "{e}");
+    let e = decode(
+        &set_one(b"Brightness", 3, &f32::NAN.to_bits().to_le_bytes()),
+        0,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("non-finite"), "{e}");
+    let inf = f32::INFINITY.to_bits().to_le_bytes();
+    assert!(decode(&set_one(b"Brightness", 3, &inf), 0).is_err());
+    // Empty and over-long names, both ways.
+    let e = decode(&set_one(b"", 2, &[0; 8]), 0).unwrap_err();
+    assert!(
+        matches!(e, ProtoError::TooLong("control name", 0, _)),
+        "{e}"
+    );
+    let long = vec![b'A'; 65];
+    let e = decode(&set_one(&long, 2, &[0; 8]), 0).unwrap_err();
+    assert!(
+        matches!(e, ProtoError::TooLong("control name", 65, 64)),
+        "{e}"
+    );
+    let e = encode(&Message::SetControls(vec![(
+        "A".repeat(65),
+        ControlValue::Int(1),
+    )]))
+    .unwrap_err();
+    assert!(
+        matches!(e, ProtoError::TooLong("control name", 65, 64)),
+        "{e}"
+    );
+    assert!(encode(&Message::SetControls(vec![(
+        "B".into(),
+        ControlValue::Float(f32::NAN)
+    )]))
+    .is_err());
+    // Counts: 65535 claimed allocates nothing; MAX_CONTROLS + 1 refused.
+    let e = decode(&with_payload(9, &u16::MAX.to_le_bytes()), 0).unwrap_err();
+    assert!(
+        matches!(e, ProtoError::TooMany("controls", 65535, _)),
+        "{e}"
+    );
+    let many = vec![("X".to_string(), ControlValue::Int(0)); MAX_CONTROLS + 1];
+    assert!(matches!(
+        encode(&Message::SetControls(many)),
+        Err(ProtoError::TooMany("controls", 65, 64))
+    ));
+    // The largest legal Controls message fits in one datagram.
+    let biggest: Vec<ControlInfo> = (0..MAX_CONTROLS)
+        .map(|i| ControlInfo {
+            name: format!("{i:0>64}"),
+            min: ControlValue::Int(i64::MIN),
+            max: ControlValue::Int(i64::MAX),
+            default: ControlValue::Int(0),
+        })
+        .collect();
+    let bytes = encode(&Message::Controls(biggest.clone())).expect("fits");
+    assert!(bytes.len() <= MAX_MESSAGE, "{}", bytes.len());
+    assert_eq!(
+        decode(&bytes, 0).expect("decode"),
+        Message::Controls(biggest)
+    );
+    // Infos: mixed types, min > max, default outside, duplicates.
+    let info = |min, max, default| ControlInfo {
+        name: "Contrast".into(),
+        min,
+        max,
+        default,
+    };
+    use ControlValue::{Bool, Float, Int};
+    for bad in [
+        info(Float(0.0), Int(2), Float(1.0)),
+        info(Float(2.0), Float(1.0), Float(1.5)),
+        info(Int(0), Int(10), Int(11)),
+        info(Bool(false), Bool(false), Bool(true)),
+    ] {
+        let e = encode(&Message::Controls(vec![bad.clone()])).unwrap_err();
+        assert!(matches!(e, ProtoError::BadControl(_)), "{bad:?}: {e}");
+        // The same bytes written by hand are refused by decode too.
+        let mut p = 1u16.to_le_bytes().to_vec();
+        p.extend_from_slice(&8u16.to_le_bytes());
+        p.extend_from_slice(b"Contrast");
+        for v in [bad.min, bad.max, bad.default] {
+            match v {
+                Bool(b) => p.extend_from_slice(&[1, u8::from(b)]),
+                Int(i) => {
+                    p.push(2);
+                    p.extend_from_slice(&i.to_le_bytes());
+                }
+                Float(f) => {
+                    p.push(3);
+                    p.extend_from_slice(&f.to_bits().to_le_bytes());
+                }
+            }
+        }
+        let e = decode(&with_payload(9, &p), 0).unwrap_err();
+        assert!(matches!(e, ProtoError::BadControl(_)), "{bad:?}: {e}");
+    }
+    let good = info(Float(0.0), Float(32.0), Float(1.0));
+    let twice = encode(&Message::Controls(vec![good.clone(), good])).expect("encode");
+    let e = decode(&twice, 0).unwrap_err();
+    assert!(e.to_string().contains("announced twice"), "{e}");
+}
+
+#[test]
+fn control_values_are_checked_against_their_info() {
+    let infos = fake::fake_controls();
+    let ok = [
+        ("Brightness".to_string(), ControlValue::Float(1.0)),
+        ("AeEnable".to_string(), ControlValue::Bool(false)),
+        ("ExposureTime".to_string(), ControlValue::Int(100)),
+    ];
+    crate::control::check_all(&infos, &ok).expect("in range");
+    let (name, why) = crate::control::check_all(
+        &infos,
+        &[
+            ("AeEnable".into(), ControlValue::Bool(true)),
+            ("Brightness".into(), ControlValue::Float(1.01)),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(name, "Brightness");
+    assert_eq!(why, "Brightness: 1.01 is outside -1..=1");
+    let (name, _) =
+        crate::control::check_all(&infos, &[("Zoom".into(), ControlValue::Int(1))]).unwrap_err();
+    assert_eq!(name, "Zoom");
+    let (_, why) = crate::control::check_all(&infos, &[("AeEnable".into(), ControlValue::Int(1))])
+        .unwrap_err();
+    assert!(why.contains("takes a Bool value"), "{why}");
 }
 
 #[test]
@@ -253,7 +412,14 @@ fn version_handshake() {
     let e = check_hello(&hello(PROTOCOL_VERSION + 1)).unwrap_err();
     assert!(
         e.to_string()
-            .contains("protocol version 2, this pinholed speaks 1"),
+            .contains("protocol version 3, this pinholed speaks 2"),
+        "{e}"
+    );
+    // A helper from before camera controls is refused, not half-served.
+    let e = check_hello(&hello(1)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("install the helper from the same pinhole release"),
         "{e}"
     );
     let e = check_hello(&Message::ListCameras).unwrap_err();
@@ -424,6 +590,8 @@ fn fake_helper_session() {
     };
     assert_eq!(camera.id, "fake/0");
     assert_eq!((layout.width, layout.height, layout.stride), (100, 50, 128));
+    let m = daemon.recv(Some(5000)).expect("controls").msg;
+    assert_eq!(m, Message::Controls(fake::fake_controls()));
     let maps: Vec<Mapping> = started
         .fds
         .into_iter()
@@ -457,6 +625,60 @@ fn fake_helper_session() {
         (0..10).collect::<Vec<_>>(),
         "no frame lost while buffers are released"
     );
+    // Controls: a refusal names the control and changes nothing; an
+    // accepted Brightness shifts the luma of the following pictures.
+    let mean_luma = |daemon: &Channel, n: usize, acks: &mut Vec<Message>| -> f64 {
+        let mut sums = Vec::new();
+        while sums.len() < n {
+            let m = daemon.recv(Some(5000)).expect("message").msg;
+            match m {
+                Message::Frame { buffer, .. } => {
+                    let pic = maps[usize::from(buffer)].bytes();
+                    let (w, h, s) = (
+                        layout.width as usize,
+                        layout.height as usize,
+                        layout.stride as usize,
+                    );
+                    let sum: u64 = (0..h)
+                        .flat_map(|y| pic[y * s..y * s + w].iter())
+                        .map(|&p| u64::from(p))
+                        .sum();
+                    sums.push(sum as f64 / (w * h) as f64);
+                    daemon
+                        .send(&Message::Release { buffer }, &[])
+                        .expect("release");
+                }
+                other => acks.push(other),
+            }
+        }
+        sums.iter().sum::<f64>() / n as f64
+    };
+    let mut acks = Vec::new();
+    let before = mean_luma(&daemon, 5, &mut acks);
+    let too_bright = Message::SetControls(vec![
+        ("Contrast".into(), ControlValue::Float(2.0)),
+        ("Brightness".into(), ControlValue::Float(3.0)),
+    ]);
+    daemon.send(&too_bright, &[]).expect("set");
+    let same = mean_luma(&daemon, 5, &mut acks);
+    assert_eq!(
+        acks,
+        vec![Message::ControlsRefused {
+            control: "Brightness".into(),
+            reason: "Brightness: 3 is outside -1..=1".into()
+        }]
+    );
+    assert!((same - before).abs() < 10.0, "{before} → {same}");
+    acks.clear();
+    let set = Message::SetControls(vec![("Brightness".into(), ControlValue::Float(0.5))]);
+    daemon.send(&set, &[]).expect("set");
+    let _ = mean_luma(&daemon, 2, &mut acks); // frames already in flight
+    let after = mean_luma(&daemon, 5, &mut acks);
+    assert_eq!(acks, vec![Message::ControlsSet]);
+    assert!(
+        after - before > 35.0,
+        "Brightness 0.5: luma {before:.1} → {after:.1}"
+    );
     drop(maps);
     drop(daemon);
     t.join()
@@ -487,4 +709,20 @@ fn fake_helper_lists_cameras_and_refuses_unknown_ones() {
     let m = daemon.recv(Some(5000)).expect("error").msg;
     assert_eq!(m, Message::Error("no camera \"nope\"".into()));
     assert!(t.join().expect("thread").is_err());
+}
+
+#[test]
+fn saved_values_are_coerced_to_the_cameras_types() {
+    use crate::control::coerce;
+    use ControlValue::{Bool, Float, Int};
+    let infos = fake::fake_controls();
+    let by = |n: &str| infos.iter().find(|i| i.name == n).expect("control").clone();
+    assert_eq!(coerce(&by("Brightness"), Int(1)), Some(Float(1.0)));
+    assert_eq!(coerce(&by("Brightness"), Int(2)), None, "out of range");
+    assert_eq!(coerce(&by("Brightness"), Bool(true)), None);
+    assert_eq!(coerce(&by("AeEnable"), Int(0)), Some(Bool(false)));
+    assert_eq!(coerce(&by("AeEnable"), Int(2)), None);
+    assert_eq!(coerce(&by("ExposureTime"), Float(5000.0)), Some(Int(5000)));
+    assert_eq!(coerce(&by("ExposureTime"), Float(5000.5)), None);
+    assert_eq!(coerce(&by("ExposureTime"), Int(1)), None, "below 100");
 }

@@ -11,6 +11,7 @@
 //! (backoff 0.5 → 4 s) and spawns a new helper; the hub and its viewers are
 //! not touched, so they see the stream resume.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -31,6 +32,9 @@ use crate::encoder::{EncoderSettings, Profile, RawFrame, VideoEncoder};
 use crate::retry::SessionEnd;
 use crate::v4l2::negotiate::RawFormat;
 use crate::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
+
+pub mod controls;
+pub use controls::LibcameraControls;
 
 /// The helper's file name, looked for next to `pinholed` and in the
 /// package's libexec directory.
@@ -56,6 +60,9 @@ pub struct LibcameraConfig {
     pub keyframe_interval: u32,
     /// No frame for this long: the helper is stopped and started again.
     pub stall_timeout: Duration,
+    /// The camera's controls: announced by each helper, saved values sent
+    /// to each one, `PUT /api/camera` sets through it.
+    pub controls: LibcameraControls,
 }
 
 impl LibcameraConfig {
@@ -69,6 +76,7 @@ impl LibcameraConfig {
             bitrate: 2_000_000,
             keyframe_interval: 60,
             stall_timeout: Duration::from_secs(3),
+            controls: LibcameraControls::default(),
         }
     }
 }
@@ -263,6 +271,7 @@ impl LibcameraSource {
         let result = self.stream(&ch, sink, stop, &mut delivered);
         drop(ch); // EOF tells the helper to stop the camera and exit
         let how = proc.finish(Duration::from_secs(2));
+        self.cfg.controls.session_ended(&how);
         result.map_err(|reason| {
             // A vanished socket is best explained by how the process ended.
             let reason = if reason.contains("closed the socket") {
@@ -316,6 +325,33 @@ impl LibcameraSource {
             .map(|(fd, b)| Mapping::new(fd, b.len))
             .collect::<Result<Vec<_>, _>>()
             .map_err(proto("buffers"))?;
+        // A protocol-2 helper announces the camera's controls right after
+        // Started; the saved values go back at once (a new helper, or a
+        // restarted one, starts from libcamera's defaults).
+        let announced = ch.recv(Some(START_TIMEOUT_MS)).map_err(proto("controls"))?;
+        let infos = match announced.msg {
+            Message::Controls(list) => list,
+            Message::Error(text) => return Err(format!("camera helper: {text}")),
+            other => {
+                return Err(format!(
+                    "camera helper: expected Controls, got {}",
+                    other.name()
+                ))
+            }
+        };
+        let names: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+        tracing::info!(controls = ?names, "libcamera: camera controls");
+        let controls = self.cfg.controls.clone();
+        // Sets sent and not answered yet, in order: `None` is the re-send
+        // of the saved values, `Some(id)` a `PUT` waiting for its answer.
+        let mut in_flight: VecDeque<Option<u64>> = VecDeque::new();
+        let initial = controls.session_started(infos);
+        if !initial.is_empty() {
+            tracing::info!(values = ?initial, "libcamera: setting the saved controls");
+            ch.send(&Message::SetControls(initial), &[])
+                .map_err(proto("controls"))?;
+            in_flight.push_back(None);
+        }
         let fps = ((fps_milli + 500) / 1000).clamp(1, 240);
         let format = if layout.fourcc == FOURCC_I420 {
             RawFormat::I420
@@ -362,6 +398,11 @@ impl LibcameraSource {
         let mut running = false;
         while !stop.is_stopped() {
             sink.heartbeat();
+            while let Some((id, values)) = controls.take_request() {
+                ch.send(&Message::SetControls(values), &[])
+                    .map_err(proto("controls"))?;
+                in_flight.push_back(Some(id));
+            }
             let now = self.clock.now_us();
             let received = match ch.recv(Some(POLL_MS)) {
                 Ok(r) => r,
@@ -376,14 +417,38 @@ impl LibcameraSource {
                 }
                 Err(e) => return Err(proto("stream")(e)),
             };
-            let buffer = match received.msg {
-                Message::Frame { buffer, .. } => buffer,
+            enum Got {
+                Frame(u16),
+                Answer(Result<(), String>),
+            }
+            let got = match received.msg {
+                Message::Frame { buffer, .. } => Got::Frame(buffer),
+                Message::ControlsSet => Got::Answer(Ok(())),
+                Message::ControlsRefused { control, reason } => Got::Answer(Err(format!(
+                    "controls.{control}: the camera refused: {reason}"
+                ))),
                 Message::Error(text) => return Err(format!("camera helper: {text}")),
                 other => {
                     return Err(format!(
                         "camera helper: expected Frame, got {}",
                         other.name()
                     ))
+                }
+            };
+            let buffer = match got {
+                Got::Frame(buffer) => buffer,
+                Got::Answer(result) => {
+                    match in_flight.pop_front() {
+                        Some(Some(id)) => controls.answer(id, result),
+                        Some(None) => match result {
+                            Ok(()) => tracing::info!("libcamera: saved controls set"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "libcamera: saved controls refused")
+                            }
+                        },
+                        None => return Err("camera helper: an answer to no SetControls".into()),
+                    }
+                    continue;
                 }
             };
             owned.take(buffer).map_err(proto("frame"))?;

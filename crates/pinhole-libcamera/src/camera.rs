@@ -4,8 +4,11 @@
 //! Unverified without a libcamera camera (docs/cameras.md): the buffer
 //! layout the Pi ISP gives (one dmabuf per buffer, planes at offsets),
 //! the frame rate (0.2.3 cannot set FrameDurationLimits, so the sensor
-//! mode's default rate is what arrives).
+//! mode's default rate is what arrives), and the camera controls (read
+//! from the ControlInfoMap and set on every request through
+//! `controls_shim.cpp`, since 0.2.3 can do neither by id).
 
+use std::ffi::{c_char, c_void, CStr};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -19,9 +22,10 @@ use libcamera::pixel_format::PixelFormat;
 use libcamera::properties;
 use libcamera::request::{Request, RequestStatus, ReuseFlag};
 use libcamera::stream::StreamRole;
+use pinhole_camera_proto::control::{check_all, MAX_CONTROLS};
 use pinhole_camera_proto::{
-    BufferDesc, CameraDesc, Channel, Layout, Message, ProtoError, FOURCC_I420, FOURCC_NV12,
-    PROTOCOL_VERSION,
+    BufferDesc, CameraDesc, Channel, ControlInfo, ControlValue, Layout, Message, ProtoError,
+    FOURCC_I420, FOURCC_NV12, PROTOCOL_VERSION,
 };
 
 const NV12: PixelFormat = PixelFormat::new(FOURCC_NV12, 0);
@@ -120,7 +124,119 @@ fn buffer_layout(fb: &FrameBuffer) -> Result<(RawFd, Vec<usize>, u64), String> {
 enum Event {
     Done(Request),
     Release(u16),
+    Set(Vec<(String, ControlValue)>),
     Closed(Option<ProtoError>),
+}
+
+/// `struct pinhole_control_info` in controls_shim.cpp.
+#[repr(C)]
+struct RawInfo {
+    id: u32,
+    ctype: i32,
+    min: f64,
+    max: f64,
+    def: f64,
+    has_def: i32,
+    name: [c_char; 65],
+}
+
+extern "C" {
+    fn pinhole_control_infos(map: *const c_void, out: *mut RawInfo, cap: usize) -> usize;
+    fn pinhole_control_list_set(list: *mut c_void, id: u32, ctype: i32, i: i64, f: f64) -> i32;
+}
+
+// libcamera::ControlType values (controls.h, 0.0.3).
+const CTYPE_BOOL: i32 = 1;
+const CTYPE_INT32: i32 = 3;
+const CTYPE_INT64: i32 = 4;
+const CTYPE_FLOAT: i32 = 5;
+
+/// One control of the camera: what is announced, and how libcamera names
+/// and types it.
+struct Known {
+    info: ControlInfo,
+    id: u32,
+    ctype: i32,
+}
+
+/// The camera's scalar controls, from its ControlInfoMap. A missing
+/// default is taken as the minimum, and a default outside the range is
+/// clamped (the protocol requires min ≤ default ≤ max).
+fn camera_controls(map: &libcamera::control::ControlInfoMap) -> Vec<Known> {
+    let mut raw: Vec<RawInfo> = (0..MAX_CONTROLS)
+        .map(|_| RawInfo {
+            id: 0,
+            ctype: 0,
+            min: 0.0,
+            max: 0.0,
+            def: 0.0,
+            has_def: 0,
+            name: [0; 65],
+        })
+        .collect();
+    // ControlInfoMap is #[repr(transparent)] over libcamera::ControlInfoMap.
+    let ptr = std::ptr::from_ref(map).cast::<c_void>();
+    // SAFETY: `ptr` is the camera's live ControlInfoMap; `raw` has room for
+    // `raw.len()` entries, and the shim fills at most that many.
+    let n = unsafe { pinhole_control_infos(ptr, raw.as_mut_ptr(), raw.len()) };
+    let mut out = Vec::new();
+    for r in raw.iter().take(n) {
+        // SAFETY: the shim NUL-terminates (64 bytes at most + NUL in 65).
+        let name = unsafe { CStr::from_ptr(r.name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+        let def = if r.has_def != 0 { r.def } else { r.min };
+        // f64::clamp panics on NaN or min > max: such a control is skipped.
+        if !(r.min.is_finite() && r.max.is_finite() && def.is_finite()) || r.min > r.max {
+            continue;
+        }
+        let v = |x: f64| match r.ctype {
+            CTYPE_BOOL => Some(ControlValue::Bool(x != 0.0)),
+            CTYPE_INT32 | CTYPE_INT64 => Some(ControlValue::Int(x as i64)),
+            CTYPE_FLOAT => Some(ControlValue::Float(x as f32)),
+            _ => None,
+        };
+        let (Some(min), Some(max), Some(default)) =
+            (v(r.min), v(r.max), v(def.clamp(r.min, r.max)))
+        else {
+            continue;
+        };
+        let info = ControlInfo {
+            name,
+            min,
+            max,
+            default,
+        };
+        if info.validate().is_ok() {
+            out.push(Known {
+                info,
+                id: r.id,
+                ctype: r.ctype,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.info.name.cmp(&b.info.name));
+    out
+}
+
+/// Puts the chosen values into a request (libcamera clears a reused
+/// request's controls, so this runs before every queueing).
+fn apply(req: &mut Request, known: &[Known], values: &[(String, ControlValue)]) {
+    // ControlList is #[repr(transparent)] over libcamera::ControlList.
+    let list = std::ptr::from_mut(req.controls_mut()).cast::<c_void>();
+    for (name, v) in values {
+        let Some(k) = known.iter().find(|k| &k.info.name == name) else {
+            continue;
+        };
+        let (i, f) = match *v {
+            ControlValue::Bool(b) => (i64::from(b), 0.0),
+            ControlValue::Int(i) => (i, 0.0),
+            ControlValue::Float(f) => (0, f64::from(f)),
+        };
+        // SAFETY: `list` is the request's live ControlList; id and type
+        // come from the camera's own ControlInfoMap.
+        unsafe { pinhole_control_list_set(list, k.id, k.ctype, i, f) };
+    }
 }
 
 fn stream(
@@ -226,6 +342,15 @@ fn stream(
         )
         .map_err(|e| e.to_string())?;
     }
+    let known = camera_controls(active.controls());
+    ch.send(
+        &Message::Controls(known.iter().map(|k| k.info.clone()).collect()),
+        &[],
+    )
+    .map_err(|e| e.to_string())?;
+    let infos: Vec<ControlInfo> = known.iter().map(|k| k.info.clone()).collect();
+    // What the daemon chose, set on every request from now on.
+    let mut values: Vec<(String, ControlValue)> = Vec::new();
     let mut requests = Vec::new();
     for (i, fb) in buffers.into_iter().enumerate() {
         let mut req = active
@@ -256,6 +381,11 @@ fn stream(
                             return;
                         }
                     }
+                    Message::SetControls(list) => {
+                        if tx.send(Event::Set(list)).is_err() {
+                            return;
+                        }
+                    }
                     _ => {
                         let _ = tx.send(Event::Closed(None));
                         return;
@@ -277,6 +407,7 @@ fn stream(
                     let i = req.cookie() as usize;
                     if req.status() != RequestStatus::Complete {
                         req.reuse(ReuseFlag::REUSE_BUFFERS);
+                        apply(&mut req, &known, &values);
                         active
                             .queue_request(req)
                             .map_err(|e| format!("queue: {e}"))?;
@@ -304,10 +435,26 @@ fn stream(
                 Ok(Event::Release(b)) => {
                     if let Some(mut req) = held.get_mut(usize::from(b)).and_then(Option::take) {
                         req.reuse(ReuseFlag::REUSE_BUFFERS);
+                        apply(&mut req, &known, &values);
                         active
                             .queue_request(req)
                             .map_err(|e| format!("queue: {e}"))?;
                     }
+                }
+                Ok(Event::Set(list)) => {
+                    // All or nothing, like the fake: the answer names the
+                    // first control that cannot be set.
+                    let answer = match check_all(&infos, &list) {
+                        Ok(()) => {
+                            for (name, v) in list {
+                                values.retain(|(n, _)| n != &name);
+                                values.push((name, v));
+                            }
+                            Message::ControlsSet
+                        }
+                        Err((control, reason)) => Message::ControlsRefused { control, reason },
+                    };
+                    ch.send(&answer, &[]).map_err(|e| e.to_string())?;
                 }
                 Ok(Event::Closed(None)) => return Ok(()),
                 Ok(Event::Closed(Some(e))) => return Err(e.to_string()),

@@ -17,6 +17,43 @@ use serde_json::{json, Map, Value};
 use crate::limits::{read_body, MAX_JSON_BODY};
 use crate::{full, AppState, Body, ServerError};
 
+/// A setting's value: integers (and bools, menus as 0/1, item values) or
+/// floats (libcamera's `Brightness`, `Contrast`, …).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+impl Num {
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            Num::Int(i) => Some(i),
+            Num::Float(_) => None,
+        }
+    }
+
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Num::Int(i) => i as f64,
+            Num::Float(f) => f,
+        }
+    }
+
+    fn to_json(self) -> Value {
+        match self {
+            Num::Int(i) => json!(i),
+            Num::Float(f) => json!(f),
+        }
+    }
+}
+
+impl From<i64> for Num {
+    fn from(i: i64) -> Self {
+        Num::Int(i)
+    }
+}
+
 /// What values a setting takes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
@@ -31,6 +68,9 @@ pub enum Kind {
     Bool,
     /// One of the listed values, each with a label.
     Menu(Vec<(i64, String)>),
+    /// A number in `min..=max`; `step` is a hint for sliders (libcamera
+    /// has no steps), not enforced.
+    Float { min: f64, max: f64, step: f64 },
 }
 
 /// One setting: a video field (`width`, `fps`, …) or a camera control.
@@ -41,9 +81,9 @@ pub struct Setting {
     /// For people: `Width`, `Brightness`.
     pub label: String,
     pub kind: Kind,
-    pub value: i64,
+    pub value: Num,
     /// The driver's default (camera controls).
-    pub default: Option<i64>,
+    pub default: Option<Num>,
     /// false: this source cannot change it; `note` says why.
     pub supported: bool,
     /// Applied without restarting the source.
@@ -68,6 +108,7 @@ impl Setting {
                 format!("{min}-{max} in steps of {step}")
             }
             Kind::Int { min, max, .. } => format!("{min}-{max}"),
+            Kind::Float { min, max, .. } => format!("{min} to {max}"),
             Kind::Bool => "true or false".into(),
             Kind::Menu(items) => items
                 .iter()
@@ -79,8 +120,8 @@ impl Setting {
 
     fn to_json(&self) -> Value {
         let value = match self.kind {
-            Kind::Bool => json!(self.value != 0),
-            _ => json!(self.value),
+            Kind::Bool => json!(self.value.as_f64() != 0.0),
+            _ => self.value.to_json(),
         };
         let mut o = json!({
             "key": self.key,
@@ -104,6 +145,12 @@ impl Setting {
                     o["unit"] = json!(u);
                 }
             }
+            Kind::Float { min, max, step } => {
+                o["type"] = json!("float");
+                o["min"] = json!(min);
+                o["max"] = json!(max);
+                o["step"] = json!(step);
+            }
             Kind::Bool => o["type"] = json!("boolean"),
             Kind::Menu(items) => {
                 o["type"] = json!("menu");
@@ -115,8 +162,8 @@ impl Setting {
         }
         if let Some(d) = self.default {
             o["default"] = match self.kind {
-                Kind::Bool => json!(d != 0),
-                _ => json!(d),
+                Kind::Bool => json!(d.as_f64() != 0.0),
+                _ => d.to_json(),
             };
         }
         if let Some(n) = &self.note {
@@ -125,19 +172,25 @@ impl Setting {
         o
     }
 
-    /// Checks a JSON value; returns the integer to apply.
-    fn check(&self, field: &str, v: &Value) -> Result<i64, FieldError> {
+    /// Checks a JSON value; returns the value to apply.
+    fn check(&self, field: &str, v: &Value) -> Result<Num, FieldError> {
         let err = |what: String| FieldError {
             field: field.to_owned(),
             reason: what,
             allowed: self.allowed(),
         };
         let n = match (&self.kind, v) {
-            (Kind::Bool, Value::Bool(b)) => i64::from(*b),
+            (Kind::Bool, Value::Bool(b)) => Num::Int(i64::from(*b)),
             (Kind::Bool, _) => return Err(err(format!("{v} is not true or false"))),
-            (_, Value::Number(n)) => n
-                .as_i64()
-                .ok_or_else(|| err(format!("{v} is not a whole number")))?,
+            (Kind::Float { .. }, Value::Number(n)) => Num::Float(
+                n.as_f64()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| err(format!("{v} is not a number")))?,
+            ),
+            (_, Value::Number(n)) => Num::Int(
+                n.as_i64()
+                    .ok_or_else(|| err(format!("{v} is not a whole number")))?,
+            ),
             _ => return Err(err(format!("{v} is not a number"))),
         };
         if !self.supported {
@@ -147,12 +200,14 @@ impl Setting {
                 Err(err(format!("{field} cannot be changed")))
             };
         }
-        let ok = match &self.kind {
-            Kind::Int { min, max, step, .. } => {
+        let ok = match (&self.kind, n) {
+            (Kind::Int { min, max, step, .. }, Num::Int(n)) => {
                 (*min..=*max).contains(&n) && (n - min) % (*step).max(1) == 0
             }
-            Kind::Bool => true,
-            Kind::Menu(items) => items.iter().any(|(iv, _)| *iv == n),
+            (Kind::Float { min, max, .. }, Num::Float(f)) => (*min..=*max).contains(&f),
+            (Kind::Bool, _) => true,
+            (Kind::Menu(items), Num::Int(n)) => items.iter().any(|(iv, _)| *iv == n),
+            _ => false,
         };
         if ok {
             Ok(n)
@@ -178,11 +233,12 @@ pub struct CameraDescription {
     pub notes: Vec<String>,
 }
 
-/// Validated changes, keyed like the description.
+/// Validated changes, keyed like the description. Video fields are all
+/// integers; controls may be floats (libcamera).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Changes {
     pub fields: BTreeMap<String, i64>,
-    pub controls: BTreeMap<String, i64>,
+    pub controls: BTreeMap<String, Num>,
 }
 
 /// The outcome of [`CameraBackend::apply`].
@@ -276,7 +332,13 @@ pub fn validate(desc: &CameraDescription, body: &Value) -> Result<Changes, Field
             .ok_or_else(|| unknown(k, &desc.fields))?;
         let n = s.check(k, v)?;
         if n != s.value {
-            out.fields.insert(k.clone(), n);
+            // Video fields are integer settings: check() gave an Int.
+            let i = n.as_i64().ok_or_else(|| FieldError {
+                field: k.clone(),
+                reason: format!("{v} is not a whole number"),
+                allowed: s.allowed(),
+            })?;
+            out.fields.insert(k.clone(), i);
         }
     }
     Ok(out)
@@ -394,7 +456,7 @@ mod tests {
                 step,
                 unit: None,
             },
-            value,
+            value: Num::Int(value),
             default: None,
             supported: true,
             live: false,
@@ -410,16 +472,42 @@ mod tests {
                 int("fps", 15, 1, 120, 1),
                 rot,
             ],
-            controls: vec![Setting {
-                key: "power_line_frequency".into(),
-                label: "Power Line Frequency".into(),
-                kind: Kind::Menu(vec![(0, "Disabled".into()), (1, "50 Hz".into())]),
-                value: 0,
-                default: Some(1),
-                supported: true,
-                live: true,
-                note: None,
-            }],
+            controls: vec![
+                Setting {
+                    key: "power_line_frequency".into(),
+                    label: "Power Line Frequency".into(),
+                    kind: Kind::Menu(vec![(0, "Disabled".into()), (1, "50 Hz".into())]),
+                    value: Num::Int(0),
+                    default: Some(Num::Int(1)),
+                    supported: true,
+                    live: true,
+                    note: None,
+                },
+                Setting {
+                    key: "Brightness".into(),
+                    label: "Brightness".into(),
+                    kind: Kind::Float {
+                        min: -1.0,
+                        max: 1.0,
+                        step: 0.01,
+                    },
+                    value: Num::Float(0.0),
+                    default: Some(Num::Float(0.0)),
+                    supported: true,
+                    live: true,
+                    note: None,
+                },
+                Setting {
+                    key: "AeEnable".into(),
+                    label: "AeEnable".into(),
+                    kind: Kind::Bool,
+                    value: Num::Int(1),
+                    default: Some(Num::Int(1)),
+                    supported: true,
+                    live: true,
+                    note: None,
+                },
+            ],
             persistent: false,
             notes: vec![],
         }
@@ -447,8 +535,44 @@ mod tests {
         assert_eq!(e.field, "controls.power_line_frequency");
         assert!(e.allowed.contains("1 (50 Hz)"), "{e}");
         let c = validate(&d, &json!({"controls": {"power_line_frequency": 1}})).expect("ok");
-        assert_eq!(c.controls["power_line_frequency"], 1);
+        assert_eq!(c.controls["power_line_frequency"], Num::Int(1));
         assert!(validate(&d, &json!([1])).is_err());
+    }
+
+    #[test]
+    fn floats_and_bools_validate() {
+        let d = desc();
+        let c = validate(
+            &d,
+            &json!({"controls": {"Brightness": 0.25, "AeEnable": false}}),
+        )
+        .expect("valid");
+        assert_eq!(c.controls["Brightness"], Num::Float(0.25));
+        assert_eq!(c.controls["AeEnable"], Num::Int(0));
+        // An integer is a float too.
+        let c = validate(&d, &json!({"controls": {"Brightness": 1}})).expect("valid");
+        assert_eq!(c.controls["Brightness"], Num::Float(1.0));
+        let e = validate(&d, &json!({"controls": {"Brightness": 1.5}})).unwrap_err();
+        assert_eq!(e.field, "controls.Brightness");
+        assert_eq!(e.allowed, "-1 to 1");
+        let e = validate(&d, &json!({"controls": {"Brightness": "dim"}})).unwrap_err();
+        assert!(e.reason.contains("not a number"), "{e}");
+        let e = validate(&d, &json!({"controls": {"AeEnable": 0}})).unwrap_err();
+        assert!(e.reason.contains("not true or false"), "{e}");
+        // The current value is not a change.
+        assert!(validate(&d, &json!({"controls": {"Brightness": 0.0}}))
+            .expect("no-op")
+            .controls
+            .is_empty());
+        // Floats are not whole numbers for integer fields.
+        let e = validate(&d, &json!({"width": 640.5})).unwrap_err();
+        assert!(e.reason.contains("whole number"), "{e}");
+        let v = describe_json(&d);
+        assert_eq!(v["controls"][1]["type"], "float");
+        assert_eq!(v["controls"][1]["step"], 0.01);
+        assert_eq!(v["controls"][1]["value"], 0.0);
+        assert_eq!(v["controls"][2]["value"], true);
+        assert_eq!(v["controls"][2]["default"], true);
     }
 
     #[test]

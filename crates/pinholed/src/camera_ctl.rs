@@ -10,6 +10,12 @@
 //! ([`Active`]) through a second file descriptor (V4L2 allows that while
 //! another one streams); the chosen values ([`SavedControls`]) are applied
 //! by the V4L2 source every time it opens the camera.
+//!
+//! A libcamera camera's controls live in the helper process: the helper
+//! announces them, a `PUT` goes to it as `SetControls` and waits for its
+//! answer ([`LibcameraControls`]), and the saved values are sent to every
+//! helper that starts. libcamera cannot read most controls back, so the
+//! values shown are those last set (or the camera's defaults).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,14 +23,21 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use pinhole_camera_proto::{ControlInfo, ControlType, ControlValue};
+use pinhole_capture::libcamera::LibcameraControls;
 use pinhole_capture::v4l2::controls::{self, Control, SavedControls};
 use pinhole_capture::v4l2::device::RealDevice;
 use pinhole_capture::v4l2::sys;
 use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
-use pinhole_server::camera::{Applied, CameraBackend, CameraDescription, Changes, Kind, Setting};
+use pinhole_server::camera::{
+    Applied, CameraBackend, CameraDescription, Changes, Kind, Num, Setting,
+};
 use pinhole_server::AppState;
 
-use crate::config::Config;
+use crate::config::{Config, LibcameraControl};
+
+/// How long a `PUT` waits for the libcamera helper to take new controls.
+const LIBCAMERA_SET_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -155,6 +168,8 @@ pub struct DaemonCamera {
     active: Active,
     /// The control values chosen so far, applied by the V4L2 source.
     saved: SavedControls,
+    /// A libcamera camera's controls, through its helper.
+    libcamera: LibcameraControls,
     factory: Factory,
     supervisor: Arc<Supervisor>,
 }
@@ -165,6 +180,7 @@ impl DaemonCamera {
         config_path: Option<PathBuf>,
         active: Active,
         saved: SavedControls,
+        libcamera: LibcameraControls,
         factory: Factory,
         supervisor: Arc<Supervisor>,
     ) -> DaemonCamera {
@@ -173,6 +189,7 @@ impl DaemonCamera {
             config_path,
             active,
             saved,
+            libcamera,
             factory,
             supervisor,
         }
@@ -202,7 +219,7 @@ impl DaemonCamera {
                 step,
                 unit: Some(unit),
             },
-            value: i64::from(value),
+            value: Num::Int(i64::from(value)),
             default: None,
             supported: encodes,
             live: false,
@@ -245,7 +262,7 @@ impl DaemonCamera {
             key: key.into(),
             label: label.into(),
             kind,
-            value: 0,
+            value: Num::Int(0),
             default: None,
             supported: false,
             live: false,
@@ -267,6 +284,64 @@ impl DaemonCamera {
 
     /// Sets controls on the running camera; on a refusal, puts back the
     /// ones already set. The new values are remembered for the next open.
+    /// The libcamera camera's controls as settings, and a note saying
+    /// where their values come from.
+    fn libcamera_settings(&self, notes: &mut Vec<String>) -> Vec<Setting> {
+        let Some(infos) = self.libcamera.available() else {
+            notes.push(
+                "the camera helper is not running (yet): its controls appear once it has started"
+                    .into(),
+            );
+            return Vec::new();
+        };
+        if infos.is_empty() {
+            notes.push("the camera lists no adjustable controls".to_owned());
+            return Vec::new();
+        }
+        notes.push(
+            "libcamera controls show the value last set through pinhole, else the camera's \
+             default: libcamera cannot read most of them back (an automatic mode such as \
+             AeEnable may change what the camera really uses)"
+                .into(),
+        );
+        let saved = self.libcamera.saved();
+        infos
+            .iter()
+            .map(|i| libcamera_setting(i, saved.get(&i.name).copied()))
+            .collect()
+    }
+
+    /// Sends libcamera control changes to the helper and waits for its
+    /// answer; all or nothing. Returns the values, in the camera's types.
+    fn set_libcamera_controls(
+        &self,
+        changes: &BTreeMap<String, Num>,
+    ) -> Result<Vec<(String, ControlValue)>, String> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let infos = self
+            .libcamera
+            .available()
+            .ok_or("the camera helper is not running (starting or restarting)")?;
+        let mut values = Vec::new();
+        for (k, n) in changes {
+            let info = infos
+                .iter()
+                .find(|i| &i.name == k)
+                .ok_or_else(|| format!("controls.{k}: the camera no longer has it"))?;
+            let v = match info.kind() {
+                ControlType::Bool => ControlValue::Bool(n.as_f64() != 0.0),
+                ControlType::Int => ControlValue::Int(n.as_i64().unwrap_or(n.as_f64() as i64)),
+                ControlType::Float => ControlValue::Float(n.as_f64() as f32),
+            };
+            values.push((k.clone(), v));
+        }
+        self.libcamera.set(values.clone(), LIBCAMERA_SET_TIMEOUT)?;
+        tracing::info!(?values, "libcamera controls set");
+        Ok(values)
+    }
+
     fn set_controls(&self, changes: &BTreeMap<String, i64>) -> Result<(), String> {
         if changes.is_empty() {
             return Ok(());
@@ -287,27 +362,14 @@ impl CameraBackend for DaemonCamera {
         let cfg = lock(&self.cfg).clone();
         let kind = self.active.get().0;
         let mut notes = Vec::new();
-        let controls = match self.camera_controls() {
-            Ok(c) if c.is_empty() => {
-                notes.push("the camera lists no adjustable controls".to_owned());
-                c
-            }
-            Ok(c) => c,
-            Err(e) if cfg.source == "auto" && kind != "v4l2" => {
-                notes.push(format!(
-                    "{e}; source auto: they appear when a camera is found"
-                ));
-                Vec::new()
-            }
-            Err(e) => {
-                notes.push(e);
-                Vec::new()
-            }
+        let controls = if kind == "libcamera" {
+            self.libcamera_settings(&mut notes)
+        } else {
+            self.v4l2_settings(&cfg, kind, &mut notes)
         };
         if self.config_path.is_none() {
             notes.push("no --config file: changes last until the daemon restarts".into());
         }
-        let controls = controls.iter().map(control_setting).collect();
         CameraDescription {
             source: kind.into(),
             fields: self.fields(&cfg, kind),
@@ -330,8 +392,16 @@ impl CameraBackend for DaemonCamera {
                 _ => return Err(format!("{k}: cannot be changed")),
             }
         }
-        for (k, v) in &changes.controls {
-            new.camera.controls.insert(k.clone(), *v);
+        let libcamera = self.active.get().0 == "libcamera";
+        let mut v4l2_changes = BTreeMap::new();
+        if !libcamera {
+            for (k, v) in &changes.controls {
+                let v = v
+                    .as_i64()
+                    .ok_or_else(|| format!("controls.{k}: a V4L2 control takes whole numbers"))?;
+                new.camera.controls.insert(k.clone(), v);
+                v4l2_changes.insert(k.clone(), v);
+            }
         }
         new.validate().map_err(|e| e.to_string())?;
         // Build first: a source that cannot be built changes nothing.
@@ -340,7 +410,13 @@ impl CameraBackend for DaemonCamera {
         } else {
             Some((self.factory)(&new)?)
         };
-        self.set_controls(&changes.controls)?;
+        if libcamera {
+            for (k, v) in self.set_libcamera_controls(&changes.controls)? {
+                new.camera.libcamera_controls.insert(k, saved_value(v));
+            }
+        } else {
+            self.set_controls(&v4l2_changes)?;
+        }
         let mut out = Applied::default();
         if let Some(next) = next {
             self.supervisor.replace(next);
@@ -361,6 +437,110 @@ impl CameraBackend for DaemonCamera {
     }
 }
 
+impl DaemonCamera {
+    /// The V4L2 camera's controls, read from the driver now.
+    fn v4l2_settings(&self, cfg: &Config, kind: &str, notes: &mut Vec<String>) -> Vec<Setting> {
+        let controls = match self.camera_controls() {
+            Ok(c) if c.is_empty() => {
+                notes.push("the camera lists no adjustable controls".to_owned());
+                c
+            }
+            Ok(c) => c,
+            Err(e) if cfg.source == "auto" && kind != "v4l2" => {
+                notes.push(format!(
+                    "{e}; source auto: they appear when a camera is found"
+                ));
+                Vec::new()
+            }
+            Err(e) => {
+                notes.push(e);
+                Vec::new()
+            }
+        };
+        controls.iter().map(control_setting).collect()
+    }
+}
+
+/// The saved form of a libcamera value (floats as the shortest decimal
+/// that reads back as the same f32: `0.1`, not `0.10000000149011612`).
+fn saved_value(v: ControlValue) -> LibcameraControl {
+    match v {
+        ControlValue::Bool(b) => LibcameraControl::Bool(b),
+        ControlValue::Int(i) => LibcameraControl::Int(i),
+        ControlValue::Float(f) => LibcameraControl::Float(f32_to_f64(f)),
+    }
+}
+
+fn f32_to_f64(f: f32) -> f64 {
+    f.to_string().parse().unwrap_or(f64::from(f))
+}
+
+/// The saved libcamera values of a config, for the helper.
+pub fn libcamera_controls(cfg: &Config) -> LibcameraControls {
+    LibcameraControls::new(
+        cfg.camera
+            .libcamera_controls
+            .iter()
+            .map(|(k, v)| {
+                let v = match *v {
+                    LibcameraControl::Bool(b) => ControlValue::Bool(b),
+                    LibcameraControl::Int(i) => ControlValue::Int(i),
+                    LibcameraControl::Float(f) => ControlValue::Float(f as f32),
+                };
+                (k.clone(), v)
+            })
+            .collect(),
+    )
+}
+
+/// A libcamera control as a setting; `set`: the value last set, if any.
+fn libcamera_setting(i: &ControlInfo, set: Option<ControlValue>) -> Setting {
+    let num = |v: ControlValue| match v {
+        ControlValue::Bool(b) => Num::Int(i64::from(b)),
+        ControlValue::Int(n) => Num::Int(n),
+        ControlValue::Float(f) => Num::Float(f32_to_f64(f)),
+    };
+    let kind = match i.kind() {
+        ControlType::Bool => Kind::Bool,
+        ControlType::Int => Kind::Int {
+            min: i.min.as_f64() as i64,
+            max: i.max.as_f64() as i64,
+            step: 1,
+            unit: None,
+        },
+        ControlType::Float => {
+            let (min, max) = (num(i.min).as_f64(), num(i.max).as_f64());
+            Kind::Float {
+                min,
+                max,
+                step: float_step(max - min),
+            }
+        }
+    };
+    let value = set
+        .and_then(|v| pinhole_camera_proto::control::coerce(i, v))
+        .unwrap_or(i.default);
+    Setting {
+        key: i.name.clone(),
+        label: i.name.clone(),
+        kind,
+        value: num(value),
+        default: Some(num(i.default)),
+        supported: true,
+        live: true,
+        note: None,
+    }
+}
+
+/// A slider step of about 1/100 of the range, rounded down to a power of
+/// ten (Brightness -1..1 → 0.01, Contrast 0..32 → 0.1).
+fn float_step(range: f64) -> f64 {
+    if !(range.is_finite() && range > 0.0) {
+        return 0.01;
+    }
+    10f64.powf((range / 100.0).log10().floor())
+}
+
 fn control_setting(c: &Control) -> Setting {
     let i = &c.info;
     let kind = match i.kind {
@@ -379,8 +559,8 @@ fn control_setting(c: &Control) -> Setting {
         key: c.key.clone(),
         label: i.name.clone(),
         kind,
-        value: c.value,
-        default: Some(i.default),
+        value: Num::Int(c.value),
+        default: Some(Num::Int(i.default)),
         supported: !read_only,
         live: true,
         note: if read_only {
@@ -438,6 +618,24 @@ pub fn persist(path: &Path, cfg: &Config) -> std::io::Result<()> {
         camera.insert("controls".into(), toml::Value::Table(controls));
         table.insert("camera".into(), toml::Value::Table(camera));
     }
+    if !cfg.camera.libcamera_controls.is_empty() {
+        let mut camera = section(&mut table, "camera")?;
+        let controls = cfg
+            .camera
+            .libcamera_controls
+            .iter()
+            .map(|(k, v)| {
+                let v = match *v {
+                    LibcameraControl::Bool(b) => toml::Value::Boolean(b),
+                    LibcameraControl::Int(i) => toml::Value::Integer(i),
+                    LibcameraControl::Float(f) => toml::Value::Float(f),
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        camera.insert("libcamera_controls".into(), toml::Value::Table(controls));
+        table.insert("camera".into(), toml::Value::Table(camera));
+    }
     let out = toml::to_string(&table).map_err(|e| Error::other(e.to_string()))?;
     write_atomically(path, out.as_bytes())
 }
@@ -485,6 +683,35 @@ mod tests {
     }
 
     #[test]
+    fn libcamera_controls_as_settings() {
+        assert_eq!(float_step(2.0), 0.01, "Brightness -1..1");
+        assert_eq!(float_step(32.0), 0.1, "Contrast 0..32");
+        assert_eq!(float_step(0.0), 0.01);
+        let infos = pinhole_camera_proto::fake::fake_controls();
+        let b = libcamera_setting(&infos[1], Some(ControlValue::Float(0.1)));
+        assert_eq!(b.key, "Brightness");
+        assert_eq!(b.value, Num::Float(0.1), "f32 0.1 shown as 0.1");
+        assert_eq!(b.default, Some(Num::Float(0.0)));
+        assert_eq!(
+            b.kind,
+            Kind::Float {
+                min: -1.0,
+                max: 1.0,
+                step: 0.01
+            }
+        );
+        // Unset, or a saved value that does not fit: the camera's default.
+        let ae = libcamera_setting(&infos[0], None);
+        assert_eq!((ae.kind, ae.value), (Kind::Bool, Num::Int(1)));
+        let exp = libcamera_setting(&infos[3], Some(ControlValue::Int(5)));
+        assert_eq!(exp.value, Num::Int(20_000));
+        assert_eq!(
+            saved_value(ControlValue::Float(0.1)),
+            LibcameraControl::Float(0.1)
+        );
+    }
+
+    #[test]
     fn persist_keeps_other_sections() {
         let dir = std::env::temp_dir().join(format!("pinhole-persist-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
@@ -499,6 +726,12 @@ mod tests {
         cfg.video.height = 360;
         cfg.video.fps = 12;
         cfg.camera.controls.insert("brightness".into(), 7);
+        cfg.camera
+            .libcamera_controls
+            .insert("Brightness".into(), LibcameraControl::Float(0.25));
+        cfg.camera
+            .libcamera_controls
+            .insert("AeEnable".into(), LibcameraControl::Bool(false));
         persist(&path, &cfg).expect("persist");
         let text = std::fs::read_to_string(&path).expect("read");
         let back = Config::from_toml(&text, &path).expect("parse");
@@ -508,6 +741,16 @@ mod tests {
         );
         assert_eq!(back.http.jpeg_quality, 70, "other sections stay");
         assert_eq!(back.camera.controls["brightness"], 7);
+        assert_eq!(
+            back.camera.libcamera_controls["Brightness"],
+            LibcameraControl::Float(0.25)
+        );
+        assert_eq!(
+            back.camera.libcamera_controls["AeEnable"],
+            LibcameraControl::Bool(false)
+        );
+        let saved = libcamera_controls(&back).saved();
+        assert_eq!(saved["Brightness"], ControlValue::Float(0.25));
         assert_eq!(back.camera.encoder, "software");
         let leftovers: Vec<_> = std::fs::read_dir(&dir)
             .expect("ls")

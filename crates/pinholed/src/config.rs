@@ -120,9 +120,22 @@ pub struct CameraConfig {
     /// The camera's own controls by slug (`brightness = 10`), set when the
     /// daemon starts; `PUT /api/camera` writes them here.
     pub controls: std::collections::BTreeMap<String, i64>,
+    /// A libcamera camera's controls by libcamera's name (`Brightness =
+    /// 0.25`, `AeEnable = false`), sent to every helper that starts; kept
+    /// apart from the V4L2 `controls` so the two never collide.
+    pub libcamera_controls: std::collections::BTreeMap<String, LibcameraControl>,
     /// The libcamera helper (`libcamera[:id]`, `auto`); unset: next to
     /// pinholed, then /usr/libexec/pinhole, /usr/lib/pinhole.
     pub libcamera_helper: Option<PathBuf>,
+}
+
+/// One saved libcamera control value, as TOML has it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum LibcameraControl {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
 }
 
 impl Default for CameraConfig {
@@ -131,6 +144,7 @@ impl Default for CameraConfig {
             encoder: "software".into(),
             stall_timeout_ms: 3000,
             controls: Default::default(),
+            libcamera_controls: Default::default(),
             libcamera_helper: None,
         }
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use pinhole_capture::libcamera::LibcameraControls;
 use pinhole_capture::pipe::{parse_pipe_spec, PipeInput, PipeSource};
 use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
 use pinhole_capture::v4l2::controls::SavedControls;
@@ -85,6 +86,8 @@ struct Wiring {
     saved: SavedControls,
     /// The kind of source and camera device running now.
     active: camera_ctl::Active,
+    /// A libcamera camera's controls (saved values, the running helper's list).
+    libcamera: LibcameraControls,
 }
 
 fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
@@ -112,7 +115,7 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
         "auto" => {
             // A libcamera camera first (a Pi camera module where the kernel
             // has the ISP); its helper is asked once, at start.
-            let libcamera_skip = match libcamera_source::auto(cfg, clock.clone()) {
+            let libcamera_skip = match libcamera_source::auto(cfg, clock.clone(), &w.libcamera) {
                 Ok((src, chose)) => {
                     let why = format!("auto: {chose}");
                     tracing::info!(reason = %why, "auto: using a libcamera camera");
@@ -163,7 +166,7 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
                 .map(|s| Box::new(s) as Box<dyn Source>)
                 .map_err(|e| e.to_string())
         }
-        _ => match libcamera_source::make(cfg, spec, clock) {
+        _ => match libcamera_source::make(cfg, spec, clock, &w.libcamera) {
             Some(r) => {
                 w.active.set("libcamera", None);
                 r
@@ -197,6 +200,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
         clock: Arc::new(SystemClock::new()),
         saved: SavedControls::new(cfg.camera.controls.clone()),
         active: camera_ctl::Active::default(),
+        libcamera: camera_ctl::libcamera_controls(&cfg),
     };
     let source = make_source(&cfg, &wiring)?;
     let info = source.info();
@@ -251,12 +255,14 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     let probe = listeners.first().map(|l| l.local_addr());
     let supervisor = camera_ctl::Supervisor::spawn(source, state.clone());
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
+    let libcamera = wiring.libcamera.clone();
     let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, &wiring));
     let camera = camera_ctl::DaemonCamera::new(
         cfg.clone(),
         config_path,
         active,
         saved,
+        libcamera,
         factory,
         supervisor.clone(),
     );

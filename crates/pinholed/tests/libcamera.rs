@@ -254,3 +254,271 @@ async fn auto_prefers_a_libcamera_camera_and_says_why() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One HTTP/1.0 request; the body as bytes (a snapshot is binary).
+async fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header");
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head, buf[split + 4..].to_vec())
+}
+
+async fn get_json(addr: &str, path: &str) -> Value {
+    let (status, _, body) = http(addr, "GET", path, &[], "").await;
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).expect("json")
+}
+
+/// An admin session cookie (sets the password on first use).
+async fn admin(addr: &str) -> String {
+    let origin = format!("http://{addr}");
+    for path in ["/api/auth/setup", "/api/auth/login"] {
+        let (status, head, _) = http(
+            addr,
+            "POST",
+            path,
+            &[("origin", &origin), ("content-type", "application/json")],
+            "{\"password\":\"libcamera test password\"}",
+        )
+        .await;
+        if status == 200 {
+            let cookie = head
+                .lines()
+                .find_map(|l| l.strip_prefix("set-cookie: "))
+                .expect("cookie");
+            return cookie.split(';').next().expect("name=value").to_owned();
+        }
+    }
+    panic!("cannot log in");
+}
+
+async fn put_camera(addr: &str, cookie: &str, body: &str) -> (u16, Value) {
+    let origin = format!("http://{addr}");
+    let (status, _, body) = http(
+        addr,
+        "PUT",
+        "/api/camera",
+        &[
+            ("origin", &origin),
+            ("cookie", cookie),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// Mean luma of `/snapshot.jpg` (decoded to RGB; Rec. 601 weights).
+async fn snapshot_luma(addr: &str) -> f64 {
+    let (status, _, jpeg) = http(addr, "GET", "/snapshot.jpg", &[], "").await;
+    assert_eq!(status, 200, "snapshot");
+    let mut dec = jpeg_decoder::Decoder::new(&jpeg[..]);
+    let px = dec.decode().expect("a JPEG");
+    let info = dec.info().expect("info");
+    let n = usize::from(info.width) * usize::from(info.height);
+    let sum: f64 = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => px.iter().map(|&p| f64::from(p)).sum(),
+        _ => px
+            .chunks_exact(3)
+            .map(|c| 0.299 * f64::from(c[0]) + 0.587 * f64::from(c[1]) + 0.114 * f64::from(c[2]))
+            .sum(),
+    };
+    sum / n as f64
+}
+
+/// Waits until the snapshot's mean luma satisfies `pred`; returns it.
+async fn wait_luma(addr: &str, secs: u64, what: &str, pred: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let l = snapshot_luma(addr).await;
+        if pred(l) {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "{what}: mean luma stays {l:.1}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_running(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(addr).await;
+        if s["source"]["state"] == "running" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never running: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn control<'a>(cam: &'a Value, key: &str) -> &'a Value {
+    cam["controls"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["key"] == key))
+        .unwrap_or_else(|| panic!("no control {key}: {cam}"))
+}
+
+#[tokio::test]
+async fn camera_controls_are_listed_set_saved_and_reapplied() {
+    let dir = temp_dir("controls");
+    let cfg = fake_helper_config(&dir);
+    let d = start("libcamera", &cfg, &dir.join("hls"));
+    wait_running(&d.addr).await;
+
+    // GET lists the helper's controls in the V4L2 controls' shape.
+    let cam = get_json(&d.addr, "/api/camera").await;
+    assert_eq!(cam["source"], "libcamera", "{cam}");
+    let keys: Vec<&str> = cam["controls"]
+        .as_array()
+        .expect("controls")
+        .iter()
+        .filter_map(|c| c["key"].as_str())
+        .collect();
+    assert_eq!(keys, ["AeEnable", "Brightness", "Contrast", "ExposureTime"]);
+    let b = control(&cam, "Brightness");
+    assert_eq!(
+        (
+            &b["type"],
+            &b["min"],
+            &b["max"],
+            &b["step"],
+            &b["value"],
+            &b["default"]
+        ),
+        (
+            &Value::from("float"),
+            &Value::from(-1.0),
+            &Value::from(1.0),
+            &Value::from(0.01),
+            &Value::from(0.0),
+            &Value::from(0.0)
+        ),
+        "{b}"
+    );
+    assert_eq!(control(&cam, "AeEnable")["type"], "boolean");
+    assert_eq!(control(&cam, "AeEnable")["value"], true);
+    assert_eq!(control(&cam, "ExposureTime")["type"], "integer");
+    assert_eq!(control(&cam, "ExposureTime")["min"], 100);
+    let dark = snapshot_luma(&d.addr).await;
+
+    // Out of range: 400 naming the field and range; nothing applied.
+    let cookie = admin(&d.addr).await;
+    let (st, err) = put_camera(
+        &d.addr,
+        &cookie,
+        r#"{"controls":{"Contrast":2.5,"Brightness":1.5}}"#,
+    )
+    .await;
+    assert_eq!(st, 400, "{err}");
+    assert_eq!(err["field"], "controls.Brightness", "{err}");
+    assert_eq!(err["allowed"], "-1 to 1", "{err}");
+    let cam = get_json(&d.addr, "/api/camera").await;
+    assert_eq!(
+        control(&cam, "Contrast")["value"],
+        1.0,
+        "nothing half-applied"
+    );
+    let saved = std::fs::read_to_string(&cfg).expect("config");
+    assert!(!saved.contains("libcamera_controls"), "{saved}");
+    let (st, err) = put_camera(&d.addr, &cookie, r#"{"controls":{"AeEnable":0}}"#).await;
+    assert_eq!(st, 400, "{err}");
+
+    // A valid PUT reaches the camera: the picture gets brighter.
+    let (st, ok) = put_camera(
+        &d.addr,
+        &cookie,
+        r#"{"controls":{"Brightness":0.5,"AeEnable":false}}"#,
+    )
+    .await;
+    assert_eq!(st, 200, "{ok}");
+    assert_eq!(ok["persisted"], true, "{ok}");
+    assert_eq!(ok["restarted"], false, "{ok}");
+    assert_eq!(control(&ok, "Brightness")["value"], 0.5, "{ok}");
+    assert_eq!(control(&ok, "AeEnable")["value"], false, "{ok}");
+    let bright = wait_luma(&d.addr, 10, "Brightness 0.5", |l| l > dark + 30.0).await;
+    eprintln!("snapshot mean luma: {dark:.1} → {bright:.1} with Brightness 0.5");
+    let saved = std::fs::read_to_string(&cfg).expect("config");
+    let table: toml::Table = toml::from_str(&saved).expect("toml");
+    let lc = &table["camera"]["libcamera_controls"];
+    assert_eq!(lc["Brightness"].as_float(), Some(0.5), "{saved}");
+    assert_eq!(lc["AeEnable"].as_bool(), Some(false), "{saved}");
+    assert!(
+        table["camera"].get("controls").is_none(),
+        "V4L2 controls untouched: {saved}"
+    );
+
+    // The helper dies: a new one gets the saved values again.
+    let helpers = children_of(d.child.id());
+    assert_eq!(helpers.len(), 1, "{helpers:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(helpers[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the helper");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lost = false;
+    loop {
+        let line = d
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the daemon logs the restart and the controls set again");
+        lost |= line.contains("killed by signal 9");
+        if lost && line.contains("libcamera: saved controls set") {
+            break;
+        }
+    }
+    wait_running(&d.addr).await;
+    let after = children_of(d.child.id());
+    assert!(after.len() == 1 && after[0] != helpers[0], "{after:?}");
+    // Frames from the new helper only (its first ones may predate the set).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = wait_luma(&d.addr, 10, "Brightness after the restart", |l| {
+        l > dark + 30.0
+    })
+    .await;
+    eprintln!("after the helper restart: {again:.1}");
+
+    // A daemon started from the saved config sends them at once.
+    drop(d);
+    let d = start("libcamera", &cfg, &dir.join("hls"));
+    wait_running(&d.addr).await;
+    let cam = get_json(&d.addr, "/api/camera").await;
+    assert_eq!(control(&cam, "Brightness")["value"], 0.5, "{cam}");
+    wait_luma(&d.addr, 10, "Brightness from the config", |l| {
+        l > dark + 30.0
+    })
+    .await;
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

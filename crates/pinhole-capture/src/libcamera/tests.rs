@@ -2,6 +2,7 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openh264::formats::YUVSource;
 use pinhole_camera_proto::fake::{self, FakeOptions};
 use pinhole_media::SystemClock;
 
@@ -178,4 +179,101 @@ fn bad_configs_are_refused() {
     .err()
     .expect("odd width");
     assert!(e.to_string().contains("sizes must be even"), "{e}");
+}
+
+/// Mean luma of each decoded picture of `aus` (decoded from the first).
+fn lumas(aus: &[AccessUnit], w: usize, h: usize) -> Vec<f64> {
+    let mut dec = openh264::decoder::Decoder::new().expect("decoder");
+    let mut out = Vec::new();
+    for au in aus {
+        let Ok(Some(yuv)) = dec.decode(&au.data) else {
+            continue;
+        };
+        let stride = yuv.strides().0;
+        let y = yuv.y();
+        let sum: u64 = (0..h)
+            .flat_map(|r| y[r * stride..r * stride + w].iter())
+            .map(|&p| u64::from(p))
+            .sum();
+        out.push(sum as f64 / (w * h) as f64);
+    }
+    out
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+#[test]
+fn controls_are_set_saved_and_sent_again_to_a_new_helper() {
+    use pinhole_camera_proto::ControlValue::Float;
+    let sockets = Sockets::default();
+    let mut cfg = config(None);
+    let controls = LibcameraControls::default();
+    cfg.controls = controls.clone();
+    let mut src = LibcameraSource::with_spawner(
+        cfg,
+        Arc::new(SystemClock::new()),
+        thread_spawner(FakeOptions::default(), sockets.clone()),
+    )
+    .expect("source");
+    let sink = Arc::new(Sink::default());
+    let stop = StopFlag::new();
+    let t = {
+        let (sink, stop) = (sink.clone(), stop.clone());
+        std::thread::spawn(move || src.run(&*sink, &stop))
+    };
+    wait_for("frames", || sink.count() >= 10);
+    let names: Vec<String> = controls
+        .available()
+        .expect("announced")
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["AeEnable", "Brightness", "Contrast", "ExposureTime"]
+    );
+    let e = controls
+        .set(
+            vec![
+                ("Brightness".into(), Float(0.5)),
+                ("Zoom".into(), Float(1.0)),
+            ],
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+    assert!(e.starts_with("controls.Zoom:"), "{e}");
+    let before = sink.count();
+    controls
+        .set(
+            vec![("Brightness".into(), Float(0.6))],
+            Duration::from_secs(5),
+        )
+        .expect("the helper accepts");
+    let set_at = sink.count();
+    wait_for("frames after the set", || sink.count() >= set_at + 12);
+    let (w, h) = (96, 60);
+    let l = lumas(&sink.aus.lock().expect("lock"), w, h);
+    let (old, new) = (mean(&l[2..before]), mean(&l[set_at + 4..]));
+    assert!(
+        new - old > 40.0,
+        "Brightness 0.6 reached the camera: mean luma {old:.1} → {new:.1}"
+    );
+    assert_eq!(controls.saved()["Brightness"], Float(0.6));
+
+    // A new helper starts from its defaults: the saved value is sent again.
+    let crashed_at = sink.count();
+    crash(&sockets, 0);
+    wait_for("frames after the restart", || {
+        sockets.lock().expect("lock").len() == 2 && sink.count() >= crashed_at + 15
+    });
+    let l = lumas(&sink.aus.lock().expect("lock"), w, h);
+    let again = mean(&l[l.len() - 6..]);
+    assert!(
+        again - old > 40.0,
+        "Brightness re-applied after the restart: {old:.1} → {again:.1}"
+    );
+    stop.stop();
+    t.join().expect("thread").expect("run");
 }
