@@ -33,6 +33,7 @@ const { values: opt } = parseArgs({
     viewers: { type: 'string' },
     out: { type: 'string' },
     query: { type: 'string' }, // extra query for our UI pages, e.g. mse_tune=0.1,0.12,0.25
+    'daemon-args': { type: 'string' }, // extra pinholed arguments, e.g. "--keyframe-interval 30"
   },
 });
 const SMOKE = opt.smoke;
@@ -269,7 +270,8 @@ async function main() {
   const startedAt = new Date();
   const loadBefore = loadavg();
   log(`load ${loadBefore}; ${SMOKE ? 'SMOKE' : 'full'} run, warm ${WARM_S} s, measure ${MEASURE_S} s, long ${LONG_S} s, ${VIEWERS} byte viewers`);
-  const daemon = await startDaemon(await freePort());
+  const extraArgs = (opt['daemon-args'] || '').split(/\s+/).filter(Boolean);
+  const daemon = await startDaemon(await freePort(), { extraArgs });
   const base = daemon.base;
   let seeds;
   const results = [];
@@ -307,6 +309,8 @@ async function main() {
         const s = summarize(r.samples, r.seconds);
         results.push({ ...p, kind: 'browser', ...s, unreadable: r.unreadable, extra: r.extra, samples: r.samples });
         log(`  ${p.id}: n ${s.n}, p50 ${s.p50} ms, p95 ${s.p95} ms, max ${s.max} ms, ${s.fps?.toFixed(1)} fps ${JSON.stringify(r.extra)}`);
+        // With --out (experiments), every frame too: "seconds latency-ms" per line.
+        if (opt.out) fs.writeFileSync(path.join(OUT, `samples-${p.id}.dat`), r.samples.map(([t, l]) => `${(t / 1000).toFixed(3)} ${l}`).join('\n') + '\n');
       } catch (e) {
         log(`  ${p.id} FAILED: ${e.message}`);
         results.push({ ...p, kind: 'browser', n: 0, error: e.message.split('\n')[0] });
