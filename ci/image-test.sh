@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Cold path CI runs: cross-build pinholed, build the qemu-arm64 image, boot it
-# in QEMU and run the system test. Needs root (apt, binfmt, mmdebstrap).
+# in QEMU and run the system test, then the V4L2 camera scenarios on vivid
+# with the same binary and image (tests/qemu/vivid: run.sh in an initramfs,
+# image_hotplug.py in the image). Needs root (apt, binfmt, mmdebstrap).
 #   ci/image-test.sh [--no-ab]        (extra args go to tests/qemu/boot_test.py)
-# Prints timings: binary size, image build time/size, boot to first frame.
+# Prints timings: binary size, image build time/size, boot to first frame,
+# and each test's duration.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -28,9 +31,17 @@ mkdir -p out/test
 rc=0
 python3 tests/qemu/boot_test.py --log-dir out/test "$@" "$img" || rc=$?
 t3=$(date +%s)
+# One QEMU at a time: each of these boots its own guest.
+echo "---- vivid: initramfs scenario (tests/qemu/vivid/run.sh) ----"
+VIVID_LOG=out/test/vivid-console.log tests/qemu/vivid/run.sh "$bin" || rc=$?
+t4=$(date +%s)
+echo "---- vivid: hotplug in the image (tests/qemu/vivid/image_hotplug.py) ----"
+HOTPLUG_LOG=out/test/hotplug-console.log python3 tests/qemu/vivid/image_hotplug.py "$img" || rc=$?
+t5=$(date +%s)
 echo "---- image-test summary ----"
 echo "pinholed:     $(stat -c %s "$bin") bytes (static aarch64), cross build $((t1 - t0))s"
 echo "image:        $img, $(du -h --apparent-size "$img" | cut -f1) ($(du -h "$img" | cut -f1) allocated), built in $((t2 - t1))s"
 grep -E '^(root.sqfs|initrd):' "${img%.img}.summary" || true
 echo "system test:  $((t3 - t2))s; console log out/test/console.log"
+echo "vivid:        initramfs $((t4 - t3))s (out/test/vivid-console.log), image hotplug $((t5 - t4))s (out/test/hotplug-console.log)"
 exit "$rc"

@@ -127,6 +127,10 @@ pub struct CameraConfig {
     /// The libcamera helper (`libcamera[:id]`, `auto`); unset: next to
     /// pinholed, then /usr/libexec/pinhole, /usr/lib/pinhole.
     pub libcamera_helper: Option<PathBuf>,
+    /// `auto` with no camera asks the libcamera helper again when a
+    /// `/dev/media*` node appears or changes, and at least this often
+    /// (seconds; 0: only on such changes).
+    pub libcamera_rescan_s: u32,
 }
 
 /// One saved libcamera control value, as TOML has it.
@@ -146,6 +150,7 @@ impl Default for CameraConfig {
             controls: Default::default(),
             libcamera_controls: Default::default(),
             libcamera_helper: None,
+            libcamera_rescan_s: 60,
         }
     }
 }
@@ -483,6 +488,12 @@ impl Config {
             return bad(
                 "camera.encoder",
                 format!("{enc:?} (allowed: \"software\" or \"m2m:/dev/videoN\")"),
+            );
+        }
+        if self.camera.libcamera_rescan_s > 86_400 {
+            return bad(
+                "camera.libcamera_rescan_s",
+                format!("{} (allowed: 0-86400)", self.camera.libcamera_rescan_s),
             );
         }
         if !(500..=60_000).contains(&self.camera.stall_timeout_ms) {

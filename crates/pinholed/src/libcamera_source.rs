@@ -2,6 +2,7 @@
 //! camera runs in the `pinhole-libcamera` helper process
 //! (pinhole_capture::libcamera, docs/cameras.md).
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use pinhole_capture::libcamera::{
 use pinhole_capture::Source;
 use pinhole_media::Clock;
 
+use crate::auto;
 use crate::config::Config;
 
 fn config(
@@ -48,26 +50,41 @@ pub fn make(
     })())
 }
 
-/// For `auto`: the helper's first camera, with the reason it was chosen,
-/// or why there is none.
-pub fn auto(
+/// For `auto`: how to find the helper (a stat, no process) and ask it for
+/// its cameras (a helper process, bounded by the protocol's timeouts).
+pub fn probe(cfg: &Config) -> auto::LibcameraProbe {
+    let configured = cfg.camera.libcamera_helper.clone();
+    auto::LibcameraProbe {
+        locate: Box::new(move || find_helper(configured.as_deref())),
+        list: Arc::new(|helper: &Path| {
+            let mut spawn = process_spawner(helper.to_owned(), Vec::new());
+            let cameras = list_cameras(&mut spawn)?;
+            Ok(cameras
+                .into_iter()
+                .map(|c| auto::Candidate {
+                    what: format!(
+                        "libcamera camera {} ({}) via {}",
+                        c.id,
+                        c.model,
+                        helper.display()
+                    ),
+                    camera: auto::Camera::Libcamera(c.id),
+                })
+                .collect())
+        }),
+        media: Box::new(|| auto::media_nodes(Path::new("/dev"))),
+    }
+}
+
+/// For `auto`: the libcamera camera `id`.
+pub fn camera(
     cfg: &Config,
+    id: &str,
     clock: Arc<dyn Clock>,
     controls: &LibcameraControls,
-) -> Result<(Box<dyn Source>, String), String> {
+) -> Result<Box<dyn Source>, String> {
     let helper = find_helper(cfg.camera.libcamera_helper.as_deref())?;
-    let mut spawn = process_spawner(helper.clone(), Vec::new());
-    let cameras = list_cameras(&mut spawn)?;
-    let first = cameras
-        .first()
-        .ok_or_else(|| format!("{} sees no camera", helper.display()))?;
-    let why = format!(
-        "libcamera camera {} ({}) via {}",
-        first.id,
-        first.model,
-        helper.display()
-    );
-    let src = LibcameraSource::new(config(cfg, helper, Some(first.id.clone()), controls), clock)
-        .map_err(|e| e.to_string())?;
-    Ok((Box::new(src), why))
+    LibcameraSource::new(config(cfg, helper, Some(id.to_owned()), controls), clock)
+        .map(|s| Box::new(s) as Box<dyn Source>)
+        .map_err(|e| e.to_string())
 }

@@ -114,16 +114,8 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
         }
         "auto" => {
             // A libcamera camera first (a Pi camera module where the kernel
-            // has the ISP); its helper is asked once, at start.
-            let libcamera_skip = match libcamera_source::auto(cfg, clock.clone(), &w.libcamera) {
-                Ok((src, chose)) => {
-                    let why = format!("auto: {chose}");
-                    tracing::info!(reason = %why, "auto: using a libcamera camera");
-                    w.active.set("libcamera", None);
-                    return Ok(Box::new(auto::Noted::new(src, why, clock.clone())));
-                }
-                Err(e) => format!("libcamera: {e}"),
-            };
+            // has the ISP), then V4L2, then the test pattern; rescanned
+            // while no camera runs (auto.rs).
             let want = v4l2::negotiate::Wanted {
                 width: cfg.video.width,
                 height: cfg.video.height,
@@ -131,18 +123,33 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
                 fourcc: None,
             };
             let (c, wc) = (cfg.clone(), w.clone());
-            let camera: auto::CameraBuilder = Box::new(move |cand: &auto::Candidate| {
-                V4l2Source::new(v4l2_config(&c, &wc, cand.path.clone(), None), wc.clock.clone())
+            let camera: auto::CameraBuilder =
+                Box::new(move |cand: &auto::Candidate| match &cand.camera {
+                    auto::Camera::V4l2(path) => V4l2Source::new(
+                        v4l2_config(&c, &wc, path.clone(), None),
+                        wc.clock.clone(),
+                    )
                     .map(|s| Box::new(s) as Box<dyn Source>)
-                    .map_err(|e| e.to_string())
-            });
+                    .map_err(|e| e.to_string()),
+                    auto::Camera::Libcamera(id) => {
+                        libcamera_source::camera(&c, id, wc.clock.clone(), &wc.libcamera)
+                    }
+                });
+            let policy = auto::Policy {
+                libcamera_interval_us: u64::from(cfg.camera.libcamera_rescan_s) * 1_000_000,
+                ..auto::Policy::default()
+            };
             auto::AutoSource::new(
-                auto::v4l2_scanner(PathBuf::from("/dev"), want, libcamera_skip),
+                auto::scanner(
+                    auto::v4l2_scanner(PathBuf::from("/dev"), want),
+                    Some(libcamera_source::probe(cfg)),
+                    policy,
+                ),
                 camera,
                 || test_pattern(clock.clone()),
                 clock.clone(),
                 w.active.clone(),
-                auto::Policy::default(),
+                policy,
             )
             .map(|s| Box::new(s) as Box<dyn Source>)
         }

@@ -18,6 +18,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 const CHILD_ENV: &str = "PINHOLE_FAKE_HELPER_CHILD";
+const PLUGGED_ENV: &str = "PINHOLE_FAKE_PLUGGED_IF";
 
 /// Not a test: the entry point of the fake helper process. Without the
 /// variable it returns at once.
@@ -26,9 +27,15 @@ fn fake_helper_entry() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let result = pinhole_camera_proto::Channel::from_env().and_then(|ch| {
-        pinhole_camera_proto::fake::serve(&ch, &pinhole_camera_proto::fake::FakeOptions::default())
-    });
+    let mut options = pinhole_camera_proto::fake::FakeOptions::default();
+    // A camera "plugged in later": none until this file exists.
+    if let Some(marker) = std::env::var_os(PLUGGED_ENV) {
+        if !Path::new(&marker).exists() {
+            options.cameras.clear();
+        }
+    }
+    let result = pinhole_camera_proto::Channel::from_env()
+        .and_then(|ch| pinhole_camera_proto::fake::serve(&ch, &options));
     std::process::exit(if result.is_ok() { 0 } else { 1 });
 }
 
@@ -54,13 +61,19 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 /// A config naming a helper script that runs this binary as the fake.
 fn fake_helper_config(dir: &Path) -> PathBuf {
+    fake_helper_config_with(dir, "", "")
+}
+
+/// The same with extra variables for the fake (`NAME=value `) and extra
+/// `[camera]` keys.
+fn fake_helper_config_with(dir: &Path, env: &str, camera_keys: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
     let exe = std::env::current_exe().expect("test exe");
     let script = dir.join("pinhole-libcamera");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\n{CHILD_ENV}=1 exec '{}' --exact fake_helper_entry --nocapture --test-threads=1 -q\n",
+            "#!/bin/sh\n{env}{CHILD_ENV}=1 exec '{}' --exact fake_helper_entry --nocapture --test-threads=1 -q\n",
             exe.display()
         ),
     )
@@ -69,7 +82,10 @@ fn fake_helper_config(dir: &Path) -> PathBuf {
     let cfg = dir.join("config.toml");
     std::fs::write(
         &cfg,
-        format!("[camera]\nlibcamera_helper = \"{}\"\n", script.display()),
+        format!(
+            "[camera]\nlibcamera_helper = \"{}\"\n{camera_keys}",
+            script.display()
+        ),
     )
     .expect("config");
     cfg
@@ -519,6 +535,67 @@ async fn camera_controls_are_listed_set_saved_and_reapplied() {
         l > dark + 30.0
     })
     .await;
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn auto_switches_to_a_libcamera_camera_that_appears_later() {
+    let dir = temp_dir("later");
+    let marker = dir.join("plugged");
+    let cfg = fake_helper_config_with(
+        &dir,
+        &format!("{PLUGGED_ENV}='{}' ", marker.display()),
+        "libcamera_rescan_s = 1\n",
+    );
+    let d = start("auto", &cfg, &dir.join("hls"));
+    let s = status(&d.addr).await;
+    assert_eq!(s["source"]["kind"], "test", "{s}");
+    let detail = s["source"]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("auto: no camera (libcamera: the camera helper sees no camera"),
+        "{detail}"
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/h264", d.addr))
+        .await
+        .expect("ws connect");
+    frames(&mut ws, 5, 30).await;
+
+    std::fs::write(&marker, "").expect("plug the camera in");
+    let plugged = Instant::now();
+    let deadline = plugged + Duration::from_secs(30);
+    let s = loop {
+        let s = status(&d.addr).await;
+        if s["source"]["kind"] == "libcamera" && s["source"]["state"] == "running" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no switch to libcamera: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let detail = s["source"]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("[auto: libcamera camera fake/0 (fake-imx708) via")
+            && detail.contains("found while the test pattern ran]"),
+        "{detail}"
+    );
+    // The same viewer gets the camera's pictures (a new stream from a
+    // keyframe; some of the pattern's may still be queued before it).
+    assert!(
+        frames(&mut ws, 60, 30).await >= 1,
+        "no keyframe within 60 frames"
+    );
+    eprintln!("switched within {:?} of the plug", plugged.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let line = d
+            .log
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the daemon logs the switch");
+        if line.contains("auto: switching to a camera") {
+            assert!(line.contains("libcamera camera fake/0"), "{line}");
+            break;
+        }
+    }
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }

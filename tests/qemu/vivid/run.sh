@@ -19,20 +19,58 @@
 # PINHOLED defaults to cross/build.sh's binary. The kernel and modules come
 # from Debian's linux-image-*-arm64 package: the one in out/cache/apt (the
 # image build's cache) or, failing that, apt-get download. Exit 0 when every
-# check printed PASS. Needs qemu-system-aarch64 and cpio.
+# check printed PASS. Needs qemu-system-aarch64, cpio, binutils (strings),
+# xz-utils and ffmpeg (the luma check); as root it installs what is missing.
 set -euo pipefail
+need=()
+command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
+command -v cpio >/dev/null || need+=(cpio)
+command -v strings >/dev/null || need+=(binutils)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v python3 >/dev/null || need+=(python3)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "vivid: installing ${need[*]}"
+        apt-get -o DPkg::Lock::Timeout=900 update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+            --no-install-recommends "${need[@]}" >/dev/null
+    else
+        echo "vivid: missing ${need[*]} (apt-get install them)" >&2
+        exit 2
+    fi
+fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 bin=${1:-$repo/target-aarch64/aarch64-unknown-linux-gnu/release/pinholed}
 [ -x "$bin" ] || { echo "vivid: no pinholed at $bin (run cross/build.sh)" >&2; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-kdeb=$(ls "$repo"/out/cache/apt/linux-image-[0-9]*-arm64_*_arm64.deb 2>/dev/null | head -1 || true)
-if [ -z "$kdeb" ]; then
-    pkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null \
-          | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+# apt-get download PKG into $work/dl; with stale or no package lists (a
+# fresh machine, lists cleaned), as root: update them once and retry.
+fetch() {
+    # apt's sandbox user must be able to write the download directory.
     mkdir -p "$work/dl" && chmod 777 "$work/dl"
-    (cd "$work/dl" && apt-get download -qq "$pkg") || true
+    (cd "$work/dl" && apt-get download -qq "$1" 2>/dev/null) && return 0
+    [ "$(id -u)" = 0 ] || return 0
+    dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+    apt-get -o DPkg::Lock::Timeout=900 update -qq || true
+    (cd "$work/dl" && apt-get download -qq "$1") || true
+}
+# The image build's apt cache (image/build: PINHOLE_APT_CACHE); the newest
+# kernel there is the one the last image build installed.
+cache=${PINHOLE_APT_CACHE:-$repo/out/cache/apt}
+kdeb=$(ls "$cache"/linux-image-[0-9]*-arm64_*_arm64.deb 2>/dev/null | sort -V | tail -1 || true)
+if [ -z "$kdeb" ]; then
+    kpkg() { apt-cache depends linux-image-arm64:arm64 2>/dev/null \
+             | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+    pkg=$(kpkg)
+    if [ -z "$pkg" ] && [ "$(id -u)" = 0 ]; then
+        dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+        apt-get -o DPkg::Lock::Timeout=900 update -qq || true
+        pkg=$(kpkg)
+    fi
+    [ -n "$pkg" ] && fetch "$pkg"
     kdeb=$(ls "$work"/dl/linux-image-*.deb 2>/dev/null | head -1 || true)
 fi
 [ -n "$kdeb" ] || { echo "vivid: no linux-image arm64 package" >&2; exit 2; }
@@ -41,11 +79,9 @@ kernel=$(ls "$work"/k/boot/vmlinuz-* | head -1)
 mods=$(ls -d "$work"/k/lib/modules/* | head -1)
 
 mkdir -p "$work/ini"/{bin,proc,sys,dev,tmp,lib/modules}
-deb=${BUSYBOX_DEB:-$(ls "$repo"/out/cache/apt/busybox-static_*_arm64.deb 2>/dev/null | head -1 || true)}
+deb=${BUSYBOX_DEB:-$(ls "$cache"/busybox-static_*_arm64.deb 2>/dev/null | sort -V | tail -1 || true)}
 if [ -z "$deb" ]; then
-    # apt's sandbox user must be able to write the download directory.
-    mkdir -p "$work/dl" && chmod 777 "$work/dl"
-    (cd "$work/dl" && apt-get download -qq busybox-static:arm64) || true
+    fetch busybox-static:arm64
     deb=$(ls "$work"/dl/busybox-static_*_arm64.deb 2>/dev/null | head -1 || true)
 fi
 [ -n "$deb" ] || { echo "vivid: cannot fetch busybox-static:arm64" >&2; exit 2; }
