@@ -1,4 +1,6 @@
-//! `/snapshot.jpg` and `/mjpeg`: JPEG pictures decoded from the H.264 stream.
+//! `/snapshot.jpg` and `/mjpeg`: JPEG pictures decoded from the H.264 stream,
+//! or, when the camera itself delivers MJPEG, its own JPEGs passed through
+//! untouched (no decode, no re-encode, the camera's quality).
 //!
 //! One decoder thread serves every MJPEG viewer (it must decode every frame
 //! to follow the references, and encodes a JPEG at the configured rate); it
@@ -21,6 +23,46 @@ use crate::state::Output;
 use crate::{full, AppState, Body, ServerError};
 
 const BOUNDARY: &str = "pinholeframe";
+/// A camera JPEG older than this is stale: the camera stopped or the source
+/// changed to one without JPEGs, so outputs go back to decoding H.264.
+const CAMERA_JPEG_FRESH: Duration = Duration::from_secs(2);
+
+/// One picture from an MJPEG camera and when it arrived.
+#[derive(Clone, Debug)]
+pub(crate) struct CameraJpeg {
+    data: Bytes,
+    at: Instant,
+}
+
+impl CameraJpeg {
+    pub(crate) fn new(data: Bytes) -> Self {
+        CameraJpeg {
+            data,
+            at: Instant::now(),
+        }
+    }
+}
+
+/// The camera's newest JPEG, if it is fresh.
+fn fresh_camera_jpeg(state: &AppState) -> Option<Bytes> {
+    let cur = state.camera_jpeg.borrow();
+    cur.as_ref()
+        .filter(|j| j.at.elapsed() < CAMERA_JPEG_FRESH)
+        .map(|j| j.data.clone())
+}
+
+/// One multipart part around a JPEG.
+fn part(jpeg: &Bytes) -> Bytes {
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+        jpeg.len()
+    );
+    let mut part = Vec::with_capacity(head.len() + jpeg.len() + 2);
+    part.extend_from_slice(head.as_bytes());
+    part.extend_from_slice(jpeg);
+    part.extend_from_slice(b"\r\n");
+    Bytes::from(part)
+}
 
 #[derive(Default)]
 pub(crate) struct MjpegShared {
@@ -110,7 +152,7 @@ fn decode_loop(
 }
 
 pub(crate) async fn snapshot(state: &Arc<AppState>) -> Result<Response<Body>, ServerError> {
-    let jpeg = match state.mjpeg.latest() {
+    let jpeg = match fresh_camera_jpeg(state).or_else(|| state.mjpeg.latest()) {
         Some(j) => j,
         None => {
             let gop = state.hub.gop();
@@ -142,6 +184,9 @@ pub(crate) async fn snapshot(state: &Arc<AppState>) -> Result<Response<Body>, Se
 }
 
 pub(crate) fn stream(state: &Arc<AppState>) -> Result<Response<Body>, ServerError> {
+    if fresh_camera_jpeg(state).is_some() {
+        return Ok(multipart(camera_parts(state)));
+    }
     if state.hub.stream().is_none() {
         return Err(ServerError::Unavailable(
             "no video yet: the source has not delivered a keyframe".into(),
@@ -154,21 +199,59 @@ pub(crate) fn stream(state: &Arc<AppState>) -> Result<Response<Body>, ServerErro
             rx.changed().await.ok()?;
             let jpeg = rx.borrow_and_update().clone();
             if let Some(jpeg) = jpeg {
-                let head = format!(
-                    "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-                    jpeg.len()
-                );
-                let mut part = Vec::with_capacity(head.len() + jpeg.len() + 2);
-                part.extend_from_slice(head.as_bytes());
-                part.extend_from_slice(&jpeg);
-                part.extend_from_slice(b"\r\n");
                 return Some((
-                    Ok::<_, std::io::Error>(BodyFrame::data(Bytes::from(part))),
+                    Ok::<_, std::io::Error>(BodyFrame::data(part(&jpeg))),
                     (rx, guard),
                 ));
             }
         }
     });
+    Ok(multipart(parts))
+}
+
+/// The camera's own JPEGs as they come, at most `mjpeg_fps` a second (the
+/// same cap as decoded MJPEG: it bounds every viewer's bandwidth). Ends when
+/// the camera stops sending for [`CAMERA_JPEG_FRESH`]; the page reconnects
+/// and gets decoded pictures if the source no longer has JPEGs.
+type PartStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<BodyFrame<Bytes>, std::io::Error>> + Send>,
+>;
+
+fn camera_parts(state: &Arc<AppState>) -> PartStream {
+    let rx = state.camera_jpeg.subscribe();
+    let guard = state.viewer(Output::Mjpeg);
+    let interval = Duration::from_secs_f64(1.0 / state.config.mjpeg_fps.clamp(0.1, 60.0));
+    // The newest picture goes out at once, then one per interval.
+    let first = fresh_camera_jpeg(state);
+    let due = Instant::now();
+    Box::pin(futures_util::stream::unfold(
+        (rx, guard, first, due),
+        move |(mut rx, guard, mut first, mut due)| async move {
+            loop {
+                if let Some(jpeg) = first.take() {
+                    due += interval;
+                    let out = Ok(BodyFrame::data(part(&jpeg)));
+                    return Some((out, (rx, guard, None, due)));
+                }
+                match tokio::time::timeout(CAMERA_JPEG_FRESH, rx.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => return None, // the camera stopped, or the daemon is going
+                }
+                let jpeg = rx.borrow_and_update().as_ref().map(|j| j.data.clone());
+                let now = Instant::now();
+                if let (Some(jpeg), true) = (jpeg, now >= due) {
+                    due = (due + interval).max(now);
+                    return Some((Ok(BodyFrame::data(part(&jpeg))), (rx, guard, None, due)));
+                }
+            }
+        },
+    ))
+}
+
+fn multipart<S>(parts: S) -> Response<Body>
+where
+    S: futures_util::Stream<Item = Result<BodyFrame<Bytes>, std::io::Error>> + Send + 'static,
+{
     let mut resp = Response::new(StreamBody::new(parts).boxed_unsync());
     let h = resp.headers_mut();
     if let Ok(v) =
@@ -180,5 +263,5 @@ pub(crate) fn stream(state: &Arc<AppState>) -> Result<Response<Body>, ServerErro
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
-    Ok(resp)
+    resp
 }

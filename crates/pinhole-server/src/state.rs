@@ -130,6 +130,9 @@ pub struct AppState {
     /// The OTA installer, when this system is set up for updates.
     pub update: std::sync::OnceLock<Arc<crate::update::UpdateService>>,
     pub(crate) mjpeg: crate::mjpeg::MjpegShared,
+    /// The newest JPEG straight from an MJPEG camera (`publish_jpeg`), for
+    /// `/snapshot.jpg` and `/mjpeg` without a decode/encode round trip.
+    pub(crate) camera_jpeg: tokio::sync::watch::Sender<Option<crate::mjpeg::CameraJpeg>>,
     pub(crate) hls: crate::hls::HlsShared,
     /// The admin password, sessions, viewer policy and limits.
     pub auth: crate::auth::Auth,
@@ -153,6 +156,7 @@ impl AppState {
             send_latency: SendLatency::default(),
             update: std::sync::OnceLock::new(),
             mjpeg: Default::default(),
+            camera_jpeg: tokio::sync::watch::channel(None).0,
             hls: Default::default(),
             camera: std::sync::OnceLock::new(),
             camera_lock: tokio::sync::Mutex::new(()),
@@ -231,6 +235,12 @@ impl FrameSink for AppState {
 
     fn update_info(&self, info: SourceInfo) {
         self.set_source_info(info);
+    }
+
+    fn publish_jpeg(&self, jpeg: bytes::Bytes, _pts_us: u64) {
+        // send_replace: stored even while nobody subscribes (a snapshot reads it).
+        self.camera_jpeg
+            .send_replace(Some(crate::mjpeg::CameraJpeg::new(jpeg)));
     }
 
     fn heartbeat(&self) {

@@ -308,6 +308,60 @@ async fn snapshot_and_mjpeg_serve_real_jpegs() {
     server.stop().await;
 }
 
+/// An MJPEG camera's own JPEGs go out untouched: no H.264 at all here, so
+/// nothing could have been decoded; when the camera stops, the outputs stop
+/// using them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_jpegs_pass_through_untouched() {
+    use pinhole_capture::FrameSink;
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start(HubConfig::default()).await;
+    let jpeg = |n: u32| Bytes::from(format!("\u{ff}camera picture {n:04}\u{ff}").into_bytes());
+    server.state.publish_jpeg(jpeg(0), 0);
+    let snap = get(&server.url("/snapshot.jpg"), Duration::from_secs(2)).await;
+    assert_eq!(snap.status, 200);
+    assert_eq!(snap.headers["content-type"], "image/jpeg");
+    assert_eq!(snap.body, jpeg(0).to_vec(), "the camera's bytes, unchanged");
+
+    // A 30 fps camera for 2 s; /mjpeg caps it at mjpeg_fps (5 by default).
+    let state = server.state.clone();
+    let camera = tokio::spawn(async move {
+        for n in 1..=60 {
+            state.publish_jpeg(jpeg(n), 0);
+            tokio::time::sleep(Duration::from_millis(33)).await;
+        }
+    });
+    let mj = get(&server.url("/mjpeg"), Duration::from_millis(1500)).await;
+    assert_eq!(mj.status, 200);
+    let body = String::from_utf8_lossy(&mj.body).into_owned();
+    let pictures: Vec<u32> = body
+        .split("camera picture ")
+        .skip(1)
+        .filter_map(|p| p.get(..4)?.parse().ok())
+        .collect();
+    assert!(
+        (5..=10).contains(&pictures.len()),
+        "{} pictures in 1.5 s at 5 fps: {pictures:?}",
+        pictures.len()
+    );
+    assert!(
+        pictures.windows(2).all(|w| w[0] < w[1]),
+        "in order: {pictures:?}"
+    );
+    let parts = body
+        .matches("--pinholeframe\r\nContent-Type: image/jpeg")
+        .count();
+    assert_eq!(parts, pictures.len(), "one multipart part per picture");
+    let _ = camera.await;
+
+    // The camera stopped: its last picture is stale after 2 s, and with no
+    // H.264 either there is nothing to show.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let late = get(&server.url("/snapshot.jpg"), Duration::from_secs(2)).await;
+    assert_eq!(late.status, 503);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
     let _serial = SERIAL.lock().await;
