@@ -71,7 +71,7 @@ pub fn serve(ch: &Channel) -> Result<(), String> {
         &[],
     )
     .map_err(|e| e.to_string())?;
-    let (camera, width, height) = match ch.recv(None).map_err(|e| e.to_string())?.msg {
+    let (camera, width, height, fps) = match ch.recv(None).map_err(|e| e.to_string())?.msg {
         Message::ListCameras => {
             return ch
                 .send(&Message::Cameras(describe(&mgr)), &[])
@@ -81,8 +81,8 @@ pub fn serve(ch: &Channel) -> Result<(), String> {
             camera,
             width,
             height,
-            ..
-        } => (camera, width, height),
+            fps,
+        } => (camera, width, height, fps),
         other => {
             return Err(format!(
                 "expected ListCameras or Start, got {}",
@@ -90,7 +90,7 @@ pub fn serve(ch: &Channel) -> Result<(), String> {
             ))
         }
     };
-    let result = stream(ch, &mgr, &camera, width, height);
+    let result = stream(ch, &mgr, &camera, width, height, fps);
     if let Err(e) = &result {
         let _ = ch.send(&Message::Error(e.clone()), &[]);
     }
@@ -143,6 +143,7 @@ struct RawInfo {
 extern "C" {
     fn pinhole_control_infos(map: *const c_void, out: *mut RawInfo, cap: usize) -> usize;
     fn pinhole_control_list_set(list: *mut c_void, id: u32, ctype: i32, i: i64, f: f64) -> i32;
+    fn pinhole_set_frame_duration(list: *mut c_void, us: i64);
 }
 
 // libcamera::ControlType values (controls.h, 0.0.3).
@@ -221,9 +222,11 @@ fn camera_controls(map: &libcamera::control::ControlInfoMap) -> Vec<Known> {
 
 /// Puts the chosen values into a request (libcamera clears a reused
 /// request's controls, so this runs before every queueing).
-fn apply(req: &mut Request, known: &[Known], values: &[(String, ControlValue)]) {
+fn apply(req: &mut Request, known: &[Known], values: &[(String, ControlValue)], frame_us: i64) {
     // ControlList is #[repr(transparent)] over libcamera::ControlList.
     let list = std::ptr::from_mut(req.controls_mut()).cast::<c_void>();
+    // SAFETY: as below; the shim takes a plain integer.
+    unsafe { pinhole_set_frame_duration(list, frame_us) };
     for (name, v) in values {
         let Some(k) = known.iter().find(|k| &k.info.name == name) else {
             continue;
@@ -245,7 +248,10 @@ fn stream(
     id: &str,
     width: u32,
     height: u32,
+    fps: u32,
 ) -> Result<(), String> {
+    let fps = fps.clamp(1, 120);
+    let frame_us = 1_000_000 / i64::from(fps);
     let cameras = mgr.cameras();
     let cam = (0..cameras.len())
         .filter_map(|i| cameras.get(i))
@@ -334,8 +340,9 @@ fn stream(
             &Message::Started {
                 camera: desc,
                 layout,
-                // 0.2.3 cannot set the frame duration; 30 is the usual default.
-                fps_milli: 30_000,
+                // Asked for with FrameDurationLimits on every request (the
+                // shim); libcamera does not say here what the sensor grants.
+                fps_milli: fps * 1000,
                 buffers: descs,
             },
             &borrowed,
@@ -407,7 +414,7 @@ fn stream(
                     let i = req.cookie() as usize;
                     if req.status() != RequestStatus::Complete {
                         req.reuse(ReuseFlag::REUSE_BUFFERS);
-                        apply(&mut req, &known, &values);
+                        apply(&mut req, &known, &values, frame_us);
                         active
                             .queue_request(req)
                             .map_err(|e| format!("queue: {e}"))?;
@@ -435,7 +442,7 @@ fn stream(
                 Ok(Event::Release(b)) => {
                     if let Some(mut req) = held.get_mut(usize::from(b)).and_then(Option::take) {
                         req.reuse(ReuseFlag::REUSE_BUFFERS);
-                        apply(&mut req, &known, &values);
+                        apply(&mut req, &known, &values, frame_us);
                         active
                             .queue_request(req)
                             .map_err(|e| format!("queue: {e}"))?;

@@ -4,6 +4,7 @@
 // own type (its ControlList::set only takes compile-time control types).
 // Plain C functions over libcamera 0.0.3's C++ API, called from camera.rs.
 
+#include <libcamera/control_ids.h>
 #include <libcamera/controls.h>
 
 #include <cstddef>
@@ -96,6 +97,17 @@ int pinhole_control_list_set(void *list, uint32_t id, int32_t ctype, int64_t i, 
     default:
         return -1;
     }
+}
+
+// Asks for a fixed frame duration (min = max = `us`), i.e. the frame rate:
+// the crate has no FrameDurationLimits (a two-element array control). A
+// camera without the control refuses it through the request's validator
+// (a libcamera log line) and keeps its sensor mode's rate.
+void pinhole_set_frame_duration(void *list, int64_t us)
+{
+    auto *l = static_cast<libcamera::ControlList *>(list);
+    const int64_t d[2] = {us, us};
+    l->set(libcamera::controls::FrameDurationLimits, libcamera::Span<const int64_t, 2>(d));
 }
 
 } // extern "C"
