@@ -74,7 +74,7 @@ impl LibcameraConfig {
             height: 720,
             fps: 30,
             bitrate: 2_000_000,
-            keyframe_interval: 60,
+            keyframe_interval: 30,
             stall_timeout: Duration::from_secs(3),
             controls: LibcameraControls::default(),
         }

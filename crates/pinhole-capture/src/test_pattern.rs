@@ -54,7 +54,7 @@ impl Default for TestPatternConfig {
             height: 720,
             fps: 30,
             bitrate: 2_000_000,
-            keyframe_interval: 60,
+            keyframe_interval: 30,
         }
     }
 }

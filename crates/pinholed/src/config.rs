@@ -57,7 +57,7 @@ pub struct Cli {
     #[arg(long)]
     pub bitrate: Option<u32>,
 
-    /// Frames between keyframes. [default: two seconds' worth]
+    /// Frames between keyframes. [default: one second's worth]
     #[arg(long, value_name = "FRAMES")]
     pub keyframe_interval: Option<u32>,
 
@@ -506,13 +506,8 @@ impl Config {
     }
 
     pub fn keyframe_interval(&self) -> u32 {
-        // Two seconds by default: Apple's HLS authoring spec asks for an IDR
-        // every 2 s, and each IDR costs the software encoder ~2.3x a P frame
-        // (bench/README.md, "Latency"): at one a second they were the
-        // latency tail. A new viewer still starts at once (the hub keeps the
-        // GOP); a viewer that fell behind waits up to 2 s for a keyframe.
         match self.video.keyframe_interval {
-            0 => self.video.fps.saturating_mul(2),
+            0 => self.video.fps,
             n => n,
         }
     }
@@ -527,7 +522,7 @@ mod tests {
         let cfg = Config::load(&Cli::default()).expect("defaults");
         assert_eq!(cfg.listen, vec!["127.0.0.1:8080"]);
         assert_eq!(cfg.source, "test");
-        assert_eq!(cfg.keyframe_interval(), 60);
+        assert_eq!(cfg.keyframe_interval(), 30);
     }
 
     #[test]

@@ -311,7 +311,7 @@ fn info_describes_the_source() {
     assert_eq!(info.kind, "test");
     assert_eq!(info.fps, Some(30.0));
     assert_eq!(info.bitrate, Some(2_000_000));
-    assert_eq!(info.keyframe_interval, Some(60));
+    assert_eq!(info.keyframe_interval, Some(30));
 }
 
 /// Timing, not correctness: `cargo test --release -p pinhole-capture -- --ignored --nocapture measure`.

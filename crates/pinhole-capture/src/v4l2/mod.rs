@@ -69,7 +69,7 @@ impl V4l2Config {
             height: 720,
             fps: 30,
             bitrate: 2_000_000,
-            keyframe_interval: 60,
+            keyframe_interval: 30,
             fourcc: None,
             encoder: EncoderChoice::Software,
             stall_timeout: Duration::from_secs(3),
