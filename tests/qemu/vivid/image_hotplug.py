@@ -137,8 +137,16 @@ def main():
         # ACL has no video4linux entry, a camera plugged in later is
         # refused, and the status must say so.
         # The daemon holds vivid open: stop it before unloading the modules.
-        st, out = g.sh("systemctl stop pinholed && modprobe -r vivid && modprobe -r videodev"
-                       " && ! test -d /sys/module/videodev && systemctl start pinholed", 180)
+        # vivid's helpers (videobuf2_*, v4l2_*) hold videodev and each other:
+        # unload the unused ones round by round. pinholed is started again
+        # whatever happened.
+        # (A subshell: `exit` must not end the guest's login shell.)
+        st, out = g.sh("(systemctl stop pinholed; modprobe -r vivid;"
+                       " for i in 1 2 3 4 5; do for m in $(lsmod | awk 'NR>1 && $3==0 && $1 ~ /^(vivid|videobuf2|v4l2)/ {print $1}');"
+                       " do rmmod $m; done; done;"
+                       " modprobe -r videodev; ! test -d /sys/module/videodev; r=$?;"
+                       " lsmod | grep -E '^(videodev|videobuf2|v4l2|mc) ' | tr '\\n' ' ';"
+                       " systemctl start pinholed; exit $r)", 180)
         if st != 0:
             print("   could not unload videodev: " + out.replace("\n", "; ")[:300], flush=True)
         wait_status(port, lambda s: s.get("source", {}).get("state") == "running"
