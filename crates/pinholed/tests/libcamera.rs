@@ -271,46 +271,8 @@ async fn auto_prefers_a_libcamera_camera_and_says_why() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// One HTTP/1.0 request; the body as bytes (a snapshot is binary).
-async fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a header");
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, buf[split + 4..].to_vec())
-}
-
 async fn get_json(addr: &str, path: &str) -> Value {
-    let (status, _, body) = http(addr, "GET", path, &[], "").await;
+    let (status, _, body) = common::http(addr, "GET", path, &[], "").await;
     assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).expect("json")
 }
@@ -319,7 +281,7 @@ async fn get_json(addr: &str, path: &str) -> Value {
 async fn admin(addr: &str) -> String {
     let origin = format!("http://{addr}");
     for path in ["/api/auth/setup", "/api/auth/login"] {
-        let (status, head, _) = http(
+        let (status, head, _) = common::http(
             addr,
             "POST",
             path,
@@ -340,7 +302,7 @@ async fn admin(addr: &str) -> String {
 
 async fn put_camera(addr: &str, cookie: &str, body: &str) -> (u16, Value) {
     let origin = format!("http://{addr}");
-    let (status, _, body) = http(
+    let (status, _, body) = common::http(
         addr,
         "PUT",
         "/api/camera",
@@ -357,7 +319,7 @@ async fn put_camera(addr: &str, cookie: &str, body: &str) -> (u16, Value) {
 
 /// Mean luma of `/snapshot.jpg` (decoded to RGB; Rec. 601 weights).
 async fn snapshot_luma(addr: &str) -> f64 {
-    let (status, _, jpeg) = http(addr, "GET", "/snapshot.jpg", &[], "").await;
+    let (status, _, jpeg) = common::http(addr, "GET", "/snapshot.jpg", &[], "").await;
     assert_eq!(status, 200, "snapshot");
     let mut dec = jpeg_decoder::Decoder::new(&jpeg[..]);
     let px = dec.decode().expect("a JPEG");
