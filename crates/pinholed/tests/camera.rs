@@ -47,42 +47,11 @@ impl Daemon {
 
     /// An admin session cookie: sets the password first if needed.
     async fn admin(&self) -> String {
-        let origin = format!("http://{}", self.addr);
-        for path in ["/api/auth/setup", "/api/auth/login"] {
-            let r = self
-                .req(
-                    "POST",
-                    path,
-                    &[("origin", &origin), ("content-type", "application/json")],
-                    &format!("{{\"password\":\"{PASSWORD}\"}}"),
-                )
-                .await;
-            if r.status == 200 {
-                let c = r.header("set-cookie").expect("cookie");
-                return c.split(';').next().expect("name=value").to_owned();
-            }
-        }
-        panic!("cannot log in");
+        common::admin(&self.addr, PASSWORD).await
     }
 
     async fn put(&self, cookie: &str, body: &str) -> (u16, Value) {
-        let origin = format!("http://{}", self.addr);
-        let r = self
-            .req(
-                "PUT",
-                "/api/camera",
-                &[
-                    ("origin", &origin),
-                    ("cookie", cookie),
-                    ("content-type", "application/json"),
-                ],
-                body,
-            )
-            .await;
-        (
-            r.status,
-            serde_json::from_str(&r.body).unwrap_or(Value::Null),
-        )
+        common::put_camera(&self.addr, cookie, body).await
     }
 }
 
@@ -95,17 +64,7 @@ impl Drop for Daemon {
 
 struct Resp {
     status: u16,
-    head: String,
     body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
 }
 
 /// Minimal HTTP/1.0 request (the daemon closes the connection after the body).
@@ -116,10 +75,9 @@ async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Resp {
-    let (status, head, body) = common::http(addr, method, path, headers, body).await;
+    let (status, _, body) = common::http(addr, method, path, headers, body).await;
     Resp {
         status,
-        head,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }

@@ -19,6 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const CHILD_ENV: &str = "PINHOLE_FAKE_HELPER_CHILD";
 const PLUGGED_ENV: &str = "PINHOLE_FAKE_PLUGGED_IF";
+const PASSWORD: &str = "libcamera test password";
 
 /// Not a test: the entry point of the fake helper process. Without the
 /// variable it returns at once.
@@ -277,46 +278,6 @@ async fn get_json(addr: &str, path: &str) -> Value {
     serde_json::from_slice(&body).expect("json")
 }
 
-/// An admin session cookie (sets the password on first use).
-async fn admin(addr: &str) -> String {
-    let origin = format!("http://{addr}");
-    for path in ["/api/auth/setup", "/api/auth/login"] {
-        let (status, head, _) = common::http(
-            addr,
-            "POST",
-            path,
-            &[("origin", &origin), ("content-type", "application/json")],
-            "{\"password\":\"libcamera test password\"}",
-        )
-        .await;
-        if status == 200 {
-            let cookie = head
-                .lines()
-                .find_map(|l| l.strip_prefix("set-cookie: "))
-                .expect("cookie");
-            return cookie.split(';').next().expect("name=value").to_owned();
-        }
-    }
-    panic!("cannot log in");
-}
-
-async fn put_camera(addr: &str, cookie: &str, body: &str) -> (u16, Value) {
-    let origin = format!("http://{addr}");
-    let (status, _, body) = common::http(
-        addr,
-        "PUT",
-        "/api/camera",
-        &[
-            ("origin", &origin),
-            ("cookie", cookie),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .await;
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
 /// Mean luma of `/snapshot.jpg` (decoded to RGB; Rec. 601 weights).
 async fn snapshot_luma(addr: &str) -> f64 {
     let (status, _, jpeg) = common::http(addr, "GET", "/snapshot.jpg", &[], "").await;
@@ -411,8 +372,8 @@ async fn camera_controls_are_listed_set_saved_and_reapplied() {
     let dark = snapshot_luma(&d.addr).await;
 
     // Out of range: 400 naming the field and range; nothing applied.
-    let cookie = admin(&d.addr).await;
-    let (st, err) = put_camera(
+    let cookie = common::admin(&d.addr, PASSWORD).await;
+    let (st, err) = common::put_camera(
         &d.addr,
         &cookie,
         r#"{"controls":{"Contrast":2.5,"Brightness":1.5}}"#,
@@ -429,11 +390,11 @@ async fn camera_controls_are_listed_set_saved_and_reapplied() {
     );
     let saved = std::fs::read_to_string(&cfg).expect("config");
     assert!(!saved.contains("libcamera_controls"), "{saved}");
-    let (st, err) = put_camera(&d.addr, &cookie, r#"{"controls":{"AeEnable":0}}"#).await;
+    let (st, err) = common::put_camera(&d.addr, &cookie, r#"{"controls":{"AeEnable":0}}"#).await;
     assert_eq!(st, 400, "{err}");
 
     // A valid PUT reaches the camera: the picture gets brighter.
-    let (st, ok) = put_camera(
+    let (st, ok) = common::put_camera(
         &d.addr,
         &cookie,
         r#"{"controls":{"Brightness":0.5,"AeEnable":false}}"#,

@@ -79,3 +79,53 @@ pub async fn http(
         .unwrap_or(0);
     (status, head, buf[split + 4..].to_vec())
 }
+
+/// An admin session cookie: sets `password` first if none is set.
+#[allow(dead_code)]
+pub async fn admin(addr: &str, password: &str) -> String {
+    let origin = format!("http://{addr}");
+    for path in ["/api/auth/setup", "/api/auth/login"] {
+        let (status, head, _) = http(
+            addr,
+            "POST",
+            path,
+            &[("origin", &origin), ("content-type", "application/json")],
+            &format!("{{\"password\":\"{password}\"}}"),
+        )
+        .await;
+        if status == 200 {
+            let cookie = head
+                .lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+                        .map(|(_, v)| v.trim())
+                })
+                .expect("cookie");
+            return cookie.split(';').next().expect("name=value").to_owned();
+        }
+    }
+    panic!("cannot log in");
+}
+
+/// `PUT /api/camera` as the admin; the status and the JSON answer.
+#[allow(dead_code)]
+pub async fn put_camera(addr: &str, cookie: &str, body: &str) -> (u16, serde_json::Value) {
+    let origin = format!("http://{addr}");
+    let (status, _, body) = http(
+        addr,
+        "PUT",
+        "/api/camera",
+        &[
+            ("origin", &origin),
+            ("cookie", cookie),
+            ("content-type", "application/json"),
+        ],
+        body,
+    )
+    .await;
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
