@@ -63,6 +63,30 @@ fn config(camera: Option<&str>) -> LibcameraConfig {
     c
 }
 
+/// The source on its own thread against the in-process fake helper: the
+/// recording sink, the stop flag and the thread.
+type Running = (
+    Arc<Sink>,
+    StopFlag,
+    std::thread::JoinHandle<Result<(), CaptureError>>,
+);
+
+fn start(cfg: LibcameraConfig, sockets: &Sockets) -> Running {
+    let mut src = LibcameraSource::with_spawner(
+        cfg,
+        Arc::new(SystemClock::new()),
+        thread_spawner(FakeOptions::default(), sockets.clone()),
+    )
+    .expect("source");
+    let sink = Arc::new(Sink::default());
+    let stop = StopFlag::new();
+    let t = {
+        let (sink, stop) = (sink.clone(), stop.clone());
+        std::thread::spawn(move || src.run(&*sink, &stop))
+    };
+    (sink, stop, t)
+}
+
 #[test]
 fn specs() {
     assert_eq!(parse_spec("libcamera"), Some(None));
@@ -80,18 +104,7 @@ fn specs() {
 #[test]
 fn frames_flow_and_resume_after_the_helper_dies() {
     let sockets = Sockets::default();
-    let mut src = LibcameraSource::with_spawner(
-        config(None),
-        Arc::new(SystemClock::new()),
-        thread_spawner(FakeOptions::default(), sockets.clone()),
-    )
-    .expect("source");
-    let sink = Arc::new(Sink::default());
-    let stop = StopFlag::new();
-    let t = {
-        let (sink, stop) = (sink.clone(), stop.clone());
-        std::thread::spawn(move || src.run(&*sink, &stop))
-    };
+    let (sink, stop, t) = start(config(None), &sockets);
     wait_for("frames", || sink.count() >= 12);
     {
         let aus = sink.aus.lock().expect("lock");
@@ -132,18 +145,7 @@ fn frames_flow_and_resume_after_the_helper_dies() {
 #[test]
 fn helper_refusals_are_reported_with_their_reason() {
     let sockets = Sockets::default();
-    let mut src = LibcameraSource::with_spawner(
-        config(Some("imx477")),
-        Arc::new(SystemClock::new()),
-        thread_spawner(FakeOptions::default(), sockets.clone()),
-    )
-    .expect("source");
-    let sink = Arc::new(Sink::default());
-    let stop = StopFlag::new();
-    let t = {
-        let (sink, stop) = (sink.clone(), stop.clone());
-        std::thread::spawn(move || src.run(&*sink, &stop))
-    };
+    let (sink, stop, t) = start(config(Some("imx477")), &sockets);
     wait_for("a failure", || sink.failure().is_some());
     stop.stop();
     t.join().expect("thread").expect("run");
@@ -211,18 +213,7 @@ fn controls_are_set_saved_and_sent_again_to_a_new_helper() {
     let mut cfg = config(None);
     let controls = LibcameraControls::default();
     cfg.controls = controls.clone();
-    let mut src = LibcameraSource::with_spawner(
-        cfg,
-        Arc::new(SystemClock::new()),
-        thread_spawner(FakeOptions::default(), sockets.clone()),
-    )
-    .expect("source");
-    let sink = Arc::new(Sink::default());
-    let stop = StopFlag::new();
-    let t = {
-        let (sink, stop) = (sink.clone(), stop.clone());
-        std::thread::spawn(move || src.run(&*sink, &stop))
-    };
+    let (sink, stop, t) = start(cfg, &sockets);
     wait_for("frames", || sink.count() >= 10);
     let names: Vec<String> = controls
         .available()
