@@ -61,13 +61,14 @@ test('hls.js plays /hls/index.m3u8 in low-latency mode within 1.5 s of live', { 
       latency_s: lat, pdt_delay_s: pdt, target_latency_s: last.target,
       live_sync_position: last.sync, current_time: last.ct, requests,
       current_time_advance_s: b.currentTime - a.currentTime, frames: [a.frames, b.frames],
+      nudges: await page.evaluate(() => window.pinhole.stats().nudges),
     };
     fs.writeFileSync(path.join(resultsDir, 'hls-latency.json'), JSON.stringify(result, null, 2));
     fs.writeFileSync(path.join(resultsDir, 'hls-requests.log'), `${log.join('\n')}\n`);
     t.diagnostic(`hls.latency median ${lat.median?.toFixed(3)} s (min ${lat.min?.toFixed(3)}, max ${lat.max?.toFixed(3)}), ` +
       `target ${last.target?.toFixed(3)} s; PDT delay median ${pdt.median?.toFixed(3)} s (max ${pdt.max?.toFixed(3)}); ` +
       `liveSyncPosition ${last.sync?.toFixed(3)} vs currentTime ${last.ct?.toFixed(3)}`);
-    t.diagnostic(`requests: ${JSON.stringify(requests)}; currentTime +${(b.currentTime - a.currentTime).toFixed(2)} s, frames ${a.frames} -> ${b.frames}`);
+    t.diagnostic(`requests: ${JSON.stringify(requests)}; stall watchdog steps: ${result.nudges}; currentTime +${(b.currentTime - a.currentTime).toFixed(2)} s, frames ${a.frames} -> ${b.frames}`);
     assert.equal(last.player, 'hls', 'hls.js (not native) in Chromium');
     assert.equal(b.error, null);
     assert.ok(b.currentTime - a.currentTime > 6, `currentTime advanced only ${b.currentTime - a.currentTime} s in 8 s`);

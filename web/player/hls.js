@@ -10,6 +10,17 @@ import { Backoff, RateMeter } from './util.js';
 const HLS_TYPE = 'application/vnd.apple.mpegurl';
 const HLS_JS = '../vendor/hls.light.min.mjs';
 const STALL_S = 6;     // currentTime frozen this long while playing: reload
+// hls.js 1.7.4 sometimes stops loading at a segment boundary although the next parts are listed:
+// the back-buffer eviction races the first parts of a new segment and forgets that they were
+// loaded, and Chrome reports the buffer end a few µs before the fragment end hls.js computed, so
+// it keeps asking for the finished fragment. It recovers only when those parts leave the
+// playlist (3 target durations). If playback waits at the buffer end this long while the
+// playlist is ahead, step past the end (more than maxBufferHole; to the live sync position if
+// that is further): hls.js then loads the fragment there from its independent part, and the
+// picture skips ahead instead of freezing for seconds.
+const WEDGED_MS = 750;
+const WEDGED_AHEAD_S = 0.4;  // playlist edge this far past our buffer: data exists, not loaded
+const NUDGE_S = 0.15;
 
 function nativeHls() {
   try {
@@ -45,6 +56,8 @@ export class HlsPlayer {
     this.timers = new Set();
     this.lastCt = -1;
     this.lastCtChange = 0;
+    this.wedgedSince = 0;
+    this.nudges = 0;
     this.stopped = true;
   }
 
@@ -63,6 +76,7 @@ export class HlsPlayer {
     this.video = v;
     container.appendChild(v);
     this._every(500, () => this._tick());
+    this._every(250, () => this._unwedge());
     this._connect();
   }
 
@@ -107,6 +121,7 @@ export class HlsPlayer {
       latency: null,          // hls.js: seconds behind the live edge
       targetLatency: null,
       liveSyncPosition: null,
+      nudges: this.nudges,    // times playback was stepped past a wedged hls.js
     };
     if (!v) return out;
     const q = v.getVideoPlaybackQuality?.();
@@ -165,6 +180,8 @@ export class HlsPlayer {
       // Catch up by playing faster instead of stalling behind.
       maxLiveSyncPlaybackRate: 1.5,
       enableWorker: false,
+      // ?hlsdebug: hls.js's own log in the console (how the stall below was found).
+      debug: new URLSearchParams(location.search).has('hlsdebug'),
     });
     this.hls = hls;
     hls.on(Hls.Events.FRAG_LOADED, (_e, d) => this.bytes.add(d?.payload?.byteLength || d?.frag?.stats?.total || 0));
@@ -202,6 +219,34 @@ export class HlsPlayer {
       this.lastCtChange = now;
       this._retry('playback stalled');
     }
+  }
+
+  /** See WEDGED_MS. */
+  _unwedge() {
+    const v = this.video;
+    const edge = this.hls?.latestLevelDetails?.edge;
+    if (!v || v.paused || v.seeking || v.readyState >= 3 || !Number.isFinite(edge)) {
+      this.wedgedSince = 0;
+      return;
+    }
+    const b = v.buffered;
+    let end = null;
+    for (let i = 0; i < b.length; i++) {
+      if (b.start(i) <= v.currentTime + 0.1 && v.currentTime <= b.end(i) + 0.1) end = b.end(i);
+    }
+    if (end === null || end - v.currentTime > 0.1 || edge - end < WEDGED_AHEAD_S) {
+      this.wedgedSince = 0;
+      return;
+    }
+    const now = performance.now();
+    if (!this.wedgedSince) { this.wedgedSince = now; return; }
+    if (now - this.wedgedSince < WEDGED_MS) return;
+    this.wedgedSince = 0;
+    this.nudges++;
+    const sync = this.hls.liveSyncPosition;
+    const to = Math.max(end + NUDGE_S, Number.isFinite(sync) ? sync : 0);
+    console.warn(`hls: waiting at ${end.toFixed(3)} s with the playlist at ${edge.toFixed(3)} s; stepping to ${to.toFixed(3)} s`);
+    v.currentTime = to;
   }
 
   _every(ms, fn) { const t = setInterval(fn, ms); this.timers.add(t); }

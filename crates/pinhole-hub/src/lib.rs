@@ -4,8 +4,8 @@
 //! it appends the frame to a [`ring::Ring`] and bumps a watch channel. Each
 //! viewer task pulls from the ring at its own pace through [`Viewer::recv`];
 //! every viewer gets the same `Arc<Frame>` (the bytes are never copied per
-//! viewer), and one that falls more than `max_lag` frames behind skips to a
-//! keyframe instead of holding memory or slowing anyone else.
+//! viewer), and one that falls more than `max_lag` frames behind a newer
+//! keyframe skips to it instead of holding memory or slowing anyone else.
 
 pub mod ring;
 
@@ -20,7 +20,8 @@ use tokio::sync::watch;
 
 use ring::{Cursor, Ring, Step};
 
-/// Hub tuning. The defaults suit 720p30 with a 1 s keyframe interval.
+/// Hub tuning. The defaults suit 720p30 (a 1 s lag window; a longer GOP is
+/// still held whole for new viewers).
 #[derive(Clone, Debug)]
 pub struct HubConfig {
     /// Frames a viewer may trail the newest frame before it skips ahead.

@@ -4,8 +4,8 @@
 //! The ring keeps (a) everything since the latest keyframe, so a new viewer
 //! starts decoding at once, and (b) at least `max_lag` frames, so a viewer may
 //! fall that far behind before it is moved on. A viewer further behind than
-//! `max_lag` skips ahead to a keyframe: to the latest one if that is within
-//! reach, else to the next one published. Memory is bounded by `max_lag`
+//! `max_lag` and before the latest keyframe skips ahead: to that keyframe if
+//! it is within reach, else to the next one published. Memory is bounded by `max_lag`
 //! frames and `max_bytes`, whatever the viewers do.
 
 use std::collections::VecDeque;
@@ -118,7 +118,13 @@ impl<T: Entry> Ring<T> {
                     return Step::Wait(cursor);
                 }
                 let behind = self.next_seq - s;
-                if s < self.front_seq || behind > self.max_lag {
+                // Only a viewer before the latest keyframe is moved on: from
+                // inside the current GOP the only place to go is the next
+                // keyframe, a freeze rather than less delay (and a new viewer
+                // starts on the held keyframe even when the GOP is longer
+                // than `max_lag`).
+                let in_gop = self.keyframe_seq.is_some_and(|k| s >= k);
+                if s < self.front_seq || (behind > self.max_lag && !in_gop) {
                     return self.skip_from(s);
                 }
                 match self.get(s) {
@@ -293,14 +299,27 @@ mod tests {
     #[test]
     fn slow_viewer_waits_for_the_next_keyframe_when_none_is_near() {
         let r = ring_with(40, 30, 5);
-        // Keyframe at 30 is 10 behind the head (> max_lag 5): wait for the next.
-        match r.step(Cursor::At(31)) {
+        // Behind the keyframe at 30, which is 10 behind the head (> max_lag
+        // 5): nothing near to jump to, wait for the next keyframe.
+        match r.step(Cursor::At(29)) {
             Step::Skip { dropped, next } => {
-                assert_eq!(dropped, 9);
+                assert_eq!(dropped, 11);
                 assert_eq!(next, Cursor::KeyframeFrom(40));
             }
             other => panic!("expected skip, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn gop_longer_than_lag_still_starts_new_viewers_at_once() {
+        // 2 s GOP, 1 s lag: a viewer joining 10 frames into the GOP (more
+        // than max_lag) decodes from the held keyframe instead of waiting
+        // for the next one; so does a viewer trailing inside the GOP.
+        let r = ring_with(40, 30, 5);
+        let join = r.join();
+        assert_eq!(join, Cursor::At(30));
+        assert_eq!(deliver(r.step(join)).0, 30);
+        assert_eq!(deliver(r.step(Cursor::At(31))).0, 31);
     }
 
     #[test]

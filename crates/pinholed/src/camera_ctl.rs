@@ -243,7 +243,7 @@ impl DaemonCamera {
             "frames",
         );
         if encodes {
-            kf.note = Some("0 = one second's worth of frames".into());
+            kf.note = Some("0 = two seconds' worth of frames".into());
         }
         let mut width = int("width", "Width", v.width, 16, 3840, 2, "px");
         let mut height = int("height", "Height", v.height, 16, 2160, 2, "px");

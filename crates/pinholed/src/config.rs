@@ -57,7 +57,7 @@ pub struct Cli {
     #[arg(long)]
     pub bitrate: Option<u32>,
 
-    /// Frames between keyframes. [default: one second's worth]
+    /// Frames between keyframes. [default: two seconds' worth]
     #[arg(long, value_name = "FRAMES")]
     pub keyframe_interval: Option<u32>,
 
@@ -229,7 +229,9 @@ pub struct VideoConfig {
     pub height: u32,
     pub fps: u32,
     pub bitrate: u32,
-    /// 0 = one second's worth of frames.
+    /// 0 = two seconds' worth of frames: Apple's HLS authoring guide asks
+    /// for it, and the encoder's IDR spike then touches 1 frame in 60
+    /// (bench/README.md, "Steadiness").
     pub keyframe_interval: u32,
 }
 
@@ -507,7 +509,7 @@ impl Config {
 
     pub fn keyframe_interval(&self) -> u32 {
         match self.video.keyframe_interval {
-            0 => self.video.fps,
+            0 => self.video.fps.saturating_mul(2),
             n => n,
         }
     }
@@ -522,7 +524,7 @@ mod tests {
         let cfg = Config::load(&Cli::default()).expect("defaults");
         assert_eq!(cfg.listen, vec!["127.0.0.1:8080"]);
         assert_eq!(cfg.source, "test");
-        assert_eq!(cfg.keyframe_interval(), 30);
+        assert_eq!(cfg.keyframe_interval(), 60);
     }
 
     #[test]
