@@ -21,6 +21,7 @@ const STALL_S = 6;     // currentTime frozen this long while playing: reload
 const WEDGED_MS = 750;
 const WEDGED_AHEAD_S = 0.4;  // playlist edge this far past our buffer: data exists, not loaded
 const NUDGE_S = 0.15;
+const HOLE_S = 0.1;           // hls.js maxBufferHole: closer than this counts as at the end
 
 function nativeHls() {
   try {
@@ -232,9 +233,9 @@ export class HlsPlayer {
     const b = v.buffered;
     let end = null;
     for (let i = 0; i < b.length; i++) {
-      if (b.start(i) <= v.currentTime + 0.1 && v.currentTime <= b.end(i) + 0.1) end = b.end(i);
+      if (b.start(i) <= v.currentTime + HOLE_S && v.currentTime <= b.end(i) + HOLE_S) end = b.end(i);
     }
-    if (end === null || end - v.currentTime > 0.1 || edge - end < WEDGED_AHEAD_S) {
+    if (end === null || end - v.currentTime > HOLE_S || edge - end < WEDGED_AHEAD_S) {
       this.wedgedSince = 0;
       return;
     }
