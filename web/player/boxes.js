@@ -9,7 +9,7 @@ function fourcc(dv, off) {
 }
 
 function u64(dv, off) {
-  // Exact up to 2^53, which covers 90 kHz media times for ~3000 years.
+  // Exact up to 2^53, which covers µs media times for ~285 years.
   return dv.getUint32(off) * 4294967296 + dv.getUint32(off + 4);
 }
 

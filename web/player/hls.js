@@ -180,6 +180,10 @@ export class HlsPlayer {
       liveDurationInfinity: true,
       // Catch up by playing faster instead of stalling behind.
       maxLiveSyncPlaybackRate: 1.5,
+      // hls.js moves its target latency back this much per stall, for good (default 1 s, sized
+      // for 6 s segments). One stall at start-up, while the page loads, then cost a second for
+      // the rest of the session; step back one part (our default part target) instead.
+      liveSyncOnStallIncrease: 0.2,
       enableWorker: false,
       // ?hlsdebug: hls.js's own log in the console (how the stall below was found).
       debug: new URLSearchParams(location.search).has('hlsdebug'),

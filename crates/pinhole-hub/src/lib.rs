@@ -59,9 +59,9 @@ pub struct Frame {
     pub seq: u64,
     pub au: AccessUnit,
     pub stream: Arc<Stream>,
-    /// Decode (= presentation, no B-frames) time in the 90 kHz timescale.
+    /// Decode (= presentation, no B-frames) time in `fmp4::TIMESCALE` ticks.
     pub decode_time: u64,
-    /// Sample duration in 90 kHz ticks (estimated from the recent frame rate).
+    /// Sample duration in ticks (estimated from the recent frame rate).
     pub duration: u32,
     /// When the hub received it, for server-added latency.
     pub published: Instant,
@@ -123,7 +123,7 @@ struct State {
     generation: u64,
     last_decode_time: Option<u64>,
     last_pts_us: Option<u64>,
-    /// Exponentially weighted frame interval in 90 kHz ticks.
+    /// Exponentially weighted frame interval in ticks.
     interval_ticks: f64,
     /// (pts_us, bytes) of recent frames for the measured rates.
     window: VecDeque<(u64, usize)>,
@@ -197,14 +197,14 @@ impl Hub {
                 return;
             }
 
-            // 90 kHz decode time from the capture clock, forced monotonic.
-            let ticks = au.pts_us.saturating_mul(9) / 100;
+            // Decode time from the capture clock, forced monotonic.
+            let ticks = fmp4::us_to_ticks(au.pts_us);
             let decode_time = match st.last_decode_time {
                 Some(last) if ticks <= last => last + 1,
                 _ => ticks,
             };
             if let Some(prev) = st.last_pts_us {
-                let delta = au.pts_us.saturating_sub(prev) as f64 * 0.09;
+                let delta = fmp4::us_to_ticks(au.pts_us.saturating_sub(prev)) as f64;
                 // Ignore gaps (source restarts) when estimating the rate.
                 if delta > 0.0 && delta < 4.0 * st.interval_ticks {
                     st.interval_ticks += (delta - st.interval_ticks) / 8.0;

@@ -17,8 +17,17 @@ use crate::annexb::to_avcc;
 use crate::error::MediaError;
 use crate::frame::StreamInfo;
 
-/// Media timescale of the video track (ticks per second), as in MPEG-TS/RTP.
-pub const TIMESCALE: u32 = 90_000;
+/// Media timescale of the video track (ticks per second): microseconds, the
+/// capture clock's unit. Browsers keep media time in whole microseconds too, so
+/// the buffered ranges they report end exactly where our durations say. With
+/// 90 kHz they ended up to a tick short, and hls.js kept reloading a segment it
+/// had already buffered, for a position a few µs before its end.
+pub const TIMESCALE: u32 = 1_000_000;
+
+/// Capture-clock microseconds to [`TIMESCALE`] ticks.
+pub fn us_to_ticks(us: u64) -> u64 {
+    us.saturating_mul(u64::from(TIMESCALE)) / 1_000_000
+}
 
 /// The only track.
 pub const TRACK_ID: u32 = 1;

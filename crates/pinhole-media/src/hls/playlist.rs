@@ -9,7 +9,7 @@ use crate::fmp4::TIMESCALE;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartEntry {
     pub uri: String,
-    /// Duration in 90 kHz ticks.
+    /// Duration in `TIMESCALE` ticks.
     pub duration: u64,
     /// Starts with a keyframe (`INDEPENDENT=YES`).
     pub independent: bool,
@@ -34,9 +34,9 @@ pub struct SegmentEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MediaPlaylist {
     pub target_duration_s: u64,
-    /// Part target in 90 kHz ticks.
+    /// Part target in `TIMESCALE` ticks.
     pub part_target: u64,
-    /// `PART-HOLD-BACK` in 90 kHz ticks (≥ 3 × part target).
+    /// `PART-HOLD-BACK` in `TIMESCALE` ticks (≥ 3 × part target).
     pub part_hold_back: u64,
     pub media_sequence: u64,
     pub discontinuity_sequence: u64,
@@ -44,7 +44,12 @@ pub struct MediaPlaylist {
     pub preload_hint: Option<String>,
 }
 
-/// Seconds from 90 kHz ticks, with the given number of decimals.
+/// Decimals that print part and segment durations exactly (µs ticks): the
+/// player adds them up to place each part, and a sum even 10 µs past the end
+/// of what the browser buffered made hls.js load the finished segment again.
+const EXACT: usize = 6;
+
+/// Seconds from `TIMESCALE` ticks, with the given number of decimals.
 fn secs(ticks: u64, decimals: usize) -> String {
     format!("{:.*}", decimals, ticks as f64 / f64::from(TIMESCALE))
 }
@@ -90,7 +95,7 @@ impl MediaPlaylist {
                 let _ = write!(
                     out,
                     "#EXT-X-PART:DURATION={},URI=\"{}\"",
-                    secs(p.duration, 5),
+                    secs(p.duration, EXACT),
                     p.uri
                 );
                 if p.independent {
@@ -99,7 +104,7 @@ impl MediaPlaylist {
                 out.push('\n');
             }
             if let Some((uri, duration)) = &seg.complete {
-                let _ = writeln!(out, "#EXTINF:{},\n{uri}", secs(*duration, 5));
+                let _ = writeln!(out, "#EXTINF:{},\n{uri}", secs(*duration, EXACT));
             }
         }
         if let Some(hint) = &self.preload_hint {
@@ -149,6 +154,7 @@ mod tests {
 
     #[test]
     fn golden_media_playlist() {
+        let us = crate::fmp4::us_to_ticks;
         let part = |uri: &str, duration, independent| PartEntry {
             uri: uri.into(),
             duration,
@@ -156,8 +162,8 @@ mod tests {
         };
         let pl = MediaPlaylist {
             target_duration_s: 1,
-            part_target: 18_000,
-            part_hold_back: 54_000,
+            part_target: us(200_000),
+            part_hold_back: us(600_000),
             media_sequence: 7,
             discontinuity_sequence: 0,
             segments: vec![
@@ -167,7 +173,7 @@ mod tests {
                     discontinuity: false,
                     program_date_time_us: 1_700_000_000_000_000,
                     parts: vec![],
-                    complete: Some(("r-7.m4s".into(), 90_000)),
+                    complete: Some(("r-7.m4s".into(), us(1_000_000))),
                 },
                 SegmentEntry {
                     msn: 8,
@@ -175,17 +181,17 @@ mod tests {
                     discontinuity: false,
                     program_date_time_us: 1_700_000_001_000_000,
                     parts: vec![
-                        part("r-8.0.m4s", 18_000, true),
-                        part("r-8.1.m4s", 18_000, false),
+                        part("r-8.0.m4s", us(200_000), true),
+                        part("r-8.1.m4s", us(200_000), false),
                     ],
-                    complete: Some(("r-8.m4s".into(), 36_000)),
+                    complete: Some(("r-8.m4s".into(), us(400_000))),
                 },
                 SegmentEntry {
                     msn: 9,
                     map: None,
                     discontinuity: false,
                     program_date_time_us: 1_700_000_001_400_000,
-                    parts: vec![part("r-9.0.m4s", 15_000, true)],
+                    parts: vec![part("r-9.0.m4s", us(166_667), true)],
                     complete: None,
                 },
             ],
@@ -200,15 +206,15 @@ mod tests {
 #EXT-X-MEDIA-SEQUENCE:7
 #EXT-X-MAP:URI=\"r-init1.mp4\"
 #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z
-#EXTINF:1.00000,
+#EXTINF:1.000000,
 r-7.m4s
 #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:21.000Z
-#EXT-X-PART:DURATION=0.20000,URI=\"r-8.0.m4s\",INDEPENDENT=YES
-#EXT-X-PART:DURATION=0.20000,URI=\"r-8.1.m4s\"
-#EXTINF:0.40000,
+#EXT-X-PART:DURATION=0.200000,URI=\"r-8.0.m4s\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.200000,URI=\"r-8.1.m4s\"
+#EXTINF:0.400000,
 r-8.m4s
 #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:21.400Z
-#EXT-X-PART:DURATION=0.16667,URI=\"r-9.0.m4s\",INDEPENDENT=YES
+#EXT-X-PART:DURATION=0.166667,URI=\"r-9.0.m4s\",INDEPENDENT=YES
 #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"r-9.1.m4s\"
 ";
         assert_eq!(pl.render(), expected);

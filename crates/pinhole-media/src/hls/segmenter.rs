@@ -1,6 +1,7 @@
 //! The LL-HLS segmenter: a state machine fed one frame at a time that says
 //! what to write, what to delete and what to publish. No clock, no files:
-//! time comes from the frames (90 kHz decode time, wall-clock capture time).
+//! time comes from the frames (decode time in `TIMESCALE` ticks, wall-clock
+//! capture time).
 //!
 //! Cutting rules:
 //! * a **segment** starts on a keyframe (every keyframe by default, or the
@@ -15,6 +16,11 @@
 //!   published without that frame, which starts the next part, so parts
 //!   never exceed `PART-TARGET` (RFC 8216bis §4.4.4.9 makes that a MUST)
 //!   and the timeline stays gapless.
+//! * a **late frame** lengthens the sample before it (the picture holds); a
+//!   wait longer than a part (a stalled source) keeps one part target and the
+//!   rest is cut out of the media timeline, never left as a hole: to MSE a
+//!   hole is a discontinuity, after which Chromium drops every frame up to the
+//!   next keyframe and hls.js reloads the segment to fill it, in a loop.
 //!
 //! A playlist is published only once a complete segment exists, so plain
 //! HLS clients never see an empty playlist.
@@ -90,9 +96,9 @@ pub struct FrameIn {
     /// Annex B access unit.
     pub data: Bytes,
     pub keyframe: bool,
-    /// 90 kHz decode (= presentation) time, increasing.
+    /// Decode (= presentation) time in `TIMESCALE` ticks, increasing.
     pub decode_time: u64,
-    /// Estimated duration in 90 kHz ticks (used for the newest frame only).
+    /// Estimated duration in ticks (used for the newest frame only).
     pub duration: u32,
     /// Capture wall-clock time, µs since the Unix epoch.
     pub wallclock_us: u64,
@@ -231,6 +237,8 @@ pub struct Segmenter {
     peak_bandwidth: u64,
     parts_written: u64,
     segments_written: u64,
+    /// Source stalls cut out of this generation's media timeline, in ticks.
+    cut: u64,
 }
 
 impl Segmenter {
@@ -254,6 +262,7 @@ impl Segmenter {
             peak_bandwidth: 0,
             parts_written: 0,
             segments_written: 0,
+            cut: 0,
         }
     }
 
@@ -272,23 +281,36 @@ impl Segmenter {
     }
 
     /// Feeds one frame of `stream`.
-    pub fn push(&mut self, stream: &StreamDesc, frame: FrameIn) -> Vec<Action> {
+    pub fn push(&mut self, stream: &StreamDesc, mut frame: FrameIn) -> Vec<Action> {
         let mut actions = Vec::new();
         let new_gen = self
             .stream
             .as_ref()
             .is_none_or(|s| s.generation != stream.generation);
+        if new_gen {
+            // A discontinuity: the new timeline may start anywhere.
+            self.cut = 0;
+        }
+        frame.decode_time = frame.decode_time.saturating_sub(self.cut);
         if (new_gen || self.open.is_none()) && !frame.keyframe {
             // Decoding can only start on a keyframe.
             return actions;
         }
 
-        // The newest pending sample lasts until this frame starts.
+        // The newest pending sample lasts until this frame starts: a late frame
+        // keeps the previous one on screen. Never leave a hole instead: to MSE a
+        // step of more than twice the last frame's duration is a discontinuity,
+        // and Chromium then drops every frame up to the next keyframe (hls.js
+        // reloads the segment to fill the hole, forever). A sample may not
+        // outlast a part, so a longer wait (a stalled source) is cut out of the
+        // media timeline; the program date-time still follows the capture clock.
         if let Some(last) = self.part.last_mut() {
             let exact = frame.decode_time.saturating_sub(last.decode_time);
-            // A huge step is a gap (source restart), not a long frame.
-            if !new_gen && exact > 0 && exact <= 4 * u64::from(last.duration.max(1)) {
-                last.duration = u32::try_from(exact).unwrap_or(u32::MAX);
+            if !new_gen && exact > 0 {
+                let kept = exact.min(self.part_target);
+                self.cut += exact - kept;
+                frame.decode_time -= exact - kept;
+                last.duration = u32::try_from(kept).unwrap_or(u32::MAX);
             }
         }
 
@@ -573,16 +595,21 @@ mod tests {
         }
     }
 
-    /// `n` frames at 30 fps, keyframe every `gop`, with ±`jitter` ticks of
+    /// Capture time of frame `i` at 30 fps, µs after the first.
+    fn at(i: u64) -> u64 {
+        i * 100_000 / 3
+    }
+
+    /// `n` frames at 30 fps, keyframe every `gop`, with up to `jitter_us` of
     /// capture jitter (deterministic).
-    fn frames(n: u64, gop: u64, jitter: u64) -> impl Iterator<Item = FrameIn> {
+    fn frames(n: u64, gop: u64, jitter_us: u64) -> impl Iterator<Item = FrameIn> {
         (0..n).map(move |i| {
-            let j = if jitter > 0 {
-                (i * 7919) % (2 * jitter + 1)
+            let j = if jitter_us > 0 {
+                (i * 7919) % (2 * jitter_us + 1)
             } else {
                 0
             };
-            let dt = 1_000_000 + i * 3000 + j;
+            let t = at(i) + j;
             FrameIn {
                 // A minimal Annex B NAL (IDR or non-IDR slice).
                 data: Bytes::from(if i % gop == 0 {
@@ -591,9 +618,9 @@ mod tests {
                     vec![0, 0, 0, 1, 0x41, 0x9a, i as u8]
                 }),
                 keyframe: i % gop == 0,
-                decode_time: dt,
-                duration: 3000,
-                wallclock_us: T0_WALL + (dt - 1_000_000) * 100 / 9,
+                decode_time: fmp4::us_to_ticks(1_000_000 + t),
+                duration: fmp4::us_to_ticks(33_333) as u32,
+                wallclock_us: T0_WALL + t,
             }
         })
     }
@@ -671,7 +698,7 @@ mod tests {
     #[test]
     fn parts_fit_the_target_and_pack_well() {
         let mut seg = Segmenter::new(SegmenterConfig::default());
-        let r = run(&mut seg, frames(300, 30, 40), &stream(1));
+        let r = run(&mut seg, frames(300, 30, 450), &stream(1));
         let last = r.published.last().expect("published");
         // All but the last part of each segment (that one may be short).
         let lines: Vec<&str> = last.media.lines().collect();
@@ -704,7 +731,7 @@ mod tests {
     #[test]
     fn sequence_monotonic_and_hint_names_next_part() {
         let mut seg = Segmenter::new(SegmenterConfig::default());
-        let r = run(&mut seg, frames(600, 30, 10), &stream(1));
+        let r = run(&mut seg, frames(600, 30, 110), &stream(1));
         let mut last_seq = 0;
         let mut hint: Option<String> = None;
         for p in &r.published {
@@ -743,7 +770,7 @@ mod tests {
     fn window_and_directory_stay_bounded_for_hours() {
         let mut seg = Segmenter::new(SegmenterConfig::default());
         // Two hours at 30 fps.
-        let r = run(&mut seg, frames(2 * 3600 * 30, 30, 5), &stream(1));
+        let r = run(&mut seg, frames(2 * 3600 * 30, 30, 55), &stream(1));
         let last = r.published.last().expect("published");
         let segments = last
             .media
@@ -790,6 +817,75 @@ mod tests {
         assert_eq!(checked, 4);
     }
 
+    /// (tfdt, sample durations) of every part, in write order.
+    fn part_spans(r: &Run) -> Vec<(u64, Vec<u32>)> {
+        r.writes
+            .iter()
+            .filter(|(n, _)| matches!(NameKind::parse("live", n), Some(NameKind::Part { .. })))
+            .map(|(_, data)| {
+                let mut buf = &data[..];
+                let _prft = Any::decode(&mut buf).expect("prft");
+                let Any::Moof(moof) = Any::decode(&mut buf).expect("moof") else {
+                    panic!("moof second")
+                };
+                let traf = &moof.traf[0];
+                let tfdt = traf.tfdt.as_ref().expect("tfdt").base_media_decode_time;
+                let durs = traf.trun[0]
+                    .samples
+                    .iter()
+                    .map(|s| s.duration.expect("duration"))
+                    .collect();
+                (tfdt, durs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn late_frames_and_stalls_leave_no_hole_in_the_timeline() {
+        // Frame 10 is 150 ms late (more than 4 frame intervals), frame 40
+        // comes after a further 3 s stall; both are P-frames. A hole before either
+        // would make MSE drop everything up to the next keyframe.
+        let delay = |i: u64| match i {
+            0..10 => 0,
+            10..40 => 150_000,
+            _ => 3_150_000,
+        };
+        let late = frames(90, 60, 0).zip(0..).map(|(mut f, i)| {
+            f.decode_time += fmp4::us_to_ticks(delay(i));
+            f.wallclock_us += delay(i);
+            f
+        });
+        let mut seg = Segmenter::new(SegmenterConfig::default());
+        let r = run(&mut seg, late, &stream(1));
+        let spans = part_spans(&r);
+        assert!(spans.len() > 10);
+        for w in spans.windows(2) {
+            let end = w[0].0 + w[0].1.iter().map(|&d| u64::from(d)).sum::<u64>();
+            assert_eq!(end, w[1].0, "hole or overlap between parts");
+        }
+        for d in part_durations(&r.published.last().expect("published").media) {
+            assert!(d <= 0.2, "part of {d} s exceeds PART-TARGET");
+        }
+        // The late frame's predecessor is shown 150 ms longer; of the stall,
+        // one part target (0.2 s) stays in the timeline, the rest is cut out.
+        let durs: Vec<u32> = spans.iter().flat_map(|(_, d)| d.clone()).collect();
+        assert!(durs.len() > 60);
+        for (i, &d) in (0..).zip(&durs) {
+            let want = match i {
+                39 => fmp4::us_to_ticks(200_000),
+                _ => fmp4::us_to_ticks(at(i + 1) + delay(i + 1) - at(i) - delay(i)),
+            };
+            assert_eq!(u64::from(d), want, "sample {i}");
+        }
+        // The program date-time of the segment after the stall is still the
+        // capture time of its first frame (2 s of frames + 0.15 s + 3 s).
+        let media = &r.published.last().expect("published").media;
+        assert!(
+            media.contains("#EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:25.150Z"),
+            "{media}"
+        );
+    }
+
     #[test]
     fn program_date_time_is_the_first_frames_capture_time() {
         let mut seg = Segmenter::new(SegmenterConfig::default());
@@ -822,7 +918,7 @@ mod tests {
         let parts_of = |msn: u32, n: u32, last: &str| -> String {
             (0..n)
                 .map(|i| {
-                    let d = if i + 1 == n { last } else { "0.20000" };
+                    let d = if i + 1 == n { last } else { "0.200000" };
                     let ind = if i == 0 { ",INDEPENDENT=YES" } else { "" };
                     format!("#EXT-X-PART:DURATION={d},URI=\"r-{msn}.{i}.m4s\"{ind}\n")
                 })
@@ -834,13 +930,13 @@ mod tests {
              #EXT-X-PART-INF:PART-TARGET=0.200\n#EXT-X-MEDIA-SEQUENCE:0\n\
              #EXT-X-MAP:URI=\"r-init1.mp4\"\n\
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:20.000Z\n{}\
-             #EXTINF:1.00000,\nr-0.m4s\n\
+             #EXTINF:1.000000,\nr-0.m4s\n\
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:21.000Z\n{}\
-             #EXTINF:1.00000,\nr-1.m4s\n\
+             #EXTINF:1.000000,\nr-1.m4s\n\
              #EXT-X-PROGRAM-DATE-TIME:2023-11-14T22:13:22.000Z\n\
              #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"r-2.0.m4s\"\n",
-            parts_of(0, 5, "0.20000"),
-            parts_of(1, 5, "0.20000"),
+            parts_of(0, 5, "0.200000"),
+            parts_of(1, 5, "0.200000"),
         );
         assert_eq!(p.media, expected);
         assert_eq!(
@@ -905,7 +1001,7 @@ mod tests {
         // Keyframe every 0.5 s: segments of two GOPs.
         let r = run(&mut seg, frames(300, 15, 0), &stream(1));
         let media = &r.published.last().expect("published").media;
-        assert!(media.contains("#EXTINF:1.00000,"), "{media}");
+        assert!(media.contains("#EXTINF:1.000000,"), "{media}");
         // Part 3 starts on the mid-segment keyframe (frame 15).
         assert!(media.contains(".3.m4s\",INDEPENDENT=YES"), "{media}");
     }
