@@ -10,14 +10,14 @@ import { Backoff, RateMeter } from './util.js';
 const HLS_TYPE = 'application/vnd.apple.mpegurl';
 const HLS_JS = '../vendor/hls.light.min.mjs';
 const STALL_S = 6;     // currentTime frozen this long while playing: reload
-// hls.js 1.7.4 sometimes stops loading at a segment boundary although the next parts are listed:
-// the back-buffer eviction races the first parts of a new segment and forgets that they were
-// loaded, and Chrome reports the buffer end a few µs before the fragment end hls.js computed, so
-// it keeps asking for the finished fragment. It recovers only when those parts leave the
-// playlist (3 target durations). If playback waits at the buffer end this long while the
-// playlist is ahead, step past the end (more than maxBufferHole; to the live sync position if
-// that is further): hls.js then loads the fragment there from its independent part, and the
-// picture skips ahead instead of freezing for seconds.
+// hls.js 1.7.4 stopped loading at a segment boundary although the next parts were listed when
+// the buffer Chrome reported ended a few µs before the fragment end hls.js computed: it kept
+// asking for the finished fragment until those parts left the playlist (3 target durations).
+// The daemon now writes µs timestamps and exact durations, which removed that cause (docs/
+// design.md, LL-HLS); this stays as a guard, counted in stats().nudges. If playback waits at
+// the buffer end this long while the playlist is ahead, step past the end (more than
+// maxBufferHole; to the live sync position if that is further): hls.js then loads the fragment
+// there from its independent part, and the picture skips ahead instead of freezing.
 const WEDGED_MS = 750;
 const WEDGED_AHEAD_S = 0.4;  // playlist edge this far past our buffer: data exists, not loaded
 const NUDGE_S = 0.15;
