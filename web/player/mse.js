@@ -58,7 +58,7 @@ export class MsePlayer {
     this.objectUrl = null;
     this.queue = [];
     this.info = null;        // last init JSON
-    this.timescale = 90000;
+    this.timescale = 1e6; // pinholed's track timescale (µs), until the init says
     this.prft = [];          // [{t: media seconds, wallMs}] ascending
     this.nextDts = null;     // where the next fragment goes on the (contiguous) media timeline
     this.lagSamples = [];    // [{t, lag}] at fragment arrivals, last LAG_WINDOW_MS
@@ -193,7 +193,7 @@ export class MsePlayer {
     if (!this.ms) return; // media before any init message: ignore
     if (this.awaitInitSegment) {
       this.awaitInitSegment = false;
-      this.timescale = parseTimescale(buf) || 90000;
+      this.timescale = parseTimescale(buf) || 1e6;
       this._enqueue({ kind: 'append', data: buf });
       return;
     }

@@ -92,7 +92,7 @@ export class WebCodecsPlayer {
     this.ws = null;
     this.decoder = null;
     this.info = null;
-    this.timescale = 90000;
+    this.timescale = 1e6; // pinholed's track timescale (µs), until the init says
     this.awaitInit = false;
     this.needKey = true;
     this.pending = null;     // raf mode: newest decoded frame not yet drawn
@@ -212,7 +212,7 @@ export class WebCodecsPlayer {
     this.bytes.add(buf.byteLength);
     if (this.awaitInit) {
       this.awaitInit = false;
-      this.timescale = parseTimescale(buf) || 90000;
+      this.timescale = parseTimescale(buf) || 1e6;
       this._configure(buf);
       return;
     }

@@ -5,8 +5,8 @@
 //! starts decoding at once, and (b) at least `max_lag` frames, so a viewer may
 //! fall that far behind before it is moved on. A viewer further behind than
 //! `max_lag` and before the latest keyframe skips ahead: to that keyframe if
-//! it is within reach, else to the next one published. Memory is bounded by `max_lag`
-//! frames and `max_bytes`, whatever the viewers do.
+//! it is within reach, else to the next one published. Memory is bounded by
+//! `max_lag` frames and `max_bytes`, whatever the viewers do.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
