@@ -2,7 +2,8 @@
 //
 // Every frame of the test pattern carries its capture wall-clock time as a barcode (and as an
 // SEI message). For every frame a player *presents*, the probe (probe-page.js) reads the barcode
-// from the pixels and records Date.now() − capture time (same machine, same clock). Byte-level
+// from the pixels and records t − capture time, t = the rendering frame that composites it (same
+// machine, same clock). Byte-level
 // viewers record receive time − SEI time. The seeds' pipelines are rebuilt from Debian packages
 // and measured in the same run on the same pattern (testsrc = pinhole's TestPattern as Annex B):
 //   seed-jmuxer: testsrc (TCP listener) → websockify → nginx → jmuxer page
@@ -130,11 +131,14 @@ async function browserProbe(p, { warmS, measureS }) {
       samples: window.__lat.samples,
       reads: window.__lat.reads,
       fails: window.__lat.fails,
+      shown: window.__lat.shown.slice().sort((a, b) => a - b),
       stats: window.pinhole?.stats?.() ?? null,
     }));
     const samples = r.samples.filter(([t]) => t >= t0 && t < t1).map(([t, l]) => [t - t0, l]);
     const extra = {};
     if (r.stats) for (const k of ['jumps', 'droppedFrames', 'resyncs', 'playbackRate', 'buffer']) if (r.stats[k] != null) extra[k] = r.stats[k];
+    // <video>: the screen shows a frame this long after the frame the probe timestamps.
+    if (r.shown.length) extra.displayAfterMs = Math.round(r.shown[r.shown.length >> 1] * 10) / 10;
     return { samples, seconds: (t1 - t0) / 1000, unreadable: r.fails, extra };
   } finally {
     await ctx.close();
@@ -293,6 +297,7 @@ async function main() {
     const probes = [
       { id: 'webcodecs', ours: true, label: 'pinhole WebCodecs (/ws/fmp4 → VideoDecoder → canvas, draw on output)', url: `${base}/?player=webcodecs`, mode: 'canvas' },
       { id: 'webcodecs-raf', ours: true, label: 'pinhole WebCodecs, draw on requestAnimationFrame', url: `${base}/?player=webcodecs&render=raf`, mode: 'canvas' },
+      { id: 'webcodecs-paced', ours: true, label: 'pinhole WebCodecs, paced (`?render=paced`)', url: `${base}/?player=webcodecs&render=paced`, mode: 'canvas' },
       { id: 'mse', ours: true, label: 'pinhole MSE (/ws/fmp4, UI `?player=mse`)', url: `${base}/?player=mse`, mode: 'video' },
       { id: 'jmuxer', ours: true, label: 'pinhole /ws/h264 → jmuxer page (`/jmuxer.html`)', url: `${base}/jmuxer.html`, mode: 'video' },
       { id: 'mjpeg', ours: true, label: 'pinhole MJPEG (`<img>`, polled every 3 ms)', url: `${base}/?player=mjpeg`, mode: 'img' },
@@ -470,11 +475,13 @@ function report(results, meta) {
 \`bench/latency/run.sh\` (\`--smoke\` for CI, \`--quick\` without the 5-minute runs) measures
 source-to-screen delay in headless Debian chromium: every frame of the test pattern carries its
 capture time as a barcode (docs/test-pattern.md) and an SEI message; for every frame a player
-presents, the probe reads the barcode from the pixels and records \`Date.now() − capture time\`
-(same machine). Byte-level viewers record receive time − SEI time. The seeds' pipelines are rebuilt
-from Debian packages and measured in the same run on the same test pattern (\`testsrc\`):
-TCP → websockify → nginx → jmuxer, and ffmpeg HLS (1 s segments, list of 5) → nginx → hls.js with
-its default config. Method and findings: \`bench/latency/README.md\`.
+presents, the probe reads the barcode from the pixels and records \`t − capture time\` (same
+machine), \`t\` being the rendering frame that composites the new picture (\`<video>\`:
+\`requestVideoFrameCallback\`'s \`presentationTime\`; canvas and \`<img>\`: the frame after the draw;
+the screen shows it one refresh, ~16 ms, later). Byte-level viewers record receive time − SEI
+time. The seeds' pipelines are rebuilt from Debian packages and measured in the same run on the
+same test pattern (\`testsrc\`): TCP → websockify → nginx → jmuxer, and ffmpeg HLS (1 s
+segments, list of 5) → nginx → hls.js with its default config. Method and findings: \`bench/latency/README.md\`.
 
 ${header}
 

@@ -1,22 +1,32 @@
 // Injected into every probed page (after barcode.js) before the page's own scripts.
 // For each frame the page *presents*, read the capture-time barcode from its pixels and record
-// [Date.now(), Date.now() − capture ms]. How a presented frame is seen depends on the player:
-//   video  — <video>.requestVideoFrameCallback (MSE, jmuxer, hls.js)
-//   canvas — a hook on CanvasRenderingContext2D.drawImage: the player's own draw (WebCodecs)
-//   img    — poll the <img> every few ms; a frame counts when its barcode first appears (MJPEG)
+// [t, t − capture ms], t being the wall-clock time of the rendering frame that composites the new
+// picture (the screen shows it one refresh later, the same for every player):
+//   video  — <video>.requestVideoFrameCallback (MSE, jmuxer, hls.js); t = metadata.presentationTime.
+//            Not the callback's own time: the callback can run a frame late when the main thread
+//            is busy, and that is not when the picture appeared.
+//   canvas — a hook on CanvasRenderingContext2D.drawImage: the player's own draw (WebCodecs);
+//            t = the frame that commits the draw (the current one inside a rAF callback, else
+//            the next).
+//   img    — poll the <img> every few ms; a frame counts when its barcode first appears (MJPEG);
+//            t = the next frame after the poll saw it.
 // The read draws only the barcode strip (top 4/36 of the width), scaled to half, into a private
 // canvas and decodes it with PINHOLE_BARCODE (docs/test-pattern.md). Results: window.__lat.
 /* global PINHOLE_BARCODE */
 (() => {
   if (window !== window.top) return;
   const B = PINHOLE_BARCODE;
-  const L = (window.__lat = { samples: [], reads: 0, fails: 0, repeats: 0, lastMs: null, hooked: 0 });
+  const L = (window.__lat = { samples: [], reads: 0, fails: 0, repeats: 0, lastMs: null, hooked: 0, shown: [] });
   let pc = null;
   let pctx = null;
   const origDraw = CanvasRenderingContext2D.prototype.drawImage;
+  const origRaf = window.requestAnimationFrame.bind(window);
+  /** performance.now() timestamp → Unix ms (both clocks read now, so no drift accumulates). */
+  const wallAt = (perfMs) => Date.now() - (performance.now() - perfMs);
 
-  function measure(src, W, now) {
-    if (!W || W < 144) return;
+  /** Read the barcode of `src` now; the full capture Unix ms, or null (unreadable or a repeat). */
+  function read(src, W) {
+    if (!W || W < 144) return null;
     if (!pc) {
       pc = document.createElement('canvas');
       pctx = pc.getContext('2d', { willReadFrequently: true, alpha: false });
@@ -28,20 +38,45 @@
     if (pc.height !== ph) pc.height = ph;
     try {
       origDraw.call(pctx, src, 0, 0, W, sh, 0, 0, pw, ph);
-    } catch { return; }
+    } catch { return null; }
     const v = B.readBarcodeImageData(pctx.getImageData(0, 0, pw, ph), pw);
     L.reads++;
-    if (v == null) { L.fails++; return; }
-    if (v === L.lastMs) { L.repeats++; return; }
+    if (v == null) { L.fails++; return null; }
+    if (v === L.lastMs) { L.repeats++; return null; }
     L.lastMs = v;
-    L.samples.push([now, now - B.fullMs(v, now)]);
+    return B.fullMs(v, Date.now());
+  }
+  const record = (tMs, capMs) => L.samples.push([tMs, Math.round((tMs - capMs) * 10) / 10]);
+
+  // Frames for canvas and img: captures seen since the last frame started, timestamped with the
+  // frame that will composite them. rAF callbacks are wrapped so a draw inside one (the player's
+  // render loop) is known to land in that same frame.
+  let rafTs = null;   // the running rAF callback's frame time, else null
+  let pending = [];   // [{cap, seenAt}] waiting for the next frame
+  let frameAsked = false;
+  window.requestAnimationFrame = (cb) => origRaf((ts) => {
+    rafTs = ts;
+    try { cb(ts); } finally { rafTs = null; }
+  });
+  function onFrame(ts) {
+    frameAsked = false;
+    const t = wallAt(ts);
+    for (const p of pending) record(Math.max(t, p.seenAt), p.cap);
+    pending = [];
+  }
+  function seen(cap) {
+    if (rafTs != null) { record(wallAt(rafTs), cap); return; } // committed in this very frame
+    pending.push({ cap, seenAt: Date.now() });
+    if (!frameAsked) { frameAsked = true; origRaf(onFrame); }
   }
 
-  // canvas: measure the player's canvas right after each draw into it.
+  // canvas: read the player's canvas right after each draw into it.
   CanvasRenderingContext2D.prototype.drawImage = function (...args) {
-    const now = Date.now();
     const r = origDraw.apply(this, args);
-    if (this !== pctx && this.canvas.isConnected && L.mode === 'canvas') measure(this.canvas, this.canvas.width, now);
+    if (this !== pctx && this.canvas.isConnected && L.mode === 'canvas') {
+      const cap = read(this.canvas, this.canvas.width);
+      if (cap != null) seen(cap);
+    }
     return r;
   };
 
@@ -53,9 +88,15 @@
       hooked.add(v);
       L.hooked++;
       const cb = (_t, meta) => {
-        const now = Date.now();
         L.presented = meta.presentedFrames;
-        measure(v, v.videoWidth, now);
+        const cap = read(v, v.videoWidth);
+        if (cap != null) {
+          const t = wallAt(meta.presentationTime);
+          record(t, cap);
+          // How long after that frame the screen shows it (expectedDisplayTime), for the report.
+          L.shown.push(meta.expectedDisplayTime - meta.presentationTime);
+          if (L.shown.length > 4000) L.shown.splice(0, 2000);
+        }
         v.requestVideoFrameCallback(cb);
       };
       v.requestVideoFrameCallback(cb);
@@ -65,7 +106,10 @@
   // img: poll (a multipart JPEG <img> fires no event per part).
   function pollImg() {
     const img = document.querySelector('img');
-    if (img && img.complete && img.naturalWidth) measure(img, img.naturalWidth, Date.now());
+    if (img && img.complete && img.naturalWidth) {
+      const cap = read(img, img.naturalWidth);
+      if (cap != null) seen(cap);
+    }
     setTimeout(pollImg, 3);
   }
 
