@@ -1,8 +1,8 @@
 // Lowest-delay player: WebCodecs `VideoDecoder` → <canvas>, fed from /ws/fmp4.
 //
 // No media element, so no jitter buffer: each fragment is decoded as it arrives and each
-// decoded frame is drawn at once (or, with ?render=raf, on the next animation frame) and
-// closed. Same protocol as the MSE player: a text {"type":"init",codec,…} message, a binary
+// decoded frame is drawn at once (or, with ?render=raf, on the next animation frame; with
+// ?render=paced, on the refresh pacer.js gives it) and closed. Same protocol as the MSE player: a text {"type":"init",codec,…} message, a binary
 // init segment (its avcC box is the decoder's `description`), then one [prft] moof mdat
 // message per frame. The prft wall-clock time becomes the chunk timestamp (µs), so the
 // delay figure is simply now − timestamp of the frame on screen.
@@ -11,6 +11,7 @@
 
 import { boxes, findBox, parseTimescale, ntpToUnixMs } from './boxes.js';
 import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
+import { Pacer } from './pacer.js';
 
 // Chunks waiting in the decoder. A new connection starts with a burst (the server's cached GOP,
 // up to a keyframe interval of frames) that must all be decoded to reach the live frame; only a
@@ -77,12 +78,20 @@ export class WebCodecsPlayer {
       typeof globalThis.EncodedVideoChunk === 'function' && typeof WebSocket === 'function';
   }
 
-  /** @param {{onState?: Function, url?: string, render?: 'immediate'|'raf'}} opts */
+  /** @param {{onState?: Function, url?: string, render?: 'paced'|'immediate'|'raf'}} opts */
   constructor(opts = {}) {
     this.onState = opts.onState || (() => {});
     this.url = opts.url || wsUrl('ws/fmp4');
     const q = new URLSearchParams(globalThis.location?.search || '');
-    this.render = opts.render || (q.get('render') === 'raf' ? 'raf' : 'immediate');
+    // 'immediate' (default): draw each frame when decoded, lowest delay. 'paced': draw on the
+    // refresh its capture time + a learned delay gives it (pacer.js): steady latency and cadence,
+    // ~2–3 refreshes more delay on this machine (bench/latency/README.md). 'raf': the newest
+    // decoded frame on the next animation frame.
+    this.render = opts.render || (['raf', 'paced'].includes(q.get('render')) ? q.get('render') : 'immediate');
+    this.pacer = new Pacer();
+    this.configuredAt = 0;
+    this.lastFrameAt = 0;    // paced: the previous animation frame (Unix ms)
+    this.paced = [];         // paced mode: decoded frames waiting for their refresh [{frame, due}]
     this.backoff = new Backoff();
     this.bytes = new RateMeter();
     this.frames = new RateMeter();
@@ -161,6 +170,7 @@ export class WebCodecsPlayer {
       droppedFrames: this.dropped,
       resyncs: this.resyncs,
       render: this.render,
+      lateFrames: this.pacer.late, // paced: decoded after their due time
     };
   }
 
@@ -253,6 +263,7 @@ export class WebCodecsPlayer {
       },
       error: (e) => { if (decoder === this.decoder) this._fail(`decoder: ${e.message}`); },
     });
+    this.configuredAt = performance.now();
     try {
       decoder.configure(config);
     } catch (e) {
@@ -277,6 +288,9 @@ export class WebCodecsPlayer {
     if (d && d.state !== 'closed') { try { d.close(); } catch { /* closed */ } }
     if (this.pending) { this.pending.close(); this.pending = null; }
     if (this.raf) { cancelAnimationFrame(this.raf); this.raf = 0; }
+    for (const p of this.paced) p.frame.close();
+    this.paced = [];
+    this.pacer.reset();
   }
 
   _fail(reason) {
@@ -293,7 +307,15 @@ export class WebCodecsPlayer {
       this.dropped++;
       return;
     }
-    if (this.render === 'raf') {
+    if (this.render === 'paced') {
+      // Not while hidden (no animation frames) nor in the first 2 s (the start-up burst's tail).
+      const learnable = !document.hidden && performance.now() - this.configuredAt > 2000;
+      const due = learnable ? this.pacer.due(frame.timestamp / 1000, performance.now() + performance.timeOrigin) : null;
+      if (due == null) { this._draw(frame); return; }
+      this.paced.push({ frame, due, ready: performance.now() + performance.timeOrigin });
+      while (this.paced.length > 8) { this.paced.shift().frame.close(); this.dropped++; }
+      this._pace();
+    } else if (this.render === 'raf') {
       if (this.pending) { this.pending.close(); this.dropped++; }
       this.pending = frame;
       if (!this.raf) {
@@ -307,6 +329,26 @@ export class WebCodecsPlayer {
     } else {
       this._draw(frame);
     }
+  }
+
+  /** Paced mode: an animation-frame loop; each draws the newest frame that is due. */
+  _pace() {
+    if (this.raf || this.stopped) return;
+    this.raf = requestAnimationFrame((ts) => {
+      this.raf = 0;
+      const now = ts + performance.timeOrigin;
+      let show = null;
+      while (this.paced.length && this.paced[0].due <= now + 1) {
+        if (show) { show.frame.close(); this.dropped++; }
+        show = this.paced.shift();
+      }
+      if (show) {
+        this.pacer.shown(show.due, show.ready, this.lastFrameAt);
+        this._draw(show.frame);
+      }
+      this.lastFrameAt = now;
+      if (this.decoder) this._pace();
+    });
   }
 
   _draw(frame) {
@@ -323,6 +365,7 @@ export class WebCodecsPlayer {
   }
 
   _tick() {
+    if (this.render === 'paced') this.pacer.tune(performance.now() + performance.timeOrigin);
     this.bytes.sample();
     this.frames.sample(this.drawn);
     if (this.ws && this.ws.readyState === WebSocket.OPEN && performance.now() - this.lastMsgAt > SILENCE_S * 1000) {
