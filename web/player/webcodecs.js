@@ -83,10 +83,10 @@ export class WebCodecsPlayer {
     this.onState = opts.onState || (() => {});
     this.url = opts.url || wsUrl('ws/fmp4');
     const q = new URLSearchParams(globalThis.location?.search || '');
-    // 'immediate' (default): draw each frame when decoded, lowest delay. 'paced': draw on the
-    // refresh its capture time + a learned delay gives it (pacer.js): steady latency and cadence,
-    // ~2–3 refreshes more delay on this machine (bench/latency/README.md). 'raf': the newest
-    // decoded frame on the next animation frame.
+    // 'immediate' (default): draw each frame when decoded, lowest delay. 'paced' (experimental):
+    // draw on the refresh its capture time + a learned delay gives it (pacer.js): even cadence,
+    // but 1–3 refreshes more delay and it only ever moves later (bench/latency/README.md).
+    // 'raf': the newest decoded frame on the next animation frame.
     this.render = opts.render || (['raf', 'paced'].includes(q.get('render')) ? q.get('render') : 'immediate');
     this.pacer = new Pacer();
     this.configuredAt = 0;
