@@ -3,8 +3,7 @@
 // Every frame of the test pattern carries its capture wall-clock time as a barcode (and as an
 // SEI message). For every frame a player *presents*, the probe (probe-page.js) reads the barcode
 // from the pixels and records t − capture time, t = the rendering frame that composites it (same
-// machine, same clock). Byte-level
-// viewers record receive time − SEI time. The seeds' pipelines are rebuilt from Debian packages
+// machine, same clock). Byte-level viewers record receive time − SEI time. The seeds' pipelines are rebuilt from Debian packages
 // and measured in the same run on the same pattern (testsrc = pinhole's TestPattern as Annex B):
 //   seed-jmuxer: testsrc (TCP listener) → websockify → nginx → jmuxer page
 //   seed-hls:    testsrc → ffmpeg -c copy -f hls (1 s segments, tmpfs) → nginx → hls.js defaults
@@ -481,7 +480,8 @@ machine), \`t\` being the rendering frame that composites the new picture (\`<vi
 the screen shows it one refresh, ~16 ms, later). Byte-level viewers record receive time − SEI
 time. The seeds' pipelines are rebuilt from Debian packages and measured in the same run on the
 same test pattern (\`testsrc\`): TCP → websockify → nginx → jmuxer, and ffmpeg HLS (1 s
-segments, list of 5) → nginx → hls.js with its default config. Method and findings: \`bench/latency/README.md\`.
+segments, list of 5) → nginx → hls.js with its default config. Method and findings:
+\`bench/latency/README.md\`.
 
 ${header}
 

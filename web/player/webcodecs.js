@@ -2,10 +2,11 @@
 //
 // No media element, so no jitter buffer: each fragment is decoded as it arrives and each
 // decoded frame is drawn at once (or, with ?render=raf, on the next animation frame; with
-// ?render=paced, on the refresh pacer.js gives it) and closed. Same protocol as the MSE player: a text {"type":"init",codec,…} message, a binary
-// init segment (its avcC box is the decoder's `description`), then one [prft] moof mdat
-// message per frame. The prft wall-clock time becomes the chunk timestamp (µs), so the
-// delay figure is simply now − timestamp of the frame on screen.
+// ?render=paced, on the refresh pacer.js gives it) and closed. Same protocol as the MSE
+// player: a text {"type":"init",codec,…} message, a binary init segment (its avcC box is the
+// decoder's `description`), then one [prft] moof mdat message per frame. The prft wall-clock
+// time becomes the chunk timestamp (µs), so the delay figure is simply now − timestamp of the
+// frame on screen.
 //
 // Needs a secure context (https, or http://localhost / 127.0.0.1) for `VideoDecoder`.
 
@@ -91,7 +92,7 @@ export class WebCodecsPlayer {
     this.pacer = new Pacer();
     this.configuredAt = 0;
     this.lastFrameAt = 0;    // paced: the previous animation frame (Unix ms)
-    this.paced = [];         // paced mode: decoded frames waiting for their refresh [{frame, due}]
+    this.paced = [];         // paced mode: decoded frames waiting for their refresh [{frame, due, ready}]
     this.backoff = new Backoff();
     this.bytes = new RateMeter();
     this.frames = new RateMeter();
@@ -170,7 +171,7 @@ export class WebCodecsPlayer {
       droppedFrames: this.dropped,
       resyncs: this.resyncs,
       render: this.render,
-      lateFrames: this.pacer.late, // paced: decoded after their due time
+      lateFrames: this.pacer.late, // paced: not decoded by their refresh
     };
   }
 
