@@ -40,7 +40,7 @@ export class Pacer {
     this.recent = [];    // [{t, late}] of decoded frames
     this.holdUntil = -Infinity;
     this.tunedAt = -Infinity;
-    this.late = 0;       // frames decoded after their due time, in total
+    this.late = 0;       // frames not decoded by their refresh, in total
   }
 
   /**

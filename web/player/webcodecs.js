@@ -171,7 +171,7 @@ export class WebCodecsPlayer {
       droppedFrames: this.dropped,
       resyncs: this.resyncs,
       render: this.render,
-      lateFrames: this.pacer.late, // paced: not decoded by their refresh
+      lateFrames: this.render === 'paced' ? this.pacer.late : null, // not decoded by their refresh
     };
   }
 
@@ -310,10 +310,12 @@ export class WebCodecsPlayer {
     }
     if (this.render === 'paced') {
       // Not while hidden (no animation frames) nor in the first 2 s (the start-up burst's tail).
-      const learnable = !document.hidden && performance.now() - this.configuredAt > 2000;
-      const due = learnable ? this.pacer.due(frame.timestamp / 1000, performance.now() + performance.timeOrigin) : null;
+      const t = performance.now();
+      const ready = t + performance.timeOrigin; // Unix ms, the frame timestamps' timeline
+      const learnable = !document.hidden && t - this.configuredAt > 2000;
+      const due = learnable ? this.pacer.due(frame.timestamp / 1000, ready) : null;
       if (due == null) { this._draw(frame); return; }
-      this.paced.push({ frame, due, ready: performance.now() + performance.timeOrigin });
+      this.paced.push({ frame, due, ready });
       while (this.paced.length > 8) { this.paced.shift().frame.close(); this.dropped++; }
       this._pace();
     } else if (this.render === 'raf') {
