@@ -294,9 +294,9 @@ async function main() {
 
     const hlsStart = { startTimeoutMs: 30000 };
     const probes = [
-      { id: 'webcodecs', ours: true, label: 'pinhole WebCodecs (/ws/fmp4 → VideoDecoder → canvas, draw on output)', url: `${base}/?player=webcodecs`, mode: 'canvas' },
+      { id: 'webcodecs', ours: true, label: 'pinhole WebCodecs (/ws/fmp4 → VideoDecoder → canvas, paced: each frame on its refresh)', url: `${base}/?player=webcodecs`, mode: 'canvas' },
+      { id: 'webcodecs-immediate', ours: true, label: 'pinhole WebCodecs, draw on decode (`?render=immediate`)', url: `${base}/?player=webcodecs&render=immediate`, mode: 'canvas' },
       { id: 'webcodecs-raf', ours: true, label: 'pinhole WebCodecs, draw on requestAnimationFrame', url: `${base}/?player=webcodecs&render=raf`, mode: 'canvas' },
-      { id: 'webcodecs-paced', ours: true, label: 'pinhole WebCodecs, paced (`?render=paced`)', url: `${base}/?player=webcodecs&render=paced`, mode: 'canvas' },
       { id: 'mse', ours: true, label: 'pinhole MSE (/ws/fmp4, UI `?player=mse`)', url: `${base}/?player=mse`, mode: 'video' },
       { id: 'jmuxer', ours: true, label: 'pinhole /ws/h264 → jmuxer page (`/jmuxer.html`)', url: `${base}/jmuxer.html`, mode: 'video' },
       { id: 'mjpeg', ours: true, label: 'pinhole MJPEG (`<img>`, polled every 3 ms)', url: `${base}/?player=mjpeg`, mode: 'img' },
@@ -341,9 +341,9 @@ async function main() {
       }
     }
 
-    // Steadiness: one long run each for MSE and WebCodecs; first vs last minute.
+    // Steadiness: one long run each for MSE and both WebCodecs modes; first vs last minute.
     if (LONG_S > 0) {
-      for (const p of probes.filter((x) => x.id === 'mse' || x.id === 'webcodecs')) {
+      for (const p of probes.filter((x) => ['mse', 'webcodecs', 'webcodecs-immediate'].includes(x.id))) {
         const id = `${p.id}-long`;
         if (only && !only.has(id) && !only.has(p.id)) continue;
         log(`probe ${id}: ${LONG_S} s (load ${loadavg()})`);

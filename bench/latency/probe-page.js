@@ -7,7 +7,7 @@
 //            is busy, and that is not when the picture appeared.
 //   canvas — a hook on CanvasRenderingContext2D.drawImage: the player's own draw (WebCodecs);
 //            t = the frame that commits the draw (the current one inside a rAF callback, else
-//            the next).
+//            the next), but never before the draw itself.
 //   img    — poll the <img> every few ms; a frame counts when its barcode first appears (MJPEG);
 //            t = the next frame after the poll saw it.
 // The read draws only the barcode strip (top 4/36 of the width), scaled to half, into a private
@@ -65,7 +65,9 @@
     pending = [];
   }
   function seen(cap) {
-    if (rafTs != null) { record(wallAt(rafTs), cap); return; } // committed in this very frame
+    // Committed in this very frame, whose timestamp is its start: a callback that runs late can
+    // draw after it, and a picture is never on screen before it was drawn.
+    if (rafTs != null) { record(Math.max(wallAt(rafTs), Date.now()), cap); return; }
     pending.push({ cap, seenAt: Date.now() });
     if (!frameAsked) { frameAsked = true; origRaf(onFrame); }
   }

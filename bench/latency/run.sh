@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Source-to-screen latency in a real browser: pinhole's players vs the seeds' pipelines.
 # Usage: bench/latency/run.sh [--smoke] [--quick] [bench.mjs options…]
-#   (no flag)  every probe 30 s + the 5-minute MSE/WebCodecs runs (~17 min); writes the
+#   (no flag)  every probe 30 s + the 5-minute MSE/WebCodecs/paced runs (~22 min); writes the
 #              "Latency" section of bench/README.md and bench/results/latency.{json,md,png}
 #   --quick    the same without the 5-minute runs (~6 min)
 #   --smoke    ~45 s, for CI: every probe must produce numbers (no timing assertions);

@@ -1,8 +1,10 @@
 // Lowest-delay player: WebCodecs `VideoDecoder` → <canvas>, fed from /ws/fmp4.
 //
 // No media element, so no jitter buffer: each fragment is decoded as it arrives and each
-// decoded frame is drawn at once (or, with ?render=raf, on the next animation frame; with
-// ?render=paced, on the refresh pacer.js gives it) and closed. Same protocol as the MSE
+// decoded frame is drawn on the display refresh pacer.js gives it (its capture time + a learned
+// delay: the same refresh phase for every frame, so constant latency and even motion), or with
+// ?render=immediate at once (lowest delay, but a refresh more or less from frame to frame), or
+// with ?render=raf on the next animation frame; then closed. Same protocol as the MSE
 // player: a text {"type":"init",codec,…} message, a binary init segment (its avcC box is the
 // decoder's `description`), then one [prft] moof mdat message per frame. The prft wall-clock
 // time becomes the chunk timestamp (µs), so the delay figure is simply now − timestamp of the
@@ -84,11 +86,11 @@ export class WebCodecsPlayer {
     this.onState = opts.onState || (() => {});
     this.url = opts.url || wsUrl('ws/fmp4');
     const q = new URLSearchParams(globalThis.location?.search || '');
-    // 'immediate' (default): draw each frame when decoded, lowest delay. 'paced' (experimental):
-    // draw on the refresh its capture time + a learned delay gives it (pacer.js): even cadence,
-    // but 1–3 refreshes more delay and it only ever moves later (bench/latency/README.md).
-    // 'raf': the newest decoded frame on the next animation frame.
-    this.render = opts.render || (['raf', 'paced'].includes(q.get('render')) ? q.get('render') : 'immediate');
+    // 'paced' (default): each frame on the refresh its capture time + a learned delay gives it
+    // (pacer.js): steady latency and cadence, about a refresh above 'immediate''s median.
+    // 'immediate': draw each frame when decoded (lowest median, two-valued latency, judder).
+    // 'raf': the newest decoded frame on the next animation frame. (bench/latency/README.md)
+    this.render = opts.render || (['raf', 'immediate', 'paced'].includes(q.get('render')) ? q.get('render') : 'paced');
     this.pacer = new Pacer();
     this.configuredAt = 0;
     this.lastFrameAt = 0;    // paced: the previous animation frame (Unix ms)
@@ -340,13 +342,14 @@ export class WebCodecsPlayer {
     this.raf = requestAnimationFrame((ts) => {
       this.raf = 0;
       const now = ts + performance.timeOrigin;
+      this.pacer.frame(ts);
       let show = null;
       while (this.paced.length && this.paced[0].due <= now + 1) {
         if (show) { show.frame.close(); this.dropped++; }
         show = this.paced.shift();
       }
       if (show) {
-        this.pacer.shown(show.due, show.ready, this.lastFrameAt);
+        this.pacer.shown(show.due, show.ready, this.lastFrameAt, now);
         this._draw(show.frame);
       }
       this.lastFrameAt = now;
