@@ -69,15 +69,12 @@ export class Pacer {
     this.moves = 0;      // changes of D by a slot, in total
   }
 
-  /** Every animation frame's timestamp: measures the refresh interval (60 Hz is not universal). */
+  /** Every animation frame's timestamp: the refresh interval (60 Hz is not universal; tune()). */
   frame(ts) {
-    if (this.lastTs != null) {
-      const d = ts - this.lastTs;
-      if (d > 2 && d < 60) {
-        this.intervals.push(d);
-        if (this.intervals.length > 120) this.intervals.shift();
-        if (this.intervals.length >= 30) this.refreshMs = median(this.intervals);
-      }
+    const d = this.lastTs == null ? 0 : ts - this.lastTs;
+    if (d > 2 && d < 60) {
+      this.intervals.push(d);
+      if (this.intervals.length > 120) this.intervals.shift();
     }
     this.lastTs = ts;
   }
@@ -124,6 +121,7 @@ export class Pacer {
   tune(nowMs) {
     if (this.delay == null || nowMs - this.tunedAt < 1000) return 0;
     this.tunedAt = nowMs;
+    if (this.intervals.length >= 30) this.refreshMs = median(this.intervals);
     const R = this.refreshMs;
     const since = (ms) => this.recent.filter((x) => x.t > nowMs - ms && x.t > this.movedAt);
     const share = (xs, f) => xs.filter(f).length / xs.length;

@@ -1,4 +1,4 @@
-// Lowest-delay player: WebCodecs `VideoDecoder` → <canvas>, fed from /ws/fmp4.
+// Low-delay player: WebCodecs `VideoDecoder` → <canvas>, fed from /ws/fmp4.
 //
 // No media element, so no jitter buffer: each fragment is decoded as it arrives and each
 // decoded frame is drawn on the display refresh pacer.js gives it (its capture time + a learned
@@ -87,7 +87,7 @@ export class WebCodecsPlayer {
     this.url = opts.url || wsUrl('ws/fmp4');
     const q = new URLSearchParams(globalThis.location?.search || '');
     // 'paced' (default): each frame on the refresh its capture time + a learned delay gives it
-    // (pacer.js): steady latency and cadence, about a refresh above 'immediate''s median.
+    // (pacer.js): steady latency and cadence, a refresh or so above 'immediate''s median.
     // 'immediate': draw each frame when decoded (lowest median, two-valued latency, judder).
     // 'raf': the newest decoded frame on the next animation frame. (bench/latency/README.md)
     this.render = opts.render || (['raf', 'immediate', 'paced'].includes(q.get('render')) ? q.get('render') : 'paced');
