@@ -152,7 +152,10 @@ def main():
         wait_status(port, lambda s: s.get("source", {}).get("state") == "running"
                     and s["source"].get("kind") == "test", 120)
         g.sh("modprobe vivid node_types=0x1")
-        s = wait_status(port, lambda s: "/dev/video0" in s.get("source", {}).get("detail", ""), 30)
+        # The node appears before udev gives it to group video: the first
+        # scans may see EACCES (owner root, mode 0600); wait for the device
+        # policy's EPERM, which is what stays.
+        s = wait_status(port, lambda s: "not permitted" in s.get("source", {}).get("detail", ""), 30)
         src = s.get("source", {})
         check(src.get("kind") == "test" and "/dev/video0" in src.get("detail", "")
               and "not permitted" in src.get("detail", ""),

@@ -87,6 +87,14 @@ impl V4l2Config {
 fn why(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(nix::libc::ENODEV) => "the camera was disconnected (ENODEV)".into(),
+        // The device cgroup: systemd resolves DeviceAllow=char-video4linux
+        // when the service starts, so a driver loaded later is refused.
+        Some(nix::libc::EPERM) => format!(
+            "{e} (the service's device policy refuses it: was the video driver loaded after \
+             pinholed started? restart pinholed)"
+        ),
+        // udev has not (yet) given the node to group video.
+        Some(nix::libc::EACCES) => format!("{e} (the node is not readable by group video yet)"),
         _ => e.to_string(),
     }
 }

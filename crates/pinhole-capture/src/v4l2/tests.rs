@@ -101,6 +101,18 @@ fn probe_explains_what_it_cannot_use() {
         Box::new(|_p: &Path| Err(io::Error::from_raw_os_error(nix::libc::ENOENT)));
     let e = probe(&mut missing, Path::new("/dev/video7"), &want).unwrap_err();
     assert!(e.reason.starts_with("/dev/video7:"), "{e}");
+    // A refusal says which kind, and what to do about the lasting one.
+    let mut refused: Opener =
+        Box::new(|_p: &Path| Err(io::Error::from_raw_os_error(nix::libc::EPERM)));
+    let e = probe(&mut refused, Path::new("/dev/video0"), &want).unwrap_err();
+    assert!(
+        e.reason.contains("not permitted") && e.reason.contains("restart pinholed"),
+        "{e}"
+    );
+    let mut unreadable: Opener =
+        Box::new(|_p: &Path| Err(io::Error::from_raw_os_error(nix::libc::EACCES)));
+    let e = probe(&mut unreadable, Path::new("/dev/video0"), &want).unwrap_err();
+    assert!(e.reason.contains("group video"), "{e}");
 }
 
 #[test]
