@@ -297,7 +297,8 @@ async function main() {
       { id: 'webcodecs', ours: true, label: 'pinhole WebCodecs (/ws/fmp4 → VideoDecoder → canvas, paced: each frame on its refresh)', url: `${base}/?player=webcodecs`, mode: 'canvas' },
       { id: 'webcodecs-immediate', ours: true, label: 'pinhole WebCodecs, draw on decode (`?render=immediate`)', url: `${base}/?player=webcodecs&render=immediate`, mode: 'canvas' },
       { id: 'webcodecs-raf', ours: true, label: 'pinhole WebCodecs, draw on requestAnimationFrame', url: `${base}/?player=webcodecs&render=raf`, mode: 'canvas' },
-      { id: 'mse', ours: true, label: 'pinhole MSE (/ws/fmp4, UI `?player=mse`)', url: `${base}/?player=mse`, mode: 'video' },
+      { id: 'mse', ours: true, label: 'pinhole MSE (/ws/fmp4, UI `?player=mse`, paced: each frame appended on its refresh)', url: `${base}/?player=mse`, mode: 'video' },
+      { id: 'mse-immediate', ours: true, label: 'pinhole MSE, append on arrival, playbackRate steers the buffer (`?render=immediate`)', url: `${base}/?player=mse&render=immediate`, mode: 'video' },
       { id: 'jmuxer', ours: true, label: 'pinhole /ws/h264 → jmuxer page (`/jmuxer.html`)', url: `${base}/jmuxer.html`, mode: 'video' },
       { id: 'mjpeg', ours: true, label: 'pinhole MJPEG (`<img>`, polled every 3 ms)', url: `${base}/?player=mjpeg`, mode: 'img' },
       ...(hlsOk ? [{ id: 'hls', ours: true, label: 'pinhole LL-HLS in hls.js (`?player=hls`)', url: `${base}/?player=hls`, mode: 'video', ...hlsStart, warmS: Math.max(WARM_S, SMOKE ? 1 : 10) }] : []),
@@ -341,9 +342,9 @@ async function main() {
       }
     }
 
-    // Steadiness: one long run each for MSE and both WebCodecs modes; first vs last minute.
+    // Steadiness: one long run each for both MSE and both WebCodecs modes; first vs last minute.
     if (LONG_S > 0) {
-      for (const p of probes.filter((x) => ['mse', 'webcodecs', 'webcodecs-immediate'].includes(x.id))) {
+      for (const p of probes.filter((x) => ['mse', 'mse-immediate', 'webcodecs', 'webcodecs-immediate'].includes(x.id))) {
         const id = `${p.id}-long`;
         if (only && !only.has(id) && !only.has(p.id)) continue;
         log(`probe ${id}: ${LONG_S} s (load ${loadavg()})`);

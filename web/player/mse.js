@@ -5,6 +5,7 @@
 // may arrive at any time (resolution change): the MediaSource is rebuilt.
 
 import { findBox, parseFragment, parseTimescale } from './boxes.js';
+import { Pacer } from './pacer.js';
 import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
 
 const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
@@ -36,6 +37,32 @@ const STALL_S = 0.4;       // currentTime frozen this long with data ahead: jump
 const SILENCE_S = 5;       // no message this long on an open socket: reconnect
 const MAX_QUEUE = 300;     // fragments waiting for the SourceBuffer before we give up
 const HIDDEN_S = 10;       // page hidden this long: disconnect (saves a phone's data and battery)
+// Paced mode (the default where requestVideoFrameCallback exists; ?render=immediate for the
+// controller above). The element plays faster than real time, so it always waits at the end of
+// what it holds and shows a frame as soon as it is appended: the player decides when each frame
+// goes on screen by when it appends it, on the animation frame pacer.js gives it (the same
+// pacing as the WebCodecs player: constant latency, even cadence).
+// Chromium, measured with the bench's probe on the page (/work/exp/msepaced.mjs in session 8):
+//   - a frame appended to a waiting element ('waiting', readyState HAVE_CURRENT_DATA) is on
+//     screen ~2.5 ms later (rVFC presentationTime);
+//   - one appended while the element still plays the last frame waits for its clock and goes
+//     up a refresh late. At 1.5x a frame lasts 22 ms of the 33 between appends, and Chromium
+//     notices it ran dry on the refresh we append on: a race, 5-10 % of frames lost it. So a
+//     due frame that finds the element still playing waits for 'waiting' (at most GATE_MS):
+//     none late in 400 frames;
+//   - faster does not help: from 2.5x a frame can end before the next refresh and is never
+//     shown (11 % of frames at 2.5x, 26 % at 3x); slower than ~1.2x, frames overlap.
+const SQ = new URLSearchParams(globalThis.location?.search || '');
+const PACED_RATE = Number(SQ.get('mse_rate')) || 1.5;
+const GATE_MS = Number(SQ.get('mse_gate') ?? 8);
+const LEARN_AFTER_MS = 2000; // the start-up burst's tail is not learned from (as WebCodecs)
+// A paced frame should reach the screen (rVFC presentationTime) within a refresh of its append.
+// If more than SLIP_SHARE of SLIP_N do not (after the first SLIP_SKIP, which may still be
+// catching up with the start-up burst), this browser does not show a waiting element's frames
+// at once: fall back to the immediate controller.
+const SLIP_SKIP = 120;
+const SLIP_N = 150;
+const SLIP_SHARE = 0.25;
 
 export class MsePlayer {
   static id = 'mse';
@@ -71,6 +98,21 @@ export class MsePlayer {
     this.lastCtChange = 0;
     this.jumps = 0;
     this.needSeek = true;
+    const r = opts.render || SQ.get('render');
+    const rvfc = !!globalThis.HTMLVideoElement?.prototype?.requestVideoFrameCallback;
+    this.render = r === 'immediate' || !rvfc ? 'immediate' : 'paced';
+    this.pacer = new Pacer();
+    this.held = [];          // paced: fragments waiting for their animation frame [{buf, due, ready, t}]
+    this.gate = [];          // paced: due fragments waiting for the element to run dry
+    this.gateTimer = 0;
+    this.sent = [];          // paced: appended, not yet seen on screen [{t: media s, tick}]
+    this.onTime = 0;         // paced frames on screen within a refresh of their append …
+    this.slipped = 0;        // … and later than that (not counting the first SLIP_SKIP seen)
+    this.seen = 0;
+    this.fellBack = null;    // why paced mode was given up
+    this.raf = 0;
+    this.lastFrame = null;
+    this.shown = null;       // the newest frame on screen: {mediaTime, at: presentationTime}
   }
 
   start(container) {
@@ -85,6 +127,7 @@ export class MsePlayer {
     v.disablePictureInPicture = false;
     if (globalThis.ManagedMediaSource) v.disableRemotePlayback = true; // required by Safari's MMS
     v.addEventListener('error', () => this._fail(`video error ${v.error?.code ?? ''} ${v.error?.message ?? ''}`));
+    v.addEventListener('waiting', () => this._openGate()); // ran dry: paced frames go in now
     this.video = v;
     container.appendChild(v);
     this._countFrames();
@@ -124,14 +167,25 @@ export class MsePlayer {
       droppedFrames: 0,
       jumps: this.jumps,
       currentTime: v?.currentTime ?? 0,
+      render: this.render,
+      lateFrames: this.render === 'paced' ? this.pacer.late : null, // arrived after their refresh
+      slippedFrames: this.slipped, // appended in time, on screen a refresh or more later
+      pacingOff: this.fellBack,
     };
     if (!v) return out;
     const q = v.getVideoPlaybackQuality?.();
     if (q) { out.decodedFrames = q.totalVideoFrames; out.droppedFrames = q.droppedVideoFrames; }
+    // Paced, the element plays each frame fast and Chromium counts nearly every one as dropped,
+    // though each was on screen: count the frames that never were.
+    if (q && this.render === 'paced' && this.presented) out.droppedFrames = Math.max(0, q.totalVideoFrames - this.presented);
     const b = v.buffered;
     if (b.length) out.buffer = Math.max(0, b.end(b.length - 1) - v.currentTime);
+    // The newest frame on screen, how old it was when it went there; else the playhead's age.
+    const sh = this.shown && performance.now() - this.shown.at < 1000 ? this.shown : null;
+    const shownWall = sh && this._wallclockAt(sh.mediaTime);
     const wall = this._wallclockAt(v.currentTime);
-    if (wall != null) { out.delay = (Date.now() - wall) / 1000; out.delaySource = 'prft'; }
+    if (shownWall != null) { out.delay = (sh.at + performance.timeOrigin - shownWall) / 1000; out.delaySource = 'prft'; }
+    else if (wall != null) { out.delay = (Date.now() - wall) / 1000; out.delaySource = 'prft'; }
     else if (out.buffer != null) { out.delay = out.buffer; out.delaySource = 'buffer'; }
     return out;
   }
@@ -147,6 +201,7 @@ export class MsePlayer {
   _visibility() {
     clearTimeout(this.hiddenTimer);
     if (document.hidden) {
+      this._flushHeld();
       this.hiddenTimer = this._after(HIDDEN_S * 1000, () => {
         clearTimeout(this.retryTimer);
         clearInterval(this.countdown);
@@ -204,7 +259,87 @@ export class MsePlayer {
       this.prft.push({ t: (prft.mediaTime + shift) / this.timescale, wallMs: prft.wallMs });
       if (this.prft.length > 900) this.prft.splice(0, this.prft.length - 600);
     }
-    this._enqueue({ kind: 'append', data: buf });
+    if (this.render === 'paced' && prft) this._hold(buf, prft.wallMs, (prft.mediaTime + shift) / this.timescale);
+    else this._enqueue({ kind: 'append', data: buf });
+  }
+
+  // ---- paced mode -----------------------------------------------------------------------
+
+  /**
+   * A fragment of the frame captured at `capMs` (media time `t` s): append it now (the first
+   * 2 s, while learning, while hidden) or hold it for its animation frame.
+   */
+  _hold(buf, capMs, t) {
+    const now = performance.now();
+    const ready = now + performance.timeOrigin; // Unix ms, the capture times' timeline
+    const learnable = !document.hidden && !this.needSeek && now - this.attachedAt > LEARN_AFTER_MS;
+    const due = learnable ? this.pacer.due(capMs, ready) : null;
+    if (due == null) {
+      this._flushHeld(); // in order
+      this._enqueue({ kind: 'append', data: buf });
+      return;
+    }
+    this.held.push({ buf, due, ready, t });
+    this._pace();
+  }
+
+  /** Append every held fragment now (hidden page: no animation frames). */
+  _flushHeld() {
+    this._openGate();
+    for (const h of this.held.splice(0)) this._enqueue({ kind: 'append', data: h.buf });
+  }
+
+  _openGate() {
+    clearTimeout(this.gateTimer);
+    this.gateTimer = 0;
+    for (const buf of this.gate.splice(0)) this._enqueue({ kind: 'append', data: buf });
+  }
+
+  /**
+   * Each animation frame appends the frames due by it (all of them: a fragment cannot be
+   * skipped, the next one is decoded from it); they go on screen before the next one.
+   */
+  _pace() {
+    if (this.raf || this.stopped || this.render !== 'paced') return;
+    this.raf = requestAnimationFrame((ts) => {
+      this.raf = 0;
+      this.pacer.frame(ts);
+      const frame = ts + performance.timeOrigin;
+      const v = this.video;
+      const playing = GATE_MS > 0 && !v.paused && v.readyState > v.HAVE_CURRENT_DATA;
+      while (this.held.length && this.held[0].due <= frame + 1) {
+        const h = this.held.shift();
+        this.pacer.shown(h.due, h.ready, this.lastFrame ?? frame - this.pacer.refreshMs, frame);
+        this.sent.push({ t: h.t, frame: ts });
+        if (this.sent.length > 60) this.sent.shift();
+        this.gate.push(h.buf);
+      }
+      // Still playing the last frame (it has not run dry yet): a frame appended now would wait
+      // for the element's clock and go on screen a refresh late. Append when it runs dry
+      // ('waiting'), at most GATE_MS from now.
+      if (this.gate.length && !playing) this._openGate();
+      else if (this.gate.length && !this.gateTimer) this.gateTimer = setTimeout(() => this._openGate(), GATE_MS);
+      this.lastFrame = frame;
+      if (this.ms) this._pace();
+    });
+  }
+
+  /** A paced frame on screen: within a refresh of its append? (Else: give pacing up.) */
+  _presented(meta) {
+    const i = this.sent.findIndex((x) => Math.abs(x.t - meta.mediaTime) < 0.002);
+    if (i < 0) return;
+    const late = meta.presentationTime - this.sent[i].frame > this.pacer.refreshMs;
+    this.sent.splice(0, i + 1);
+    if (++this.seen <= SLIP_SKIP) return;
+    if (late) this.slipped++;
+    else this.onTime++;
+    const n = this.onTime + this.slipped;
+    if (n === SLIP_N && this.slipped > SLIP_SHARE * n) {
+      this.fellBack = `${this.slipped} of ${n} paced frames reached the screen a refresh late`;
+      console.warn('[pinhole mse] pacing off:', this.fellBack);
+      this.render = 'immediate';
+      this._flushHeld();
+    }
   }
 
   /**
@@ -266,6 +401,14 @@ export class MsePlayer {
     this.prft = [];
     this.nextDts = null;
     this.lagSamples = [];
+    this.held = [];
+    this.sent = [];
+    this.lastFrame = null;
+    this.shown = null;
+    this.seen = 0;
+    this.onTime = 0;
+    this.slipped = 0;
+    this.pacer.reset();
     this.needSeek = true;
     this.attachedAt = performance.now();
     this.playingSince = 0;
@@ -293,6 +436,11 @@ export class MsePlayer {
     const v = this.video;
     this.sb = null;
     this.queue = [];
+    this.held = [];
+    this.gate = [];
+    clearTimeout(this.gateTimer);
+    this.gateTimer = 0;
+    if (this.raf) { cancelAnimationFrame(this.raf); this.raf = 0; }
     if (this.ms) {
       const ms = this.ms;
       this.ms = null;
@@ -375,6 +523,7 @@ export class MsePlayer {
     const end = b.end(b.length - 1);
     const lag = end - ct;
     const now = performance.now();
+    if (this.render === 'paced') this.pacer.tune(now + performance.timeOrigin);
 
     if (ct !== this.lastCt) { this.lastCt = ct; this.lastCtChange = now; }
     const stalled = !v.paused && now - this.lastCtChange > STALL_S * 1000 && lag > 2 * this._jumpTarget();
@@ -393,7 +542,8 @@ export class MsePlayer {
       // assignment re-syncs Chromium's frame cadence and can drop a frame, so a rate that is
       // re-set on each tick (as this once did) costs a visible frame or two every second.
       let rate = v.playbackRate;
-      if (margin == null || margin <= MARGIN) rate = 1; // at the set point
+      if (this.render === 'paced') rate = PACED_RATE; // always waiting for the next append
+      else if (margin == null || margin <= MARGIN) rate = 1; // at the set point
       else if (margin > CATCH_UP_FAST) rate = RATE_FAST; // far behind
       else if (margin > MARGIN + SLACK || rate !== 1) rate = RATE_CATCH_UP; // until MARGIN
       if (rate !== v.playbackRate) v.playbackRate = rate;
@@ -455,6 +605,8 @@ export class MsePlayer {
       const cb = (_now, meta) => {
         if (v !== this.video) return;
         this.presented = meta.presentedFrames;
+        this.shown = { mediaTime: meta.mediaTime, at: meta.presentationTime };
+        if (this.render === 'paced') this._presented(meta);
         v.requestVideoFrameCallback(cb);
       };
       v.requestVideoFrameCallback(cb);
