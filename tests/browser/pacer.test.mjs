@@ -82,6 +82,22 @@ test('comes down to the earliest refresh every frame makes, and stays there', ()
   assert.ok(p.late <= 30 * 2, `${p.late} late frames on the way (the one try below the floor)`);
 });
 
+test('a slow spell after learning does not hold the start high: the first move down judges the last 3 s', () => {
+  const p = new Pacer({ warm: 30 });
+  const s = new Sim(p);
+  // The page's first seconds: frames decoded 30–45 ms after capture, for 4 s after learning (a
+  // browser starting up); then 10–14 ms, with a keyframe 14 ms later every 2 s.
+  let r = 1;
+  const rnd = () => { r = (r * 16807) % 2147483647; return r / 2147483647; };
+  const lat = (i) => (i < 150 ? 30 + 15 * rnd() : 10 + 4 * rnd() + (i % 60 === 0 ? 14 : 0));
+  s.run(150, lat);
+  const high = Math.min(...s.last(30));
+  assert.ok(high > 40, `learned from the slow frames (${high} ms)`);
+  s.run(150 + 30 * 4, lat);
+  const lats = s.last(30);
+  assert.ok(Math.max(...lats) < high - 16, `down within 4 s of the slow spell's end: ${distinct(lats)} (was ${high})`);
+});
+
 test('keeps due times mid-way between refreshes: capture-clock jitter does not split latency', () => {
   const p = new Pacer({ warm: 30 });
   // Capture stamps jitter by ±3 ms; decode takes 8 ms. Drawn on decode, frames whose capture +

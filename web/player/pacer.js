@@ -17,9 +17,10 @@
 //     move down may follow 2 s later: those first frames are often slow ones);
 //   - up a slot when more than `upShare` of the last 10 s were late or decoded less than
 //     `marginMs` before their refresh, or a quarter of the last 2 s were late;
-//   - down when, since the last move (at least `wait` ago), at most `downShare` of the frames
-//     would have been late a refresh earlier (not decoded `marginMs` before the refresh before
-//     theirs); as many slots at once as that holds for.
+//   - down when, since the last move (at least `wait` ago; over the last 10 s, the first move
+//     over the last 3 s), at most `downShare` of the frames would have been late a refresh
+//     earlier (not decoded `marginMs` before the refresh before theirs); as many slots at once
+//     as that holds for.
 //     A keyframe every 2 s takes longer to encode; `downShare` lets it be late (one frame a
 //     refresh behind) rather than delay every frame for it;
 //   - a move down that has to be undone within `undoMs` doubles `wait` (up to `maxWaitMs`); one
@@ -139,10 +140,12 @@ export class Pacer {
         this.wait = this.waitMs; // the last move down held
         this.trialAt = null;
       }
-      // As many slots as all but `downShare` of the frames had to spare (a start that learned
-      // a slow spell comes down at once).
-      const all = since(20000);
-      const [minN, wait] = this.moves ? [150, this.wait] : [60, 2000];
+      // As many slots as all but `downShare` of the frames had to spare. The first move down
+      // judges only the last 3 s: the frames learned from are often a slow spell of the page's
+      // start, and over a longer window it held D two slots high for 15 s or more
+      // (bench/README.md, session 8). Later ones judge 10 s (5 keyframes at one per 2 s).
+      const [minN, wait, span] = this.moves ? [150, this.wait, 10000] : [60, 2000, 3000];
+      const all = since(span);
       const slots = all.length >= minN ? quantile(all.map((x) => x.spare), this.downShare) : 0;
       if (nowMs - this.movedAt >= wait && slots > 0) {
         change = -slots * R;
