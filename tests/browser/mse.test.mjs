@@ -90,7 +90,7 @@ test('MSE paces frames: each is the same age on screen', async (t) => {
     const med = sorted[Math.floor(sorted.length / 2)];
     const near = a.filter((x) => Math.abs(x - med) <= 6).length / a.length;
     t.diagnostic(`${a.length} frames in 4 s; age p5/p50/p95 ${[0.05, 0.5, 0.95].map((q) => sorted[Math.floor(q * sorted.length)]?.toFixed(1)).join('/')} ms; ` +
-      `${(100 * near).toFixed(0)} % within 6 ms of the median; D ${s.render} late ${s.lateFrames} slipped ${s.slippedFrames}`);
+      `${(100 * near).toFixed(0)} % within 6 ms of the median; ${s.render}, late ${s.lateFrames} slipped ${s.slippedFrames}`);
     assert.equal(s.render, 'paced');
     assert.equal(s.pacingOff, null);
     assert.ok(a.length >= 90, `only ${a.length} frames presented in 4 s`);

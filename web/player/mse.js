@@ -105,7 +105,7 @@ export class MsePlayer {
     this.held = [];          // paced: fragments waiting for their animation frame [{buf, due, ready, t}]
     this.gate = [];          // paced: due fragments waiting for the element to run dry
     this.gateTimer = 0;
-    this.sent = [];          // paced: appended, not yet seen on screen [{t: media s, tick}]
+    this.sent = [];          // paced: appended, not yet seen on screen [{t: media s, frame: rAF ts}]
     this.onTime = 0;         // paced frames on screen within a refresh of their append …
     this.slipped = 0;        // … and later than that (not counting the first SLIP_SKIP seen)
     this.seen = 0;
