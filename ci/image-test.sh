@@ -25,7 +25,8 @@ fi
 bin=$(cross/build.sh | tail -n1)
 t1=$(date +%s)
 cross/smoke.sh "$bin"
-img=$(image/build --pinholed "$bin" qemu-arm64 | tail -n1)
+# --keep: ci/ota-test.sh --reuse-rootfs builds its versions from this rootfs.
+img=$(image/build --keep --pinholed "$bin" qemu-arm64 | tail -n1)
 t2=$(date +%s)
 mkdir -p out/test
 rc=0

@@ -32,4 +32,7 @@ bench/latency/run.sh --smoke
 step "system test: cross build, qemu-arm64 image, boot in QEMU (tests/qemu)"
 ci/image-test.sh
 
+step "OTA quick test in QEMU: A→B with commit, a refused upload, 3 power cuts (ci/ota-test.sh)"
+ci/ota-test.sh --quick --reuse-rootfs
+
 step "done in $(( $(date +%s) - start )) s"

@@ -76,6 +76,14 @@ class Guest:
             with self.lock:
                 self.buf += s
 
+    def why_exited(self):
+        """The console's last lines and, for a missing ROM or firmware, its package."""
+        with self.lock:
+            tail = "\n".join(self.buf.strip().splitlines()[-5:])
+        hint = subprocess.run([os.path.join(os.path.dirname(os.path.abspath(__file__)), "qemu-missing.sh")],
+                              input=tail, capture_output=True, text=True).stdout.strip()
+        return f"; last output:\n{tail}" + (f"\n{hint}" if hint else "")
+
     def elapsed(self):
         return time.monotonic() - self.t0
 
@@ -89,7 +97,7 @@ class Guest:
             if m:
                 return m
             if self.p.poll() is not None:
-                raise RuntimeError(f"qemu exited ({self.p.returncode}) waiting for {pattern!r}")
+                raise RuntimeError(f"qemu exited ({self.p.returncode}) waiting for {pattern!r}{self.why_exited()}")
             time.sleep(0.2)
         raise TimeoutError(f"no {pattern!r} on the console within {timeout}s")
 

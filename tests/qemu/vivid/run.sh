@@ -62,7 +62,9 @@ fetch() {
 cache=${PINHOLE_APT_CACHE:-$repo/out/cache/apt}
 kdeb=$(ls "$cache"/linux-image-[0-9]*-arm64_*_arm64.deb 2>/dev/null | sort -V | tail -1 || true)
 if [ -z "$kdeb" ]; then
-    kpkg() { apt-cache depends linux-image-arm64:arm64 2>/dev/null \
+    # `|| true`: before the arm64 lists exist apt-cache fails, and under
+    # pipefail that would end the script before the fallback below runs.
+    kpkg() { { apt-cache depends linux-image-arm64:arm64 2>/dev/null || true; } \
              | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
     pkg=$(kpkg)
     if [ -z "$pkg" ] && [ "$(id -u)" = 0 ]; then
@@ -119,10 +121,18 @@ chmod +x "$work/ini/init"
 (cd "$work/ini" && find . | cpio -o -H newc --quiet | gzip -1 > "$work/initrd.gz")
 
 log=${VIVID_LOG:-$work/console.log}
-timeout 600 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic \
+# -nic none: the guest talks to its daemon on its own loopback, so it needs
+# no NIC (virt's default virtio-net-pci would want efi-virtio.rom from ipxe-qemu).
+qrc=0
+timeout 600 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -nic none \
     -kernel "$kernel" -initrd "$work/initrd.gz" \
     -append "console=ttyAMA0 rdinit=/init quiet panic=-1" -no-reboot \
-    | tee "$log" | grep --line-buffered -E '^(PASS|FAIL|STATUS|INFO)' || true
+    2>"$work/qemu.err" | tee "$log" | grep --line-buffered -E '^(PASS|FAIL|STATUS|INFO)' || qrc=$?
+if [ -s "$work/qemu.err" ]; then
+    sed 's/^/vivid: qemu: /' "$work/qemu.err" >&2
+    "$repo/tests/qemu/qemu-missing.sh" < "$work/qemu.err" >&2 || true
+fi
+grep -q '^PASS' "$log" || { echo "vivid: the guest printed no PASS (qemu exit $qrc); console: $log" >&2; }
 # The picture itself: mean luma of the snapshots before and after
 # brightness 128 -> 220 (base64 JPEGs between JPEG-BEGIN/JPEG-END lines).
 luma() {
