@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{admin_cookie, get_with, post_json, TestServer};
 use pinhole_hub::HubConfig;
@@ -109,5 +109,65 @@ async fn health_probe_answers_on_the_unix_socket_with_token_access() {
     assert!(pinhole_server::health::probe(&addr).await);
     let _ = tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+// ---- item 7: HTTP/2 prior knowledge -----------------------------------------
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Waits until the peer closes; `None` if it stayed open for `max`.
+async fn closed_within(s: &mut tokio::net::TcpStream, max: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + max).into(), s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Idle and half-sent HTTP/2 prior-knowledge connections used to stay open
+/// for ever (only HTTP/1 had a header timeout): now every one is closed
+/// within the header timeout, and HTTP/1 keeps working beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = Duration::from_secs(2);
+    let server = TestServer::start_with(
+        HubConfig::default(),
+        cfg(|s| s.header_read_timeout = timeout),
+    )
+    .await;
+    let mut conns = Vec::new();
+    for i in 0..60 {
+        let mut s = tokio::net::TcpStream::connect(server.addr)
+            .await
+            .expect("connect");
+        // Half of them stop in the middle of the preface.
+        let bytes = if i % 2 == 0 {
+            H2_PREFACE
+        } else {
+            &H2_PREFACE[..10] // "PRI * HTTP"
+        };
+        s.write_all(bytes).await.expect("write");
+        conns.push(s);
+    }
+    assert_eq!(
+        status_of(&server.url("/api/health"), &[]).await,
+        200,
+        "HTTP/1 beside them"
+    );
+    let bound = timeout * 3;
+    for (i, s) in conns.iter_mut().enumerate() {
+        assert!(
+            closed_within(s, bound).await.is_some(),
+            "HTTP/2 connection {i} still open after {bound:?}"
+        );
+    }
+    server.stop().await;
 }
 
