@@ -709,7 +709,11 @@ pub enum Class {
 pub fn classify(method: &Method, path: &str) -> Class {
     if path == "/api/auth" || path.starts_with("/api/auth/") {
         Class::Auth
-    } else if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    } else if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || path == "/api/update"
+        || path.starts_with("/api/update/")
+    {
+        // Reading the update state is the admin's too (docs/ota.md).
         Class::Admin
     } else if path == crate::health::PATH {
         // The OTA trial's probe (health.rs): must answer whatever the viewer policy.
@@ -1211,6 +1215,8 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/hls/index.m3u8"), Class::View);
         assert_eq!(classify(&Method::GET, "/app.js"), Class::Static);
         assert_eq!(classify(&Method::GET, "/api/health"), Class::Static);
+        assert_eq!(classify(&Method::GET, "/api/update"), Class::Admin);
+        assert_eq!(classify(&Method::GET, "/api/update/events"), Class::Admin);
         assert_eq!(classify(&Method::POST, "/api/health"), Class::Admin);
         assert_eq!(classify(&Method::POST, "/api/auth/login"), Class::Auth);
     }
