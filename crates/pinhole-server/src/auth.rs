@@ -568,6 +568,12 @@ impl Auth {
             .any(|k| !k.is_empty() && ct_eq(k.as_bytes(), t.as_bytes()))
     }
 
+    /// Whether the request carries a valid admin session (for answers that
+    /// show the admin more than a viewer, e.g. `/api/status`).
+    pub(crate) fn is_admin(&self, headers: &HeaderMap) -> bool {
+        self.session(cookie(headers, SESSION_COOKIE), Kind::Admin)
+    }
+
     /// Whether a client may watch. A viewer password, once set, replaces
     /// the free access of `lan` and `open`: everyone logs in (as viewer or
     /// admin) or brings a token.

@@ -84,10 +84,11 @@ async fn route(
         }
         "/api/status" => {
             get_only(is_get)?;
+            let admin = state.auth.is_admin(req.headers());
             Ok(full(
                 StatusCode::OK,
                 "application/json",
-                status::json(state).to_string(),
+                status::json(state, admin).to_string(),
             ))
         }
         crate::health::PATH => {

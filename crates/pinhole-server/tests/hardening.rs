@@ -171,3 +171,48 @@ async fn idle_http2_connections_are_closed() {
     server.stop().await;
 }
 
+// ---- item 8: secrets in /api/status ------------------------------------------
+
+async fn status_json(url: &str, headers: &[(&str, &str)]) -> serde_json::Value {
+    let r = get_with(url, http::Method::GET, headers, Duration::from_secs(2)).await;
+    assert_eq!(r.status, 200);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(!text.contains("S3cret"), "a secret in /api/status: {text}");
+    serde_json::from_str(&text).expect("json")
+}
+
+/// A `pipe:` source's command used to reach every viewer whole, camera
+/// password included, and the HLS directory too.
+#[tokio::test]
+async fn status_hides_credentials_and_shows_viewers_less() {
+    let hls = tempfile::tempdir().expect("tempdir");
+    let config = ServerConfig {
+        hls_dir: Some(hls.path().to_owned()),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(HubConfig::default(), config).await;
+    server.state.set_source_info(pinhole_capture::SourceInfo {
+        kind: "pipe",
+        detail:
+            "ffmpeg -rtsp_transport tcp -i rtsp://admin:S3cret@10.0.0.5:554/s1 -c copy -f h264 -"
+                .into(),
+        fps: Some(30.0),
+        bitrate: None,
+        keyframe_interval: None,
+    });
+    // A LAN viewer (no login): no command, no directory.
+    let v = status_json(&server.url("/api/status"), &[]).await;
+    assert_eq!(v["source"]["kind"], "pipe");
+    assert!(v["source"]["detail"].is_null(), "{v}");
+    assert!(v["hls"]["dir"].is_null(), "{v}");
+    assert!(v["hls"]["segments"].is_u64(), "counters stay: {v}");
+    // The admin sees both, the password still hidden.
+    let admin = admin_cookie(server.addr).await;
+    let v = status_json(&server.url("/api/status"), &[("cookie", &admin)]).await;
+    assert_eq!(
+        v["source"]["detail"],
+        "ffmpeg -rtsp_transport tcp -i rtsp://***@10.0.0.5:554/s1 -c copy -f h264 -"
+    );
+    assert_eq!(v["hls"]["dir"], hls.path().display().to_string());
+    server.stop().await;
+}
