@@ -208,6 +208,15 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
         s.measured_bitrate,
     );
     metric(
+        "snapshot_decodes_total",
+        "counter",
+        "GOP decodes for /snapshot.jpg (at most one per new frame).",
+        state
+            .mjpeg
+            .snapshot_decodes
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    metric(
         "source_up",
         "gauge",
         "1 while the source delivers frames.",
