@@ -8,6 +8,7 @@ pub mod camera;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod headers;
 pub mod health;
 pub mod hls;
 pub mod https;
