@@ -239,3 +239,112 @@ async fn nginx_does_not_follow_links_in_the_hls_directory() {
     assert_eq!(real.headers["x-content-type-options"], "nosniff");
     drop(site);
 }
+
+// ---- root writes only into root's directories (item 10) ----------------------
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// A directory owned by another user (as www-data owns /run/nginx), or a
+/// link, is refused: root writes nothing into it.
+fn hostile_dirs(base: &std::path::Path) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let foreign = base.join("foreign");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+    let target = base.join("target");
+    std::fs::create_dir(&target).expect("mkdir");
+    let link = base.join("link");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    vec![foreign, link]
+}
+
+/// pinhole-tls-setup (root) wrote into /run/nginx (www-data's) and the
+/// root master included a glob from there. Now only a root-owned directory.
+#[test]
+fn tls_setup_writes_only_into_a_directory_of_roots() {
+    if !is_root() {
+        eprintln!("skipped: needs root (ownership checks)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let script = nginx::repo().join("overlay/etc/nginx/pinhole-tls-setup");
+    let run = |dir: &std::path::Path| {
+        std::process::Command::new("sh")
+            .arg(&script)
+            .env("PINHOLE_TLS_FLAG", tmp.path().join("flag-absent"))
+            .env("PINHOLE_TLS_DIR", tmp.path().join("tls"))
+            .env("PINHOLE_TLS_RUN", dir)
+            .output()
+            .expect("run pinhole-tls-setup")
+    };
+    for dir in hostile_dirs(tmp.path()) {
+        let planted = dir.join("pinhole-tls.conf");
+        std::fs::write(&planted, "planted").expect("write");
+        let out = run(&dir);
+        assert!(out.status.success(), "never fails nginx's start");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("not a directory of root's"),
+            "{dir:?}: {out:?}"
+        );
+        assert!(planted.exists(), "{dir:?}: root touched it");
+    }
+    // Its own directory: made root 0755, stale config removed.
+    let own = tmp.path().join("own");
+    let out = run(&own);
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(&own).expect("made");
+    assert!(m.is_dir() && m.uid() == 0 && m.mode() & 0o777 == 0o755);
+}
+
+/// pinholed.service copied /proc/cmdline as root into /run/pinhole, which
+/// pinholed owns (a planted link would have redirected the write).
+#[test]
+fn the_cmdline_copy_goes_only_into_a_directory_of_roots() {
+    if !is_root() {
+        eprintln!("skipped: needs root (ownership checks)");
+        return;
+    }
+    let unit =
+        std::fs::read_to_string(nginx::repo().join("overlay/etc/systemd/system/pinholed.service"))
+            .expect("unit");
+    let line = unit
+        .lines()
+        .find(|l| l.starts_with("ExecStartPre=+") && l.contains("/proc/cmdline"))
+        .expect("the cmdline line");
+    // `+/bin/sh -c '…'`, with systemd's `$$` for `$`.
+    let cmd = line
+        .split_once("-c '")
+        .and_then(|(_, c)| c.strip_suffix('\''))
+        .expect("sh -c '…'")
+        .replace("$$", "$");
+    assert!(
+        !cmd.contains("/run/pinhole/"),
+        "not into pinholed's directory: {cmd}"
+    );
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = |dir: &std::path::Path| {
+        let c = cmd.replace("/run/pinhole-boot", &dir.display().to_string());
+        std::process::Command::new("sh")
+            .args(["-c", &c])
+            .status()
+            .expect("sh")
+    };
+    for dir in hostile_dirs(tmp.path()) {
+        let _ = run(&dir);
+        assert!(!dir.join("cmdline").exists(), "{dir:?}: written into");
+    }
+    let own = tmp.path().join("own");
+    assert!(run(&own).success());
+    let copy = std::fs::read_to_string(own.join("cmdline")).expect("the copy");
+    assert_eq!(
+        copy,
+        std::fs::read_to_string("/proc/cmdline").expect("cmdline")
+    );
+}
