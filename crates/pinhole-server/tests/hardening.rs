@@ -216,3 +216,60 @@ async fn status_hides_credentials_and_shows_viewers_less() {
     assert_eq!(v["hls"]["dir"], hls.path().display().to_string());
     server.stop().await;
 }
+
+// ---- item 13: security headers from pinholed itself -----------------------------
+
+/// A deployment without nginx gets them too: the pages a CSP and framing
+/// rules, every answer `nosniff`.
+#[tokio::test]
+async fn pinholed_sends_the_security_headers_itself() {
+    let server = TestServer::start(HubConfig::default()).await;
+    for path in ["/", "/jmuxer.html"] {
+        let r = get_with(
+            &server.url(path),
+            http::Method::GET,
+            &[],
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(
+            r.headers["content-security-policy"],
+            pinhole_server::headers::CSP
+        );
+        assert_eq!(r.headers["x-frame-options"], "SAMEORIGIN");
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+        assert_eq!(r.headers["referrer-policy"], "same-origin");
+    }
+    for path in ["/app.js", "/api/health", "/api/status", "/no-such-file"] {
+        let r = get_with(
+            &server.url(path),
+            http::Method::GET,
+            &[],
+            Duration::from_secs(2),
+        )
+        .await;
+        assert_eq!(r.headers["x-content-type-options"], "nosniff", "{path}");
+    }
+    // The page has no inline script or style left for the policy to block.
+    for file in ["index.html", "jmuxer.html"] {
+        let html = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../web")
+                .join(file),
+        )
+        .expect("page");
+        assert!(!html.contains("<style"), "{file}: inline style");
+        assert!(
+            html.matches("<script").count()
+                == html.matches("<script src=").count()
+                    + html.matches("<script type=\"module\" src=").count(),
+            "{file}: inline script"
+        );
+        assert!(
+            !html.contains(" style=") && !html.contains(" onclick="),
+            "{file}"
+        );
+    }
+    server.stop().await;
+}
