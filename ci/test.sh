@@ -20,6 +20,9 @@ cargo test --workspace --locked
 step "fuzz smoke (every cargo-fuzz target, briefly)"
 FUZZ_SECONDS=10 ci/fuzz-smoke.sh
 
+step "flash.sh (tests/flash: file and loop-device targets, refusals)"
+tests/flash/test.sh
+
 step "release build"
 cargo build --release --locked -p pinholed -p pinhole-ota
 

@@ -2,12 +2,8 @@
 //!
 //! Every source implements [`Source`]: it runs on its own thread (capture and
 //! software encoding are blocking, CPU-bound work) and hands each encoded
-//! [`AccessUnit`] to a [`FrameSink`] — in the daemon, the hub.
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
-use pinhole_media::AccessUnit;
+//! [`AccessUnit`](pinhole_media::AccessUnit) to a [`FrameSink`] (the
+//! contract in `pinhole-source-api`); in the daemon that sink is the hub's feed.
 
 pub mod encoder;
 pub mod error;
@@ -20,63 +16,8 @@ mod test_sink;
 pub mod v4l2;
 
 pub use error::CaptureError;
-
-/// Receives what a source produces. Implementations must not block.
-pub trait FrameSink: Send + Sync {
-    fn publish(&self, au: AccessUnit);
-    /// Health of the source, shown in `/api/status` and logged.
-    fn report(&self, state: SourceState);
-    /// What the source found once it opened its device (negotiated format,
-    /// encoder), replacing [`Source::info`]'s description.
-    fn update_info(&self, _info: SourceInfo) {}
-    /// The source thread is alive and handling things (also while it waits
-    /// for a lost camera), so the daemon can tell a fault being retried
-    /// from a hung thread.
-    fn heartbeat(&self) {}
-    /// A JPEG picture straight from the camera (MJPEG devices), for
-    /// `/snapshot.jpg` and `/mjpeg` without a decode/encode round trip.
-    fn publish_jpeg(&self, _jpeg: bytes::Bytes, _pts_us: u64) {}
-}
-
-/// What a source says about itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SourceState {
-    Starting,
-    Running,
-    /// Not delivering frames; the text says why and what happens next.
-    Failed(String),
-}
-
-/// Static description of a source, for status and for pacing the outputs.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SourceInfo {
-    /// `test`, `pipe`, `v4l2`, …
-    pub kind: &'static str,
-    /// Human-readable detail, e.g. the command or device.
-    pub detail: String,
-    /// Nominal frame rate (frames per second), if known.
-    pub fps: Option<f64>,
-    /// Configured bitrate in bit/s, if the source encodes.
-    pub bitrate: Option<u32>,
-    /// Configured keyframe interval in frames, if the source encodes.
-    pub keyframe_interval: Option<u32>,
-}
-
-/// Cooperative stop signal shared between the daemon and a source thread.
-#[derive(Clone, Debug, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
-
-impl StopFlag {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+// The contract sources implement against; re-exported so a source needs one import.
+pub use pinhole_source_api::{FrameSink, SourceInfo, SourceState, StopFlag};
 
 pub trait Source: Send + 'static {
     fn info(&self) -> SourceInfo;

@@ -1,12 +1,14 @@
 //! Where a frame fans out: one encoded stream, many viewers.
 //!
-//! The source thread calls [`Hub::publish`], which never blocks on viewers:
+//! The source thread publishes through a [`Feed`] (the sink the sources'
+//! contract names) into [`Hub::publish`], which never blocks on viewers:
 //! it appends the frame to a [`ring::Ring`] and bumps a watch channel. Each
 //! viewer task pulls from the ring at its own pace through [`Viewer::recv`];
 //! every viewer gets the same `Arc<Frame>` (the bytes are never copied per
 //! viewer), and one that falls more than `max_lag` frames behind a newer
 //! keyframe skips to it instead of holding memory or slowing anyone else.
 
+pub mod feed;
 pub mod ring;
 
 use std::collections::VecDeque;
@@ -18,6 +20,7 @@ use bytes::Bytes;
 use pinhole_media::{fmp4, h264, AccessUnit, StreamInfo};
 use tokio::sync::watch;
 
+pub use feed::Feed;
 use ring::{Cursor, Ring, Step};
 
 /// Hub tuning. The defaults suit 720p30 (a 1 s lag window; a longer GOP is

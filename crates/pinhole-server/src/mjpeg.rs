@@ -27,25 +27,9 @@ const BOUNDARY: &str = "pinholeframe";
 /// changed to one without JPEGs, so outputs go back to decoding H.264.
 const CAMERA_JPEG_FRESH: Duration = Duration::from_secs(2);
 
-/// One picture from an MJPEG camera and when it arrived.
-#[derive(Clone, Debug)]
-pub(crate) struct CameraJpeg {
-    data: Bytes,
-    at: Instant,
-}
-
-impl CameraJpeg {
-    pub(crate) fn new(data: Bytes) -> Self {
-        CameraJpeg {
-            data,
-            at: Instant::now(),
-        }
-    }
-}
-
 /// The camera's newest JPEG, if it is fresh.
 fn fresh_camera_jpeg(state: &AppState) -> Option<Bytes> {
-    let cur = state.camera_jpeg.borrow();
+    let cur = state.source.camera_jpeg().borrow();
     cur.as_ref()
         .filter(|j| j.at.elapsed() < CAMERA_JPEG_FRESH)
         .map(|j| j.data.clone())
@@ -256,7 +240,7 @@ type PartStream = std::pin::Pin<
 >;
 
 fn camera_parts(state: &Arc<AppState>) -> PartStream {
-    let rx = state.camera_jpeg.subscribe();
+    let rx = state.source.camera_jpeg().subscribe();
     let guard = state.viewer(Output::Mjpeg);
     let interval = Duration::from_secs_f64(1.0 / state.config.mjpeg_fps.clamp(0.1, 60.0));
     // The newest picture goes out at once, then one per interval.

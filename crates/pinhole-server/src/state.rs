@@ -1,12 +1,12 @@
 //! Shared daemon state: the hub, the source's health, viewer counters.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use pinhole_capture::{FrameSink, SourceInfo, SourceState};
-use pinhole_hub::Hub;
-use pinhole_media::AccessUnit;
+use pinhole_hub::{Feed, Hub};
+use pinhole_media::SystemClock;
+use pinhole_source_api::{SourceInfo, SourceState};
 
 /// The outputs whose viewers are counted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,18 +121,14 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub config: ServerConfig,
     pub started: Instant,
-    source_info: Mutex<SourceInfo>,
-    source_state: Mutex<SourceState>,
-    /// Last sign of life from the source thread (FrameSink::heartbeat).
-    source_heartbeat: Mutex<Option<Instant>>,
+    /// The hub's input: what the source says about itself (and, for now,
+    /// an MJPEG camera's own JPEGs). The daemon hands it to the source.
+    pub source: Arc<Feed>,
     viewers: [Counter; 4],
     pub send_latency: SendLatency,
     /// The OTA installer, when this system is set up for updates.
     pub update: std::sync::OnceLock<Arc<crate::update::UpdateService>>,
     pub(crate) mjpeg: crate::mjpeg::MjpegShared,
-    /// The newest JPEG straight from an MJPEG camera (`publish_jpeg`), for
-    /// `/snapshot.jpg` and `/mjpeg` without a decode/encode round trip.
-    pub(crate) camera_jpeg: tokio::sync::watch::Sender<Option<crate::mjpeg::CameraJpeg>>,
     pub(crate) hls: crate::hls::HlsShared,
     /// The admin password, sessions, viewer policy and limits.
     pub auth: crate::auth::Auth,
@@ -143,42 +139,36 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(hub: Arc<Hub>, source: SourceInfo, config: ServerConfig) -> Arc<Self> {
+    /// The outputs of the hub that `source` feeds.
+    pub fn with_feed(source: Arc<Feed>, config: ServerConfig) -> Arc<Self> {
         Arc::new(AppState {
-            hub,
+            hub: source.hub().clone(),
+            source,
             auth: crate::auth::Auth::new(config.security.clone()),
             config,
             started: Instant::now(),
-            source_info: Mutex::new(source),
-            source_state: Mutex::new(SourceState::Starting),
-            source_heartbeat: Mutex::new(None),
             viewers: Default::default(),
             send_latency: SendLatency::default(),
             update: std::sync::OnceLock::new(),
             mjpeg: Default::default(),
-            camera_jpeg: tokio::sync::watch::channel(None).0,
             hls: Default::default(),
             camera: std::sync::OnceLock::new(),
             camera_lock: tokio::sync::Mutex::new(()),
         })
     }
 
-    pub fn source_info(&self) -> SourceInfo {
-        self.source_info
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// A server over a fresh feed of `hub` (tests and benchmarks that
+    /// publish into `state.source` themselves).
+    pub fn new(hub: Arc<Hub>, source: SourceInfo, config: ServerConfig) -> Arc<Self> {
+        Self::with_feed(Feed::new(hub, source, Arc::new(SystemClock::new())), config)
     }
 
-    pub fn set_source_info(&self, info: SourceInfo) {
-        *self.source_info.lock().unwrap_or_else(|e| e.into_inner()) = info;
+    pub fn source_info(&self) -> SourceInfo {
+        self.source.info()
     }
 
     pub fn source_state(&self) -> SourceState {
-        self.source_state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.source.state()
     }
 
     /// Counts a viewer of `output` for as long as the guard lives.
@@ -215,50 +205,10 @@ impl Drop for ViewerGuard {
     }
 }
 
-/// The source thread publishes straight into the hub through the state.
-impl FrameSink for AppState {
-    fn publish(&self, au: AccessUnit) {
-        self.hub.publish(au);
-    }
-
-    fn report(&self, state: SourceState) {
-        let mut cur = self.source_state.lock().unwrap_or_else(|e| e.into_inner());
-        if *cur != state {
-            match &state {
-                SourceState::Failed(reason) => tracing::error!(%reason, "source failed"),
-                SourceState::Running => tracing::info!("source running"),
-                SourceState::Starting => tracing::info!("source starting"),
-            }
-            *cur = state;
-        }
-    }
-
-    fn update_info(&self, info: SourceInfo) {
-        self.set_source_info(info);
-    }
-
-    fn publish_jpeg(&self, jpeg: bytes::Bytes, _pts_us: u64) {
-        // send_replace: stored even while nobody subscribes (a snapshot reads it).
-        self.camera_jpeg
-            .send_replace(Some(crate::mjpeg::CameraJpeg::new(jpeg)));
-    }
-
-    fn heartbeat(&self) {
-        *self
-            .source_heartbeat
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-    }
-}
-
 impl AppState {
     /// The source is not delivering but its thread is alive and retrying
     /// (a lost camera): the daemon should stay up for its viewers.
     pub fn source_recovering(&self, within: std::time::Duration) -> bool {
-        let beat = *self
-            .source_heartbeat
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        self.source_state() != SourceState::Running && beat.is_some_and(|t| t.elapsed() <= within)
+        self.source.recovering(within)
     }
 }

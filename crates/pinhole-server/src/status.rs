@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use pinhole_capture::SourceState;
+use pinhole_source_api::SourceState;
 use serde_json::{json, Value};
 
 use crate::state::Output;

@@ -11,10 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{post_json, TestServer, ADMIN_PASSWORD};
 use http_body_util::{BodyExt, Empty};
-use pinhole_capture::SourceInfo;
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_server::auth::{SecurityConfig, ViewerAccess};
 use pinhole_server::{AppState, Listener, ServerConfig};
+use pinhole_source_api::SourceInfo;
 
 /// Everything every test logs, at TRACE, for the no-secrets check.
 fn log_buffer() -> Arc<Mutex<Vec<u8>>> {

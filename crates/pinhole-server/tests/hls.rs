@@ -17,11 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use common::*;
-use pinhole_capture::SourceInfo;
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::AccessUnit;
 use pinhole_server::hls::{start_writer, DirStore, SegmentStore};
 use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
+use pinhole_source_api::SourceInfo;
 use tokio::sync::oneshot;
 
 fn wall_us() -> u64 {

@@ -323,11 +323,11 @@ async fn snapshot_and_mjpeg_serve_real_jpegs() {
 /// using them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn camera_jpegs_pass_through_untouched() {
-    use pinhole_capture::FrameSink;
+    use pinhole_source_api::FrameSink;
     let _serial = SERIAL.lock().await;
     let server = TestServer::start(HubConfig::default()).await;
     let jpeg = |n: u32| Bytes::from(format!("\u{ff}camera picture {n:04}\u{ff}").into_bytes());
-    server.state.publish_jpeg(jpeg(0), 0);
+    server.state.source.publish_jpeg(jpeg(0), 0);
     let snap = get(&server.url("/snapshot.jpg"), Duration::from_secs(2)).await;
     assert_eq!(snap.status, 200);
     assert_eq!(snap.headers["content-type"], "image/jpeg");
@@ -337,7 +337,7 @@ async fn camera_jpegs_pass_through_untouched() {
     let state = server.state.clone();
     let camera = tokio::spawn(async move {
         for n in 1..=60 {
-            state.publish_jpeg(jpeg(n), 0);
+            state.source.publish_jpeg(jpeg(n), 0);
             tokio::time::sleep(Duration::from_millis(33)).await;
         }
     });

@@ -29,10 +29,10 @@ use pinhole_capture::v4l2::controls::{self, Control, SavedControls};
 use pinhole_capture::v4l2::device::RealDevice;
 use pinhole_capture::v4l2::sys;
 use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
+use pinhole_hub::Feed;
 use pinhole_server::camera::{
     Applied, CameraBackend, CameraDescription, Changes, Kind, Num, Setting,
 };
-use pinhole_server::AppState;
 
 use crate::config::{Config, LibcameraControl};
 
@@ -55,7 +55,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn spawn(source: Box<dyn Source>, state: Arc<AppState>) -> Arc<Supervisor> {
+    pub fn spawn(source: Box<dyn Source>, state: Arc<Feed>) -> Arc<Supervisor> {
         let sup = Arc::new(Supervisor {
             stop: StopFlag::new(),
             run_stop: Mutex::new(StopFlag::new()),
@@ -86,12 +86,12 @@ impl Supervisor {
         lock(&self.pending).is_some()
     }
 
-    fn run(&self, mut source: Box<dyn Source>, state: &AppState) {
+    fn run(&self, mut source: Box<dyn Source>, state: &Feed) {
         let mut backoff = Duration::from_millis(500);
         while !self.stop.is_stopped() {
             if let Some(next) = lock(&self.pending).take() {
                 drop(std::mem::replace(&mut source, next)); // closes the old device first
-                state.set_source_info(source.info());
+                state.update_info(source.info());
                 backoff = Duration::from_millis(500);
                 tracing::info!("source restarted with new settings");
             }

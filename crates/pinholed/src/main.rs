@@ -18,7 +18,7 @@ use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
 use pinhole_capture::v4l2::controls::SavedControls;
 use pinhole_capture::v4l2::{self, EncoderChoice, V4l2Config, V4l2Source};
 use pinhole_capture::Source;
-use pinhole_hub::{Hub, HubConfig};
+use pinhole_hub::{Feed, Hub, HubConfig};
 use pinhole_media::{Clock, SystemClock};
 use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
 use std::path::PathBuf;
@@ -226,9 +226,11 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
             None
         }
     };
-    let state = AppState::new(
-        hub,
-        info,
+    // Frames flow one way: the source publishes into the feed, the feed
+    // into the hub, and the server's outputs read the hub.
+    let feed = Feed::new(hub, info, wiring.clock.clone());
+    let state = AppState::with_feed(
+        feed.clone(),
         ServerConfig {
             mjpeg_fps: cfg.http.mjpeg_fps,
             jpeg_quality: cfg.http.jpeg_quality,
@@ -260,7 +262,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     }
 
     let probe = listeners.first().map(|l| l.local_addr());
-    let supervisor = camera_ctl::Supervisor::spawn(source, state.clone());
+    let supervisor = camera_ctl::Supervisor::spawn(source, feed);
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
     let libcamera = wiring.libcamera.clone();
     let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, &wiring));

@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 use pinhole_bench::{filler_nal, wall_us, EncodedAu};
 use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
 use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
-use pinhole_hub::{Hub, HubConfig};
+use pinhole_hub::{Feed, Hub, HubConfig};
 use pinhole_media::h264::timestamp_sei_nal;
 use pinhole_media::{AccessUnit, Clock};
 use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
@@ -270,7 +270,7 @@ fn serve(args: ServeArgs) {
         });
         let state = AppState::new(
             hub,
-            pinhole_capture::SourceInfo {
+            pinhole_source_api::SourceInfo {
                 kind: "bench",
                 detail: "pre-encoded test pattern".into(),
                 fps: Some(f64::from(a.fps)),
@@ -309,10 +309,10 @@ fn serve(args: ServeArgs) {
                 .collect();
             std::thread::Builder::new()
                 .name("publisher".into())
-                .spawn(move || publish_loop(&state, &aus, fps, &stop))
+                .spawn(move || publish_loop(&state.source, &aus, fps, &stop))
                 .unwrap_or_else(|e| die(&e.to_string()))
         };
-        state.report(SourceState::Running);
+        state.source.report(SourceState::Running);
         pinhole_server::serve(vec![listener], state, shutdown_signal()).await;
         stop.stop();
         let _ = publisher.join();
@@ -321,7 +321,7 @@ fn serve(args: ServeArgs) {
 
 /// Publishes the AUs in a loop at `fps`, each prefixed with a timestamp SEI
 /// carrying the publish wallclock. Deadlines are absolute, so no drift.
-fn publish_loop(state: &AppState, aus: &[(Bytes, bool)], fps: u32, stop: &StopFlag) {
+fn publish_loop(state: &Feed, aus: &[(Bytes, bool)], fps: u32, stop: &StopFlag) {
     let start = Instant::now();
     for (n, (data, keyframe)) in (0u64..).zip(aus.iter().cycle()) {
         if stop.is_stopped() {

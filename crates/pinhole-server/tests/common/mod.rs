@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use pinhole_capture::SourceInfo;
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::annexb::AccessUnitAssembler;
 use pinhole_media::AccessUnit;
 use pinhole_server::{AppState, Listener, ServerConfig};
+use pinhole_source_api::SourceInfo;
 use tokio::sync::oneshot;
 
 pub struct TestServer {
