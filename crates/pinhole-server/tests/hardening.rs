@@ -73,7 +73,7 @@ async fn health_probe_answers_on_the_unix_socket_with_token_access() {
     let hub = pinhole_hub::Hub::new(HubConfig::default());
     let state = pinhole_server::AppState::new(
         hub,
-        pinhole_capture::SourceInfo {
+        pinhole_source_api::SourceInfo {
             kind: "test",
             detail: "driven by the test".into(),
             fps: Some(30.0),
@@ -191,7 +191,11 @@ async fn status_hides_credentials_and_shows_viewers_less() {
         ..ServerConfig::default()
     };
     let server = TestServer::start_with(HubConfig::default(), config).await;
-    server.state.set_source_info(pinhole_capture::SourceInfo {
+    use pinhole_source_api::FrameSink;
+    server
+        .state
+        .source
+        .update_info(pinhole_source_api::SourceInfo {
         kind: "pipe",
         detail:
             "ffmpeg -rtsp_transport tcp -i rtsp://admin:S3cret@10.0.0.5:554/s1 -c copy -f h264 -"

@@ -34,7 +34,7 @@ impl Site {
         let sock = dir.join("pinholed.sock");
         let state = AppState::new(
             Hub::new(HubConfig::default()),
-            pinhole_capture::SourceInfo {
+            pinhole_source_api::SourceInfo {
                 kind: "test",
                 detail: "driven by the test".into(),
                 fps: Some(30.0),
