@@ -318,12 +318,17 @@ fn the_cmdline_copy_goes_only_into_a_directory_of_roots() {
         .lines()
         .find(|l| l.starts_with("ExecStartPre=+") && l.contains("/proc/cmdline"))
         .expect("the cmdline line");
-    // `+/bin/sh -c '…'`, with systemd's `$$` for `$`.
-    let cmd = line
+    // `+/bin/sh -c '…'`, with systemd's `$$` for `$` and `%%` for `%` (a
+    // single `%` is a unit specifier: `%u` would become the user's name).
+    let raw = line
         .split_once("-c '")
         .and_then(|(_, c)| c.strip_suffix('\''))
-        .expect("sh -c '…'")
-        .replace("$$", "$");
+        .expect("sh -c '…'");
+    assert!(
+        raw.replace("%%", "").find('%').is_none(),
+        "an unescaped specifier: {raw}"
+    );
+    let cmd = raw.replace("$$", "$").replace("%%", "%");
     assert!(
         !cmd.contains("/run/pinhole/"),
         "not into pinholed's directory: {cmd}"
