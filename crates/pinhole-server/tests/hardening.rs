@@ -1,7 +1,8 @@
-//! Issue 22 items 6–13, each as the attack or failure it fixes, against a
-//! real server on port 0: the OTA health probe behind a viewer password,
-//! idle HTTP/2 connections, secrets in `/api/status`, parallel snapshots,
-//! the update API's level and event stream, and the security headers.
+//! Issue 22, against a real server on port 0: the OTA health probe behind a
+//! viewer password (item 6), idle HTTP/2 connections (7), secrets in
+//! `/api/status` (8), the security headers pinholed sends itself (13).
+//! Elsewhere: snapshots under load in `snapshot_load.rs` (11), the update
+//! API in `update.rs` (12), nginx in front in `nginx.rs` (9, 10, 13).
 
 mod common;
 
