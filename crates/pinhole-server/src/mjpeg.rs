@@ -5,7 +5,7 @@
 //! One decoder thread serves every MJPEG viewer (it must decode every frame
 //! to follow the references, and encodes a JPEG at the configured rate); it
 //! runs only while someone watches. A snapshot without MJPEG viewers decodes
-//! the held GOP once.
+//! the held GOP, once per new frame and one at a time (the JPEG is cached).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -154,13 +154,14 @@ pub(crate) async fn snapshot(state: &Arc<AppState>) -> Result<Response<Body>, Se
     Ok(resp)
 }
 
+fn no_picture() -> ServerError {
+    ServerError::Unavailable("no picture yet: the source has not delivered a keyframe".into())
+}
+
 /// A JPEG of the newest frame, decoded from the held GOP: at most one decode
 /// per new frame, one at a time (48 parallel requests used to start 46
 /// decoder threads; the unit allows 64 tasks).
 async fn gop_snapshot(state: &Arc<AppState>) -> Result<Bytes, ServerError> {
-    let no_picture = || {
-        ServerError::Unavailable("no picture yet: the source has not delivered a keyframe".into())
-    };
     // The newest frame when the request came: any JPEG of it or later will do.
     let wanted = state
         .hub
@@ -177,9 +178,6 @@ async fn gop_snapshot(state: &Arc<AppState>) -> Result<Bytes, ServerError> {
 }
 
 async fn cached_or_decode(state: &AppState, wanted: u64) -> Result<Bytes, ServerError> {
-    let no_picture = || {
-        ServerError::Unavailable("no picture yet: the source has not delivered a keyframe".into())
-    };
     let mut cache = state.mjpeg.snapshot.lock().await;
     if let Some((seq, jpeg)) = cache.as_ref() {
         if *seq >= wanted {
