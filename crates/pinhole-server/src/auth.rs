@@ -568,6 +568,12 @@ impl Auth {
             .any(|k| !k.is_empty() && ct_eq(k.as_bytes(), t.as_bytes()))
     }
 
+    /// Whether the request carries a valid admin session (for answers that
+    /// show the admin more than a viewer, e.g. `/api/status`).
+    pub(crate) fn is_admin(&self, headers: &HeaderMap) -> bool {
+        self.session(cookie(headers, SESSION_COOKIE), Kind::Admin)
+    }
+
     /// Whether a client may watch. A viewer password, once set, replaces
     /// the free access of `lan` and `open`: everyone logs in (as viewer or
     /// admin) or brings a token.
@@ -709,8 +715,15 @@ pub enum Class {
 pub fn classify(method: &Method, path: &str) -> Class {
     if path == "/api/auth" || path.starts_with("/api/auth/") {
         Class::Auth
-    } else if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    } else if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || path == "/api/update"
+        || path.starts_with("/api/update/")
+    {
+        // Reading the update state is the admin's too (docs/ota.md).
         Class::Admin
+    } else if path == crate::health::PATH {
+        // The OTA trial's probe (health.rs): must answer whatever the viewer policy.
+        Class::Static
     } else if is_view(path) {
         Class::View
     } else {
@@ -1207,6 +1220,10 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/ws/h264"), Class::View);
         assert_eq!(classify(&Method::GET, "/hls/index.m3u8"), Class::View);
         assert_eq!(classify(&Method::GET, "/app.js"), Class::Static);
+        assert_eq!(classify(&Method::GET, "/api/health"), Class::Static);
+        assert_eq!(classify(&Method::GET, "/api/update"), Class::Admin);
+        assert_eq!(classify(&Method::GET, "/api/update/events"), Class::Admin);
+        assert_eq!(classify(&Method::POST, "/api/health"), Class::Admin);
         assert_eq!(classify(&Method::POST, "/api/auth/login"), Class::Auth);
     }
 
