@@ -12,9 +12,9 @@
 //! restart, viewers stay connected (the hub starts a new stream generation
 //! if the SPS changes). libcamera wins over V4L2 as at start.
 //!
-//! A camera that goes away is *not* replaced by the test pattern: its own
-//! source retries with backoff and the status says why there is no
-//! picture. Auto only moves on if the lost camera's node is gone and
+//! A camera that goes away is *not* replaced by the test pattern: it is
+//! retried with backoff (`pinhole_capture::supervisor`, inside auto's run)
+//! and the status says why there is no picture. Auto only moves on if the lost camera's node is gone and
 //! another usable camera is there.
 //!
 //! [`decide`] and [`libcamera_due`] are the whole policy, pure, with the
@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use pinhole_capture::supervisor::{run_restarting, Ended};
 use pinhole_capture::v4l2::{self, negotiate::Wanted};
 use pinhole_capture::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
 use pinhole_media::{AccessUnit, Clock};
@@ -574,16 +575,20 @@ impl Source for AutoSource {
                     clock: &**clock,
                     shared: &shared,
                 };
-                let r = current.run(&observer, &child);
+                // A lost camera is retried here, under the same supervision
+                // as any source, while the watcher keeps scanning.
+                let ended = run_restarting(&mut **current, &observer, &child, &**clock);
                 child.stop(); // ends the watcher
-                r
+                ended
             });
             self.note = lock(&shared.note).clone();
             if stop.is_stopped() {
                 return Ok(());
             }
             let Some(next) = lock(&shared.pending).take() else {
-                return result; // the source ended by itself: the supervisor retries
+                // Finished by itself: the daemon's supervisor says so.
+                debug_assert_eq!(result, Ended::ByItself);
+                return Ok(());
             };
             let was = match &self.running {
                 Running::Pattern => "the test pattern".to_owned(),

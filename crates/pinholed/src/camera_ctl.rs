@@ -1,11 +1,12 @@
 //! Camera settings at run time (`GET/PUT /api/camera`, docs/cameras.md):
-//! the source supervisor with its small control channel, the daemon's
-//! [`CameraBackend`], the camera's own V4L2 controls, and writing changes
-//! back to the `--config` file.
+//! the daemon's [`CameraBackend`], the camera's own V4L2 controls, and
+//! writing changes back to the `--config` file.
 //!
-//! Video settings (size, rate, bitrate, keyframe interval) restart the
-//! source thread with a freshly built source: the HTTP side and its viewers
-//! stay; the hub starts a new stream generation when the SPS changes.
+//! Video settings (size, rate, bitrate, keyframe interval) make the source
+//! supervisor (`pinhole_capture::Supervisor`) swap in a freshly built
+//! source: the HTTP side and its viewers stay; the hub starts a new stream
+//! generation when the SPS changes.
+//!
 //! Camera controls are read from and set on the device that runs now
 //! ([`Active`]) through a second file descriptor (V4L2 allows that while
 //! another one streams); the chosen values ([`SavedControls`]) are applied
@@ -28,8 +29,7 @@ use pinhole_capture::libcamera::LibcameraControls;
 use pinhole_capture::v4l2::controls::{self, Control, SavedControls};
 use pinhole_capture::v4l2::device::RealDevice;
 use pinhole_capture::v4l2::sys;
-use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
-use pinhole_hub::Feed;
+use pinhole_capture::{Source, Supervisor};
 use pinhole_server::camera::{
     Applied, CameraBackend, CameraDescription, Changes, Kind, Num, Setting,
 };
@@ -41,100 +41,6 @@ const LIBCAMERA_SET_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs the source on its own thread; restarts it with backoff if it fails,
-/// and swaps in a new source when asked to ([`Supervisor::replace`]).
-pub struct Supervisor {
-    /// The daemon is stopping.
-    stop: StopFlag,
-    /// Stops the current run only.
-    run_stop: Mutex<StopFlag>,
-    /// The next source, set by `replace`.
-    pending: Mutex<Option<Box<dyn Source>>>,
-}
-
-impl Supervisor {
-    pub fn spawn(source: Box<dyn Source>, state: Arc<Feed>) -> Arc<Supervisor> {
-        let sup = Arc::new(Supervisor {
-            stop: StopFlag::new(),
-            run_stop: Mutex::new(StopFlag::new()),
-            pending: Mutex::new(None),
-        });
-        let s = sup.clone();
-        let spawned = std::thread::Builder::new()
-            .name("source".into())
-            .spawn(move || s.run(source, &state));
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the source thread");
-        }
-        sup
-    }
-
-    /// Stops the current source and runs `next` instead.
-    pub fn replace(&self, next: Box<dyn Source>) {
-        *lock(&self.pending) = Some(next);
-        lock(&self.run_stop).stop();
-    }
-
-    pub fn shutdown(&self) {
-        self.stop.stop();
-        lock(&self.run_stop).stop();
-    }
-
-    fn has_pending(&self) -> bool {
-        lock(&self.pending).is_some()
-    }
-
-    fn run(&self, mut source: Box<dyn Source>, state: &Feed) {
-        let mut backoff = Duration::from_millis(500);
-        while !self.stop.is_stopped() {
-            if let Some(next) = lock(&self.pending).take() {
-                drop(std::mem::replace(&mut source, next)); // closes the old device first
-                state.update_info(source.info());
-                backoff = Duration::from_millis(500);
-                tracing::info!("source restarted with new settings");
-            }
-            let run_stop = StopFlag::new();
-            *lock(&self.run_stop) = run_stop.clone();
-            if self.has_pending() {
-                continue; // a replace() raced with the swap above
-            }
-            state.report(SourceState::Starting);
-            let result = source.run(state, &run_stop);
-            if self.stop.is_stopped() {
-                break;
-            }
-            if self.has_pending() {
-                continue;
-            }
-            match result {
-                Ok(()) => {
-                    state.report(SourceState::Failed("the source ended".into()));
-                    // No heartbeats (nothing runs), but new settings may restart it.
-                    while !self.stop.is_stopped() && !self.has_pending() {
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-                Err(e) => {
-                    state.report(SourceState::Failed(format!(
-                        "{e}; retrying in {:.1} s",
-                        backoff.as_secs_f64()
-                    )));
-                    // Sleep in slices with heartbeats: retrying is not hanging.
-                    let until = std::time::Instant::now() + backoff;
-                    while !self.stop.is_stopped()
-                        && !self.has_pending()
-                        && std::time::Instant::now() < until
-                    {
-                        state.heartbeat();
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
 }
 
 /// Builds a source from a config (main.rs's `make_source`).

@@ -17,7 +17,7 @@ use pinhole_capture::pipe::{parse_pipe_spec, PipeInput, PipeSource};
 use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
 use pinhole_capture::v4l2::controls::SavedControls;
 use pinhole_capture::v4l2::{self, EncoderChoice, V4l2Config, V4l2Source};
-use pinhole_capture::Source;
+use pinhole_capture::{Source, Supervisor};
 use pinhole_hub::{Feed, Hub, HubConfig};
 use pinhole_media::{Clock, SystemClock};
 use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
@@ -262,7 +262,8 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     }
 
     let probe = listeners.first().map(|l| l.local_addr());
-    let supervisor = camera_ctl::Supervisor::spawn(source, feed);
+    let supervisor =
+        Supervisor::spawn(source, feed, wiring.clock.clone()).map_err(|e| e.to_string())?;
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
     let libcamera = wiring.libcamera.clone();
     let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, &wiring));
