@@ -35,6 +35,7 @@ use pinhole_server::camera::{
 };
 
 use crate::config::{Config, LibcameraControl};
+use crate::error::{CameraError, SourceError};
 
 /// How long a `PUT` waits for the libcamera helper to take new controls.
 const LIBCAMERA_SET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,7 +45,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Builds a source from a config (main.rs's `make_source`).
-pub type Factory = Box<dyn Fn(&Config) -> Result<Box<dyn Source>, String> + Send + Sync>;
+pub type Factory = Box<dyn Fn(&Config) -> Result<Box<dyn Source>, SourceError> + Send + Sync>;
 
 /// Which kind of source runs now and the camera device whose controls are
 /// offered. Set once for fixed sources; `auto` changes it when it switches.
@@ -103,14 +104,17 @@ impl DaemonCamera {
 
     /// The running camera's controls, read from the driver now (not a
     /// copy of what was last set). `Err` says why there are none.
-    fn camera_controls(&self) -> Result<Vec<Control>, String> {
+    fn camera_controls(&self) -> Result<Vec<Control>, CameraError> {
         let (kind, device) = self.active.get();
         let Some(dev) = device else {
-            return Err(format!("the {kind} source has no camera controls"));
+            return Err(CameraError::NoControls(kind));
         };
         RealDevice::open(&dev)
             .and_then(|mut d| controls::list(&mut d))
-            .map_err(|e| format!("cannot read the controls of {}: {e}", dev.display()))
+            .map_err(|source| CameraError::ReadControls {
+                device: dev,
+                source,
+            })
     }
 
     fn fields(&self, cfg: &Config, kind: &str) -> Vec<Setting> {
@@ -222,20 +226,20 @@ impl DaemonCamera {
     fn set_libcamera_controls(
         &self,
         changes: &BTreeMap<String, Num>,
-    ) -> Result<Vec<(String, ControlValue)>, String> {
+    ) -> Result<Vec<(String, ControlValue)>, CameraError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
         let infos = self
             .libcamera
             .available()
-            .ok_or("the camera helper is not running (starting or restarting)")?;
+            .ok_or(CameraError::HelperNotRunning)?;
         let mut values = Vec::new();
         for (k, n) in changes {
             let info = infos
                 .iter()
                 .find(|i| &i.name == k)
-                .ok_or_else(|| format!("controls.{k}: the camera no longer has it"))?;
+                .ok_or_else(|| CameraError::Gone(k.clone()))?;
             let v = match info.kind() {
                 ControlType::Bool => ControlValue::Bool(n.as_f64() != 0.0),
                 ControlType::Int => ControlValue::Int(n.as_i64().unwrap_or(n.as_f64() as i64)),
@@ -243,20 +247,26 @@ impl DaemonCamera {
             };
             values.push((k.clone(), v));
         }
-        self.libcamera.set(values.clone(), LIBCAMERA_SET_TIMEOUT)?;
+        self.libcamera
+            .set(values.clone(), LIBCAMERA_SET_TIMEOUT)
+            .map_err(CameraError::Helper)?;
         tracing::info!(?values, "libcamera controls set");
         Ok(values)
     }
 
-    fn set_controls(&self, changes: &BTreeMap<String, i64>) -> Result<(), String> {
+    fn set_controls(&self, changes: &BTreeMap<String, i64>) -> Result<(), CameraError> {
         if changes.is_empty() {
             return Ok(());
         }
         let (kind, device) = self.active.get();
-        let dev = device.ok_or_else(|| format!("the {kind} source has no camera controls"))?;
-        let mut d = RealDevice::open(&dev).map_err(|e| format!("{}: {e}", dev.display()))?;
-        let list = controls::list(&mut d).map_err(|e| format!("{}: {e}", dev.display()))?;
-        let got = controls::set(&mut d, &list, changes).map_err(|e| format!("controls.{e}"))?;
+        let dev = device.ok_or(CameraError::NoControls(kind))?;
+        let io = |source| CameraError::Device {
+            device: dev.clone(),
+            source,
+        };
+        let mut d = RealDevice::open(&dev).map_err(io)?;
+        let list = controls::list(&mut d).map_err(io)?;
+        let got = controls::set(&mut d, &list, changes).map_err(CameraError::Refused)?;
         tracing::info!(device = %dev.display(), ?got, "camera controls set");
         self.saved.update(changes);
         Ok(())
@@ -314,14 +324,19 @@ impl CameraBackend for DaemonCamera {
         let next = if changes.fields.is_empty() {
             None
         } else {
-            Some((self.factory)(&new)?)
+            // The HTTP answer (400) carries the message.
+            Some((self.factory)(&new).map_err(|e| e.to_string())?)
         };
         if libcamera {
-            for (k, v) in self.set_libcamera_controls(&changes.controls)? {
+            let set = self
+                .set_libcamera_controls(&changes.controls)
+                .map_err(|e| e.to_string())?;
+            for (k, v) in set {
                 new.camera.libcamera_controls.insert(k, saved_value(v));
             }
         } else {
-            self.set_controls(&v4l2_changes)?;
+            self.set_controls(&v4l2_changes)
+                .map_err(|e| e.to_string())?;
         }
         let mut out = Applied::default();
         if let Some(next) = next {
@@ -359,7 +374,7 @@ impl DaemonCamera {
                 Vec::new()
             }
             Err(e) => {
-                notes.push(e);
+                notes.push(e.to_string());
                 Vec::new()
             }
         };

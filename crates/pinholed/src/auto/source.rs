@@ -10,9 +10,10 @@ use pinhole_media::{AccessUnit, Clock};
 
 use super::{decide, wants_scan, Action, Camera, Candidate, Policy, Running, Scanner};
 use crate::camera_ctl::Active;
+use crate::error::SourceError;
 
 /// Builds the source for a camera a scan found.
-pub type CameraBuilder = Box<dyn FnMut(&Candidate) -> Result<Box<dyn Source>, String> + Send>;
+pub type CameraBuilder = Box<dyn FnMut(&Candidate) -> Result<Box<dyn Source>, SourceError> + Send>;
 
 /// The `auto` source: runs a camera or the test pattern and switches when
 /// [`decide`] says so.
@@ -34,11 +35,11 @@ impl AutoSource {
     pub fn new(
         mut scanner: Scanner,
         mut camera: CameraBuilder,
-        pattern: impl FnOnce() -> Result<Box<dyn Source>, String>,
+        pattern: impl FnOnce() -> Result<Box<dyn Source>, SourceError>,
         clock: Arc<dyn Clock>,
         active: Active,
         policy: Policy,
-    ) -> Result<AutoSource, String> {
+    ) -> Result<AutoSource, SourceError> {
         let scan = scanner(clock.now_us());
         let mut skipped = scan.skipped.clone();
         for c in &scan.found {

@@ -271,7 +271,11 @@ fn at_start_a_camera_wins_over_the_pattern() {
                 fail: true,
             }) as Box<dyn Source>)
         }),
-        || Err("the pattern must not be built".into()),
+        || {
+            Err(crate::error::SourceError::Unknown(
+                "the pattern must not be built".into(),
+            ))
+        },
         Arc::new(SystemClock::new()),
         Active::default(),
         P,
