@@ -4,6 +4,8 @@
 //! software encoding are blocking, CPU-bound work) and hands each encoded
 //! [`AccessUnit`](pinhole_media::AccessUnit) to a [`FrameSink`] (the
 //! contract in `pinhole-source-api`); in the daemon that sink is the hub's feed.
+//! A source does not retry: [`supervisor`] starts it, watches it and
+//! restarts it with backoff, the same way for every kind.
 
 mod camera;
 pub mod encoder;
