@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::supervisor::{run_restarting, Ended};
-use std::sync::atomic::{AtomicU64, Ordering};
+use pinhole_media::SimClock;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -45,21 +45,8 @@ impl RecordingSink {
 }
 
 /// Time only moves when someone sleeps: a paced file plays instantly.
-#[derive(Default)]
-struct FakeClock {
-    now: AtomicU64,
-}
-
-impl Clock for FakeClock {
-    fn now_us(&self) -> u64 {
-        self.now.load(Ordering::SeqCst)
-    }
-    fn wall_us(&self) -> u64 {
-        1_700_000_000_000_000 + self.now_us()
-    }
-    fn sleep_until_us(&self, deadline_us: u64) {
-        self.now.fetch_max(deadline_us, Ordering::SeqCst);
-    }
+fn sim_clock() -> Arc<SimClock> {
+    Arc::new(SimClock::new(0, 1_700_000_000_000_000))
 }
 
 fn fixture_aus() -> Vec<AssembledAu> {
@@ -121,7 +108,7 @@ fn parse_spec() {
 #[test]
 fn file_source_delivers_fixture_paced() {
     let expected = fixture_aus();
-    let clock = Arc::new(FakeClock::default());
+    let clock = sim_clock();
     let input = PipeInput::File {
         path: FIXTURE.into(),
         looped: false,
@@ -173,7 +160,7 @@ fn looped_file_keeps_going_with_keyframes_at_gop_positions() {
         path: FIXTURE.into(),
         looped: true,
     };
-    let source = PipeSource::new(input, 30.0, Arc::new(FakeClock::default()));
+    let source = PipeSource::new(input, 30.0, sim_clock());
     let result = run_for(
         source,
         Arc::clone(&sink),
@@ -193,7 +180,7 @@ fn missing_file_is_an_error() {
         path: "/nonexistent/pinhole.h264".into(),
         looped: true,
     };
-    let mut source = PipeSource::new(input, 30.0, Arc::new(FakeClock::default()));
+    let mut source = PipeSource::new(input, 30.0, sim_clock());
     let sink = RecordingSink::default();
     let err = source.run(&sink, &StopFlag::new()).unwrap_err();
     assert!(
@@ -285,7 +272,7 @@ fn regenerate_openh264_fixture() {
         bitrate: 300_000,
         keyframe_interval: 15,
     };
-    let mut source = TestPattern::new(cfg, Arc::new(FakeClock::default())).unwrap();
+    let mut source = TestPattern::new(cfg, sim_clock()).unwrap();
     let stop = StopFlag::new();
     let sink = RecordingSink {
         stop_after: Some((45, stop.clone())),

@@ -2,27 +2,12 @@
 //! and replacing a source, with no real sleeps.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
+
+use pinhole_media::SimClock;
 
 use super::*;
 use crate::test_sink::{wait_for, Sink};
-
-/// Time moves only when someone sleeps.
-#[derive(Default)]
-struct FakeClock(AtomicU64);
-
-impl Clock for FakeClock {
-    fn now_us(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-    fn wall_us(&self) -> u64 {
-        self.now_us()
-    }
-    fn sleep_until_us(&self, deadline_us: u64) {
-        self.0.fetch_max(deadline_us, Ordering::SeqCst);
-        std::thread::yield_now();
-    }
-}
 
 /// One scripted run: frames delivered, how long it lasts, how it ends.
 struct Step {
@@ -42,13 +27,13 @@ fn fail(frames: usize, lasts_us: u64, why: &'static str) -> Step {
 struct Scripted {
     kind: &'static str,
     steps: VecDeque<Step>,
-    clock: Arc<FakeClock>,
+    clock: Arc<SimClock>,
     policy: RetryPolicy,
     runs: Arc<AtomicUsize>,
 }
 
 impl Scripted {
-    fn new(kind: &'static str, clock: &Arc<FakeClock>, steps: Vec<Step>) -> Scripted {
+    fn new(kind: &'static str, clock: &Arc<SimClock>, steps: Vec<Step>) -> Scripted {
         Scripted {
             kind,
             steps: steps.into(),
@@ -135,7 +120,7 @@ fn backoff_doubles_to_its_cap_and_starts_over_after_a_healthy_run() {
 
 #[test]
 fn failures_are_reported_retried_with_backoff_and_heartbeats() {
-    let clock = Arc::new(FakeClock::default());
+    let clock = Arc::new(SimClock::default());
     let mut src = Scripted::new(
         "v4l2",
         &clock,
@@ -185,7 +170,7 @@ fn failures_are_reported_retried_with_backoff_and_heartbeats() {
 
 #[test]
 fn a_stop_during_the_wait_ends_it() {
-    let clock = Arc::new(FakeClock::default());
+    let clock = Arc::new(SimClock::default());
     let stop = StopFlag::new();
     struct StopsOnFailure<'a>(&'a Sink, StopFlag);
     impl FrameSink for StopsOnFailure<'_> {
@@ -215,7 +200,7 @@ fn a_stop_during_the_wait_ends_it() {
 
 #[test]
 fn replace_swaps_the_source_and_shutdown_ends_the_thread() {
-    let clock = Arc::new(FakeClock::default());
+    let clock = Arc::new(SimClock::default());
     let sink = Arc::new(Sink::default());
     let a = Scripted::new("test", &clock, vec![fail(1, 0, "encoder broke")]);
     let a_runs = a.runs.clone();
@@ -235,7 +220,7 @@ fn replace_swaps_the_source_and_shutdown_ends_the_thread() {
 
 #[test]
 fn a_source_that_ends_by_itself_waits_for_new_settings() {
-    let clock = Arc::new(FakeClock::default());
+    let clock = Arc::new(SimClock::default());
     let sink = Arc::new(Sink::default());
     let done = Step {
         frames: 2,
