@@ -1,8 +1,17 @@
-//! (being written)
+//! What goes wrong in a source, by kind; the text says what failed and with
+//! what input.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("{0}")]
     Other(String),
+    /// The camera (or its helper process) went away or stalled; the text
+    /// says how. Restarting the source may bring it back.
+    #[error("{0}")]
+    Lost(String),
+    /// A pipe's input ended or broke: a command exited, a file held
+    /// nothing decodable. Restarting the source runs it again.
+    #[error("{0}")]
+    Ended(String),
     /// A source was configured with values it cannot work with.
     #[error("invalid {source_kind} source configuration: {reason}")]
     InvalidConfig {

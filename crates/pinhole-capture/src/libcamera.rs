@@ -7,8 +7,9 @@
 //! side maps them read-only, encodes each picture (NV12/YU12 with the
 //! helper's stride and padding) and hands the buffer back.
 //!
-//! A crash of the helper only ends a session: the source reports it, waits
-//! (backoff 0.5 → 4 s) and spawns a new helper; the hub and its viewers are
+//! A crash of the helper only ends a session: the supervisor reports it,
+//! waits (backoff 0.5 → 4 s) and runs the source again, which spawns a new
+//! helper; the hub and its viewers are
 //! not touched, so they see the stream resume.
 
 use std::collections::VecDeque;
@@ -29,9 +30,8 @@ use pinhole_media::{AccessUnit, Clock};
 
 use crate::encoder::soft::SoftEncoder;
 use crate::encoder::{EncoderSettings, Profile, RawFrame, VideoEncoder};
-use crate::retry::SessionEnd;
 use crate::v4l2::negotiate::RawFormat;
-use crate::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
+use crate::{CaptureError, FrameSink, RetryPolicy, Source, SourceInfo, SourceState, StopFlag};
 
 pub mod controls;
 pub use controls::LibcameraControls;
@@ -248,7 +248,7 @@ impl LibcameraSource {
         clock: Arc<dyn Clock>,
         spawn: Spawner,
     ) -> Result<Self, CaptureError> {
-        crate::retry::check_settings(
+        crate::camera::check_settings(
             "libcamera",
             cfg.width,
             cfg.height,
@@ -259,16 +259,12 @@ impl LibcameraSource {
     }
 
     fn stall_us(&self) -> u64 {
-        crate::retry::stall_us(self.cfg.stall_timeout, self.cfg.fps)
+        crate::camera::stall_us(self.cfg.stall_timeout, self.cfg.fps)
     }
 
-    fn session(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), SessionEnd> {
-        let (mut proc, ch) = (self.spawn)().map_err(|reason| SessionEnd {
-            reason,
-            delivered: false,
-        })?;
-        let mut delivered = false;
-        let result = self.stream(&ch, sink, stop, &mut delivered);
+    fn session(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
+        let (mut proc, ch) = (self.spawn)().map_err(CaptureError::Lost)?;
+        let result = self.stream(&ch, sink, stop);
         drop(ch); // EOF tells the helper to stop the camera and exit
         let how = proc.finish(Duration::from_secs(2));
         self.cfg.controls.session_ended(&how);
@@ -279,7 +275,7 @@ impl LibcameraSource {
             } else {
                 reason
             };
-            SessionEnd { reason, delivered }
+            CaptureError::Lost(reason)
         })
     }
 
@@ -288,7 +284,6 @@ impl LibcameraSource {
         ch: &Channel,
         sink: &dyn FrameSink,
         stop: &StopFlag,
-        delivered: &mut bool,
     ) -> Result<(), String> {
         let hello = ch.recv(Some(HELLO_TIMEOUT_MS)).map_err(proto("hello"))?;
         let software = check_hello(&hello.msg).map_err(proto("hello"))?.to_owned();
@@ -471,7 +466,6 @@ impl LibcameraSource {
                             wallclock_us: wall.saturating_sub(now.saturating_sub(e.pts_us)),
                             keyframe: e.keyframe,
                         });
-                        *delivered = true;
                         if !running {
                             running = true;
                             sink.report(SourceState::Running);
@@ -525,16 +519,17 @@ impl Source for LibcameraSource {
         }
     }
 
+    /// One helper session: start it, stream until stopped or the helper is
+    /// lost (the supervisor starts a new one with backoff).
     fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
-        let clock = self.clock.clone();
-        crate::retry::run_with_retry(
-            "libcamera",
-            "restarting it",
-            &*clock,
-            sink,
-            stop,
-            |sink, stop| self.session(sink, stop),
-        )
+        self.session(sink, stop)
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            verb: "restarting it",
+            ..RetryPolicy::CAMERA
+        }
     }
 }
 

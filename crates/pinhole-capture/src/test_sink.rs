@@ -1,6 +1,7 @@
 //! What the camera sources' tests share: a `FrameSink` that records what a
 //! source gives it, and a bounded wait.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ pub(crate) struct Sink {
     pub aus: Mutex<Vec<AccessUnit>>,
     pub states: Mutex<Vec<SourceState>>,
     pub info: Mutex<Option<SourceInfo>>,
+    pub heartbeats: AtomicUsize,
 }
 
 impl FrameSink for Sink {
@@ -24,6 +26,9 @@ impl FrameSink for Sink {
     }
     fn update_info(&self, info: SourceInfo) {
         *self.info.lock().expect("lock") = Some(info);
+    }
+    fn heartbeat(&self) {
+        self.heartbeats.fetch_add(1, Ordering::SeqCst);
     }
 }
 

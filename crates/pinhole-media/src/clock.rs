@@ -1,5 +1,6 @@
 //! Time is injected: everything that paces, times out or stamps takes a [`Clock`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync + 'static {
@@ -46,5 +47,41 @@ impl Clock for SystemClock {
         if deadline_us > now {
             std::thread::sleep(Duration::from_micros(deadline_us - now));
         }
+    }
+}
+
+/// A simulated clock for tests: time moves only when someone sleeps (or
+/// calls [`SimClock::advance`]), so minutes of pacing and backoff run in
+/// microseconds. Wall time is `wall_origin_us` + monotonic time.
+#[derive(Debug, Default)]
+pub struct SimClock {
+    now_us: AtomicU64,
+    wall_origin_us: u64,
+}
+
+impl SimClock {
+    pub fn new(start_us: u64, wall_origin_us: u64) -> Self {
+        SimClock {
+            now_us: AtomicU64::new(start_us),
+            wall_origin_us,
+        }
+    }
+
+    pub fn advance(&self, us: u64) {
+        self.now_us.fetch_add(us, Ordering::SeqCst);
+    }
+}
+
+impl Clock for SimClock {
+    fn now_us(&self) -> u64 {
+        self.now_us.load(Ordering::SeqCst)
+    }
+    fn wall_us(&self) -> u64 {
+        self.wall_origin_us + self.now_us()
+    }
+    fn sleep_until_us(&self, deadline_us: u64) {
+        self.now_us.fetch_max(deadline_us, Ordering::SeqCst);
+        // Let the threads a test waits on run between simulated sleeps.
+        std::thread::yield_now();
     }
 }

@@ -12,6 +12,6 @@ pub mod h264;
 pub mod hls;
 
 pub use annexb::{AccessUnitAssembler, AssembledAu};
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SimClock, SystemClock};
 pub use error::MediaError;
 pub use frame::{AccessUnit, StreamInfo};

@@ -16,5 +16,4 @@ pub use slot::{FileSlots, SlotDevice, SlotPaths};
 pub mod updater;
 pub use updater::{Action, Config, Health, Phase, Progress, Updater};
 pub mod installer;
-pub mod migrate;
 pub use installer::Installer;

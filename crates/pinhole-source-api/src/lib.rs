@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use pinhole_media::{AccessUnit, Clock, SystemClock};
+pub use pinhole_media::{AccessUnit, Clock, SimClock, SystemClock};
 
 /// Receives what a source produces. Implementations must not block.
 pub trait FrameSink: Send + Sync {

@@ -1,11 +1,12 @@
 //! Camera settings at run time (`GET/PUT /api/camera`, docs/cameras.md):
-//! the source supervisor with its small control channel, the daemon's
-//! [`CameraBackend`], the camera's own V4L2 controls, and writing changes
-//! back to the `--config` file.
+//! the daemon's [`CameraBackend`], the camera's own V4L2 controls, and
+//! writing changes back to the `--config` file (`camera_ctl/persist.rs`).
 //!
-//! Video settings (size, rate, bitrate, keyframe interval) restart the
-//! source thread with a freshly built source: the HTTP side and its viewers
-//! stay; the hub starts a new stream generation when the SPS changes.
+//! Video settings (size, rate, bitrate, keyframe interval) make the source
+//! supervisor (`pinhole_capture::Supervisor`) swap in a freshly built
+//! source: the HTTP side and its viewers stay; the hub starts a new stream
+//! generation when the SPS changes.
+//!
 //! Camera controls are read from and set on the device that runs now
 //! ([`Active`]) through a second file descriptor (V4L2 allows that while
 //! another one streams); the chosen values ([`SavedControls`]) are applied
@@ -18,8 +19,7 @@
 //! values shown are those last set (or the camera's defaults).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,13 +28,16 @@ use pinhole_capture::libcamera::LibcameraControls;
 use pinhole_capture::v4l2::controls::{self, Control, SavedControls};
 use pinhole_capture::v4l2::device::RealDevice;
 use pinhole_capture::v4l2::sys;
-use pinhole_capture::{FrameSink, Source, SourceState, StopFlag};
-use pinhole_hub::Feed;
+use pinhole_capture::{Source, Supervisor};
 use pinhole_server::camera::{
     Applied, CameraBackend, CameraDescription, Changes, Kind, Num, Setting,
 };
 
 use crate::config::{Config, LibcameraControl};
+
+mod persist;
+use crate::error::{CameraError, SourceError};
+pub use persist::persist;
 
 /// How long a `PUT` waits for the libcamera helper to take new controls.
 const LIBCAMERA_SET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,102 +46,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs the source on its own thread; restarts it with backoff if it fails,
-/// and swaps in a new source when asked to ([`Supervisor::replace`]).
-pub struct Supervisor {
-    /// The daemon is stopping.
-    stop: StopFlag,
-    /// Stops the current run only.
-    run_stop: Mutex<StopFlag>,
-    /// The next source, set by `replace`.
-    pending: Mutex<Option<Box<dyn Source>>>,
-}
-
-impl Supervisor {
-    pub fn spawn(source: Box<dyn Source>, state: Arc<Feed>) -> Arc<Supervisor> {
-        let sup = Arc::new(Supervisor {
-            stop: StopFlag::new(),
-            run_stop: Mutex::new(StopFlag::new()),
-            pending: Mutex::new(None),
-        });
-        let s = sup.clone();
-        let spawned = std::thread::Builder::new()
-            .name("source".into())
-            .spawn(move || s.run(source, &state));
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the source thread");
-        }
-        sup
-    }
-
-    /// Stops the current source and runs `next` instead.
-    pub fn replace(&self, next: Box<dyn Source>) {
-        *lock(&self.pending) = Some(next);
-        lock(&self.run_stop).stop();
-    }
-
-    pub fn shutdown(&self) {
-        self.stop.stop();
-        lock(&self.run_stop).stop();
-    }
-
-    fn has_pending(&self) -> bool {
-        lock(&self.pending).is_some()
-    }
-
-    fn run(&self, mut source: Box<dyn Source>, state: &Feed) {
-        let mut backoff = Duration::from_millis(500);
-        while !self.stop.is_stopped() {
-            if let Some(next) = lock(&self.pending).take() {
-                drop(std::mem::replace(&mut source, next)); // closes the old device first
-                state.update_info(source.info());
-                backoff = Duration::from_millis(500);
-                tracing::info!("source restarted with new settings");
-            }
-            let run_stop = StopFlag::new();
-            *lock(&self.run_stop) = run_stop.clone();
-            if self.has_pending() {
-                continue; // a replace() raced with the swap above
-            }
-            state.report(SourceState::Starting);
-            let result = source.run(state, &run_stop);
-            if self.stop.is_stopped() {
-                break;
-            }
-            if self.has_pending() {
-                continue;
-            }
-            match result {
-                Ok(()) => {
-                    state.report(SourceState::Failed("the source ended".into()));
-                    // No heartbeats (nothing runs), but new settings may restart it.
-                    while !self.stop.is_stopped() && !self.has_pending() {
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                }
-                Err(e) => {
-                    state.report(SourceState::Failed(format!(
-                        "{e}; retrying in {:.1} s",
-                        backoff.as_secs_f64()
-                    )));
-                    // Sleep in slices with heartbeats: retrying is not hanging.
-                    let until = std::time::Instant::now() + backoff;
-                    while !self.stop.is_stopped()
-                        && !self.has_pending()
-                        && std::time::Instant::now() < until
-                    {
-                        state.heartbeat();
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
-}
-
 /// Builds a source from a config (main.rs's `make_source`).
-pub type Factory = Box<dyn Fn(&Config) -> Result<Box<dyn Source>, String> + Send + Sync>;
+pub type Factory = Box<dyn Fn(&Config) -> Result<Box<dyn Source>, SourceError> + Send + Sync>;
 
 /// Which kind of source runs now and the camera device whose controls are
 /// offered. Set once for fixed sources; `auto` changes it when it switches.
@@ -197,14 +106,17 @@ impl DaemonCamera {
 
     /// The running camera's controls, read from the driver now (not a
     /// copy of what was last set). `Err` says why there are none.
-    fn camera_controls(&self) -> Result<Vec<Control>, String> {
+    fn camera_controls(&self) -> Result<Vec<Control>, CameraError> {
         let (kind, device) = self.active.get();
         let Some(dev) = device else {
-            return Err(format!("the {kind} source has no camera controls"));
+            return Err(CameraError::NoControls(kind));
         };
         RealDevice::open(&dev)
             .and_then(|mut d| controls::list(&mut d))
-            .map_err(|e| format!("cannot read the controls of {}: {e}", dev.display()))
+            .map_err(|source| CameraError::ReadControls {
+                device: dev,
+                source,
+            })
     }
 
     fn fields(&self, cfg: &Config, kind: &str) -> Vec<Setting> {
@@ -316,20 +228,20 @@ impl DaemonCamera {
     fn set_libcamera_controls(
         &self,
         changes: &BTreeMap<String, Num>,
-    ) -> Result<Vec<(String, ControlValue)>, String> {
+    ) -> Result<Vec<(String, ControlValue)>, CameraError> {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
         let infos = self
             .libcamera
             .available()
-            .ok_or("the camera helper is not running (starting or restarting)")?;
+            .ok_or(CameraError::HelperNotRunning)?;
         let mut values = Vec::new();
         for (k, n) in changes {
             let info = infos
                 .iter()
                 .find(|i| &i.name == k)
-                .ok_or_else(|| format!("controls.{k}: the camera no longer has it"))?;
+                .ok_or_else(|| CameraError::Gone(k.clone()))?;
             let v = match info.kind() {
                 ControlType::Bool => ControlValue::Bool(n.as_f64() != 0.0),
                 ControlType::Int => ControlValue::Int(n.as_i64().unwrap_or(n.as_f64() as i64)),
@@ -337,20 +249,26 @@ impl DaemonCamera {
             };
             values.push((k.clone(), v));
         }
-        self.libcamera.set(values.clone(), LIBCAMERA_SET_TIMEOUT)?;
+        self.libcamera
+            .set(values.clone(), LIBCAMERA_SET_TIMEOUT)
+            .map_err(CameraError::Helper)?;
         tracing::info!(?values, "libcamera controls set");
         Ok(values)
     }
 
-    fn set_controls(&self, changes: &BTreeMap<String, i64>) -> Result<(), String> {
+    fn set_controls(&self, changes: &BTreeMap<String, i64>) -> Result<(), CameraError> {
         if changes.is_empty() {
             return Ok(());
         }
         let (kind, device) = self.active.get();
-        let dev = device.ok_or_else(|| format!("the {kind} source has no camera controls"))?;
-        let mut d = RealDevice::open(&dev).map_err(|e| format!("{}: {e}", dev.display()))?;
-        let list = controls::list(&mut d).map_err(|e| format!("{}: {e}", dev.display()))?;
-        let got = controls::set(&mut d, &list, changes).map_err(|e| format!("controls.{e}"))?;
+        let dev = device.ok_or(CameraError::NoControls(kind))?;
+        let io = |source| CameraError::Device {
+            device: dev.clone(),
+            source,
+        };
+        let mut d = RealDevice::open(&dev).map_err(io)?;
+        let list = controls::list(&mut d).map_err(io)?;
+        let got = controls::set(&mut d, &list, changes).map_err(CameraError::Refused)?;
         tracing::info!(device = %dev.display(), ?got, "camera controls set");
         self.saved.update(changes);
         Ok(())
@@ -408,14 +326,19 @@ impl CameraBackend for DaemonCamera {
         let next = if changes.fields.is_empty() {
             None
         } else {
-            Some((self.factory)(&new)?)
+            // The HTTP answer (400) carries the message.
+            Some((self.factory)(&new).map_err(|e| e.to_string())?)
         };
         if libcamera {
-            for (k, v) in self.set_libcamera_controls(&changes.controls)? {
+            let set = self
+                .set_libcamera_controls(&changes.controls)
+                .map_err(|e| e.to_string())?;
+            for (k, v) in set {
                 new.camera.libcamera_controls.insert(k, saved_value(v));
             }
         } else {
-            self.set_controls(&v4l2_changes)?;
+            self.set_controls(&v4l2_changes)
+                .map_err(|e| e.to_string())?;
         }
         let mut out = Applied::default();
         if let Some(next) = next {
@@ -453,7 +376,7 @@ impl DaemonCamera {
                 Vec::new()
             }
             Err(e) => {
-                notes.push(e);
+                notes.push(e.to_string());
                 Vec::new()
             }
         };
@@ -573,100 +496,6 @@ fn control_setting(c: &Control) -> Setting {
     }
 }
 
-/// Writes the video settings and camera controls of `cfg` into the TOML
-/// file at `path`, keeping every other key and section (comments are not
-/// kept): temp file, fsync, rename, fsync of the directory.
-pub fn persist(path: &Path, cfg: &Config) -> std::io::Result<()> {
-    use std::io::{Error, ErrorKind};
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(e),
-    };
-    let mut table: toml::Table =
-        toml::from_str(&text).map_err(|e| Error::new(ErrorKind::InvalidData, e.to_string()))?;
-    let section = |table: &mut toml::Table, name: &str| -> std::io::Result<toml::Table> {
-        match table.remove(name) {
-            None => Ok(toml::Table::new()),
-            Some(toml::Value::Table(t)) => Ok(t),
-            Some(_) => Err(Error::new(
-                ErrorKind::InvalidData,
-                format!("{name} is not a table"),
-            )),
-        }
-    };
-    let mut video = section(&mut table, "video")?;
-    let v = &cfg.video;
-    for (k, n) in [
-        ("width", v.width),
-        ("height", v.height),
-        ("fps", v.fps),
-        ("bitrate", v.bitrate),
-        ("keyframe_interval", v.keyframe_interval),
-    ] {
-        video.insert(k.into(), toml::Value::Integer(i64::from(n)));
-    }
-    table.insert("video".into(), toml::Value::Table(video));
-    if !cfg.camera.controls.is_empty() {
-        let mut camera = section(&mut table, "camera")?;
-        let controls = cfg
-            .camera
-            .controls
-            .iter()
-            .map(|(k, v)| (k.clone(), toml::Value::Integer(*v)))
-            .collect();
-        camera.insert("controls".into(), toml::Value::Table(controls));
-        table.insert("camera".into(), toml::Value::Table(camera));
-    }
-    if !cfg.camera.libcamera_controls.is_empty() {
-        let mut camera = section(&mut table, "camera")?;
-        let controls = cfg
-            .camera
-            .libcamera_controls
-            .iter()
-            .map(|(k, v)| {
-                let v = match *v {
-                    LibcameraControl::Bool(b) => toml::Value::Boolean(b),
-                    LibcameraControl::Int(i) => toml::Value::Integer(i),
-                    LibcameraControl::Float(f) => toml::Value::Float(f),
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        camera.insert("libcamera_controls".into(), toml::Value::Table(controls));
-        table.insert("camera".into(), toml::Value::Table(camera));
-    }
-    let out = toml::to_string(&table).map_err(|e| Error::other(e.to_string()))?;
-    write_atomically(path, out.as_bytes())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "config.toml".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            f.set_permissions(meta.permissions())?;
-        }
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -709,55 +538,5 @@ mod tests {
             saved_value(ControlValue::Float(0.1)),
             LibcameraControl::Float(0.1)
         );
-    }
-
-    #[test]
-    fn persist_keeps_other_sections() {
-        let dir = std::env::temp_dir().join(format!("pinhole-persist-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("config.toml");
-        std::fs::write(
-            &path,
-            "# a comment\nsource = \"test\"\n[http]\njpeg_quality = 70\n[video]\nfps = 12\n",
-        )
-        .expect("write");
-        let mut cfg = Config::default();
-        cfg.video.width = 640;
-        cfg.video.height = 360;
-        cfg.video.fps = 12;
-        cfg.camera.controls.insert("brightness".into(), 7);
-        cfg.camera
-            .libcamera_controls
-            .insert("Brightness".into(), LibcameraControl::Float(0.25));
-        cfg.camera
-            .libcamera_controls
-            .insert("AeEnable".into(), LibcameraControl::Bool(false));
-        persist(&path, &cfg).expect("persist");
-        let text = std::fs::read_to_string(&path).expect("read");
-        let back = Config::from_toml(&text, &path).expect("parse");
-        assert_eq!(
-            (back.video.width, back.video.height, back.video.fps),
-            (640, 360, 12)
-        );
-        assert_eq!(back.http.jpeg_quality, 70, "other sections stay");
-        assert_eq!(back.camera.controls["brightness"], 7);
-        assert_eq!(
-            back.camera.libcamera_controls["Brightness"],
-            LibcameraControl::Float(0.25)
-        );
-        assert_eq!(
-            back.camera.libcamera_controls["AeEnable"],
-            LibcameraControl::Bool(false)
-        );
-        let saved = libcamera_controls(&back).saved();
-        assert_eq!(saved["Brightness"], ControlValue::Float(0.25));
-        assert_eq!(back.camera.encoder, "software");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir)
-            .expect("ls")
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "no temp files left");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -15,6 +15,7 @@ use pinhole_media::Clock;
 
 use crate::auto;
 use crate::config::Config;
+use crate::error::SourceError;
 
 fn config(
     cfg: &Config,
@@ -39,14 +40,18 @@ pub fn make(
     spec: &str,
     clock: Arc<dyn Clock>,
     controls: &LibcameraControls,
-) -> Option<Result<Box<dyn Source>, String>> {
+) -> Option<Result<Box<dyn Source>, SourceError>> {
     let camera = parse_spec(spec)?;
     Some((|| {
-        let helper = find_helper(cfg.camera.libcamera_helper.as_deref())
-            .map_err(|e| format!("source '{spec}': {e}"))?;
+        let helper = find_helper(cfg.camera.libcamera_helper.as_deref()).map_err(|reason| {
+            SourceError::NoHelper {
+                spec: spec.to_owned(),
+                reason,
+            }
+        })?;
         LibcameraSource::new(config(cfg, helper, camera, controls), clock)
             .map(|s| Box::new(s) as Box<dyn Source>)
-            .map_err(|e| e.to_string())
+            .map_err(SourceError::from)
     })())
 }
 
@@ -82,9 +87,14 @@ pub fn camera(
     id: &str,
     clock: Arc<dyn Clock>,
     controls: &LibcameraControls,
-) -> Result<Box<dyn Source>, String> {
-    let helper = find_helper(cfg.camera.libcamera_helper.as_deref())?;
+) -> Result<Box<dyn Source>, SourceError> {
+    let helper = find_helper(cfg.camera.libcamera_helper.as_deref()).map_err(|reason| {
+        SourceError::NoHelper {
+            spec: format!("libcamera:{id}"),
+            reason,
+        }
+    })?;
     LibcameraSource::new(config(cfg, helper, Some(id.to_owned()), controls), clock)
         .map(|s| Box::new(s) as Box<dyn Source>)
-        .map_err(|e| e.to_string())
+        .map_err(SourceError::from)
 }

@@ -3,6 +3,7 @@
 use pinholed::config;
 mod auto;
 mod camera_ctl;
+mod error;
 mod libcamera_source;
 mod ota;
 mod systemd;
@@ -17,13 +18,14 @@ use pinhole_capture::pipe::{parse_pipe_spec, PipeInput, PipeSource};
 use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
 use pinhole_capture::v4l2::controls::SavedControls;
 use pinhole_capture::v4l2::{self, EncoderChoice, V4l2Config, V4l2Source};
-use pinhole_capture::Source;
+use pinhole_capture::{Source, Supervisor};
 use pinhole_hub::{Feed, Hub, HubConfig};
 use pinhole_media::{Clock, SystemClock};
 use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
 use std::path::PathBuf;
 
 use config::{Cli, Config};
+use error::{DaemonError, HlsDirError, SourceError};
 
 fn main() -> ExitCode {
     one_malloc_arena();
@@ -90,7 +92,7 @@ struct Wiring {
     libcamera: LibcameraControls,
 }
 
-fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
+fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, SourceError> {
     let clock = w.clock.clone();
     let test_pattern = |clock| {
         TestPattern::new(
@@ -104,7 +106,7 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
             clock,
         )
         .map(|s| Box::new(s) as Box<dyn Source>)
-        .map_err(|e| format!("test pattern: {e}"))
+        .map_err(SourceError::TestPattern)
     };
     let spec = cfg.source.as_str();
     match spec {
@@ -125,12 +127,11 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
             let (c, wc) = (cfg.clone(), w.clone());
             let camera: auto::CameraBuilder =
                 Box::new(move |cand: &auto::Candidate| match &cand.camera {
-                    auto::Camera::V4l2(path) => V4l2Source::new(
-                        v4l2_config(&c, &wc, path.clone(), None),
-                        wc.clock.clone(),
-                    )
-                    .map(|s| Box::new(s) as Box<dyn Source>)
-                    .map_err(|e| e.to_string()),
+                    auto::Camera::V4l2(path) => {
+                        V4l2Source::new(v4l2_config(&c, &wc, path.clone(), None), wc.clock.clone())
+                            .map(|s| Box::new(s) as Box<dyn Source>)
+                            .map_err(SourceError::from)
+                    }
                     auto::Camera::Libcamera(id) => {
                         libcamera_source::camera(&c, id, wc.clock.clone(), &wc.libcamera)
                     }
@@ -171,16 +172,14 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, String> {
             w.active.set("v4l2", Some(device));
             V4l2Source::new(c, clock)
                 .map(|s| Box::new(s) as Box<dyn Source>)
-                .map_err(|e| e.to_string())
+                .map_err(SourceError::from)
         }
         _ => match libcamera_source::make(cfg, spec, clock, &w.libcamera) {
             Some(r) => {
                 w.active.set("libcamera", None);
                 r
             }
-            None => Err(format!(
-                "unknown source '{spec}': use test, pipe:<file|-|command>, v4l2:<device>, libcamera[:<id>] or auto"
-            )),
+            None => Err(SourceError::Unknown(spec.to_owned())),
         },
     }
 }
@@ -202,7 +201,7 @@ fn v4l2_config(cfg: &Config, w: &Wiring, device: PathBuf, fourcc: Option<u32>) -
     c
 }
 
-async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
+async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonError> {
     let wiring = Wiring {
         clock: Arc::new(SystemClock::new()),
         saved: SavedControls::new(cfg.camera.controls.clone()),
@@ -243,8 +242,11 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
 
     let mut listeners = Vec::new();
     for l in &cfg.listen {
-        let addr: ListenAddr = l.parse()?;
-        let bound = Listener::bind(&addr).await.map_err(|e| e.to_string())?;
+        let addr: ListenAddr = l.parse().map_err(|reason| DaemonError::BadListen {
+            addr: l.clone(),
+            reason,
+        })?;
+        let bound = Listener::bind(&addr).await?;
         match bound.local_addr() {
             ListenAddr::Tcp(a) => tracing::info!("listening on http://{a}/"),
             u => tracing::info!("listening on {u}"),
@@ -262,7 +264,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), String> {
     }
 
     let probe = listeners.first().map(|l| l.local_addr());
-    let supervisor = camera_ctl::Supervisor::spawn(source, feed);
+    let supervisor = Supervisor::spawn(source, feed, wiring.clock.clone())?;
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
     let libcamera = wiring.libcamera.clone();
     let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, &wiring));
@@ -292,7 +294,7 @@ struct HlsDir {
 }
 
 impl HlsDir {
-    fn new(cfg: &config::HlsConfig) -> Result<Option<HlsDir>, String> {
+    fn new(cfg: &config::HlsConfig) -> Result<Option<HlsDir>, HlsDirError> {
         if !cfg.enabled {
             return Ok(None);
         }
@@ -308,7 +310,9 @@ impl HlsDir {
             .unwrap_or_else(std::env::temp_dir);
         remove_stale_hls_dirs(&base);
         let path = base.join(format!("pinhole-hls-{}", std::process::id()));
-        std::fs::create_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Err(source) = std::fs::create_dir_all(&path) {
+            return Err(HlsDirError { path, source });
+        }
         tracing::info!(dir = %path.display(), "HLS segments in a temporary directory");
         Ok(Some(HlsDir {
             path,

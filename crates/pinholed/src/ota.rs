@@ -14,6 +14,7 @@ use pinhole_ota::{
 use pinhole_server::update::UpdateService;
 
 use crate::config::OtaConfig;
+use crate::error::OtaSetupError;
 
 /// Time since boot, suspend included: the trial deadline must not restart
 /// when pinholed does.
@@ -23,20 +24,25 @@ fn since_boot() -> Duration {
         .unwrap_or_default()
 }
 
-pub fn start(cfg: &OtaConfig) -> Result<Option<Arc<UpdateService>>, String> {
+pub fn start(cfg: &OtaConfig) -> Result<Option<Arc<UpdateService>>, OtaSetupError> {
     if !cfg.enabled {
         return Ok(None);
     }
     let mut keys = Vec::new();
     for path in &cfg.public_keys {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("ota: cannot read public key {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| OtaSetupError::ReadKey {
+            path: path.clone(),
+            source,
+        })?;
         keys.push(
-            parse_public_key(&text).map_err(|e| format!("ota: key {}: {e}", path.display()))?,
+            parse_public_key(&text).map_err(|source| OtaSetupError::BadKey {
+                path: path.clone(),
+                source,
+            })?,
         );
     }
     if keys.is_empty() {
-        return Err("ota: no public_keys: every bundle would be refused".into());
+        return Err(OtaSetupError::NoKeys);
     }
     let version = read_version(&cfg.version_file);
     let mut config = Config::new(Policy {
@@ -63,7 +69,7 @@ pub fn start(cfg: &OtaConfig) -> Result<Option<Arc<UpdateService>>, String> {
             slots_paths,
             config,
         )?,
-        other => return Err(format!("ota.boot = {other:?}: use \"file\" or \"rpi\"")),
+        other => return Err(OtaSetupError::UnknownBoot(other.to_owned())),
     };
     let st = svc.status();
     tracing::info!(
@@ -79,16 +85,16 @@ fn spawn<B: BootControl + Send + 'static>(
     boot: B,
     paths: SlotPaths,
     config: Config,
-) -> Result<Arc<UpdateService>, String> {
+) -> Result<Arc<UpdateService>, OtaSetupError> {
     let version = config
         .policy
         .current_version
         .as_ref()
         .map(|v| v.to_string());
-    let info = BootInfo::read(&boot).map_err(|e| format!("ota: reading the boot state: {e}"))?;
+    let info = BootInfo::read(&boot).map_err(OtaSetupError::BootState)?;
     let slots = FileSlots::new(paths, info.active);
     let installer = Installer::new(Updater::new(config, info), slots, boot);
-    UpdateService::spawn(installer, since_boot, version).map_err(|e| format!("ota: thread: {e}"))
+    UpdateService::spawn(installer, since_boot, version).map_err(OtaSetupError::Thread)
 }
 
 /// The running image's version. Unknown (say so loudly): every bundle is

@@ -8,6 +8,7 @@ use pinhole_media::SystemClock;
 
 use super::*;
 
+use crate::supervisor::{run_restarting, Ended};
 use crate::test_sink::{wait_for, Sink};
 
 /// A "process" that is a thread running the fake helper; `crash` cuts its
@@ -65,11 +66,7 @@ fn config(camera: Option<&str>) -> LibcameraConfig {
 
 /// The source on its own thread against the in-process fake helper: the
 /// recording sink, the stop flag and the thread.
-type Running = (
-    Arc<Sink>,
-    StopFlag,
-    std::thread::JoinHandle<Result<(), CaptureError>>,
-);
+type Running = (Arc<Sink>, StopFlag, std::thread::JoinHandle<Ended>);
 
 fn start(cfg: LibcameraConfig, sockets: &Sockets) -> Running {
     let mut src = LibcameraSource::with_spawner(
@@ -82,7 +79,7 @@ fn start(cfg: LibcameraConfig, sockets: &Sockets) -> Running {
     let stop = StopFlag::new();
     let t = {
         let (sink, stop) = (sink.clone(), stop.clone());
-        std::thread::spawn(move || src.run(&*sink, &stop))
+        std::thread::spawn(move || run_restarting(&mut src, &*sink, &stop, &SystemClock::new()))
     };
     (sink, stop, t)
 }
@@ -139,7 +136,7 @@ fn frames_flow_and_resume_after_the_helper_dies() {
         assert!(first_new.is_some(), "the new session starts on a keyframe");
     }
     stop.stop();
-    t.join().expect("thread").expect("run");
+    assert_eq!(t.join().expect("thread"), Ended::Stopped);
 }
 
 #[test]
@@ -148,7 +145,7 @@ fn helper_refusals_are_reported_with_their_reason() {
     let (sink, stop, t) = start(config(Some("imx477")), &sockets);
     wait_for("a failure", || sink.failure().is_some());
     stop.stop();
-    t.join().expect("thread").expect("run");
+    assert_eq!(t.join().expect("thread"), Ended::Stopped);
     let why = sink.failure().expect("failure");
     assert_eq!(
         why,
@@ -266,5 +263,5 @@ fn controls_are_set_saved_and_sent_again_to_a_new_helper() {
         "Brightness re-applied after the restart: {old:.1} → {again:.1}"
     );
     stop.stop();
-    t.join().expect("thread").expect("run");
+    assert_eq!(t.join().expect("thread"), Ended::Stopped);
 }

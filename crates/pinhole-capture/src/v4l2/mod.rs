@@ -4,8 +4,8 @@
 //! with a non-blocking fd and `poll()`: native H.264 goes straight to the
 //! hub, raw YUV and MJPEG go through an encoder. Any fault — unplugged
 //! camera, driver error, no frame within the stall timeout — ends the
-//! session; [`V4l2Source::run`] reports it ("no camera: …" in the UI) and
-//! reopens with backoff until the camera is back.
+//! session with the reason; the supervisor reports it ("no camera: …" in
+//! the UI) and reopens with backoff until the camera is back.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,7 @@ use crate::encoder::convert::{rgb_to_i420, I420Image};
 use crate::encoder::m2m::M2mEncoder;
 use crate::encoder::soft::SoftEncoder;
 use crate::encoder::{EncoderSettings, Profile, RawFrame, VideoEncoder};
-use crate::retry::SessionEnd;
-use crate::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
+use crate::{CaptureError, FrameSink, RetryPolicy, Source, SourceInfo, SourceState, StopFlag};
 
 pub mod controls;
 pub mod device;
@@ -79,7 +78,7 @@ impl V4l2Config {
 
     /// The stall timeout, never shorter than three frame intervals.
     fn stall_us(&self) -> u64 {
-        crate::retry::stall_us(self.stall_timeout, self.fps)
+        crate::camera::stall_us(self.stall_timeout, self.fps)
     }
 }
 
@@ -227,7 +226,7 @@ impl V4l2Source {
         clock: Arc<dyn Clock>,
         opener: Opener,
     ) -> Result<Self, CaptureError> {
-        crate::retry::check_settings(
+        crate::camera::check_settings(
             "v4l2",
             cfg.width,
             cfg.height,
@@ -336,12 +335,9 @@ impl V4l2Source {
         }
     }
 
-    fn session(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), SessionEnd> {
+    fn session(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
         let path = self.cfg.device.clone();
-        let end = |reason: String| SessionEnd {
-            reason,
-            delivered: false,
-        };
+        let end = CaptureError::Lost;
         let want = self.wanted();
         let mut dev =
             (self.opener)(&path).map_err(|e| end(format!("{}: {}", path.display(), why(&e))))?;
@@ -482,40 +478,33 @@ impl V4l2Source {
         stage: &mut Stage,
         sink: &dyn FrameSink,
         stop: &StopFlag,
-    ) -> Result<(), SessionEnd> {
+    ) -> Result<(), CaptureError> {
         let stall_us = self.cfg.stall_us();
         let mut last_frame = self.clock.now_us();
-        let mut delivered = false;
         let mut running = false;
-        let end = |reason: String, delivered: bool| SessionEnd { reason, delivered };
+        let end = CaptureError::Lost;
         while !stop.is_stopped() {
             sink.heartbeat();
             let ready = dev
                 .poll(POLL_MS)
-                .map_err(|e| end(format!("waiting for a frame: {}", why(&e)), delivered))?;
+                .map_err(|e| end(format!("waiting for a frame: {}", why(&e))))?;
             let now = self.clock.now_us();
             if !ready.readable {
                 if ready.error {
-                    return Err(end(
-                        "the device reported an error (disconnected?)".into(),
-                        delivered,
-                    ));
+                    return Err(end("the device reported an error (disconnected?)".into()));
                 }
                 if now.saturating_sub(last_frame) > stall_us {
-                    return Err(end(
-                        format!(
-                            "no frame for {:.1} s: restarting the camera",
-                            stall_us as f64 / 1e6
-                        ),
-                        delivered,
-                    ));
+                    return Err(end(format!(
+                        "no frame for {:.1} s: restarting the camera",
+                        stall_us as f64 / 1e6
+                    )));
                 }
                 continue;
             }
             let d = match dev.dqbuf(t) {
                 Ok(d) => d,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(end(format!("capture failed: {}", why(&e)), delivered)),
+                Err(e) => return Err(end(format!("capture failed: {}", why(&e)))),
             };
             last_frame = now;
             let wall = self.clock.wall_us();
@@ -525,7 +514,6 @@ impl V4l2Source {
                 let data = mem.get(..used).unwrap_or(mem);
                 match process(stage, fmt, data, now, wall, sink) {
                     Ok(n) if n > 0 => {
-                        delivered = true;
                         if !running {
                             running = true;
                             sink.report(SourceState::Running);
@@ -537,7 +525,7 @@ impl V4l2Source {
                 }
             }
             dev.qbuf(t, d.index, &[0], 0)
-                .map_err(|e| end(format!("requeueing a buffer: {}", why(&e)), delivered))?;
+                .map_err(|e| end(format!("requeueing a buffer: {}", why(&e))))?;
         }
         Ok(())
     }
@@ -653,11 +641,14 @@ impl Source for V4l2Source {
         }
     }
 
+    /// One session: open, negotiate, stream until stopped or the camera is
+    /// lost (the supervisor reopens it with backoff).
     fn run(&mut self, sink: &dyn FrameSink, stop: &StopFlag) -> Result<(), CaptureError> {
-        let clock = self.clock.clone();
-        crate::retry::run_with_retry("v4l2", "retrying", &*clock, sink, stop, |sink, stop| {
-            self.session(sink, stop)
-        })
+        self.session(sink, stop)
+    }
+
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::CAMERA
     }
 }
 

@@ -7,6 +7,7 @@ use pinhole_media::SystemClock;
 use super::fake::{CamCtl, FakeCamera};
 use super::*;
 
+use crate::supervisor::{run_restarting, Ended};
 use crate::test_sink::{wait_for, Sink};
 
 fn source(ctl: &Arc<Mutex<CamCtl>>) -> V4l2Source {
@@ -35,7 +36,7 @@ fn captures_encodes_survives_unplug_and_stall() {
     let sink = Arc::new(Sink::default());
     let stop = StopFlag::new();
     let (s2, st2) = (sink.clone(), stop.clone());
-    let t = std::thread::spawn(move || src.run(&*s2, &st2));
+    let t = std::thread::spawn(move || run_restarting(&mut src, &*s2, &st2, &SystemClock::new()));
 
     wait_for("first frames", || sink.count() >= 12);
     {
@@ -71,7 +72,7 @@ fn captures_encodes_survives_unplug_and_stall() {
     assert!(ctl.lock().expect("lock").opens > opens, "device reopened");
 
     stop.stop();
-    t.join().expect("join").expect("clean stop");
+    assert_eq!(t.join().expect("join"), Ended::Stopped, "clean stop");
 }
 
 #[test]
@@ -233,7 +234,7 @@ fn saved_controls_are_applied_on_every_open() {
     let sink = Arc::new(Sink::default());
     let stop = StopFlag::new();
     let (s2, st2) = (sink.clone(), stop.clone());
-    let t = std::thread::spawn(move || src.run(&*s2, &st2));
+    let t = std::thread::spawn(move || run_restarting(&mut src, &*s2, &st2, &SystemClock::new()));
     wait_for("frames", || sink.count() >= 3);
     assert_eq!(value_of(&ctl, 0x0098_0900), 42, "set when opened");
 
@@ -251,5 +252,5 @@ fn saved_controls_are_applied_on_every_open() {
     wait_for("video after replug", || sink.count() >= before + 3);
     assert_eq!(value_of(&ctl, 0x0098_0900), 99);
     stop.stop();
-    t.join().expect("join").expect("clean stop");
+    assert_eq!(t.join().expect("join"), Ended::Stopped, "clean stop");
 }
