@@ -24,6 +24,12 @@ pub(crate) async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> 
     } else {
         route(req, &state, &path, &method).await
     };
+    // CORS only where the policy granted it, and once.
+    let cors = admitted.cors.clone();
+    let result = result.map(|mut r| {
+        crate::auth::add_cors(&mut r, cors.as_deref());
+        r
+    });
     // A live stream holds its viewer slot until its body ends.
     let result = match (result, admitted.permit) {
         (Ok(resp), Some(permit)) => {
@@ -39,7 +45,9 @@ pub(crate) async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> 
             } else {
                 tracing::debug!(%path, error = %e, "request refused");
             }
-            error_response(&e)
+            let mut r = error_response(&e);
+            crate::auth::add_cors(&mut r, cors.as_deref());
+            r
         }
     }
 }
@@ -112,6 +120,7 @@ async fn route(
         },
         "/api/camera" => crate::camera::handle(req, state, method).await,
         "/api/https" => crate::https::handle(req, state, method).await,
+        "/api/access" => crate::access_lists::handle(req, state, method).await,
         "/api/update/events" => {
             get_only(is_get)?;
             update::events(state)

@@ -1,6 +1,11 @@
 //! WebSocket outputs: `/ws/h264` (raw Annex B, one access unit per message,
 //! as jmuxer expects) and `/ws/fmp4` (init segment, then one fragment per
 //! frame, for MSE).
+//!
+//! The access guard (auth.rs, access.rs) has already checked `Host` and
+//! `Origin` before an upgrade gets here: browsers let any page open a
+//! WebSocket anywhere, so the `Origin` check is what stops a foreign page
+//! from watching (cross-site WebSocket hijacking).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -101,7 +101,7 @@ fn read_version(path: &Path) -> Option<semver::Version> {
 /// Whether our own HTTP listener answers `/api/status` with 200.
 pub async fn http_answers(addr: &ListenAddr) -> bool {
     let probe = async {
-        let req = b"GET /api/status HTTP/1.0\r\nHost: pinhole\r\n\r\n";
+        let req = b"GET /api/status HTTP/1.0\r\nHost: localhost\r\n\r\n";
         let mut head = [0u8; 16];
         let n = match addr {
             ListenAddr::Tcp(a) => {
