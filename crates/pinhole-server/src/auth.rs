@@ -361,17 +361,47 @@ impl Backoff {
     }
 }
 
+const PER_IP_FREE: u32 = 2;
+const GLOBAL_FREE: u32 = 20;
+/// An address that logged in successfully stays exempt from the global
+/// backoff this long (in memory: a restart forgets it).
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+const MAX_KNOWN_ADDRS: usize = 256;
+
 #[derive(Default)]
 struct Throttle {
     per_ip: HashMap<IpAddr, Backoff>,
     global: Backoff,
+    /// Addresses that logged in before. A trickle of failures from rotating
+    /// addresses keeps the global backoff shut for everyone else; these
+    /// still get in (their own per-address backoff applies as to anyone).
+    known: HashMap<IpAddr, Instant>,
 }
 
 impl Throttle {
+    fn known(&self, ip: IpAddr, now: Instant) -> bool {
+        self.known
+            .get(&ip)
+            .is_some_and(|t| now.saturating_duration_since(*t) < KNOWN_FOR)
+    }
     fn check(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
         let a = self.per_ip.get(&ip).and_then(|b| b.wait(now));
-        let g = self.global.wait(now);
+        let g = if self.known(ip, now) {
+            None
+        } else {
+            self.global.wait(now)
+        };
         a.max(g)
+    }
+    /// Checks and, if allowed, counts the attempt as a failure before the
+    /// password is verified, so parallel attempts see it at once;
+    /// [`succeed`](Self::succeed) takes it back.
+    fn reserve(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        if let Some(w) = self.check(ip, now) {
+            return Err(w);
+        }
+        self.fail(ip, now);
+        Ok(())
     }
     fn fail(&mut self, ip: IpAddr, now: Instant) {
         if self.per_ip.len() >= MAX_THROTTLED_ADDRS {
@@ -386,11 +416,27 @@ impl Throttle {
         self.per_ip
             .entry(ip)
             .or_default()
-            .fail(now, 2, Duration::from_secs(300));
-        self.global.fail(now, 20, Duration::from_secs(60));
+            .fail(now, PER_IP_FREE, Duration::from_secs(300));
+        self.global.fail(now, GLOBAL_FREE, Duration::from_secs(60));
     }
-    fn succeed(&mut self, ip: IpAddr) {
+    /// A reserved attempt succeeded: forget the address's failures, take
+    /// back the global count, remember the address.
+    fn succeed(&mut self, ip: IpAddr, now: Instant) {
         self.per_ip.remove(&ip);
+        self.global.failures = self.global.failures.saturating_sub(1);
+        if self.global.failures <= GLOBAL_FREE {
+            self.global.until = None;
+        }
+        if self.known.len() >= MAX_KNOWN_ADDRS && !self.known.contains_key(&ip) {
+            self.known
+                .retain(|_, t| now.saturating_duration_since(*t) < KNOWN_FOR);
+            if self.known.len() >= MAX_KNOWN_ADDRS {
+                if let Some(oldest) = self.known.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) {
+                    self.known.remove(&oldest);
+                }
+            }
+        }
+        self.known.insert(ip, now);
     }
 }
 
@@ -555,6 +601,17 @@ impl Auth {
             class: Class::View,
         };
         matches!(self.decide(client, headers, ask), Decision::Allow { .. })
+    }
+
+    /// Reserves a password attempt for `ip` (see [`Throttle::reserve`]).
+    fn reserve(&self, ip: IpAddr) -> Result<(), ServerError> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reserve(ip, Instant::now())
+            .map_err(|w| ServerError::TooManyRequests {
+                retry_after: ceil_secs(w),
+            })
     }
 
     async fn verify(&self, which: Which, pw: String) -> bool {
@@ -860,31 +917,23 @@ async fn login(
     client: Client,
     which: Which,
 ) -> Result<String, ServerError> {
-    let wait = auth
-        .throttle
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .check(client.ip, Instant::now());
-    if let Some(w) = wait {
-        return Err(ServerError::TooManyRequests {
-            retry_after: ceil_secs(w),
-        });
-    }
+    // Read the body first: a slow body must not hold a reservation.
     let body = password_from(req, auth.cfg.max_body).await?;
+    auth.reserve(client.ip)?;
     let ok = auth.verify(which, body.password.unwrap_or_default()).await;
-    let mut t = auth.throttle.lock().unwrap_or_else(|e| e.into_inner());
     let (kind, who) = match which {
         Which::Admin => (Kind::Admin, "admin"),
         Which::Viewer => (Kind::Viewer, "viewer"),
     };
     if !ok {
-        t.fail(client.ip, Instant::now());
-        drop(t);
+        // Already counted by the reservation.
         tracing::warn!(client = %client.ip, "failed {who} login");
         return Err(ServerError::Unauthorized("wrong password".into()));
     }
-    t.succeed(client.ip);
-    drop(t);
+    auth.throttle
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .succeed(client.ip, Instant::now());
     tracing::info!(client = %client.ip, "{who} logged in");
     auth.new_session(kind)
 }
@@ -1053,32 +1102,22 @@ pub(crate) async fn handle(
             if !is_admin() {
                 return Err(ServerError::Unauthorized("log in as admin first".into()));
             }
-            let now = Instant::now();
-            if let Some(w) = auth
-                .throttle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .check(client.ip, now)
-            {
-                return Err(ServerError::TooManyRequests {
-                    retry_after: ceil_secs(w),
-                });
-            }
             let body = password_from(req, auth.cfg.max_body).await?;
             let new = body.password.unwrap_or_default();
             new_password_ok(&new)?;
+            auth.reserve(client.ip)?;
             if !auth
                 .verify(Which::Admin, body.current.unwrap_or_default())
                 .await
             {
-                auth.throttle
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .fail(client.ip, Instant::now());
                 return Err(ServerError::Forbidden(
                     "the current password is wrong".into(),
                 ));
             }
+            auth.throttle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .succeed(client.ip, Instant::now());
             let hash = auth.hash(new).await?;
             auth.store
                 .lock()
@@ -1183,7 +1222,7 @@ mod tests {
             t.check(other, now).is_some(),
             "global backoff after many failures"
         );
-        t.succeed(ip);
+        t.succeed(ip, now);
     }
 
     #[test]

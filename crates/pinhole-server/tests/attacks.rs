@@ -1,17 +1,20 @@
 //! The attacks of issue 22, replayed over real sockets: a foreign page
-//! watching over a WebSocket (CSWSH) and reading HLS, and DNS rebinding.
+//! watching over a WebSocket (CSWSH) and reading HLS, DNS rebinding, parallel
+//! logins past the throttle, and locking the admin out with a login flood.
 //! Each of these got through before the fix.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{admin_cookie, TestServer, ADMIN_PASSWORD};
-use pinhole_hub::HubConfig;
+use pinhole_hub::{Hub, HubConfig};
 use pinhole_server::auth::SecurityConfig;
-use pinhole_server::ServerConfig;
+use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
+use pinhole_source_api::SourceInfo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "embed-token-0123456789";
@@ -334,4 +337,158 @@ async fn dns_rebinding_cannot_set_up_or_use_the_camera() {
     .await;
     assert_eq!(st, 200, "{head}");
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_wrong_logins_do_not_skip_the_throttle() {
+    let s = server(SecurityConfig::default(), None).await;
+    let _ = admin_cookie(s.addr).await;
+    let host = s.addr.to_string();
+    let origin = format!("http://{host}");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..25 {
+        let req = post(
+            "/api/auth/login",
+            &host,
+            &origin,
+            "",
+            &format!("{{\"password\":\"wrong password {i}\"}}"),
+        );
+        let addr = s.addr;
+        tasks.spawn(async move { tcp(addr, &req).await.0 });
+    }
+    let mut checked = 0;
+    let mut refused = 0;
+    while let Some(st) = tasks.join_next().await {
+        match st.expect("task") {
+            401 => checked += 1,
+            429 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Two free failures and the third that starts the backoff; the rest wait.
+    assert!(
+        checked <= 3,
+        "{checked} of 25 parallel guesses were checked"
+    );
+    assert_eq!(checked + refused, 25);
+    s.stop().await;
+}
+
+/// A server on a Unix socket, where X-Real-IP (nginx) names the client.
+async fn unix_server(dir: &Path) -> (Arc<AppState>, std::path::PathBuf, TestStop) {
+    let sock = dir.join("p.sock");
+    let info = SourceInfo {
+        kind: "test",
+        detail: "t".into(),
+        fps: Some(30.0),
+        bitrate: None,
+        keyframe_interval: None,
+    };
+    let state = AppState::new(
+        Hub::new(HubConfig::default()),
+        info,
+        ServerConfig::default(),
+    );
+    let l = Listener::bind(&ListenAddr::Unix(sock.clone()))
+        .await
+        .expect("bind");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        pinhole_server::serve(vec![l], st, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    (state, sock, TestStop(Some(tx), Some(task)))
+}
+
+struct TestStop(
+    Option<tokio::sync::oneshot::Sender<()>>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+impl TestStop {
+    async fn stop(mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.1.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+async fn login_as(sock: &Path, ip: &str, password: &str) -> (u16, String) {
+    let s = tokio::net::UnixStream::connect(sock)
+        .await
+        .expect("connect");
+    raw(
+        s,
+        &post(
+            "/api/auth/login",
+            "localhost",
+            "http://localhost",
+            &format!("X-Real-IP: {ip}\r\n"),
+            &format!("{{\"password\":\"{password}\"}}"),
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flood_from_many_addresses_does_not_lock_the_admin_out() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_state, sock, stop) = unix_server(dir.path()).await;
+    let s = tokio::net::UnixStream::connect(&sock)
+        .await
+        .expect("connect");
+    let setup = format!("{{\"password\":\"{ADMIN_PASSWORD}\"}}");
+    let (st, head) = raw(
+        s,
+        &post(
+            "/api/auth/setup",
+            "localhost",
+            "http://localhost",
+            "X-Real-IP: 192.168.1.20\r\n",
+            &setup,
+        ),
+    )
+    .await;
+    assert_eq!(st, 200, "{head}");
+    // The admin logged in from this address before.
+    assert_eq!(login_as(&sock, "192.168.1.20", ADMIN_PASSWORD).await.0, 200);
+
+    // One wrong guess from each of many addresses: the global backoff shuts.
+    let mut last = 0;
+    for i in 0..30 {
+        last = login_as(
+            &sock,
+            &format!("10.9.{}.{}", i / 200, i % 200 + 1),
+            "guess guess",
+        )
+        .await
+        .0;
+    }
+    assert_eq!(last, 429, "the global backoff is on");
+    let (st, head) = login_as(&sock, "10.8.0.1", ADMIN_PASSWORD).await;
+    assert_eq!(
+        st, 429,
+        "a new address waits, even with the password: {head}"
+    );
+    assert!(header(&head, "retry-after").len() == 1, "{head}");
+    // The admin's known address still gets in, throughout the flood.
+    let (st, head) = login_as(&sock, "192.168.1.20", ADMIN_PASSWORD).await;
+    assert_eq!(st, 200, "the admin is not locked out: {head}");
+    for i in 0..5 {
+        let _ = login_as(&sock, &format!("10.7.0.{}", i + 1), "guess guess").await;
+    }
+    let (st, head) = login_as(&sock, "192.168.1.20", ADMIN_PASSWORD).await;
+    assert_eq!(st, 200, "{head}");
+    // …but its own backoff applies as to anyone.
+    for _ in 0..3 {
+        let _ = login_as(&sock, "192.168.1.20", "typo typo").await;
+    }
+    assert_eq!(login_as(&sock, "192.168.1.20", ADMIN_PASSWORD).await.0, 429);
+    stop.stop().await;
 }
