@@ -852,10 +852,10 @@ pub(crate) fn guard(
     })
 }
 
-/// Adds the CORS answer the policy granted (once, whatever the route set).
+/// Adds the CORS answer the policy granted (`insert`: once). Routes set
+/// none themselves; `/api/auth/view` sets the one for nginx's files.
 pub(crate) fn add_cors(resp: &mut Response<Body>, cors: Option<&str>) {
     let h = resp.headers_mut();
-    h.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
     if let Some(v) = cors.and_then(|o| HeaderValue::from_str(o).ok()) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         h.append(header::VARY, HeaderValue::from_static("Origin"));

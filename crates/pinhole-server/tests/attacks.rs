@@ -492,3 +492,132 @@ async fn a_login_flood_from_many_addresses_does_not_lock_the_admin_out() {
     assert_eq!(login_as(&sock, "192.168.1.20", ADMIN_PASSWORD).await.0, 429);
     stop.stop().await;
 }
+
+/// The segment and part files of a media playlist (served by nginx itself).
+fn media_files(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter_map(|l| {
+            if l.ends_with(".m4s") && !l.starts_with('#') {
+                Some(l.to_owned())
+            } else {
+                l.split("URI=\"")
+                    .nth(1)?
+                    .split('"')
+                    .next()
+                    .map(str::to_owned)
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_nginx_cors_is_sent_once_and_only_when_allowed_and_rebinding_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let hls = tmp.path().join("hls");
+    let sock = tmp.path().join("pinholed.sock");
+    std::fs::create_dir(&hls).expect("mkdir");
+    std::fs::create_dir(tmp.path().join("nginx")).expect("mkdir");
+    let info = SourceInfo {
+        kind: "test",
+        detail: "t".into(),
+        fps: Some(30.0),
+        bitrate: None,
+        keyframe_interval: None,
+    };
+    let state = AppState::new(
+        Hub::new(HubConfig::default()),
+        info,
+        ServerConfig {
+            hls_dir: Some(hls.clone()),
+            security: SecurityConfig {
+                allowed_origins: vec!["http://printer.local".into()],
+                ..SecurityConfig::default()
+            },
+            ..ServerConfig::default()
+        },
+    );
+    let l = Listener::bind(&ListenAddr::Unix(sock.clone()))
+        .await
+        .expect("bind");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let st = state.clone();
+    let task = tokio::spawn(async move {
+        pinhole_server::serve(vec![l], st, async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    let stop = TestStop(Some(tx), Some(task));
+    let _feed = common::publish_fixture(state.clone(), 30.0);
+    let nginx = common::nginx::start_nginx(&tmp.path().join("nginx"), &hls, &sock);
+    let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
+    let host = addr.to_string();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+
+    let printer = Some("http://printer.local");
+    let evil = Some("http://evil.example");
+    // The playlist (proxied): no CORS by default, once for a listed origin.
+    let (st, head) = tcp(addr, &get("/hls/live.m3u8", &host, None, "")).await;
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        header(&head, "access-control-allow-origin").is_empty(),
+        "{head}"
+    );
+    let playlist = head.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    let (st, head) = tcp(addr, &get("/hls/live.m3u8", &host, printer, "")).await;
+    assert_eq!(st, 200, "{head}");
+    assert_eq!(
+        header(&head, "access-control-allow-origin"),
+        ["http://printer.local"],
+        "{head}"
+    );
+    let (st, _) = tcp(addr, &get("/hls/live.m3u8", &host, evil, "")).await;
+    assert_eq!(st, 403);
+
+    // A file nginx serves itself, after asking pinholed (auth_request).
+    let files = media_files(&playlist);
+    let file = files
+        .iter()
+        .find(|f| hls.join(f).exists())
+        .unwrap_or_else(|| panic!("a media file on disk among {files:?}"));
+    let path = format!("/hls/{file}");
+    let (st, head) = tcp(addr, &get(&path, &host, None, "")).await;
+    assert_eq!(st, 200, "{head}");
+    assert!(
+        header(&head, "access-control-allow-origin").is_empty(),
+        "{head}"
+    );
+    let (st, head) = tcp(addr, &get(&path, &host, printer, "")).await;
+    assert_eq!(st, 200, "{head}");
+    assert_eq!(
+        header(&head, "access-control-allow-origin"),
+        ["http://printer.local"],
+        "{head}"
+    );
+    let (st, head) = tcp(addr, &get(&path, &host, evil, "")).await;
+    assert_eq!(st, 403, "{head}");
+
+    // WebSockets through nginx: the same rule.
+    let (st, _) = tcp(addr, &ws("/ws/h264", &host, evil)).await;
+    assert_eq!(st, 403);
+    let (st, _) = tcp(addr, &ws("/ws/h264", &host, printer)).await;
+    assert_eq!(st, 101);
+
+    // DNS rebinding through nginx: refused on proxied routes and on the
+    // files nginx serves itself.
+    let rebound = format!("rebind.attacker.example:{}", nginx.port);
+    for p in ["/api/status", "/hls/live.m3u8", path.as_str(), "/ws/h264"] {
+        let req = if p.starts_with("/ws/") {
+            ws(p, &rebound, Some(&format!("http://{rebound}")))
+        } else {
+            get(p, &rebound, None, "")
+        };
+        let (st, head) = tcp(addr, &req).await;
+        assert_eq!(st, 403, "{p} with a rebound Host: {head}");
+    }
+    drop(nginx);
+    stop.stop().await;
+}

@@ -1,0 +1,107 @@
+//! nginx with the image's site config (`overlay/etc/nginx/pinhole.conf`)
+//! in front of a test server's Unix socket, on a free port.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Nginx {
+    child: Child,
+    pub port: u16,
+    pub access_log: PathBuf,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop its workers (SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// nginx with the overlay's site config, paths substituted, own prefix.
+pub fn start_nginx(root: &Path, hls: &Path, sock: &Path) -> Nginx {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let site = std::fs::read_to_string(repo.join("overlay/etc/nginx/pinhole.conf"))
+        .expect("overlay/etc/nginx/pinhole.conf");
+    let port = free_port();
+    let web = repo.join("web").canonicalize().expect("web/");
+    let site = site
+        .replace("listen [::]:80 default_server;", "")
+        .replace(
+            "listen 80 default_server;",
+            &format!("listen 127.0.0.1:{port} default_server;"),
+        )
+        .replace("/usr/share/pinhole/www", &web.display().to_string())
+        .replace(
+            "unix:/run/pinhole/pinholed.sock",
+            &format!("unix:{}", sock.display()),
+        )
+        .replace("/run/pinhole/hls", &hls.display().to_string());
+    std::fs::write(root.join("pinhole.conf"), site).expect("site");
+    let access_log = root.join("access.log");
+    let r = root.display();
+    let user = if Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    {
+        "user root;" // workers must read the test's temp dirs
+    } else {
+        ""
+    };
+    let conf = format!(
+        "{user}\nworker_processes 1;\nerror_log {r}/error.log warn;\n\
+         events {{ worker_connections 256; }}\n\
+         http {{\n include /etc/nginx/mime.types;\n default_type application/octet-stream;\n\
+         sendfile on;\n tcp_nodelay on;\n\
+         log_format pinhole '$request_uri $status $upstream_addr $request_time $body_bytes_sent';\n\
+         access_log {r}/access.log pinhole;\n\
+         client_body_temp_path {r}/body;\n proxy_temp_path {r}/proxy;\n\
+         fastcgi_temp_path {r}/fastcgi;\n uwsgi_temp_path {r}/uwsgi;\n scgi_temp_path {r}/scgi;\n\
+         include {r}/pinhole.conf;\n}}\n"
+    );
+    std::fs::write(root.join("nginx.conf"), conf).expect("conf");
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(root)
+        .arg("-c")
+        .arg(root.join("nginx.conf"))
+        .arg("-g")
+        .arg(format!("daemon off; pid {r}/nginx.pid;"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx is required for this test (apt-get install nginx-light)");
+    // Wait until it listens.
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "nginx did not start; see {r}/error.log"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Nginx {
+        child,
+        port,
+        access_log,
+    }
+}
