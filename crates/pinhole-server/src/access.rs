@@ -1,7 +1,7 @@
 //! The access decision, pure: who may do what, from the client's address,
 //! the `Host` and `Origin` it sent, its credentials, the resource and the
 //! settings. No I/O and no HTTP types, so every protocol (HTTP today, RTSP
-//! and WHEP next) can ask the same question; `auth.rs` is the HTTP adapter.
+//! and WHEP next) can ask the same question; `auth/http.rs` is the HTTP adapter.
 //!
 //! Three rules against a malicious web page in a LAN browser:
 //! - **Host** (DNS rebinding): only names of this device are answered — IP

@@ -13,7 +13,7 @@ use crate::{
 pub(crate) async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    // Access control for every route, before the table (auth.rs): anything
+    // Access control for every route, before the table (auth/http.rs): anything
     // that changes state needs an admin session, live views the viewer policy.
     let admitted = match crate::auth::guard(&mut req, &state) {
         Ok(a) => a,

@@ -2,7 +2,7 @@
 //! as jmuxer expects) and `/ws/fmp4` (init segment, then one fragment per
 //! frame, for MSE).
 //!
-//! The access guard (auth.rs, access.rs) has already checked `Host` and
+//! The access guard (auth/, access.rs) has already checked `Host` and
 //! `Origin` before an upgrade gets here: browsers let any page open a
 //! WebSocket anywhere, so the `Origin` check is what stops a foreign page
 //! from watching (cross-site WebSocket hijacking).
@@ -67,7 +67,7 @@ pub(crate) fn upgrade(
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    // The viewer slot the access guard took (auth.rs) lives as long as the socket.
+    // The viewer slot the access guard took (auth/http.rs) lives as long as the socket.
     let permit = req
         .extensions_mut()
         .remove::<Arc<crate::limits::ViewerPermit>>();
