@@ -145,4 +145,29 @@ mod tests {
         );
         t.succeed(ip, now);
     }
+
+    #[test]
+    fn attempts_are_reserved_and_known_addresses_skip_the_global_backoff() {
+        let mut t = Throttle::default();
+        let now = Instant::now();
+        let ip: IpAddr = "192.168.1.9".parse().unwrap();
+        // Parallel attempts: each sees the ones reserved before it.
+        let got: Vec<bool> = (0..10).map(|_| t.reserve(ip, now).is_ok()).collect();
+        assert_eq!(got.iter().filter(|ok| **ok).count(), 3, "{got:?}");
+        // A success takes its reservation back and remembers the address.
+        let admin: IpAddr = "192.168.1.20".parse().unwrap();
+        assert!(t.reserve(admin, now).is_ok());
+        t.succeed(admin, now);
+        assert!(t.known(admin, now));
+        for i in 0..40u8 {
+            t.fail(IpAddr::from([10, 0, 0, i]), now);
+        }
+        let stranger: IpAddr = "192.168.1.30".parse().unwrap();
+        assert!(t.reserve(stranger, now).is_err(), "global backoff");
+        assert!(t.reserve(admin, now).is_ok(), "known address");
+        assert!(
+            !t.known(admin, now + KNOWN_FOR + Duration::from_secs(1)),
+            "forgotten after a while"
+        );
+    }
 }
