@@ -4,6 +4,9 @@
 //! Each of these got through before the fix.
 
 mod common;
+#[allow(dead_code)] // not every helper is used here
+#[path = "common/nginx.rs"]
+mod nginx;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -552,7 +555,7 @@ async fn through_nginx_cors_is_sent_once_and_only_when_allowed_and_rebinding_is_
     });
     let stop = TestStop(Some(tx), Some(task));
     let _feed = common::publish_fixture(state.clone(), 30.0);
-    let nginx = common::nginx::start_nginx(&tmp.path().join("nginx"), &hls, &sock);
+    let nginx = nginx::start(&tmp.path().join("nginx"), &hls, &sock);
     let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
     let host = addr.to_string();
     tokio::time::sleep(Duration::from_millis(2500)).await;

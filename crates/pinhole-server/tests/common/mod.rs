@@ -1,8 +1,6 @@
 //! Test support: a real server on port 0, real clients, real fixtures.
 #![allow(dead_code)]
 
-pub mod nginx;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

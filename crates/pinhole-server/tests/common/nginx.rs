@@ -1,5 +1,7 @@
-//! nginx with the image's site config (`overlay/etc/nginx/pinhole.conf`)
-//! in front of a test server's Unix socket, on a free port.
+//! The image's nginx site (`overlay/etc/nginx/pinhole.conf`) in front of a
+//! test server, paths substituted, under its own prefix. Needs nginx
+//! (Debian `nginx-light`); fails loudly without it.
+//! (tests/hls.rs has an older copy of this with an access log format.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Nginx {
     child: Child,
     pub port: u16,
-    pub access_log: PathBuf,
+    pub root: PathBuf,
 }
 
 impl Drop for Nginx {
@@ -29,20 +31,24 @@ impl Drop for Nginx {
     }
 }
 
-pub fn free_port() -> u16 {
+fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("free port")
 }
 
-/// nginx with the overlay's site config, paths substituted, own prefix.
-pub fn start_nginx(root: &Path, hls: &Path, sock: &Path) -> Nginx {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let site = std::fs::read_to_string(repo.join("overlay/etc/nginx/pinhole.conf"))
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Starts nginx in `root` (an empty directory) with the site serving the
+/// repository's web/, HLS files from `hls`, pinholed on `sock`.
+pub fn start(root: &Path, hls: &Path, sock: &Path) -> Nginx {
+    let site = std::fs::read_to_string(repo().join("overlay/etc/nginx/pinhole.conf"))
         .expect("overlay/etc/nginx/pinhole.conf");
     let port = free_port();
-    let web = repo.join("web").canonicalize().expect("web/");
+    let web = repo().join("web").canonicalize().expect("web/");
     let site = site
         .replace("listen [::]:80 default_server;", "")
         .replace(
@@ -54,9 +60,9 @@ pub fn start_nginx(root: &Path, hls: &Path, sock: &Path) -> Nginx {
             "unix:/run/pinhole/pinholed.sock",
             &format!("unix:{}", sock.display()),
         )
-        .replace("/run/pinhole/hls", &hls.display().to_string());
+        .replace("/run/pinhole/hls", &hls.display().to_string())
+        .replace("/run/pinhole-tls/", &format!("{}/tls/", root.display()));
     std::fs::write(root.join("pinhole.conf"), site).expect("site");
-    let access_log = root.join("access.log");
     let r = root.display();
     let user = if Command::new("id")
         .arg("-u")
@@ -71,9 +77,7 @@ pub fn start_nginx(root: &Path, hls: &Path, sock: &Path) -> Nginx {
         "{user}\nworker_processes 1;\nerror_log {r}/error.log warn;\n\
          events {{ worker_connections 256; }}\n\
          http {{\n include /etc/nginx/mime.types;\n default_type application/octet-stream;\n\
-         sendfile on;\n tcp_nodelay on;\n\
-         log_format pinhole '$request_uri $status $upstream_addr $request_time $body_bytes_sent';\n\
-         access_log {r}/access.log pinhole;\n\
+         sendfile on;\n tcp_nodelay on;\n access_log {r}/access.log;\n\
          client_body_temp_path {r}/body;\n proxy_temp_path {r}/proxy;\n\
          fastcgi_temp_path {r}/fastcgi;\n uwsgi_temp_path {r}/uwsgi;\n scgi_temp_path {r}/scgi;\n\
          include {r}/pinhole.conf;\n}}\n"
@@ -90,7 +94,6 @@ pub fn start_nginx(root: &Path, hls: &Path, sock: &Path) -> Nginx {
         .stderr(Stdio::null())
         .spawn()
         .expect("nginx is required for this test (apt-get install nginx-light)");
-    // Wait until it listens.
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -102,6 +105,6 @@ pub fn start_nginx(root: &Path, hls: &Path, sock: &Path) -> Nginx {
     Nginx {
         child,
         port,
-        access_log,
+        root: root.to_owned(),
     }
 }
