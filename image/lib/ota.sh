@@ -62,7 +62,7 @@ slots_dir = "/dev/disk/by-partlabel"
 version_file = "/usr/lib/pinhole/version"
 health_timeout_s = ${OTA_HEALTH_TIMEOUT:-180}
 # ProcSubset=pid hides /proc: pinholed.service copies /proc/cmdline here
-cmdline = "/run/pinhole/cmdline"
+cmdline = "/run/pinhole-boot/cmdline"
 device_tree_dir = "/sys/firmware/devicetree/base/chosen/bootloader"
 TOML
     # the daemon of this build (also with --reuse-rootfs)

@@ -102,7 +102,9 @@ test('MSE paces frames: each is the same age on screen', async (t) => {
     assert.equal(s.render, 'paced');
     assert.equal(s.pacingOff, null);
     assert.ok(a.length >= 90, `only ${a.length} frames presented in 4 s`);
-    assert.ok(near >= 0.8, `only ${(100 * near).toFixed(0)} % of frames within 6 ms of the median age (${med.toFixed(1)} ms)`);
+    // Appending on arrival (?render=immediate) puts ~20 % within 6 ms; paced runs 95–100 % on a
+    // quiet machine and 78 % was seen with the load at 9 on 2 cores, hence 0.65.
+    assert.ok(near >= 0.65, `only ${(100 * near).toFixed(0)} % of frames within 6 ms of the median age (${med.toFixed(1)} ms)`);
     assert.ok(s.slippedFrames < 0.25 * s.decodedFrames, `${s.slippedFrames} frames slipped a refresh`);
   } catch (e) {
     console.log(page.logs.join('\n'));

@@ -22,6 +22,8 @@ the device asks for one). Scenarios, in order:
                staged, during the trial boot, right after commit): each time
                the device boots a working slot and the /data marker survives
 --quick: good A->B, one refused upload, 3 power cuts. Prints a results table.
+The good update runs with a viewer password set (viewing needs a login, the
+trial's health probe must not); it is removed again before the power cuts.
 """
 import argparse, json, os, random, re, shutil, socket, subprocess, sys, tempfile, time
 
@@ -30,6 +32,7 @@ import boot_test as bt  # noqa: E402  (Guest, check, boot_report, ...)
 from boot_test import check, skip  # noqa: E402
 
 PASSWORD = "ota-test-password-1"
+VIEWER_PASSWORD = "ota-test-viewer-1"
 table = []   # (scenario, expected, observed, ok)
 
 
@@ -182,6 +185,22 @@ class Device:
             return st, body, time.monotonic() - t0
         finally:
             s.close()
+
+    def anonymous(self, method, path, timeout=30):
+        """A request without the session cookie (what a viewer, or pinholed's
+        own health probe, sends)."""
+        cookie, self.cookie = self.cookie, None
+        try:
+            return self.req(method, path, timeout=timeout)
+        finally:
+            self.cookie = cookie
+
+    def viewer_password(self, password):
+        """Set (or with None remove) the viewer password via the admin API."""
+        self.login()
+        if password is None:
+            return self.req("DELETE", "/api/auth/viewer/password")
+        return self.req("POST", "/api/auth/viewer/password", json.dumps({"password": password}).encode())
 
     def status(self):
         self.login()
@@ -521,11 +540,24 @@ def run(dev, a, rng):
         refused(dev, "truncated upload", a.good, 400, limit=size // 2)
         refused(dev, "client disconnect mid-way", a.good, None, stop_after=size // 3)
 
-    # 2. good update A -> B (measured)
+    # 2. good update A -> B (measured), with a viewer password set: viewing
+    # then needs a login, and the trial's health probe must not (issue 22,
+    # item 6: it asked /api/status, got 401, and every update rolled back).
+    # Removed again afterwards: the power cuts watch /ws/h264 without a login.
     if "good" in only:
-        install(dev, a.good, "b", v_good, "update A->B", measure=True)
+        st, body = dev.viewer_password(VIEWER_PASSWORD)
+        row("viewer password set", "200", f"{st} {body.strip()[:80]}", st == 200)
+        st, _ = dev.anonymous("GET", "/api/status")
+        row("viewing needs a login", "/api/status without a session: 401", str(st), st == 401)
+        install(dev, a.good, "b", v_good, "update A->B (viewer password set)", measure=True)
         ok_m, m = marker_ok(dev, marker)
         check(ok_m, "/data marker survives the update", m)
+        st, _ = dev.anonymous("GET", "/api/status")
+        hst, hbody = dev.anonymous("GET", "/api/health")
+        row("viewer password kept in the new slot", "/api/status 401, /api/health 200 without a session",
+            f"{st}, {hst} {hbody.strip()[:40]}", st == 401 and hst == 200)
+        st, body = dev.viewer_password(None)
+        row("viewer password removed", "200", f"{st} {body.strip()[:80]}", st == 200)
 
     if not a.quick and a.next and "next" in only:
         if install(dev, a.next, "a", bundle_version(a.next), "update B->A"):

@@ -27,9 +27,11 @@ pub struct Policy {
     pub trusted_keys: Vec<VerifyingKey>,
     /// This board's compatible string; `None` accepts any (host tools only).
     pub compatible: Option<String>,
-    /// The running version; `None` skips the downgrade check (host tools).
+    /// The running version. `None` (unknown) refuses every bundle unless
+    /// `allow_downgrade`: a downgrade cannot be ruled out.
     pub current_version: Option<semver::Version>,
-    /// Allow installing an older version than the running one.
+    /// Allow installing an older version than the running one (host tools
+    /// that check no version set it).
     pub allow_downgrade: bool,
 }
 
@@ -45,14 +47,20 @@ impl Policy {
                 )));
             }
         }
-        if let Some(cur) = &self.current_version {
-            if version < *cur && !self.allow_downgrade {
-                return Err(OtaError::incompatible(format!(
-                    "bundle version {version} is older than the running {cur}; downgrades are refused unless allowed"
-                )));
-            }
+        if self.allow_downgrade {
+            return Ok(());
         }
-        Ok(())
+        match &self.current_version {
+            Some(cur) if version < *cur => Err(OtaError::incompatible(format!(
+                "bundle version {version} is older than the running {cur}; downgrades are refused unless allowed"
+            ))),
+            Some(_) => Ok(()),
+            // Used to skip the check silently: fail closed instead.
+            None => Err(OtaError::incompatible(format!(
+                "the running system's version is unknown, so bundle version {version} \
+                 could be a downgrade; refused (allow downgrades to install anyway)"
+            ))),
+        }
     }
 }
 
@@ -627,6 +635,18 @@ mod tests {
         // Pre-release of the running version is older.
         let b = bundle_with(&key(), |m| m.version = "1.0.0-rc.1".into());
         assert!(run(&b, 64, policy()).2.is_err());
+    }
+
+    #[test]
+    fn an_unknown_running_version_refuses_unless_downgrades_are_allowed() {
+        let b = bundle_with(&key(), |m| m.version = "9.0.0".into());
+        let mut p = policy();
+        p.current_version = None;
+        let e = run(&b, 64, p.clone()).2.unwrap_err();
+        assert_eq!(e.http_status(), 422);
+        assert!(e.to_string().contains("version is unknown"), "{e}");
+        p.allow_downgrade = true;
+        run(&b, 64, p).2.unwrap();
     }
 
     #[test]

@@ -83,8 +83,12 @@ fn is_view(path: &str) -> bool {
 pub fn classify(safe: bool, path: &str) -> Class {
     if path == "/api/auth" || path.starts_with("/api/auth/") {
         Class::Auth
-    } else if !safe {
+    } else if !safe || path == "/api/update" || path.starts_with("/api/update/") {
+        // Reading the update state is the admin's too (docs/ota.md).
         Class::Admin
+    } else if path == crate::health::PATH {
+        // The OTA trial's probe (health.rs): must answer whatever the viewer policy.
+        Class::Static
     } else if is_view(path) {
         Class::View
     } else {
@@ -616,6 +620,10 @@ mod tests {
         assert_eq!(classify(true, "/ws/h264"), Class::View);
         assert_eq!(classify(true, "/hls/index.m3u8"), Class::View);
         assert_eq!(classify(true, "/app.js"), Class::Static);
+        assert_eq!(classify(true, "/api/health"), Class::Static);
+        assert_eq!(classify(true, "/api/update"), Class::Admin);
+        assert_eq!(classify(true, "/api/update/events"), Class::Admin);
+        assert_eq!(classify(false, "/api/health"), Class::Admin);
         assert_eq!(classify(false, "/api/auth/login"), Class::Auth);
     }
 }

@@ -169,17 +169,24 @@ impl HlsShared {
 }
 
 /// The `"hls"` block of `/api/status` (`null` when HLS is off).
-pub(crate) fn status_json(state: &AppState) -> Value {
+/// The writer's counters; the directory and the last error (which names
+/// paths) only for the admin.
+pub(crate) fn status_json(state: &AppState, admin: bool) -> Value {
     let Some(dir) = &state.config.hls_dir else {
         return Value::Null;
     };
     let h = &state.hls;
+    let last_error = h
+        .last_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     json!({
-        "dir": dir.display().to_string(),
+        "dir": admin.then(|| dir.display().to_string()),
         "segments": h.segments.load(Ordering::Relaxed),
         "parts": h.parts.load(Ordering::Relaxed),
         "errors": h.errors.load(Ordering::Relaxed),
-        "last_error": *h.last_error.lock().unwrap_or_else(|e| e.into_inner()),
+        "last_error": last_error.filter(|_| admin),
         "live": h.current().map(|p| json!({
             "msn": p.open_msn,
             "part": p.open_parts,

@@ -10,6 +10,8 @@ pub mod camera;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod headers;
+pub mod health;
 pub mod hls;
 pub mod https;
 pub mod limits;
@@ -32,11 +34,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::TokioIo;
 
 pub use error::ServerError;
 pub use listen::{ListenAddr, Listener};
@@ -73,25 +74,34 @@ pub(crate) fn error_response(e: &ServerError) -> Response<Body> {
 
 /// Serves HTTP on every listener until `shutdown` resolves, then lets open
 /// requests finish (live streams end when the hub closes) for up to 5 s.
+///
+/// HTTP/1.1 only. No client of ours speaks HTTP/2 to pinholed: nginx proxies
+/// over HTTP/1.1 (it cannot proxy HTTP/2 upstream), browsers use HTTP/2 only
+/// over TLS, which pinholed does not terminate, and WebSocket needs the
+/// HTTP/1.1 upgrade. Serving h2c too only added a second set of limits to get
+/// right: idle or half-sent HTTP/2 connections were never timed out (issue 22).
+/// An HTTP/2 preface now fails HTTP/1 parsing and the connection is closed.
 pub async fn serve(
     listeners: Vec<Listener>,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     hls::start_default(&state);
-    let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // Every connection task holds a clone; `recv` returns `None` once all ended.
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let state = state.clone();
         let mut stop_rx = stop_rx.clone();
-        let graceful = graceful.clone();
+        let conn_stop = stop_rx.clone();
+        let alive = alive_tx.clone();
         accept_tasks.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop_rx.changed() => break,
                     conn = accept(&listener) => match conn {
-                        Ok(io) => serve_connection(io, state.clone(), &graceful),
+                        Ok(io) => serve_connection(io, state.clone(), conn_stop.clone(), alive.clone()),
                         Err(e) => {
                             // EMFILE and friends: back off instead of spinning.
                             tracing::warn!(error = %e, "accept failed");
@@ -102,6 +112,7 @@ pub async fn serve(
             }
         }));
     }
+    drop(alive_tx);
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
@@ -109,11 +120,8 @@ pub async fn serve(
         let _ = t.await;
     }
     state.hub.close();
-    let Ok(graceful) = Arc::try_unwrap(graceful) else {
-        return; // accept tasks are gone, so this cannot happen; nothing to wait for
-    };
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = alive_rx.recv() => {}
         _ = tokio::time::sleep(Duration::from_secs(5)) => {
             tracing::warn!("connections still open after 5 s; closing them");
         }
@@ -137,7 +145,12 @@ async fn accept(l: &Listener) -> std::io::Result<Conn> {
     }
 }
 
-fn serve_connection(conn: Conn, state: Arc<AppState>, graceful: &GracefulShutdown) {
+fn serve_connection(
+    conn: Conn,
+    state: Arc<AppState>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    alive: tokio::sync::mpsc::Sender<()>,
+) {
     // Where the request came from, for the access guard (auth.rs).
     let info = auth::ConnInfo {
         peer: match &conn {
@@ -151,40 +164,49 @@ fn serve_connection(conn: Conn, state: Arc<AppState>, graceful: &GracefulShutdow
         req.extensions_mut().insert(info);
         async move { Ok::<_, Infallible>(routes::handle(req, state).await) }
     });
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .max_buf_size(64 * 1024)
         .header_read_timeout(header_timeout)
         .timer(hyper_util::rt::TokioTimer::new());
     match conn {
         Conn::Tcp(s, _) => {
-            let fut = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(limits::FirstByteDeadline::new(s, header_timeout)),
-                    svc,
-                )
-                .into_owned();
-            let fut = graceful.watch(fut);
-            tokio::spawn(async move {
-                if let Err(e) = fut.await {
-                    tracing::debug!(error = %e, "connection ended with error");
-                }
-            });
+            let io = TokioIo::new(limits::FirstByteDeadline::new(s, header_timeout));
+            let conn = builder.serve_connection(io, svc).with_upgrades();
+            tokio::spawn(run_connection(conn, stop, alive));
         }
         Conn::Unix(s) => {
-            let fut = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(limits::FirstByteDeadline::new(s, header_timeout)),
-                    svc,
-                )
-                .into_owned();
-            let fut = graceful.watch(fut);
-            tokio::spawn(async move {
-                if let Err(e) = fut.await {
-                    tracing::debug!(error = %e, "connection ended with error");
-                }
-            });
+            let io = TokioIo::new(limits::FirstByteDeadline::new(s, header_timeout));
+            let conn = builder.serve_connection(io, svc).with_upgrades();
+            tokio::spawn(run_connection(conn, stop, alive));
         }
+    }
+}
+
+/// Drives one connection; at shutdown, lets its current request finish and
+/// then closes it (no further keep-alive requests).
+async fn run_connection<I, S>(
+    conn: http1::UpgradeableConnection<I, S>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    _alive: tokio::sync::mpsc::Sender<()>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(conn);
+    let stopping = async move {
+        // (The guard `wait_for` returns must not live across an await.)
+        let _ = stop.wait_for(|s| *s).await.map(|_| ());
+    };
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with error");
     }
 }

@@ -5,9 +5,9 @@
 //! One decoder thread serves every MJPEG viewer (it must decode every frame
 //! to follow the references, and encodes a JPEG at the configured rate); it
 //! runs only while someone watches. A snapshot without MJPEG viewers decodes
-//! the held GOP once.
+//! the held GOP, once per new frame and one at a time (the JPEG is cached).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,12 @@ fn part(jpeg: &Bytes) -> Bytes {
 pub(crate) struct MjpegShared {
     tx: Mutex<Option<Arc<watch::Sender<Option<Bytes>>>>>,
     running: Arc<AtomicBool>,
+    /// The last snapshot decoded from the GOP: (hub seq of its newest frame,
+    /// JPEG). Held across the decode, so one runs at a time and requests
+    /// for the same frame wait for it instead of decoding in parallel.
+    snapshot: tokio::sync::Mutex<Option<(u64, Bytes)>>,
+    /// GOP decodes for snapshots since start (`/metrics`).
+    pub(crate) snapshot_decodes: AtomicU64,
 }
 
 impl MjpegShared {
@@ -138,26 +144,7 @@ fn decode_loop(
 pub(crate) async fn snapshot(state: &Arc<AppState>) -> Result<Response<Body>, ServerError> {
     let jpeg = match fresh_camera_jpeg(state).or_else(|| state.mjpeg.latest()) {
         Some(j) => j,
-        None => {
-            let gop = state.hub.gop();
-            if gop.is_empty() {
-                return Err(ServerError::Unavailable(
-                    "no picture yet: the source has not delivered a keyframe".into(),
-                ));
-            }
-            let quality = state.config.jpeg_quality;
-            tokio::task::spawn_blocking(move || {
-                let mut maker = JpegMaker::new()?;
-                for f in &gop {
-                    maker.decode(&f.au.data)?;
-                }
-                maker.jpeg(quality).transpose()
-            })
-            .await
-            .map_err(|e| ServerError::Internal(format!("snapshot task: {e}")))?
-            .map_err(|e| ServerError::Internal(format!("snapshot: {e}")))?
-            .ok_or_else(|| ServerError::Unavailable("the decoder produced no picture".into()))?
-        }
+        None => gop_snapshot(state).await?,
     };
     let mut resp = full(StatusCode::OK, "image/jpeg", jpeg);
     resp.headers_mut().insert(
@@ -165,6 +152,55 @@ pub(crate) async fn snapshot(state: &Arc<AppState>) -> Result<Response<Body>, Se
         header::HeaderValue::from_static("no-store"),
     );
     Ok(resp)
+}
+
+fn no_picture() -> ServerError {
+    ServerError::Unavailable("no picture yet: the source has not delivered a keyframe".into())
+}
+
+/// A JPEG of the newest frame, decoded from the held GOP: at most one decode
+/// per new frame, one at a time (48 parallel requests used to start 46
+/// decoder threads; the unit allows 64 tasks).
+async fn gop_snapshot(state: &Arc<AppState>) -> Result<Bytes, ServerError> {
+    // The newest frame when the request came: any JPEG of it or later will do.
+    let wanted = state
+        .hub
+        .gop()
+        .last()
+        .map(|f| f.seq)
+        .ok_or_else(no_picture)?;
+    // In its own task: a client that hangs up must not cancel the decode
+    // half-way (its thread would run on unlocked, beside the next one).
+    let state = state.clone();
+    tokio::spawn(async move { cached_or_decode(&state, wanted).await })
+        .await
+        .map_err(|e| ServerError::Internal(format!("snapshot task: {e}")))?
+}
+
+async fn cached_or_decode(state: &AppState, wanted: u64) -> Result<Bytes, ServerError> {
+    let mut cache = state.mjpeg.snapshot.lock().await;
+    if let Some((seq, jpeg)) = cache.as_ref() {
+        if *seq >= wanted {
+            return Ok(jpeg.clone());
+        }
+    }
+    let gop = state.hub.gop();
+    let seq = gop.last().map(|f| f.seq).ok_or_else(no_picture)?;
+    let quality = state.config.jpeg_quality;
+    state.mjpeg.snapshot_decodes.fetch_add(1, Ordering::Relaxed);
+    let jpeg = tokio::task::spawn_blocking(move || {
+        let mut maker = JpegMaker::new()?;
+        for f in &gop {
+            maker.decode(&f.au.data)?;
+        }
+        maker.jpeg(quality).transpose()
+    })
+    .await
+    .map_err(|e| ServerError::Internal(format!("snapshot task: {e}")))?
+    .map_err(|e| ServerError::Internal(format!("snapshot: {e}")))?
+    .ok_or_else(|| ServerError::Unavailable("the decoder produced no picture".into()))?;
+    *cache = Some((seq, jpeg.clone()));
+    Ok(jpeg)
 }
 
 pub(crate) fn stream(state: &Arc<AppState>) -> Result<Response<Body>, ServerError> {

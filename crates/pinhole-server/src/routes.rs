@@ -10,7 +10,13 @@ use crate::{
     error_response, full, hls, mjpeg, mp4, status, ui, update, ws, AppState, Body, ServerError,
 };
 
-pub(crate) async fn handle(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
+pub(crate) async fn handle(req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
+    let mut resp = handle_inner(req, state).await;
+    crate::headers::apply(&mut resp);
+    resp
+}
+
+async fn handle_inner(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     // Access control for every route, before the table (auth/http.rs): anything
@@ -92,11 +98,16 @@ async fn route(
         }
         "/api/status" => {
             get_only(is_get)?;
+            let admin = state.auth.is_admin(req.headers());
             Ok(full(
                 StatusCode::OK,
                 "application/json",
-                status::json(state).to_string(),
+                status::json(state, admin).to_string(),
             ))
+        }
+        crate::health::PATH => {
+            get_only(is_get)?;
+            Ok(crate::health::respond())
         }
         "/metrics" => {
             get_only(is_get)?;
@@ -124,6 +135,12 @@ async fn route(
         "/api/update/events" => {
             get_only(is_get)?;
             update::events(state)
+        }
+        // nginx's auth_request before it forwards an upload: the guard has
+        // already required the admin (every /api/update* path is admin-only).
+        "/api/update/allowed" => {
+            get_only(is_get)?;
+            Ok(full(StatusCode::NO_CONTENT, "text/plain", ""))
         }
         _ if path.starts_with("/api/") => Err(ServerError::NotFound(path.to_owned())),
         _ => {

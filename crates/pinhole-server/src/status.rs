@@ -9,14 +9,20 @@ use serde_json::{json, Value};
 use crate::state::Output;
 use crate::AppState;
 
-pub(crate) fn json(state: &Arc<AppState>) -> Value {
+/// `admin`: the caller has an admin session. Credentials in the source's
+/// description are hidden from everyone; a viewer does not see a pipe
+/// source's command or file at all, nor the HLS directory.
+pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
     let s = state.hub.stats();
     let src = state.source_info();
     let (src_state, src_error) = match state.source_state() {
         SourceState::Starting => ("starting", None),
         SourceState::Running => ("running", None),
-        SourceState::Failed(reason) => ("failed", Some(reason)),
+        SourceState::Failed(reason) => ("failed", Some(redact(&reason))),
     };
+    // A pipe's detail is configuration (a command line, a path); others name
+    // the device and format, which the page shows as the source line.
+    let detail = (admin || src.kind != "pipe").then(|| redact(&src.detail));
     let stream = s.stream.as_ref().map(|st| {
         json!({
             "width": st.info.width,
@@ -37,7 +43,7 @@ pub(crate) fn json(state: &Arc<AppState>) -> Value {
         "uptime_s": state.started.elapsed().as_secs_f64(),
         "source": {
             "kind": src.kind,
-            "detail": src.detail,
+            "detail": detail,
             "state": src_state,
             "error": src_error,
         },
@@ -50,13 +56,99 @@ pub(crate) fn json(state: &Arc<AppState>) -> Value {
         "last_frame_age_s": s.last_publish.map(|t| t.elapsed().as_secs_f64()),
         "measured": { "fps": s.measured_fps, "bitrate": s.measured_bitrate },
         "viewers": viewers,
-        "hls": crate::hls::status_json(state),
+        "hls": crate::hls::status_json(state, admin),
         // The running system (image version, A/B slot); null without OTA.
         "system": state.update.get().map(|u| {
             let st = u.status();
             json!({ "version": st.version, "slot": st.active_slot, "trial": st.trial })
         }),
     })
+}
+
+/// Names whose value is a secret, as `name=value` or `-name value`.
+const SECRET_NAMES: [&str; 10] = [
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "passphrase",
+    "secret",
+    "token",
+    "key",
+    "auth",
+    "credentials",
+];
+
+fn secret_name(name: &str) -> bool {
+    let n = name.trim_start_matches('-').to_ascii_lowercase();
+    !n.is_empty() && SECRET_NAMES.iter().any(|s| n.ends_with(s))
+}
+
+/// Hides credentials in a command line or URL (a source's description or
+/// error): the userinfo of every `scheme://user:pass@host`, the value of
+/// `password=…`-like pairs (arguments and query strings), the argument after
+/// `--password`-like options and after curl's `-u`/`--user`.
+pub(crate) fn redact(text: &str) -> String {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for word in text.split(' ') {
+        if hide_next && !word.is_empty() {
+            out.push("***".to_owned());
+            hide_next = false;
+            continue;
+        }
+        let bare = word.trim_matches(|c| c == '\'' || c == '"');
+        if bare.starts_with('-') && !bare.contains('=') {
+            hide_next = secret_name(bare) || matches!(bare, "-u" | "--user");
+        }
+        out.push(redact_pairs(&redact_userinfo(word)));
+    }
+    out.join(" ")
+}
+
+/// `scheme://user:pass@host` → `scheme://***@host`, every occurrence.
+fn redact_userinfo(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(['/', '?', '#', ' ']).unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("***");
+                rest = &tail[at..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `name=value` with a secret name → `name=***` (pairs split at `&?;,`).
+fn redact_pairs(word: &str) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    loop {
+        let Some(eq) = rest.find('=') else {
+            out.push_str(rest);
+            return out;
+        };
+        let name_start = rest[..eq].rfind(['&', '?', ';', ',']).map_or(0, |i| i + 1);
+        let name = rest[name_start..eq].trim_matches(|c| c == '\'' || c == '"');
+        out.push_str(&rest[..=eq]);
+        let after = &rest[eq + 1..];
+        let end = after
+            .find(['&', ';', ',', '\'', '"'])
+            .unwrap_or(after.len());
+        if secret_name(name) && end > 0 {
+            out.push_str("***");
+        } else {
+            out.push_str(&after[..end]);
+        }
+        rest = &after[end..];
+    }
 }
 
 pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
@@ -114,6 +206,15 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
         "gauge",
         "Bitrate over the last 2 s, bit/s.",
         s.measured_bitrate,
+    );
+    metric(
+        "snapshot_decodes_total",
+        "counter",
+        "GOP decodes for /snapshot.jpg (at most one per new frame).",
+        state
+            .mjpeg
+            .snapshot_decodes
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
     metric(
         "source_up",
@@ -174,4 +275,52 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
     );
     let _ = writeln!(out, "pinhole_send_latency_seconds_count {count}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_are_hidden() {
+        for (input, want) in [
+            (
+                "ffmpeg -rtsp_transport tcp -i rtsp://admin:S3cret@10.0.0.5:554/stream1 -c copy -f h264 -",
+                "ffmpeg -rtsp_transport tcp -i rtsp://***@10.0.0.5:554/stream1 -c copy -f h264 -",
+            ),
+            (
+                "curl -s 'http://cam/video?user=admin&password=S3cret&fps=30'",
+                "curl -s 'http://cam/video?user=admin&password=***&fps=30'",
+            ),
+            ("curl -u admin:S3cret http://cam/", "curl -u *** http://cam/"),
+            ("tool --password S3cret --fps 30", "tool --password *** --fps 30"),
+            ("tool --password=S3cret -x", "tool --password=*** -x"),
+            (
+                "ffmpeg -i srt://host:9000?passphrase=S3cret&latency=200",
+                "ffmpeg -i srt://host:9000?passphrase=***&latency=200",
+            ),
+            (
+                "a rtmp://u:p@one/x and http://two/y?token=S3cret",
+                "a rtmp://***@one/x and http://two/y?token=***",
+            ),
+            ("push stream_key=S3cret", "push stream_key=***"),
+        ] {
+            let got = redact(input);
+            assert_eq!(got, want);
+            assert!(!got.contains("S3cret"));
+        }
+    }
+
+    #[test]
+    fn harmless_text_is_kept() {
+        for s in [
+            "/dev/video0 (uvcvideo): H.264 1280x720",
+            "ffmpeg -f lavfi -i testsrc=size=640x480:rate=30 -x264-params keyint=60 -f h264 -",
+            "test pattern 1280x720 @ 30 fps",
+            "http://host/path?a=b",
+            "",
+        ] {
+            assert_eq!(redact(s), s);
+        }
+    }
 }

@@ -107,8 +107,17 @@ impl UpdateService {
                     Err(mpsc::RecvTimeoutError::Timeout) => (Event::Tick, None),
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 };
+                // A new upload starts with a clean slate: its reply must not
+                // show the error of the one before.
+                let starting = matches!(event, Event::UploadStarted);
                 let actions = installer.handle(event, now());
-                status_tx.send_modify(|s| {
+                // Only a real change wakes the event streams (a Tick every
+                // second usually changes nothing).
+                status_tx.send_if_modified(|s| {
+                    let before = s.clone();
+                    if starting {
+                        s.error = None;
+                    }
                     for a in &actions {
                         match a {
                             Action::Progress(p) => {
@@ -127,6 +136,7 @@ impl UpdateService {
                     if let Some(e) = installer.updater.last_error() {
                         s.error = Some(e.clone());
                     }
+                    *s != before
                 });
                 if let Some(r) = reply {
                     let _ = r.send(actions);
@@ -205,6 +215,10 @@ impl Drop for Uploading<'_> {
         self.0.store(false, Ordering::SeqCst);
     }
 }
+
+/// Silence on the event stream before a comment line (nginx's default
+/// `proxy_read_timeout` is 60 s).
+const KEEP_ALIVE: Duration = Duration::from_secs(25);
 
 /// Longest pause in the middle of an upload before it is abandoned.
 const CHUNK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -315,22 +329,28 @@ pub(crate) fn status(state: &Arc<AppState>) -> Result<Response<Body>, ServerErro
     Ok(full(StatusCode::OK, "application/json", v.to_string()))
 }
 
-/// Server-sent events: the status each time it changes.
+/// Server-sent events: the status each time it changes, and a comment line
+/// after [`KEEP_ALIVE`] of silence so that proxies keep the stream open.
 pub(crate) fn events(state: &Arc<AppState>) -> Result<Response<Body>, ServerError> {
     let svc = service(state)?;
     let rx = svc.subscribe();
     let first = rx.borrow().to_json();
     let events = futures_util::stream::unfold((rx, Some(first)), |(mut rx, first)| async move {
-        let json = match first {
-            Some(j) => j,
-            None => {
-                rx.changed().await.ok()?;
-                let j = rx.borrow_and_update().to_json();
-                j
-            }
+        let chunk = match first {
+            Some(j) => format!("data: {j}\n\n"),
+            None => match tokio::time::timeout(KEEP_ALIVE, rx.changed()).await {
+                Ok(Ok(())) => {
+                    let j = rx.borrow_and_update().to_json();
+                    format!("data: {j}\n\n")
+                }
+                Ok(Err(_)) => return None, // the installer thread is gone
+                Err(_) => ": keep-alive\n\n".to_owned(),
+            },
         };
-        let chunk = Bytes::from(format!("data: {json}\n\n"));
-        Some((Ok::<_, std::io::Error>(BodyFrame::data(chunk)), (rx, None)))
+        Some((
+            Ok::<_, std::io::Error>(BodyFrame::data(Bytes::from(chunk))),
+            (rx, None),
+        ))
     });
     let mut resp = Response::new(StreamBody::new(events).boxed_unsync());
     let h = resp.headers_mut();

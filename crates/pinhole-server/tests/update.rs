@@ -177,6 +177,22 @@ async fn post(
 
 use futures_util::StreamExt as _;
 
+/// GET as the admin (the update state is the admin's: docs/ota.md).
+async fn admin_get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    read_for: Duration,
+) -> common::HttpResponse {
+    let cookie = common::admin_cookie(addr).await;
+    common::get_with(
+        &format!("http://{addr}{path}"),
+        http::Method::GET,
+        &[("cookie", &cookie)],
+        read_for,
+    )
+    .await
+}
+
 /// Format 2: the boot image (mostly zeros, like a vfat) zstd-compressed.
 fn zstd_bundle(key: &SigningKey, version: &str, boot: &[u8], root: &[u8]) -> Vec<u8> {
     let mut z = Vec::new();
@@ -247,7 +263,7 @@ async fn a_good_bundle_is_written_verified_and_staged_for_a_trial() {
     assert_eq!(&dev.read("root_b")[..root.len()], &root[..]);
     assert!(dev.trial_armed(), "one-shot trial of slot b armed");
     dev.assert_active_untouched();
-    let st = common::get(&dev.server.url("/api/update"), Duration::from_secs(2)).await;
+    let st = admin_get(dev.server.addr, "/api/update", Duration::from_secs(2)).await;
     let v: serde_json::Value = serde_json::from_slice(&st.body).expect("json");
     assert_eq!(v["phase"], "staged", "{v}");
     assert_eq!(v["active_slot"], "a");
@@ -316,7 +332,7 @@ async fn bad_bundles_are_refused_with_the_right_status_and_nothing_bootable_chan
         // Give the installer a moment to finish the abort before the next case.
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let st = common::get(&dev.server.url("/api/update"), Duration::from_secs(2)).await;
+            let st = admin_get(dev.server.addr, "/api/update", Duration::from_secs(2)).await;
             let v: serde_json::Value = serde_json::from_slice(&st.body).expect("json");
             if v["phase"] == "failed" && v["uploading"] == false {
                 assert!(
@@ -390,14 +406,16 @@ fn tokio_stream_from<T: Send + 'static>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn updates_without_configuration_get_503_and_sse_reports_progress() {
     let server = TestServer::start(HubConfig::default()).await;
-    let r = common::get(&server.url("/api/update"), Duration::from_secs(2)).await;
+    let r = admin_get(server.addr, "/api/update", Duration::from_secs(2)).await;
     assert_eq!(r.status, 503);
     server.stop().await;
 
     let dev = Device::start().await;
     let events = {
-        let url = dev.server.url("/api/update/events");
-        tokio::spawn(async move { common::get(&url, Duration::from_secs(4)).await })
+        let addr = dev.server.addr;
+        tokio::spawn(
+            async move { admin_get(addr, "/api/update/events", Duration::from_secs(4)).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, _) = post(
@@ -476,4 +494,69 @@ async fn logs_hold_no_keys_passwords_or_tokens() {
     }
     assert!(!logs.contains(common::ADMIN_PASSWORD));
     assert!(!logs.contains(cookie.split_once('=').unwrap().1));
+}
+
+/// The update state is the admin's (docs/ota.md): it was open to any viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_update_state_and_its_events_need_the_admin() {
+    let dev = Device::start().await;
+    let cookie = common::admin_cookie(dev.server.addr).await;
+    for path in ["/api/update", "/api/update/events"] {
+        let r = common::get(&dev.server.url(path), Duration::from_millis(300)).await;
+        assert_eq!(r.status, 401, "{path} without a login");
+    }
+    let r = common::get_with(
+        &dev.server.url("/api/update"),
+        http::Method::GET,
+        &[("cookie", &cookie)],
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    dev.server.stop().await;
+}
+
+/// The stream sent the same status every second (each installer tick);
+/// now only a change is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_is_quiet_while_nothing_changes() {
+    let dev = Device::start().await;
+    let ev = admin_get(
+        dev.server.addr,
+        "/api/update/events",
+        Duration::from_millis(3500),
+    )
+    .await;
+    assert_eq!(ev.status, 200);
+    let text = String::from_utf8_lossy(&ev.body);
+    assert_eq!(text.matches("data: ").count(), 1, "{text}");
+    dev.server.stop().await;
+}
+
+/// A good upload after a refused one: its reply (and the status) no longer
+/// carry the refused one's error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_upload_clears_the_previous_error() {
+    let dev = Device::start().await;
+    let (boot, root) = (image(100_000, 7), image(300_000, 8));
+    let (status, body) = post(
+        dev.server.addr,
+        bundle(&key(2), "qemu-arm64", "1.1.0", &boot, &root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post(
+        dev.server.addr,
+        bundle(&key(1), "qemu-arm64", "1.1.0", &boot, &root),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert!(v["status"]["error"].is_null(), "{v}");
+    let st = admin_get(dev.server.addr, "/api/update", Duration::from_secs(1)).await;
+    let v: serde_json::Value = serde_json::from_slice(&st.body).expect("json");
+    assert!(v["error"].is_null(), "{v}");
+    dev.server.stop().await;
 }

@@ -12,8 +12,6 @@ use pinhole_ota::{
     RebootMethod, RpiTryboot, SlotPaths, Updater,
 };
 use pinhole_server::update::UpdateService;
-use pinhole_server::ListenAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::OtaConfig;
 
@@ -93,34 +91,24 @@ fn spawn<B: BootControl + Send + 'static>(
     UpdateService::spawn(installer, since_boot, version).map_err(|e| format!("ota: thread: {e}"))
 }
 
+/// The running image's version. Unknown (say so loudly): every bundle is
+/// then refused unless downgrades are allowed, since the downgrade check
+/// cannot be made.
 fn read_version(path: &Path) -> Option<semver::Version> {
-    let text = std::fs::read_to_string(path).ok()?;
-    semver::Version::parse(text.trim()).ok()
-}
-
-/// Whether our own HTTP listener answers `/api/status` with 200.
-pub async fn http_answers(addr: &ListenAddr) -> bool {
-    let probe = async {
-        let req = b"GET /api/status HTTP/1.0\r\nHost: localhost\r\n\r\n";
-        let mut head = [0u8; 16];
-        let n = match addr {
-            ListenAddr::Tcp(a) => {
-                let mut s = tokio::net::TcpStream::connect(a).await.ok()?;
-                s.write_all(req).await.ok()?;
-                s.read(&mut head).await.ok()?
-            }
-            ListenAddr::Unix(p) => {
-                let mut s = tokio::net::UnixStream::connect(p).await.ok()?;
-                s.write_all(req).await.ok()?;
-                s.read(&mut head).await.ok()?
-            }
-        };
-        Some(head[..n].windows(5).any(|w| w == b" 200 "))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), probe).await,
-        Ok(Some(true))
-    )
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| semver::Version::parse(t.trim()).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(
+                file = %path.display(),
+                error = %e,
+                "ota: cannot read the running version; updates are refused unless [ota] allow_downgrade = true"
+            );
+            None
+        }
+    }
 }
 
 /// The trial-boot health: started, frames flowing, HTTP answering.

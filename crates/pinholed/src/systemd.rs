@@ -80,7 +80,7 @@ pub async fn supervise(state: Arc<AppState>, probe: Option<pinhole_server::Liste
         if let Some(update) = state.update.get() {
             if update.status().trial {
                 let http = match &probe {
-                    Some(addr) => crate::ota::http_answers(addr).await,
+                    Some(addr) => pinhole_server::health::probe(addr).await,
                     None => false,
                 };
                 update.report_health(crate::ota::health(ready, flowing, http));

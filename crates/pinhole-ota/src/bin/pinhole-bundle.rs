@@ -192,8 +192,9 @@ fn run(cli: Cli) -> R<()> {
             let policy = Policy {
                 trusted_keys: keys,
                 compatible: board,
+                // No --current-version: no version check at all.
+                allow_downgrade: current_version.is_none(),
                 current_version,
-                allow_downgrade: false,
             };
             let m = verify(&bundle, policy)?;
             println!(

@@ -31,6 +31,12 @@ fn new_token() -> Result<String, ServerError> {
 }
 
 impl Auth {
+    /// Whether the request carries a valid admin session (for answers that
+    /// show the admin more than a viewer, e.g. `/api/status`).
+    pub(crate) fn is_admin(&self, headers: &http::HeaderMap) -> bool {
+        self.session(super::cookie(headers, super::SESSION_COOKIE), Kind::Admin)
+    }
+
     pub(super) fn session(&self, token: Option<&str>, want: Kind) -> bool {
         let Some(token) = token else { return false };
         let now = Instant::now();
