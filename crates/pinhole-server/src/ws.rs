@@ -1,11 +1,6 @@
 //! WebSocket outputs: `/ws/h264` (raw Annex B, one access unit per message,
 //! as jmuxer expects) and `/ws/fmp4` (init segment, then one fragment per
 //! frame, for MSE).
-//!
-//! The access guard (auth/, access.rs) has already checked `Host` and
-//! `Origin` before an upgrade gets here: browsers let any page open a
-//! WebSocket anywhere, so the `Origin` check is what stops a foreign page
-//! from watching (cross-site WebSocket hijacking).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +36,10 @@ fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> boo
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The access guard (auth/, access.rs) has checked `Host` and `Origin`
+/// before an upgrade gets here: browsers let any page open a WebSocket
+/// anywhere, so the `Origin` check is what stops a foreign page from
+/// watching (cross-site WebSocket hijacking).
 pub(crate) fn upgrade(
     mut req: Request<Incoming>,
     state: Arc<AppState>,
@@ -67,7 +66,7 @@ pub(crate) fn upgrade(
         }
     };
     let on_upgrade = hyper::upgrade::on(&mut req);
-    // The viewer slot the access guard took (auth/http.rs) lives as long as the socket.
+    // The viewer slot the access guard took (auth.rs) lives as long as the socket.
     let permit = req
         .extensions_mut()
         .remove::<Arc<crate::limits::ViewerPermit>>();
