@@ -2,7 +2,8 @@
 // choices, what this source cannot do), applied with PUT /api/camera. Only
 // changed values are sent; a refused value (400) is shown next to its field
 // and nothing is applied. Changing needs an admin session (auth.js sends a
-// "pinhole-auth" event with { logged_in }). Also the HTTPS switch.
+// "pinhole-auth" event with { logged_in }). Also the HTTPS switch and the
+// allowed origins and host names of the access policy.
 
 const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
@@ -216,10 +217,64 @@ export function mountSettings(parent) {
     tlsEnable();
   });
 
-  window.addEventListener('pinhole-auth', (e) => { admin = !!e.detail?.logged_in; setEnabled(); tlsEnable(); });
-  panel.addEventListener('toggle', () => { if (panel.open && !busy) { load(); loadTls(); } });
+  // Allowed origins and host names (GET/PUT /api/access): pages on these
+  // origins (Mainsail/Fluidd on the printer) may open the live streams;
+  // these names reach the camera besides its IP, hostname and .local name.
+  // One per line; the config file's own entries are shown, not edited here.
+  const lines = (t) => t.split(/[\s,]+/).map((x) => x.trim()).filter(Boolean);
+  const originsBox = el('textarea', { id: 'set-origins', rows: '3', spellcheck: 'false', placeholder: 'http://printer.local' });
+  const hostsBox = el('textarea', { id: 'set-hosts', rows: '2', spellcheck: 'false', placeholder: 'camera.example.org' });
+  const accessSave = el('button', { type: 'button', id: 'set-access-save' }, 'Save');
+  const accessMsg = el('span', { class: 'set-note', id: 'set-access-msg', role: 'status' });
+  const fromConfig = el('span', { class: 'set-note', id: 'set-access-config' });
+  const access = el('fieldset', { class: 'set-group', id: 'set-access-group', hidden: '' },
+    el('legend', { text: 'Other pages and names' }),
+    el('div', { class: 'set-row' }, el('label', { for: 'set-origins', text: 'Allowed origins' }),
+      el('div', { class: 'set-input' }, originsBox),
+      el('div', { class: 'set-info' }, el('span', { class: 'set-note', text: 'Pages that may show the live view, e.g. http://printer.local (Mainsail, Fluidd). One per line.' }))),
+    el('div', { class: 'set-row' }, el('label', { for: 'set-hosts', text: 'Allowed host names' }),
+      el('div', { class: 'set-input' }, hostsBox),
+      el('div', { class: 'set-info' }, el('span', { class: 'set-note', text: 'Names besides its IP address, hostname and .local name that reach this camera.' }))),
+    el('div', { class: 'fw-row set-actions' }, accessSave, accessMsg, fromConfig));
+  panel.append(access);
+  const accessEnable = () => { for (const x of [originsBox, hostsBox, accessSave]) x.disabled = !admin; };
+  function showAccess(data) {
+    originsBox.value = (data.allowed_origins ?? []).join('\n');
+    hostsBox.value = (data.allowed_hosts ?? []).join('\n');
+    const cfg = [...(data.config?.allowed_origins ?? []), ...(data.config?.allowed_hosts ?? [])];
+    fromConfig.textContent = cfg.length ? `Also allowed by the config file: ${cfg.join(', ')}` : '';
+  }
+  async function loadAccess() {
+    try {
+      const r = await fetch('api/access', { cache: 'no-store' });
+      if (!r.ok) return;
+      showAccess(await r.json());
+      access.hidden = false;
+      accessEnable();
+    } catch { /* not offered here */ }
+  }
+  accessSave.addEventListener('click', async () => {
+    accessSave.disabled = true;
+    try {
+      const r = await fetch('api/access', {
+        method: 'PUT', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ allowed_origins: lines(originsBox.value), allowed_hosts: lines(hostsBox.value) }),
+      });
+      const data = await r.json().catch(() => ({}));
+      if (!r.ok) throw new Error(data.error ?? `HTTP ${r.status}`);
+      showAccess(data);
+      accessMsg.textContent = data.persistent ? 'Saved.' : 'Applied (not saved: no data directory).';
+    } catch (x) {
+      accessMsg.textContent = `Not saved: ${x.message}`;
+    }
+    accessEnable();
+  });
+
+  window.addEventListener('pinhole-auth', (e) => { admin = !!e.detail?.logged_in; setEnabled(); tlsEnable(); accessEnable(); });
+  panel.addEventListener('toggle', () => { if (panel.open && !busy) { load(); loadTls(); loadAccess(); } });
   load();
   loadTls();
+  loadAccess();
   return panel;
 }
 

@@ -55,8 +55,40 @@ pub fn guard_inputs(method: &[u8], path: &str, headers: &[(&[u8], &[u8])], unix:
         },
     };
     let c = crate::auth::client_of(Some(&conn), &h);
-    let _ = crate::auth::is_lan(c.ip);
-    let _ = crate::auth::origin_ok(&h, c.https);
+    let one = |name: &str| {
+        let mut all = h.get_all(name).iter();
+        match (all.next(), all.next()) {
+            (None, _) => crate::access::One::Absent,
+            (Some(v), None) => v
+                .to_str()
+                .map_or(crate::access::One::Invalid, crate::access::One::Value),
+            _ => crate::access::One::Invalid,
+        }
+    };
+    let names = ["cam.example.org".to_owned()];
+    let origins = ["http://printer.local".to_owned()];
+    let ask = crate::access::Ask {
+        client: c.ip,
+        host: one("host"),
+        origin: one("origin"),
+        fetch_site: h.get("sec-fetch-site").and_then(|v| v.to_str().ok()),
+        creds: crate::access::Credentials {
+            admin: path.contains("admin"),
+            viewer: false,
+            token: path.contains("token="),
+        },
+        safe: matches!(m, Method::GET | Method::HEAD | Method::OPTIONS),
+        class: crate::auth::classify(&m, path),
+    };
+    let settings = crate::access::Settings {
+        configured: !unix,
+        viewer_access: crate::access::ViewerAccess::Lan,
+        viewer_password: false,
+        hostname: Some("pinhole"),
+        allowed_hosts: &names,
+        allowed_origins: &origins,
+    };
+    let _ = crate::access::decide(&ask, &settings);
     let _ = crate::auth::cookie(&h, crate::auth::SESSION_COOKIE);
     let _ = crate::auth::query_param(Some(path), "token");
 }

@@ -482,11 +482,8 @@ pub(crate) fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, S
 
 fn with_headers(mut resp: Response<Body>, cache: &'static str) -> Response<Body> {
     let h = resp.headers_mut();
+    // CORS is the access policy's (routes.rs), only for allowed origins.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
     resp
 }
 

@@ -3,6 +3,8 @@
 //! [`serve`] takes already-bound listeners and a shutdown future, so tests
 //! bind port 0 and talk real bytes to it.
 
+pub mod access;
+pub mod access_lists;
 pub mod auth;
 pub mod camera;
 pub mod error;

@@ -19,7 +19,7 @@ pub(crate) async fn handle(req: Request<Incoming>, state: Arc<AppState>) -> Resp
 async fn handle_inner(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    // Access control for every route, before the table (auth.rs): anything
+    // Access control for every route, before the table (auth/http.rs): anything
     // that changes state needs an admin session, live views the viewer policy.
     let admitted = match crate::auth::guard(&mut req, &state) {
         Ok(a) => a,
@@ -30,6 +30,12 @@ async fn handle_inner(mut req: Request<Incoming>, state: Arc<AppState>) -> Respo
     } else {
         route(req, &state, &path, &method).await
     };
+    // CORS only where the policy granted it, and once.
+    let cors = admitted.cors.clone();
+    let result = result.map(|mut r| {
+        crate::auth::add_cors(&mut r, cors.as_deref());
+        r
+    });
     // A live stream holds its viewer slot until its body ends.
     let result = match (result, admitted.permit) {
         (Ok(resp), Some(permit)) => {
@@ -45,7 +51,9 @@ async fn handle_inner(mut req: Request<Incoming>, state: Arc<AppState>) -> Respo
             } else {
                 tracing::debug!(%path, error = %e, "request refused");
             }
-            error_response(&e)
+            let mut r = error_response(&e);
+            crate::auth::add_cors(&mut r, cors.as_deref());
+            r
         }
     }
 }
@@ -123,6 +131,7 @@ async fn route(
         },
         "/api/camera" => crate::camera::handle(req, state, method).await,
         "/api/https" => crate::https::handle(req, state, method).await,
+        "/api/access" => crate::access_lists::handle(req, state, method).await,
         "/api/update/events" => {
             get_only(is_get)?;
             update::events(state)

@@ -36,6 +36,10 @@ fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> boo
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// The access guard (auth/, access.rs) has checked `Host` and `Origin`
+/// before an upgrade gets here: browsers let any page open a WebSocket
+/// anywhere, so the `Origin` check is what stops a foreign page from
+/// watching (cross-site WebSocket hijacking).
 pub(crate) fn upgrade(
     mut req: Request<Incoming>,
     state: Arc<AppState>,

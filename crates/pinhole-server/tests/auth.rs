@@ -315,6 +315,8 @@ async fn behind_nginx_the_real_address_decides() {
             security: SecurityConfig {
                 viewer: ViewerAccess::Lan,
                 viewer_tokens: vec![token.into()],
+                // nginx passes the browser's Host: the device's name.
+                hostname: Some("pinhole".into()),
                 ..SecurityConfig::default()
             },
             ..ServerConfig::default()

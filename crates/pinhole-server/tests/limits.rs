@@ -382,7 +382,7 @@ async fn traversal_and_symlinks_are_404() {
 
     let ok = raw(
         server.addr,
-        b"GET /sub/ok.js HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /sub/ok.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(2),
     )
     .await;
@@ -404,7 +404,8 @@ async fn traversal_and_symlinks_are_404() {
     ] {
         let r = raw(
             server.addr,
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
             Duration::from_secs(2),
         )
         .await;
@@ -512,7 +513,7 @@ async fn hostile_clients_together_leave_a_viewer_and_memory_alone() {
     for i in 0..20 {
         // 256 KiB of headers: over the 64 KiB buffer.
         attackers.spawn(async move {
-            let mut big = b"GET /api/status HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+            let mut big = b"GET /api/status HTTP/1.1\r\nHost: localhost\r\nX-Big: ".to_vec();
             big.extend_from_slice(&vec![b'a'; 256 * 1024]);
             big.extend_from_slice(b"\r\n\r\n");
             let r = hostile(addr, big, Duration::from_secs(3)).await;
@@ -555,7 +556,7 @@ async fn hostile_clients_together_leave_a_viewer_and_memory_alone() {
         attackers.spawn(async move {
             let r = hostile(
                 addr,
-                b"GET /..%2f..%2fetc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                b"GET /..%2f..%2fetc/passwd HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
                     .to_vec(),
                 Duration::from_secs(2),
             )

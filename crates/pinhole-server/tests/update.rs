@@ -155,7 +155,7 @@ async fn post(
     }));
     let cookie = common::admin_cookie(addr).await;
     let req = http::Request::post("/api/update")
-        .header("host", "pinhole")
+        .header("host", "localhost")
         .header("cookie", cookie)
         .header("content-type", "application/octet-stream")
         .body(StreamBody::new(stream))
@@ -371,7 +371,7 @@ async fn a_second_upload_while_one_runs_gets_409() {
     let (tx, rx) =
         tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
     let req = http::Request::post("/api/update")
-        .header("host", "pinhole")
+        .header("host", "localhost")
         .header("cookie", cookie)
         .body(StreamBody::new(tokio_stream_from(rx)))
         .expect("req");

@@ -29,6 +29,12 @@ pub struct SecuritySection {
     /// Live viewers (WebSocket, MP4, MJPEG) in all, and per client address.
     pub max_viewers: usize,
     pub max_viewers_per_ip: usize,
+    /// Host names this camera answers to besides its IP addresses, its
+    /// hostname, `<hostname>.local` and `localhost` (DNS rebinding guard).
+    pub allowed_hosts: Vec<String>,
+    /// Foreign origins (`http://printer.local`) whose pages may view the
+    /// live streams (Mainsail, Fluidd); the settings panel adds more.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for SecuritySection {
@@ -43,6 +49,8 @@ impl Default for SecuritySection {
             session_max_hours: d.session_max.as_secs() / 3600,
             max_viewers: d.max_viewers,
             max_viewers_per_ip: d.max_viewers_per_ip,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -88,6 +96,21 @@ impl SecuritySection {
                 format!("{} (allowed: 1-100000)", self.max_viewers_per_ip),
             ));
         }
+        if let Err(e) = pinhole_server::access_lists::AccessLists::checked(
+            &self.allowed_hosts,
+            &self.allowed_origins,
+        ) {
+            let field = if self
+                .allowed_hosts
+                .iter()
+                .any(|h| pinhole_server::access::check_host_name(h).is_err())
+            {
+                "security.allowed_hosts"
+            } else {
+                "security.allowed_origins"
+            };
+            return Err((field, e));
+        }
         Ok(())
     }
 
@@ -122,6 +145,8 @@ impl SecuritySection {
             session_max: Duration::from_secs(self.session_max_hours * 3600),
             max_viewers: self.max_viewers,
             max_viewers_per_ip: self.max_viewers_per_ip,
+            allowed_hosts: self.allowed_hosts.clone(),
+            allowed_origins: self.allowed_origins.clone(),
             ..SecurityConfig::default()
         }
     }
@@ -162,6 +187,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("viewer_tokens"));
+        let cfg = Config::from_toml(
+            "[security]\nallowed_hosts = [\"cam.example.org\"]\n\
+             allowed_origins = [\"http://printer.local\"]\n",
+            Path::new("c.toml"),
+        )
+        .expect("parse");
+        cfg.validate().expect("valid");
+        let s = cfg.security.to_server();
+        assert_eq!(s.allowed_hosts, ["cam.example.org"]);
+        assert_eq!(s.allowed_origins, ["http://printer.local"]);
+        let mut bad = Config::default();
+        bad.security.allowed_origins = vec!["*".into()];
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("allowed_origins"));
+        let mut bad = Config::default();
+        bad.security.allowed_hosts = vec!["http://x".into()];
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("allowed_hosts"));
         let e = Config::from_toml("[security]\npassword = \"x\"\n", Path::new("c.toml"));
         assert!(e.is_err(), "no password in the config file");
     }

@@ -1,0 +1,225 @@
+//! The password store: the admin's and the optional viewer password as
+//! Argon2id hashes in files of the data dir, and the physical reset file.
+
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::ServerError;
+
+const ADMIN_FILE: &str = "admin.json";
+pub(super) const VIEWER_FILE: &str = "viewer.json";
+const RESET_DONE_FILE: &str = "reset-consumed";
+
+/// Which password: the admin's, or the optional one for viewers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Which {
+    Admin,
+    Viewer,
+}
+
+impl Which {
+    pub(super) fn file(self) -> &'static str {
+        match self {
+            Which::Admin => ADMIN_FILE,
+            Which::Viewer => VIEWER_FILE,
+        }
+    }
+}
+
+pub(super) struct Store {
+    pub(super) dir: Option<PathBuf>,
+    pub(super) hash: Option<String>,
+    /// Set: viewing needs a login (or a token), whatever `viewer_access` says.
+    pub(super) viewer_hash: Option<String>,
+}
+
+impl Store {
+    pub(super) fn load(dir: Option<&Path>) -> Store {
+        let load = |which: Which| {
+            let path = dir?.join(which.file());
+            let text = std::fs::read_to_string(&path).ok()?;
+            match serde_json::from_str::<AdminFile>(&text) {
+                Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some(f.argon2id),
+                _ => {
+                    // Never fall back to "no password" silently for a file we
+                    // cannot read: keep the file, refuse logins, say so.
+                    tracing::error!(path = %path.display(), "password file is unreadable; remove it (or, for the admin's, use the reset file) to set a new password");
+                    Some(String::from("invalid"))
+                }
+            }
+        };
+        Store {
+            dir: dir.map(Path::to_owned),
+            hash: load(Which::Admin),
+            viewer_hash: load(Which::Viewer),
+        }
+    }
+
+    pub(super) fn get(&self, which: Which) -> Option<&String> {
+        match which {
+            Which::Admin => self.hash.as_ref(),
+            Which::Viewer => self.viewer_hash.as_ref(),
+        }
+    }
+
+    /// Stores (or with `None`, removes) a password hash.
+    pub(super) fn save(&mut self, which: Which, hash: Option<String>) -> Result<(), ServerError> {
+        if let Some(dir) = &self.dir {
+            let path = dir.join(which.file());
+            let res = match &hash {
+                Some(h) => write_private(
+                    &path,
+                    json!({ "version": 1, "argon2id": h })
+                        .to_string()
+                        .as_bytes(),
+                ),
+                None => match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                    _ => Ok(()),
+                },
+            };
+            res.map_err(|e| ServerError::Internal(format!("cannot store the password: {e}")))?;
+        }
+        match which {
+            Which::Admin => self.hash = hash,
+            Which::Viewer => self.viewer_hash = hash,
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct AdminFile {
+    argon2id: String,
+}
+
+/// Writes `path` atomically with mode 0600.
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Applies the reset file: if it exists and was not already used (its size
+/// and modification time are remembered, since the boot partition is
+/// read-only to the daemon), the admin password is removed. Returns whether
+/// it did.
+pub fn apply_reset_file(data_dir: &Path, reset_file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(reset_file) else {
+        return false;
+    };
+    let stamp = format!("{} {} {}", m.len(), m.mtime(), m.mtime_nsec());
+    let done = data_dir.join(RESET_DONE_FILE);
+    if std::fs::read_to_string(&done).is_ok_and(|s| s.trim() == stamp) {
+        tracing::warn!(file = %reset_file.display(), "password reset file already applied; delete it from the boot partition");
+        return false;
+    }
+    let _ = std::fs::remove_file(data_dir.join(ADMIN_FILE));
+    let _ = write_private(&done, stamp.as_bytes());
+    // Usually fails (read-only to us); the stamp keeps it from firing twice.
+    let _ = std::fs::remove_file(reset_file);
+    tracing::warn!(file = %reset_file.display(), "admin password removed by the reset file: set a new one in the web UI");
+    true
+}
+
+pub(super) fn hash_password(pw: &str) -> Result<String, ServerError> {
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt)
+        .map_err(|e| ServerError::Internal(format!("no randomness: {e}")))?;
+    let salt =
+        SaltString::encode_b64(&salt).map_err(|e| ServerError::Internal(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(pw.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ServerError::Internal(format!("argon2: {e}")))
+}
+
+pub(super) fn verify_password(pw: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|h| Argon2::default().verify_password(pw.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("x", "invalid"));
+    }
+
+    #[test]
+    fn reset_file_fires_once() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        let reset = d.path().join("pinhole-reset-password");
+        write_private(&data.join(ADMIN_FILE), b"{}").unwrap();
+        assert!(!apply_reset_file(&data, &reset));
+        std::fs::write(&reset, "").unwrap();
+        // Make the reset file undeletable, like on a read-only boot partition.
+        let ro = d.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        let reset = ro.join("pinhole-reset-password");
+        std::fs::write(&reset, "").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        assert!(apply_reset_file(&data, &reset));
+        assert!(!data.join(ADMIN_FILE).exists());
+        write_private(&data.join(ADMIN_FILE), b"{}").unwrap();
+        let again = apply_reset_file(&data, &reset);
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+        if reset.exists() {
+            assert!(!again, "the same file does not reset twice");
+            assert!(data.join(ADMIN_FILE).exists());
+        }
+    }
+
+    #[test]
+    fn an_unreadable_viewer_file_keeps_viewing_closed() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join(VIEWER_FILE), "{not json").unwrap();
+        let store = Store::load(Some(d.path()));
+        assert!(store.hash.is_none());
+        // Not "no viewer password": the file stays, nobody gets in with it.
+        let h = store.viewer_hash.clone().expect("treated as set");
+        assert!(!verify_password("", &h));
+        let mut store = store;
+        store
+            .save(Which::Viewer, Some(hash_password("viewer pass").unwrap()))
+            .unwrap();
+        let again = Store::load(Some(d.path()));
+        assert!(verify_password(
+            "viewer pass",
+            again.viewer_hash.as_ref().unwrap()
+        ));
+        let mut again = again;
+        again.save(Which::Viewer, None).unwrap();
+        assert!(!d.path().join(VIEWER_FILE).exists());
+        assert!(Store::load(Some(d.path())).viewer_hash.is_none());
+    }
+}
