@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
@@ -22,6 +22,7 @@ use hyper::Response;
 use pinhole_media::hls::{
     Action, FrameIn, NameKind, Published, Segmenter, SegmenterConfig, StreamDesc,
 };
+use pinhole_media::Clock;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
@@ -145,13 +146,16 @@ impl HlsShared {
     }
 
     /// Waits until the published playlist satisfies `pred`, at most `wait`.
+    /// (How long a client's request is held: a guard on the connection, so
+    /// it stays on tokio's timer, not on the daemon's clock.)
     async fn wait_for(
         &self,
         wait: Duration,
         pred: impl Fn(&Published) -> bool,
     ) -> Option<Arc<Published>> {
         let mut rx = self.version.subscribe();
-        let until = tokio::time::Instant::now() + wait;
+        let expired = tokio::time::sleep(wait);
+        tokio::pin!(expired);
         loop {
             // Mark as seen before looking, so a publish in between wakes us.
             rx.borrow_and_update();
@@ -160,9 +164,9 @@ impl HlsShared {
                     return Some(p);
                 }
             }
-            match tokio::time::timeout_at(until, rx.changed()).await {
-                Ok(Ok(())) => {}
-                _ => return None,
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return None },
+                () = &mut expired => return None,
             }
         }
     }
@@ -277,9 +281,8 @@ fn segmenter_config(state: &AppState) -> SegmenterConfig {
         (Some(k), Some(f)) if k > 0 => (f64::from(k) / f).ceil().max(1.0) as u64,
         _ => 2,
     };
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    // Names differ from run to run (caches, players holding old URLs).
+    let run = state.clock.wall_us() / 1000;
     SegmenterConfig {
         part_target_ms,
         target_duration_s,
@@ -291,22 +294,28 @@ fn segmenter_config(state: &AppState) -> SegmenterConfig {
 
 /// Rate-limits repeated I/O error logs (a full tmpfs fails 5 times a second).
 struct ErrorLog {
-    last: Option<Instant>,
+    clock: Arc<dyn Clock>,
+    /// When the last one was logged, on `clock` (µs).
+    last: Option<u64>,
     suppressed: u64,
 }
+
+/// At most one logged error per this many µs; the rest are counted.
+const ERROR_LOG_EVERY_US: u64 = 10_000_000;
 
 impl ErrorLog {
     fn log(&mut self, shared: &HlsShared, msg: String) {
         shared.error(msg.clone());
+        let now = self.clock.now_us();
         if self
             .last
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+            .is_some_and(|t| now.saturating_sub(t) < ERROR_LOG_EVERY_US)
         {
             self.suppressed += 1;
             return;
         }
         tracing::error!(suppressed = self.suppressed, "HLS: {msg}");
-        self.last = Some(Instant::now());
+        self.last = Some(now);
         self.suppressed = 0;
     }
 }
@@ -319,6 +328,7 @@ fn io_thread(
 ) {
     let shared = &state.hls;
     let mut log = ErrorLog {
+        clock: state.clock.clone(),
         last: None,
         suppressed: 0,
     };

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, StatusCode};
@@ -106,8 +106,9 @@ fn decode_loop(
     let mut viewer = state.hub.subscribe();
     let mut maker = JpegMaker::new()?;
     let fps = state.config.mjpeg_fps.clamp(0.1, 60.0);
-    let interval = Duration::from_secs_f64(1.0 / fps);
-    let mut due = Instant::now();
+    let interval = interval_us(fps);
+    // Pacing is a decision about time: on the daemon's clock (µs).
+    let mut due = state.clock.now_us();
     let mut generation = 0;
     tracing::info!(fps, "MJPEG decoder started");
     while tx.receiver_count() > 0 {
@@ -129,7 +130,7 @@ fn decode_loop(
                 false
             }
         };
-        let now = Instant::now();
+        let now = state.clock.now_us();
         if decoded && now >= due {
             if let Some(Ok(jpeg)) = maker.jpeg(state.config.jpeg_quality) {
                 tx.send_replace(Some(jpeg));
@@ -240,32 +241,41 @@ type PartStream = std::pin::Pin<
 fn camera_parts(state: &Arc<AppState>) -> PartStream {
     let rx = state.source.camera_jpeg().subscribe();
     let guard = state.viewer(Output::Mjpeg);
-    let interval = Duration::from_secs_f64(1.0 / state.config.mjpeg_fps.clamp(0.1, 60.0));
+    let interval = interval_us(state.config.mjpeg_fps.clamp(0.1, 60.0));
     // The newest picture goes out at once, then one per interval.
     let first = fresh_camera_jpeg(state);
-    let due = Instant::now();
+    let clock = state.clock.clone();
+    let due = clock.now_us();
     Box::pin(futures_util::stream::unfold(
         (rx, guard, first, due),
-        move |(mut rx, guard, mut first, mut due)| async move {
-            loop {
-                if let Some(jpeg) = first.take() {
-                    due += interval;
-                    let out = Ok(BodyFrame::data(part(&jpeg)));
-                    return Some((out, (rx, guard, None, due)));
-                }
-                match tokio::time::timeout(CAMERA_JPEG_FRESH, rx.changed()).await {
-                    Ok(Ok(())) => {}
-                    _ => return None, // the camera stopped, or the daemon is going
-                }
-                let jpeg = rx.borrow_and_update().as_ref().map(|j| j.data.clone());
-                let now = Instant::now();
-                if let (Some(jpeg), true) = (jpeg, now >= due) {
-                    due = (due + interval).max(now);
-                    return Some((Ok(BodyFrame::data(part(&jpeg))), (rx, guard, None, due)));
+        move |(mut rx, guard, mut first, mut due)| {
+            let clock = clock.clone();
+            async move {
+                loop {
+                    if let Some(jpeg) = first.take() {
+                        due += interval;
+                        let out = Ok(BodyFrame::data(part(&jpeg)));
+                        return Some((out, (rx, guard, None, due)));
+                    }
+                    match tokio::time::timeout(CAMERA_JPEG_FRESH, rx.changed()).await {
+                        Ok(Ok(())) => {}
+                        _ => return None, // the camera stopped, or the daemon is going
+                    }
+                    let jpeg = rx.borrow_and_update().as_ref().map(|j| j.data.clone());
+                    let now = clock.now_us();
+                    if let (Some(jpeg), true) = (jpeg, now >= due) {
+                        due = (due + interval).max(now);
+                        return Some((Ok(BodyFrame::data(part(&jpeg))), (rx, guard, None, due)));
+                    }
                 }
             }
         },
     ))
+}
+
+/// One picture per this many µs at `fps` (clamped by the callers).
+fn interval_us(fps: f64) -> u64 {
+    (1e6 / fps) as u64
 }
 
 fn multipart<S>(parts: S) -> Response<Body>

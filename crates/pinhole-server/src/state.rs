@@ -2,10 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use pinhole_hub::{Feed, Hub};
-use pinhole_media::SystemClock;
+use pinhole_media::{Clock, SystemClock};
 use pinhole_source_api::{SourceInfo, SourceState};
 
 /// The outputs whose viewers are counted.
@@ -120,7 +120,11 @@ struct Counter {
 pub struct AppState {
     pub hub: Arc<Hub>,
     pub config: ServerConfig,
-    pub started: Instant,
+    /// The daemon's one clock: sessions, login backoff, MJPEG pacing,
+    /// uptime and every other decision about time read it.
+    pub clock: Arc<dyn Clock>,
+    /// When the server started, on `clock` (µs).
+    started_us: u64,
     /// The hub's input: what the source says about itself (and, for now,
     /// an MJPEG camera's own JPEGs). The daemon hands it to the source.
     pub source: Arc<Feed>,
@@ -139,14 +143,21 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The outputs of the hub that `source` feeds.
+    /// The outputs of the hub that `source` feeds, on the real clock.
     pub fn with_feed(source: Arc<Feed>, config: ServerConfig) -> Arc<Self> {
+        Self::with_clock(source, config, Arc::new(SystemClock::new()))
+    }
+
+    /// The outputs of the hub that `source` feeds; time is read from
+    /// `clock` (the daemon passes the one its source runs on).
+    pub fn with_clock(source: Arc<Feed>, config: ServerConfig, clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(AppState {
             hub: source.hub().clone(),
             source,
-            auth: crate::auth::Auth::new(config.security.clone()),
+            auth: crate::auth::Auth::with_clock(config.security.clone(), clock.clone()),
             config,
-            started: Instant::now(),
+            started_us: clock.now_us(),
+            clock,
             viewers: Default::default(),
             send_latency: SendLatency::default(),
             update: std::sync::OnceLock::new(),
@@ -160,7 +171,22 @@ impl AppState {
     /// A server over a fresh feed of `hub` (tests and benchmarks that
     /// publish into `state.source` themselves).
     pub fn new(hub: Arc<Hub>, source: SourceInfo, config: ServerConfig) -> Arc<Self> {
-        Self::with_feed(Feed::new(hub, source, Arc::new(SystemClock::new())), config)
+        Self::new_with_clock(hub, source, config, Arc::new(SystemClock::new()))
+    }
+
+    /// [`AppState::new`] on `clock` (tests pass a `SimClock`).
+    pub fn new_with_clock(
+        hub: Arc<Hub>,
+        source: SourceInfo,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
+        Self::with_clock(Feed::new(hub, source, clock.clone()), config, clock)
+    }
+
+    /// Time since the server started.
+    pub fn uptime(&self) -> Duration {
+        Duration::from_micros(self.clock.now_us().saturating_sub(self.started_us))
     }
 
     pub fn source_info(&self) -> SourceInfo {

@@ -40,7 +40,7 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
     }
     json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": state.started.elapsed().as_secs_f64(),
+        "uptime_s": state.uptime().as_secs_f64(),
         "source": {
             "kind": src.kind,
             "detail": detail,
@@ -163,7 +163,7 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
         "uptime_seconds",
         "gauge",
         "Seconds since the daemon started.",
-        state.started.elapsed().as_secs_f64(),
+        state.uptime().as_secs_f64(),
     );
     metric(
         "frames_total",

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use common::{post_json, TestServer, ADMIN_PASSWORD};
 use http_body_util::{BodyExt, Empty};
 use pinhole_hub::{Hub, HubConfig};
+use pinhole_media::SimClock;
 use pinhole_server::auth::{SecurityConfig, ViewerAccess};
 use pinhole_server::{AppState, Listener, ServerConfig};
 use pinhole_source_api::SourceInfo;
@@ -56,6 +57,19 @@ fn cookie_of(r: &common::HttpResponse) -> String {
 
 fn pw(p: &str) -> String {
     format!("{{\"password\":\"{p}\"}}")
+}
+
+/// A server on the simulated clock (see `TestServer::start_sim`).
+async fn start_sim(sec: SecurityConfig) -> (TestServer, Arc<SimClock>) {
+    log_buffer();
+    TestServer::start_sim(
+        HubConfig::default(),
+        ServerConfig {
+            security: sec,
+            ..ServerConfig::default()
+        },
+    )
+    .await
 }
 
 async fn start(sec: SecurityConfig) -> TestServer {
@@ -213,7 +227,7 @@ async fn first_boot_setup_then_sessions_guard_admin_actions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_back_off_exponentially() {
-    let server = start(SecurityConfig::default()).await;
+    let (server, clock) = start_sim(SecurityConfig::default()).await;
     let a = server.addr;
     assert_eq!(
         post_json(a, "/api/auth/setup", &pw(ADMIN_PASSWORD), &[])
@@ -243,7 +257,10 @@ async fn logins_back_off_exponentially() {
     let r = post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[]).await;
     assert_eq!(r.status, 429, "even the right password waits");
     assert_eq!(r.headers["retry-after"], "1");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(999_999);
+    let r = post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[]).await;
+    assert_eq!(r.status, 429, "a microsecond early");
+    clock.advance(1);
     assert_eq!(
         post_json(a, "/api/auth/login", &pw("nope nope"), &[])
             .await
@@ -253,9 +270,48 @@ async fn logins_back_off_exponentially() {
     let r = post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[]).await;
     assert_eq!(r.status, 429);
     assert_eq!(r.headers["retry-after"], "2");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    clock.advance(2_000_000);
     let r = post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[]).await;
     assert_eq!(r.status, 200, "a success resets the backoff");
+    server.stop().await;
+}
+
+/// Whether `cookie` is an admin session now (a state change that passes
+/// the guard reaches the route table: 404).
+async fn is_admin(a: std::net::SocketAddr, cookie: &str) -> bool {
+    let r = post_json(a, "/api/no-such-route", "{}", &[("cookie", cookie)]).await;
+    assert!(matches!(r.status, 401 | 404), "{}", r.status);
+    r.status == 404
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_idle_and_at_their_absolute_lifetime() {
+    let (server, clock) = start_sim(SecurityConfig {
+        session_idle: Duration::from_secs(30 * 60),
+        session_max: Duration::from_secs(12 * 3600),
+        ..SecurityConfig::default()
+    })
+    .await;
+    let a = server.addr;
+    let min = |m: u64| m * 60_000_000;
+    let cookie = common::admin_cookie(a).await;
+    assert!(is_admin(a, &cookie).await);
+    // Each use restarts the idle time.
+    for _ in 0..3 {
+        clock.advance(min(29));
+        assert!(is_admin(a, &cookie).await, "used within 30 min");
+    }
+    clock.advance(min(30));
+    assert!(!is_admin(a, &cookie).await, "idle for 30 min");
+
+    // In use all along, a session still ends after 12 h.
+    let cookie = common::admin_cookie(a).await;
+    for _ in 0..(12 * 60 / 20 - 1) {
+        clock.advance(min(20));
+        assert!(is_admin(a, &cookie).await);
+    }
+    clock.advance(min(20));
+    assert!(!is_admin(a, &cookie).await, "12 h after the login");
     server.stop().await;
 }
 
@@ -525,7 +581,7 @@ async fn viewer_password_needs_a_viewer_login_and_grants_only_viewing() {
         data_dir: Some(data.path().to_owned()),
         ..SecurityConfig::default()
     };
-    let server = start(sec.clone()).await;
+    let (server, clock) = start_sim(sec.clone()).await;
     let a = server.addr;
     let publisher = common::publish_fixture(server.state.clone(), 30.0);
     let get = |path: &str, headers: &[(&str, &str)]| {
@@ -622,7 +678,7 @@ async fn viewer_password_needs_a_viewer_login_and_grants_only_viewing() {
         429,
         "and the admin login from the same address"
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock.advance(1_000_000);
     let r = post_json(a, "/api/auth/viewer/login", &pw(secret), &[]).await;
     assert_eq!(r.status, 200);
     let set = r.headers["set-cookie"].to_str().unwrap().to_owned();

@@ -228,7 +228,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     // Frames flow one way: the source publishes into the feed, the feed
     // into the hub, and the server's outputs read the hub.
     let feed = Feed::new(hub, info, wiring.clock.clone());
-    let state = AppState::with_feed(
+    let state = AppState::with_clock(
         feed.clone(),
         ServerConfig {
             mjpeg_fps: cfg.http.mjpeg_fps,
@@ -238,6 +238,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
             hls_part_target_ms: cfg.hls.part_target_ms,
             security: cfg.security.to_server(),
         },
+        wiring.clock.clone(),
     );
 
     let mut listeners = Vec::new();

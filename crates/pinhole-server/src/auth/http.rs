@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -158,9 +158,9 @@ impl Auth {
             .hostname_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+        let now = self.clock.now_us();
         match &*c {
-            Some((at, h)) if now.saturating_duration_since(*at) < Duration::from_secs(5) => {
+            Some((at, h)) if now.saturating_sub(*at) < super::micros(Duration::from_secs(5)) => {
                 h.clone()
             }
             _ => {
@@ -352,7 +352,7 @@ async fn login(
     auth.throttle
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .succeed(client.ip, Instant::now());
+        .succeed(client.ip, auth.clock.now_us());
     tracing::info!(client = %client.ip, "{who} logged in");
     auth.new_session(kind)
 }
@@ -536,7 +536,7 @@ pub(crate) async fn handle(
             auth.throttle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .succeed(client.ip, Instant::now());
+                .succeed(client.ip, auth.clock.now_us());
             let hash = auth.hash(new).await?;
             auth.store
                 .lock()

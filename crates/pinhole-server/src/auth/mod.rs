@@ -30,9 +30,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::http::HeaderMap;
+use pinhole_media::{Clock, SystemClock};
 
 use crate::access::{Decision, One};
 use crate::access_lists::AccessLists;
@@ -120,11 +121,21 @@ pub struct Auth {
     pub(crate) lists: std::sync::RwLock<AccessLists>,
     /// The panel's own entries (kept in `access.json` in the data dir).
     pub(crate) saved_lists: Mutex<AccessLists>,
-    hostname_cache: Mutex<Option<(Instant, Option<String>)>>,
+    /// (when read, on `clock`; the name).
+    hostname_cache: Mutex<Option<(u64, Option<String>)>>,
+    /// Session lifetimes, the login backoff and the hostname cache read
+    /// this clock (tests inject a simulated one).
+    clock: Arc<dyn Clock>,
 }
 
 impl Auth {
+    /// Access control on the real clock.
     pub fn new(cfg: SecurityConfig) -> Auth {
+        Auth::with_clock(cfg, Arc::new(SystemClock::new()))
+    }
+
+    /// Access control whose sessions and login backoff run on `clock`.
+    pub fn with_clock(cfg: SecurityConfig, clock: Arc<dyn Clock>) -> Auth {
         if let Some(dir) = &cfg.data_dir {
             if let Some(reset) = &cfg.reset_file {
                 apply_reset_file(dir, reset);
@@ -145,6 +156,7 @@ impl Auth {
             lists: std::sync::RwLock::new(AccessLists::merged(&config_lists, &saved)),
             saved_lists: Mutex::new(saved),
             hostname_cache: Mutex::new(None),
+            clock,
             cfg,
         }
     }
@@ -200,7 +212,7 @@ impl Auth {
         self.throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .reserve(ip, Instant::now())
+            .reserve(ip, self.clock.now_us())
             .map_err(|w| ServerError::TooManyRequests {
                 retry_after: ceil_secs(w),
             })
@@ -234,6 +246,11 @@ impl Auth {
             .await
             .map_err(|e| ServerError::Internal(format!("hashing task: {e}")))?
     }
+}
+
+/// A duration in whole microseconds (the clock's unit), saturating.
+pub(super) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn ceil_secs(d: Duration) -> u64 {

@@ -1,9 +1,7 @@
 //! Sessions: random tokens in memory, admin and viewer pools apart, idle
 //! and absolute lifetimes.
 
-use std::time::Instant;
-
-use super::Auth;
+use super::{micros, Auth};
 use crate::ServerError;
 
 const MAX_ADMIN_SESSIONS: usize = 64;
@@ -19,8 +17,9 @@ pub(super) enum Kind {
 
 pub(super) struct Session {
     kind: Kind,
-    created: Instant,
-    last_seen: Instant,
+    /// On the `Auth` clock, µs.
+    created: u64,
+    last_seen: u64,
 }
 
 fn new_token() -> Result<String, ServerError> {
@@ -31,6 +30,12 @@ fn new_token() -> Result<String, ServerError> {
 }
 
 impl Auth {
+    /// Within both the absolute and the idle lifetime at `now`.
+    fn alive(&self, s: &Session, now: u64) -> bool {
+        now.saturating_sub(s.created) < micros(self.cfg.session_max)
+            && now.saturating_sub(s.last_seen) < micros(self.cfg.session_idle)
+    }
+
     /// Whether the request carries a valid admin session (for answers that
     /// show the admin more than a viewer, e.g. `/api/status`).
     pub(crate) fn is_admin(&self, headers: &http::HeaderMap) -> bool {
@@ -39,13 +44,10 @@ impl Auth {
 
     pub(super) fn session(&self, token: Option<&str>, want: Kind) -> bool {
         let Some(token) = token else { return false };
-        let now = Instant::now();
+        let now = self.clock.now_us();
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let valid = match s.get_mut(token) {
-            Some(sess)
-                if now.saturating_duration_since(sess.created) < self.cfg.session_max
-                    && now.saturating_duration_since(sess.last_seen) < self.cfg.session_idle =>
-            {
+            Some(sess) if self.alive(sess, now) => {
                 sess.last_seen = now;
                 sess.kind == want || sess.kind == Kind::Admin
             }
@@ -60,12 +62,9 @@ impl Auth {
 
     pub(super) fn new_session(&self, kind: Kind) -> Result<String, ServerError> {
         let token = new_token()?;
-        let now = Instant::now();
+        let now = self.clock.now_us();
         let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.retain(|_, v| {
-            now.saturating_duration_since(v.created) < self.cfg.session_max
-                && now.saturating_duration_since(v.last_seen) < self.cfg.session_idle
-        });
+        s.retain(|_, v| self.alive(v, now));
         let cap = match kind {
             Kind::Admin => MAX_ADMIN_SESSIONS,
             Kind::Viewer => MAX_VIEWER_SESSIONS,

@@ -1,31 +1,39 @@
 //! Login throttling: exponential backoff per address and for all
 //! addresses, attempts reserved before the password is checked, and the
 //! addresses that logged in before exempt from the global part.
+//!
+//! Pure: every call gets `now` (µs on the `Auth` clock), so tests step
+//! through hours of backoff without sleeping.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::micros;
 
 const MAX_THROTTLED_ADDRS: usize = 10_000;
 
 #[derive(Clone, Copy, Default)]
 struct Backoff {
     failures: u32,
-    until: Option<Instant>,
-    last: Option<Instant>,
+    until: Option<u64>,
+    last: Option<u64>,
 }
 
+/// Failures older than this are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
 impl Backoff {
-    fn wait(&self, now: Instant) -> Option<Duration> {
+    fn wait(&self, now: u64) -> Option<Duration> {
         self.until
             .filter(|u| *u > now)
-            .map(|u| u.saturating_duration_since(now))
+            .map(|u| Duration::from_micros(u - now))
     }
     /// `free` failures cost nothing; then 1 s, 2 s, 4 s … up to `cap`.
-    pub(super) fn fail(&mut self, now: Instant, free: u32, cap: Duration) {
+    pub(super) fn fail(&mut self, now: u64, free: u32, cap: Duration) {
         if self
             .last
-            .is_some_and(|l| now.saturating_duration_since(l) > Duration::from_secs(3600))
+            .is_some_and(|l| now.saturating_sub(l) > micros(FORGET_AFTER))
         {
             self.failures = 0;
         }
@@ -34,7 +42,7 @@ impl Backoff {
         if self.failures > free {
             let exp = (self.failures - free - 1).min(20);
             let d = Duration::from_secs(1u64 << exp).min(cap);
-            self.until = Some(now + d);
+            self.until = Some(now.saturating_add(micros(d)));
         }
     }
 }
@@ -53,16 +61,16 @@ pub(super) struct Throttle {
     /// Addresses that logged in before. A trickle of failures from rotating
     /// addresses keeps the global backoff shut for everyone else; these
     /// still get in (their own per-address backoff applies as to anyone).
-    known: HashMap<IpAddr, Instant>,
+    known: HashMap<IpAddr, u64>,
 }
 
 impl Throttle {
-    pub(super) fn known(&self, ip: IpAddr, now: Instant) -> bool {
+    pub(super) fn known(&self, ip: IpAddr, now: u64) -> bool {
         self.known
             .get(&ip)
-            .is_some_and(|t| now.saturating_duration_since(*t) < KNOWN_FOR)
+            .is_some_and(|t| now.saturating_sub(*t) < micros(KNOWN_FOR))
     }
-    pub(super) fn check(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
+    pub(super) fn check(&self, ip: IpAddr, now: u64) -> Option<Duration> {
         let a = self.per_ip.get(&ip).and_then(|b| b.wait(now));
         let g = if self.known(ip, now) {
             None
@@ -74,18 +82,18 @@ impl Throttle {
     /// Checks and, if allowed, counts the attempt as a failure before the
     /// password is verified, so parallel attempts see it at once;
     /// [`succeed`](Self::succeed) takes it back.
-    pub(super) fn reserve(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub(super) fn reserve(&mut self, ip: IpAddr, now: u64) -> Result<(), Duration> {
         if let Some(w) = self.check(ip, now) {
             return Err(w);
         }
         self.fail(ip, now);
         Ok(())
     }
-    pub(super) fn fail(&mut self, ip: IpAddr, now: Instant) {
+    pub(super) fn fail(&mut self, ip: IpAddr, now: u64) {
         if self.per_ip.len() >= MAX_THROTTLED_ADDRS {
             self.per_ip.retain(|_, b| {
                 b.last
-                    .is_some_and(|l| now.saturating_duration_since(l) < Duration::from_secs(3600))
+                    .is_some_and(|l| now.saturating_sub(l) < micros(FORGET_AFTER))
             });
             if self.per_ip.len() >= MAX_THROTTLED_ADDRS {
                 self.per_ip.clear();
@@ -99,7 +107,7 @@ impl Throttle {
     }
     /// A reserved attempt succeeded: forget the address's failures, take
     /// back the global count, remember the address.
-    pub(super) fn succeed(&mut self, ip: IpAddr, now: Instant) {
+    pub(super) fn succeed(&mut self, ip: IpAddr, now: u64) {
         self.per_ip.remove(&ip);
         self.global.failures = self.global.failures.saturating_sub(1);
         if self.global.failures <= GLOBAL_FREE {
@@ -107,7 +115,7 @@ impl Throttle {
         }
         if self.known.len() >= MAX_KNOWN_ADDRS && !self.known.contains_key(&ip) {
             self.known
-                .retain(|_, t| now.saturating_duration_since(*t) < KNOWN_FOR);
+                .retain(|_, t| now.saturating_sub(*t) < micros(KNOWN_FOR));
             if self.known.len() >= MAX_KNOWN_ADDRS {
                 if let Some(oldest) = self.known.iter().min_by_key(|(_, t)| **t).map(|(k, _)| *k) {
                     self.known.remove(&oldest);
@@ -125,7 +133,7 @@ mod tests {
     #[test]
     fn backoff_grows_per_address_and_globally() {
         let mut t = Throttle::default();
-        let now = Instant::now();
+        let now = 5_000_000;
         let ip: IpAddr = "192.168.1.9".parse().unwrap();
         t.fail(ip, now);
         t.fail(ip, now);
@@ -149,7 +157,7 @@ mod tests {
     #[test]
     fn attempts_are_reserved_and_known_addresses_skip_the_global_backoff() {
         let mut t = Throttle::default();
-        let now = Instant::now();
+        let now = 5_000_000;
         let ip: IpAddr = "192.168.1.9".parse().unwrap();
         // Parallel attempts: each sees the ones reserved before it.
         let got: Vec<bool> = (0..10).map(|_| t.reserve(ip, now).is_ok()).collect();
@@ -166,8 +174,27 @@ mod tests {
         assert!(t.reserve(stranger, now).is_err(), "global backoff");
         assert!(t.reserve(admin, now).is_ok(), "known address");
         assert!(
-            !t.known(admin, now + KNOWN_FOR + Duration::from_secs(1)),
+            !t.known(admin, now + micros(KNOWN_FOR + Duration::from_secs(1))),
             "forgotten after a while"
         );
+    }
+
+    #[test]
+    fn backoff_ends_on_time_and_old_failures_are_forgotten() {
+        let mut t = Throttle::default();
+        let ip: IpAddr = "192.168.1.9".parse().unwrap();
+        let at = |secs: u64| 1_000_000 + secs * 1_000_000;
+        for _ in 0..3 {
+            t.fail(ip, at(0));
+        }
+        assert_eq!(t.check(ip, at(0)), Some(Duration::from_secs(1)));
+        assert_eq!(t.check(ip, at(1)), None, "over after 1 s");
+        t.fail(ip, at(1));
+        assert_eq!(t.check(ip, at(2)), Some(Duration::from_secs(1)), "2 s now");
+        assert_eq!(t.check(ip, at(3)), None);
+        // An hour later the count starts again: two free tries.
+        t.fail(ip, at(3 + 3601));
+        t.fail(ip, at(3 + 3601));
+        assert_eq!(t.check(ip, at(3 + 3601)), None);
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::annexb::AccessUnitAssembler;
-use pinhole_media::AccessUnit;
+use pinhole_media::{AccessUnit, Clock, SimClock, SystemClock};
 use pinhole_server::{AppState, Listener, ServerConfig};
 use pinhole_source_api::SourceInfo;
 use tokio::sync::oneshot;
@@ -28,6 +28,24 @@ impl TestServer {
     }
 
     pub async fn start_with(hub_cfg: HubConfig, cfg: ServerConfig) -> TestServer {
+        TestServer::start_on(hub_cfg, cfg, Arc::new(SystemClock::new())).await
+    }
+
+    /// A server on the shared simulated clock: the test moves time with
+    /// [`SimClock::advance`] (session expiry, login backoff) instead of
+    /// sleeping. Streams that pace themselves need real time: use
+    /// [`TestServer::start_with`] for those.
+    pub async fn start_sim(hub_cfg: HubConfig, cfg: ServerConfig) -> (TestServer, Arc<SimClock>) {
+        let clock = Arc::new(sim_clock());
+        let server = TestServer::start_on(hub_cfg, cfg, clock.clone()).await;
+        (server, clock)
+    }
+
+    pub async fn start_on(
+        hub_cfg: HubConfig,
+        cfg: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> TestServer {
         let hub = Hub::new(hub_cfg);
         let info = SourceInfo {
             kind: "test",
@@ -36,7 +54,7 @@ impl TestServer {
             bitrate: None,
             keyframe_interval: None,
         };
-        let state = AppState::new(hub, info, cfg);
+        let state = AppState::new_with_clock(hub, info, cfg, clock);
         let listener = Listener::bind(&"127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
@@ -78,6 +96,11 @@ impl TestServer {
                 .expect("server task");
         }
     }
+}
+
+/// A simulated clock a second after its origin, its wall clock in 2024.
+pub fn sim_clock() -> SimClock {
+    SimClock::new(1_000_000, 1_700_000_000_000_000)
 }
 
 /// The admin password the tests set.
