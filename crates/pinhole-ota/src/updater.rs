@@ -12,6 +12,10 @@
 //!
 //! `now` is monotonic time since boot (CLOCK_BOOTTIME), so the trial deadline
 //! stays the same if pinholed restarts during the trial.
+//!
+//! Nothing ticks it every second: [`Updater::next_deadline`] says when it
+//! next needs time, and the driver sends [`Event::Tick`] then (a test jumps
+//! straight to the deadline).
 
 use std::time::Duration;
 
@@ -60,6 +64,8 @@ pub enum Event {
     HealthFailed {
         reason: String,
     },
+    /// Time passed: the driver sends it when [`Updater::next_deadline`] is
+    /// reached (earlier is harmless: nothing is due yet).
     Tick,
 }
 
@@ -293,6 +299,24 @@ impl Updater {
 
     pub fn boot(&self) -> BootInfo {
         self.boot
+    }
+
+    /// When the machine next needs an [`Event::Tick`] (same time base as
+    /// `now`): the upload's idle timeout, the reboot into a staged update,
+    /// the trial's health deadline. `None`: only events move it.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        match &self.state {
+            State::Receiving(r) => {
+                Some(r.last_activity.saturating_add(self.cfg.upload_idle_timeout))
+            }
+            State::Staged { reboot_at } => Some(*reboot_at),
+            State::TrialBoot { deadline, .. } => Some(*deadline),
+            State::Idle
+            | State::ArmingTrial { .. }
+            | State::Rebooting
+            | State::Committing { .. }
+            | State::RollingBack => None,
+        }
     }
 
     pub fn handle(&mut self, event: Event, now: Duration) -> Vec<Action> {

@@ -5,8 +5,10 @@
 //! request at a time through a bounded channel. Each upload chunk waits for
 //! its reply before the next is read from the socket, so memory stays at one
 //! chunk whatever the bundle size, and an error (a forged signature, a wrong
-//! board) stops the upload at the chunk that revealed it. A `Tick` every
-//! second drives timeouts, the reboot delay and the trial-boot deadline.
+//! board) stops the upload at the chunk that revealed it. Between requests
+//! the thread sleeps until the installer's next deadline (the upload's idle
+//! timeout, the reboot delay, the trial-boot deadline) and then sends it a
+//! `Tick`; with nothing due it just waits for the next request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -17,6 +19,7 @@ use http::{header, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame as BodyFrame, Incoming};
 use hyper::{Request, Response};
+use pinhole_media::Clock;
 use pinhole_ota::updater::Event;
 use pinhole_ota::{Action, BootControl, ErrorKind, Health, Installer, OtaError, Phase, SlotDevice};
 use serde_json::json;
@@ -76,11 +79,12 @@ pub struct UpdateService {
 }
 
 impl UpdateService {
-    /// Starts the installer thread. `now` is monotonic time since boot
-    /// (CLOCK_BOOTTIME on the device), injected so tests control it.
+    /// Starts the installer thread. `clock`'s monotonic time is the
+    /// installer's `now`: time since boot on the device (CLOCK_BOOTTIME, so
+    /// a restarted daemon keeps the trial deadline), simulated in tests.
     pub fn spawn<S, B>(
         mut installer: Installer<S, B>,
-        now: impl Fn() -> Duration + Send + 'static,
+        clock: Arc<dyn Clock>,
         version: Option<String>,
     ) -> std::io::Result<Arc<UpdateService>>
     where
@@ -102,7 +106,13 @@ impl UpdateService {
         std::thread::Builder::new()
             .name("ota".into())
             .spawn(move || loop {
-                let (event, reply) = match rx.recv_timeout(Duration::from_secs(1)) {
+                let now = || Duration::from_micros(clock.now_us());
+                // Wait for a request, or until the installer needs time.
+                let next = match installer.updater.next_deadline() {
+                    Some(due) => rx.recv_timeout(due.saturating_sub(now())),
+                    None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                };
+                let (event, reply) = match next {
                     Ok(m) => m,
                     Err(mpsc::RecvTimeoutError::Timeout) => (Event::Tick, None),
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -111,8 +121,8 @@ impl UpdateService {
                 // show the error of the one before.
                 let starting = matches!(event, Event::UploadStarted);
                 let actions = installer.handle(event, now());
-                // Only a real change wakes the event streams (a Tick every
-                // second usually changes nothing).
+                // Only a real change wakes the event streams (a Tick
+                // or a health report often changes nothing).
                 status_tx.send_if_modified(|s| {
                     let before = s.clone();
                     if starting {
@@ -162,7 +172,8 @@ impl UpdateService {
             .map_err(|_| ServerError::Internal("the installer thread is gone".into()))
     }
 
-    /// Fire-and-forget (health reports).
+    /// Fire-and-forget (health reports; `Event::Tick` after moving a
+    /// simulated clock, so the installer looks at the time at once).
     pub fn notify(&self, event: Event) {
         let _ = self.tx.try_send((event, None));
     }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::fs;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,9 +14,10 @@ use ed25519_dalek::SigningKey;
 use http_body_util::{BodyExt, StreamBody};
 use pinhole_hub::HubConfig;
 use pinhole_ota::format::{compress_image, hex, write_bundle, Encoding, ImageInfo, Manifest};
+use pinhole_ota::updater::Event;
 use pinhole_ota::{
-    BootInfo, Config, FileBootControl, FileSlots, ImageKind, Installer, Policy, RebootMethod,
-    SlotPaths, Updater,
+    BootInfo, Config, FileBootControl, FileSlots, ImageKind, Installer, Phase, Policy,
+    RebootMethod, SlotPaths, Updater,
 };
 use pinhole_server::update::UpdateService;
 use sha2::{Digest, Sha256};
@@ -88,9 +90,9 @@ impl Device {
         cfg.progress_step = 64 << 10;
         let slots = FileSlots::new(SlotPaths::by_partlabel(d), info.active);
         let installer = Installer::new(Updater::new(cfg, info), slots, boot);
-        let start = Instant::now();
-        let svc = UpdateService::spawn(installer, move || start.elapsed(), Some("1.0.0".into()))
-            .expect("spawn");
+        // Simulated: no timeout or reboot delay runs out during a test.
+        let clock = Arc::new(common::sim_clock());
+        let svc = UpdateService::spawn(installer, clock, Some("1.0.0".into())).expect("spawn");
 
         let server = TestServer::start(HubConfig::default()).await;
         assert!(server.state.update.set(svc).is_ok());
@@ -559,4 +561,51 @@ async fn a_successful_upload_clears_the_previous_error() {
     let v: serde_json::Value = serde_json::from_slice(&st.body).expect("json");
     assert!(v["error"].is_null(), "{v}");
     dev.server.stop().await;
+}
+
+/// Nothing ticks the installer every second: the thread waits for its next
+/// deadline. On the simulated clock a trial that never gets healthy is kept
+/// right up to its deadline and rolled back at it, without waiting 180 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_trial_rolls_back_exactly_at_its_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    for n in ["boot_a", "root_a", "boot_b", "root_b"] {
+        fs::write(d.join(n), vec![0u8; 4096]).expect("write");
+    }
+    fs::create_dir(d.join("bootsel")).expect("mkdir");
+    fs::write(d.join("bootsel/slot.txt"), "boot_slot=a\n").expect("write");
+    fs::write(d.join("bootsel/tryboot.txt"), "tried_slot=b\n").expect("write");
+    fs::write(d.join("cmdline"), "ro pinhole.slot=b pinhole.trial=1\n").expect("write");
+    let boot = FileBootControl::new(d.join("bootsel"), d.join("cmdline"), RebootMethod::Disabled);
+    let info = BootInfo::read(&boot).expect("boot info");
+    assert!(info.trial);
+    let mut cfg = Config::new(Policy {
+        trusted_keys: vec![key(1).verifying_key()],
+        compatible: Some("qemu-arm64".into()),
+        current_version: Some(semver::Version::new(1, 0, 0)),
+        allow_downgrade: false,
+    });
+    cfg.health_timeout = Duration::from_secs(180);
+    let slots = FileSlots::new(SlotPaths::by_partlabel(d), info.active);
+    let installer = Installer::new(Updater::new(cfg, info), slots, boot);
+    // One second after boot.
+    let clock = Arc::new(common::sim_clock());
+    let svc = UpdateService::spawn(installer, clock.clone(), None).expect("spawn");
+    assert_eq!(svc.status().phase, Phase::Trial);
+
+    clock.advance(178_999_999);
+    svc.request(Event::Tick).await.expect("tick");
+    assert_eq!(svc.status().phase, Phase::Trial, "1 µs before the deadline");
+    clock.advance(1);
+    svc.request(Event::Tick).await.expect("tick");
+    let st = svc.status();
+    assert_eq!(st.phase, Phase::RollingBack);
+    let (_, msg) = st.error.expect("why");
+    assert!(msg.contains("not healthy within"), "{msg}");
+    assert_eq!(
+        fs::read_to_string(d.join("bootsel/slot.txt")).expect("slot"),
+        "boot_slot=a\n",
+        "back to the committed slot"
+    );
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use pinhole_media::{Clock, SystemClock};
 use pinhole_ota::format::parse_public_key;
 use pinhole_ota::{
     BootControl, BootInfo, Config, FileBootControl, FileSlots, Health, Installer, Policy,
@@ -16,12 +17,27 @@ use pinhole_server::update::UpdateService;
 use crate::config::OtaConfig;
 use crate::error::OtaSetupError;
 
-/// Time since boot, suspend included: the trial deadline must not restart
-/// when pinholed does.
-fn since_boot() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(Duration::from)
-        .unwrap_or_default()
+/// The installer's clock: monotonic time is time since boot, suspend
+/// included, so the trial deadline does not restart when pinholed does.
+struct BootClock {
+    wall: SystemClock,
+}
+
+impl Clock for BootClock {
+    fn now_us(&self) -> u64 {
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+            .map(|t| u64::try_from(Duration::from(t).as_micros()).unwrap_or(u64::MAX))
+            .unwrap_or_default()
+    }
+    fn wall_us(&self) -> u64 {
+        self.wall.wall_us()
+    }
+    fn sleep_until_us(&self, deadline_us: u64) {
+        let now = self.now_us();
+        if deadline_us > now {
+            std::thread::sleep(Duration::from_micros(deadline_us - now));
+        }
+    }
 }
 
 pub fn start(cfg: &OtaConfig) -> Result<Option<Arc<UpdateService>>, OtaSetupError> {
@@ -94,7 +110,10 @@ fn spawn<B: BootControl + Send + 'static>(
     let info = BootInfo::read(&boot).map_err(OtaSetupError::BootState)?;
     let slots = FileSlots::new(paths, info.active);
     let installer = Installer::new(Updater::new(config, info), slots, boot);
-    UpdateService::spawn(installer, since_boot, version).map_err(OtaSetupError::Thread)
+    let clock = Arc::new(BootClock {
+        wall: SystemClock::new(),
+    });
+    UpdateService::spawn(installer, clock, version).map_err(OtaSetupError::Thread)
 }
 
 /// The running image's version. Unknown (say so loudly): every bundle is

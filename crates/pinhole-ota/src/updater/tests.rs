@@ -181,10 +181,12 @@ fn happy_path_to_reboot() {
     let acts = u.handle(Event::TrialArmed, s(3));
     assert_eq!(u.phase(), Phase::Staged);
     assert_eq!(count(&acts, |a| matches!(a, Action::RebootIntoTrial)), 0);
+    assert_eq!(u.next_deadline(), Some(s(5)), "the reboot delay");
     assert!(u.handle(Event::Tick, s(4)).is_empty());
     let acts = u.handle(Event::Tick, s(5));
     assert!(matches!(acts.last(), Some(Action::RebootIntoTrial)));
     assert_eq!(u.phase(), Phase::Rebooting);
+    assert_eq!(u.next_deadline(), None);
     // Nothing more to do; a new upload is refused.
     let acts = u.handle(Event::UploadStarted, s(6));
     assert_eq!(error(&acts).unwrap().http_status(), 409);
@@ -414,8 +416,13 @@ fn second_upload_is_busy() {
 fn stalled_upload_times_out() {
     let mut u = idle();
     upload(&mut u, into_boot(&bundle()), 1000);
+    let due = u.next_deadline().expect("an idle timeout while receiving");
     assert!(u.handle(Event::Tick, s(30)).is_empty());
-    let acts = u.handle(Event::Tick, s(62));
+    assert_eq!(u.next_deadline(), Some(due), "a tick is no activity");
+    assert!(u
+        .handle(Event::Tick, due - Duration::from_micros(1))
+        .is_empty());
+    let acts = u.handle(Event::Tick, due);
     assert!(error(&acts).unwrap().to_string().contains("stalled"));
     assert_eq!(count(&acts, |a| matches!(a, Action::MarkInvalid { .. })), 1);
 }
@@ -604,8 +611,10 @@ fn health_timeout_rolls_back() {
         }),
         s(5),
     );
+    assert_eq!(u.next_deadline(), Some(s(100)), "health_timeout after boot");
     assert!(u.handle(Event::Tick, s(99)).is_empty());
     let acts = u.handle(Event::Tick, s(100));
+    assert_eq!(u.next_deadline(), None);
     let e = error(&acts).unwrap();
     assert!(e.to_string().contains("frames flowing"), "{e}");
     assert!(matches!(acts[1], Action::MarkBad { slot: Slot::B }));
