@@ -152,10 +152,11 @@ async fn a_viewer_that_stops_reading_does_not_delay_the_others() {
         d.sort_unstable();
         let p50 = d[d.len() / 2];
         let p99 = d[d.len() * 99 / 100];
-        // Loopback delivery of a 200 kB frame is ~1 ms; 50 ms would mean
-        // the healthy viewers were waiting on the stalled one.
+        // Loopback delivery of a 200 kB frame is ~1 ms. Waiting on the
+        // stalled viewer would cost its 10 s write timeout; 200 ms leaves room
+        // for a machine loaded 4-5x over its cores (p99 > 50 ms seen there).
         assert!(
-            p99 < 50_000,
+            p99 < 200_000,
             "delivery delay p50 {p50} µs, p99 {p99} µs, max {} µs",
             d[d.len() - 1]
         );
