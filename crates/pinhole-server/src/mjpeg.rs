@@ -118,6 +118,9 @@ fn decode_loop(
             Ok(None) => break,
             Err(_) => continue, // no frame for a second: re-check for viewers
         };
+        if !frame.is_video() {
+            continue;
+        }
         if frame.stream.generation != generation {
             generation = frame.stream.generation;
             maker.reset();
