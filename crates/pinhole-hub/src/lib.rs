@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use pinhole_media::fmp4::{self, InitTrack, Payload, ProducerTime, Run, Sample};
-use pinhole_media::{h264, opus, AccessUnit, Codec, StreamInfo};
+use pinhole_media::{h264, opus, AccessUnit, Codec, StreamInfo, TrackKind};
 use tokio::sync::watch;
 
 pub use feed::Feed;
@@ -217,11 +217,23 @@ pub struct HubStats {
     pub tracks: Vec<TrackStats>,
 }
 
+/// The newest frame of a track, for outputs that want the latest picture
+/// (snapshots, MJPEG) rather than every frame.
+#[derive(Clone, Debug)]
+pub struct Latest {
+    pub track: Arc<Track>,
+    pub au: AccessUnit,
+    /// When the hub received it (a camera that stopped leaves a stale one).
+    pub published: Instant,
+}
+
 /// A track besides video.
 struct OtherTrack {
     track: Arc<Track>,
     clock: TrackClock,
-    latest: Option<Arc<Frame>>,
+    /// Replaced on every frame, also before any video (an MJPEG camera's
+    /// pictures are served before its H.264 encoder delivers).
+    latest: watch::Sender<Option<Latest>>,
     frames: u64,
     bytes: u64,
 }
@@ -408,7 +420,7 @@ impl Hub {
                 generation: 1,
             }),
             clock,
-            latest: None,
+            latest: watch::channel(None).0,
             frames: 0,
             bytes: 0,
         });
@@ -451,26 +463,38 @@ impl Hub {
     }
 
     /// Adds a frame of track `id` (from [`Hub::add_track`]). Never waits for
-    /// viewers. Frames before the first video keyframe are dropped: viewers
-    /// start on a video keyframe.
+    /// viewers. It becomes the track's [`Hub::latest`] at once; it joins the
+    /// ring (and so the viewers) once the video has started, as they start
+    /// on a video keyframe. Pictures (camera JPEGs) are kept as the latest
+    /// only: outputs of stills want the newest one, and 100–400 KB JPEGs in
+    /// the GOP cache would crowd the video out of the byte budget.
     pub fn publish_on(&self, id: TrackId, au: AccessUnit) {
         let seq = {
             let mut st = self.lock();
             let st = &mut *st;
-            let Some(stream) = st.stream.clone() else {
-                return;
-            };
             let Some(t) = st.others.iter_mut().find(|t| t.track.id == id) else {
                 tracing::debug!(track = id, "frame for an unknown track dropped");
                 return;
             };
+            t.frames += 1;
+            t.bytes += au.data.len() as u64;
+            let published = Instant::now();
+            t.latest.send_replace(Some(Latest {
+                track: t.track.clone(),
+                au: au.clone(),
+                published,
+            }));
+            let Some(stream) = st.stream.clone() else {
+                return;
+            };
+            if st.ring.is_empty() || t.track.codec.kind() == TrackKind::Picture {
+                return;
+            }
             let known = match &t.track.codec {
                 Codec::Opus(_) => opus::packet_samples(&au.data),
                 _ => None,
             };
             let (decode_time, duration) = t.clock.stamp(au.pts_us, known);
-            t.frames += 1;
-            t.bytes += au.data.len() as u64;
             let frame = Arc::new(Frame {
                 seq: st.ring.next_seq(),
                 au,
@@ -478,18 +502,34 @@ impl Hub {
                 track: t.track.clone(),
                 decode_time,
                 duration,
-                published: Instant::now(),
+                published,
                 fmp4: OnceLock::new(),
             });
-            t.latest = Some(frame.clone());
-            if st.ring.is_empty() {
-                return;
-            }
             st.ring.push(frame)
         };
         if let Some(tx) = &*self.head.lock().unwrap_or_else(|e| e.into_inner()) {
             tx.send_replace(seq + 1);
         }
+    }
+
+    /// The track for the camera's own JPEGs, added on first use.
+    pub fn picture_track(&self) -> TrackId {
+        let existing = self
+            .lock()
+            .others
+            .iter()
+            .find(|t| t.track.codec == Codec::Jpeg)
+            .map(|t| t.track.id);
+        match existing {
+            Some(id) => id,
+            // Never None: only H.264 is refused.
+            None => self.add_track(Codec::Jpeg).unwrap_or_default(),
+        }
+    }
+
+    /// The first track with this kind of codec, if there is one.
+    pub fn track_of(&self, kind: TrackKind) -> Option<Arc<Track>> {
+        self.tracks().into_iter().find(|t| t.codec.kind() == kind)
     }
 
     /// Every track: video first (once its parameters are known), then the
@@ -503,16 +543,27 @@ impl Hub {
             .collect()
     }
 
-    /// The newest frame of track `id` (for snapshots of camera JPEGs).
-    pub fn latest(&self, id: TrackId) -> Option<Arc<Frame>> {
+    /// The newest frame of track `id` (camera JPEGs for snapshots).
+    pub fn latest(&self, id: TrackId) -> Option<Latest> {
         let st = self.lock();
         if id == VIDEO {
-            return st.latest_video.clone();
+            return st.latest_video.as_ref().map(|f| Latest {
+                track: f.track.clone(),
+                au: f.au.clone(),
+                published: f.published,
+            });
         }
-        st.others
-            .iter()
-            .find(|t| t.track.id == id)
-            .and_then(|t| t.latest.clone())
+        let t = st.others.iter().find(|t| t.track.id == id)?;
+        let latest = t.latest.borrow().clone();
+        latest
+    }
+
+    /// Follows the newest frame of track `id` (not video): the receiver
+    /// wakes on every frame published on it. `None` for an unknown track.
+    pub fn watch_latest(&self, id: TrackId) -> Option<watch::Receiver<Option<Latest>>> {
+        let st = self.lock();
+        let t = st.others.iter().find(|t| t.track.id == id)?;
+        Some(t.latest.subscribe())
     }
 
     /// A new viewer, positioned on the held keyframe (or the next one).

@@ -232,6 +232,10 @@ async fn a_second_track_joins_the_stream_and_new_viewers_get_it_from_the_keyfram
     // Video frames: only video in `gop()` (snapshots decode it).
     assert!(hub.gop().iter().all(|f| f.is_video()));
     assert_eq!(hub.latest(audio).map(|f| f.track.id), Some(audio));
+    assert_eq!(
+        hub.latest(pinhole_hub::VIDEO).map(|f| f.au.pts_us),
+        Some(1_466_666)
+    );
     let stats = hub.stats();
     assert_eq!(stats.frames, 45);
     assert_eq!(stats.tracks[0].id, audio);
@@ -280,4 +284,48 @@ async fn a_track_added_mid_stream_starts_with_the_next_keyframe() {
     assert!(seen.contains(&(1, 2, true)));
     hub.remove_track(audio);
     assert_eq!(hub.tracks().len(), 1);
+}
+
+#[tokio::test]
+async fn camera_pictures_are_a_track_with_a_latest_frame_even_without_video() {
+    let hub = Hub::new(HubConfig::default());
+    let id = hub.picture_track();
+    assert_eq!(hub.picture_track(), id, "one picture track");
+    assert_eq!(
+        hub.track_of(pinhole_media::TrackKind::Picture)
+            .map(|t| t.id),
+        Some(id)
+    );
+    let mut rx = hub.watch_latest(id).expect("a track");
+    assert!(hub.latest(id).is_none());
+    let jpeg = Bytes::from_static(b"\xff\xd8 picture \xff\xd9");
+    hub.publish_on(
+        id,
+        AccessUnit {
+            data: jpeg.clone(),
+            pts_us: 5,
+            wallclock_us: 6,
+            keyframe: true,
+        },
+    );
+    rx.changed().await.expect("woken");
+    let latest = rx.borrow_and_update().clone().expect("a picture");
+    assert_eq!(latest.au.data.as_ptr(), jpeg.as_ptr(), "not copied");
+    assert_eq!(hub.latest(id).map(|l| l.au.pts_us), Some(5));
+    // With video running, pictures still stay out of the ring (and out of
+    // every viewer's way).
+    let v = fixture("x264_baseline_320x240_30fps_gop30.h264");
+    hub.publish(au(&v[0].0, true, 0));
+    hub.publish_on(
+        id,
+        AccessUnit {
+            data: jpeg,
+            pts_us: 7,
+            wallclock_us: 8,
+            keyframe: true,
+        },
+    );
+    let s = hub.stats();
+    assert_eq!((s.ring_frames, s.tracks[0].frames), (1, 2));
+    assert!(hub.stream().expect("stream").tracks.len() == 1);
 }
