@@ -246,3 +246,55 @@ async fn ws_fmp4_carries_every_track_or_the_video_alone_on_request() {
     publisher.abort();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ll_hls_segments_carry_both_tracks() {
+    if have_ffprobe().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = pinhole_server::ServerConfig {
+        hls_dir: Some(dir.path().to_owned()),
+        ..pinhole_server::ServerConfig::default()
+    };
+    let server = TestServer::start_with(HubConfig::default(), cfg).await;
+    let (_audio, publisher) = publish_av(server.state.clone());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    publisher.abort();
+
+    let mv = get(&server.url("/hls/index.m3u8"), Duration::from_secs(2)).await;
+    let mv = String::from_utf8_lossy(&mv.body).into_owned();
+    assert!(mv.contains(",opus\""), "{mv}");
+    // A complete segment (`{run}-{msn}.m4s`) after its init segment.
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let init = names
+        .iter()
+        .find(|n| n.ends_with("-init1.mp4"))
+        .expect("init segment");
+    let segment = names
+        .iter()
+        .find(|n| n.ends_with(".m4s") && n.matches('.').count() == 1)
+        .expect("a complete segment");
+    let mut file = std::fs::read(dir.path().join(init)).expect("init");
+    file.extend(std::fs::read(dir.path().join(segment)).expect("segment"));
+    let out = tempfile::tempdir().expect("tempdir");
+    let path = out.path().join("segment.mp4");
+    std::fs::write(&path, &file).expect("write");
+    let streams = probe_streams(&path);
+    assert_eq!(streams.len(), 2, "{streams:?}");
+    assert_eq!(
+        (streams[0].0.as_str(), streams[0].1.as_str()),
+        ("video", "h264")
+    );
+    assert_eq!(
+        (streams[1].0.as_str(), streams[1].1.as_str()),
+        ("audio", "opus")
+    );
+    // A 1 s segment: 30 frames, ~50 packets.
+    assert!(streams[0].2 >= 25 && streams[1].2 >= 40, "{streams:?}");
+    server.stop().await;
+}
