@@ -619,4 +619,23 @@ mod tests {
         let (got, _) = drain(&r, c);
         assert_eq!(got, [(1, 110), (0, 100)]);
     }
+
+    #[test]
+    fn a_joining_viewer_whose_keyframe_was_pushed_out_skips_on() {
+        // Byte cap of 5 video frames: a long GOP loses its keyframe.
+        let mut r: Ring<F> = Ring::new(100, 500);
+        r.push(audio(0, 100));
+        r.push(video(1, 100, true));
+        let c = r.join();
+        assert!(matches!(c, Cursor::Joining { next: 0, key: 1 }));
+        for i in 2..12 {
+            r.push(video(i, i * 100, false));
+        }
+        match r.step(c) {
+            Step::Skip { next, .. } => {
+                assert!(matches!(next, Cursor::KeyframeFrom(12)), "{next:?}")
+            }
+            other => panic!("expected a skip, got {other:?}"),
+        }
+    }
 }
