@@ -1,7 +1,8 @@
 //! The hub's input side: the [`FrameSink`] a source publishes into.
 //!
-//! A source thread holds a [`Feed`]; frames go straight to [`Hub::publish`],
-//! and what the source says about itself (info, state, heartbeats) is kept
+//! A source thread holds a [`Feed`]; frames go straight to [`Hub::publish`]
+//! (an MJPEG camera's own JPEGs to the hub's picture track), and what the
+//! source says about itself (info, state, heartbeats) is kept
 //! here for the outputs (`/api/status`) and the daemon (the systemd
 //! watchdog). So frames flow one way: source → feed → hub → viewers.
 
