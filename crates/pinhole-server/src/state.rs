@@ -121,8 +121,8 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub config: ServerConfig,
     pub started: Instant,
-    /// The hub's input: what the source says about itself (and, for now,
-    /// an MJPEG camera's own JPEGs). The daemon hands it to the source.
+    /// The hub's input: what the source says about itself. The daemon hands
+    /// it to the source.
     pub source: Arc<Feed>,
     viewers: [Counter; 4],
     pub send_latency: SendLatency,
