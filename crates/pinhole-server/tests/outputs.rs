@@ -253,9 +253,10 @@ async fn ffprobe_decodes_stream_mp4_and_ws_fmp4() {
         })
     };
     // ffprobe guesses the nominal rate from µs sample durations that follow the capture clock
-    // (33333/33334 µs and jitter): "30/1" or, now and then, "30000/1001". Either is 30 fps.
+    // (33333/33334 µs and jitter): "30/1" or, now and then, "30000/1001". Either is 30 fps;
+    // a machine loaded 4-5x over its cores made it "119/4" (29.75).
     assert!(
-        rate("r_frame_rate").is_some_and(|r| (29.9..30.1).contains(&r)),
+        rate("r_frame_rate").is_some_and(|r| (29.5..30.5).contains(&r)),
         "{s}"
     );
     // The average follows the real capture clock: 30 fps give or take jitter.
