@@ -29,6 +29,12 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+# --reuse-rootfs with no rootfs behind it (the image test did not get that
+# far): build one instead of failing on a missing directory.
+if [ ${#first[@]} -gt 0 ] && [ ! -d "out/$board/rootfs/var" ]; then
+    echo "ota-test: no out/$board/rootfs from an earlier --keep build; building the rootfs"
+    first=()
+fi
 export OTA_HEALTH_TIMEOUT=${OTA_HEALTH_TIMEOUT:-150}
 t0=$(date +%s)
 [ -n "$bin" ] || bin=$(cross/build.sh | tail -n1)

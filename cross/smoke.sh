@@ -55,7 +55,7 @@ for _ in $(seq 1 60); do
 done
 if [ -n "$served" ]; then
     ok "serves $served over TCP under qemu-user ($(stat -c %s "$tmp/body") bytes)"
-    if curl -s -o /dev/null -w '%{http_code}' -m 5 --unix-socket "$tmp/d.sock" "http://x$served" | grep -q 200; then
+    if curl -s -o /dev/null -w '%{http_code}' -m 5 --unix-socket "$tmp/d.sock" "http://localhost$served" | grep -q 200; then
         ok "serves $served over the Unix socket"
     else
         bad "no answer on the Unix socket"

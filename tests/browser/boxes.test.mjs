@@ -1,7 +1,7 @@
 // Unit tests (no browser) for web/player/boxes.js: prft/tfdt/mdhd parsing used for the delay estimate.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFragment, parseTimescale, ntpToUnixMs } from '../../web/player/boxes.js';
+import { fragmentTrack, parseFragment, parseTimescale, ntpToUnixMs } from '../../web/player/boxes.js';
 
 function box(type, ...parts) {
   const body = Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p))));
@@ -47,4 +47,16 @@ test('timescale from the init segment mdhd (v0 and v1)', () => {
   assert.equal(parseTimescale(ab(box('moov', box('trak', box('mdia', mdhd1))))), 30000);
   assert.equal(parseTimescale(ab(box('moov'))), null);
   assert.equal(ntpToUnixMs(2208988800, 0), 0);
+});
+
+test('the track of a fragment (video 1, audio 2) from its tfhd', () => {
+  const frag = (id) => ab(Buffer.concat([
+    box('prft', [1, 0, 0, 0], u32(id), u32(0), u32(0), u64(0)),
+    box('moof', box('mfhd', u32(0), u32(1)), box('traf', box('tfhd', u32(0x20000), u32(id)))),
+    box('mdat', [1]),
+  ]));
+  assert.equal(fragmentTrack(frag(1)), 1);
+  assert.equal(fragmentTrack(frag(2)), 2);
+  assert.equal(fragmentTrack(ab(box('moof'))), null);
+  assert.equal(fragmentTrack(ab(box('moof', box('traf', box('tfhd', u32(0)))))), null);
 });

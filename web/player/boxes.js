@@ -85,3 +85,15 @@ export function parseFragment(buf) {
   }
   return { prft, tfdt };
 }
+
+/**
+ * The track_ID of a media message's (first) tfhd, or null. pinholed's video track is 1;
+ * other tracks (audio) have their own fragments.
+ */
+export function fragmentTrack(buf) {
+  const dv = new DataView(buf);
+  const moof = findBox(dv, 'moof');
+  const tfhd = moof && findBox(dv, 'tfhd', moof.body, moof.start + moof.size);
+  if (!tfhd || tfhd.body + 8 > dv.byteLength) return null;
+  return dv.getUint32(tfhd.body + 4);
+}

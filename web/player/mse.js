@@ -4,7 +4,7 @@
 // segment, then one binary message per frame ([prft] moof mdat). A new "init" text message
 // may arrive at any time (resolution change): the MediaSource is rebuilt.
 
-import { findBox, parseFragment, parseTimescale } from './boxes.js';
+import { findBox, fragmentTrack, parseFragment, parseTimescale } from './boxes.js';
 import { Pacer } from './pacer.js';
 import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
 
@@ -74,7 +74,8 @@ export class MsePlayer {
   /** @param {{onState?: (s: {kind: string, text: string}) => void, url?: string}} opts */
   constructor(opts = {}) {
     this.onState = opts.onState || (() => {});
-    this.url = opts.url || wsUrl('ws/fmp4');
+    // Video only (one SourceBuffer with the video codec) until this player plays audio too.
+    this.url = opts.url || wsUrl('ws/fmp4?tracks=video');
     this.backoff = new Backoff();
     this.bytes = new RateMeter();
     this.frames = new RateMeter();
@@ -252,6 +253,7 @@ export class MsePlayer {
       this._enqueue({ kind: 'append', data: buf });
       return;
     }
+    if ((fragmentTrack(buf) ?? 1) !== 1) return; // another track (audio): not ours to append
     this._sampleLag();
     const shift = this._restamp(buf);
     const { prft } = parseFragment(buf);

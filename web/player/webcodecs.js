@@ -12,7 +12,7 @@
 //
 // Needs a secure context (https, or http://localhost / 127.0.0.1) for `VideoDecoder`.
 
-import { boxes, findBox, parseTimescale, ntpToUnixMs } from './boxes.js';
+import { boxes, findBox, fragmentTrack, parseTimescale, ntpToUnixMs } from './boxes.js';
 import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
 import { Pacer } from './pacer.js';
 
@@ -84,7 +84,8 @@ export class WebCodecsPlayer {
   /** @param {{onState?: Function, url?: string, render?: 'paced'|'immediate'|'raf'}} opts */
   constructor(opts = {}) {
     this.onState = opts.onState || (() => {});
-    this.url = opts.url || wsUrl('ws/fmp4');
+    // Video only until this player decodes audio too.
+    this.url = opts.url || wsUrl('ws/fmp4?tracks=video');
     const q = new URLSearchParams(globalThis.location?.search || '');
     // 'paced' (default): each frame on the refresh its capture time + a learned delay gives it
     // (pacer.js): steady latency and cadence, a refresh or so above 'immediate''s median.
@@ -231,6 +232,7 @@ export class WebCodecsPlayer {
     }
     const d = this.decoder;
     if (!d || d.state !== 'configured') return;
+    if ((fragmentTrack(buf) ?? 1) !== 1) return; // another track (audio): not for the VideoDecoder
     const m = parseMediaMessage(buf);
     if (!m) return;
     if (this.needKey && !m.key) return; // wait for an IDR after (re)configuring

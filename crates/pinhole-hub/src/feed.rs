@@ -1,26 +1,19 @@
 //! The hub's input side: the [`FrameSink`] a source publishes into.
 //!
-//! A source thread holds a [`Feed`]; frames go straight to [`Hub::publish`],
-//! and what the source says about itself (info, state, heartbeats) is kept
+//! A source thread holds a [`Feed`]; frames go straight to [`Hub::publish`]
+//! (an MJPEG camera's own JPEGs to the hub's picture track), and what the
+//! source says about itself (info, state, heartbeats) is kept
 //! here for the outputs (`/api/status`) and the daemon (the systemd
 //! watchdog). So frames flow one way: source → feed → hub → viewers.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use pinhole_media::AccessUnit;
 use pinhole_source_api::{Clock, FrameSink, SourceInfo, SourceState};
-use tokio::sync::watch;
 
-use crate::Hub;
-
-/// One picture from an MJPEG camera and when it arrived.
-#[derive(Clone, Debug)]
-pub struct CameraJpeg {
-    pub data: Bytes,
-    pub at: Instant,
-}
+use crate::{Hub, TrackId};
 
 pub struct Feed {
     hub: Arc<Hub>,
@@ -29,9 +22,8 @@ pub struct Feed {
     state: Mutex<SourceState>,
     /// Last sign of life from the source thread, on `clock` (µs).
     heartbeat_us: Mutex<Option<u64>>,
-    /// The newest JPEG straight from an MJPEG camera, for `/snapshot.jpg`
-    /// and `/mjpeg` without a decode/encode round trip.
-    camera_jpeg: watch::Sender<Option<CameraJpeg>>,
+    /// The hub track of an MJPEG camera's own JPEGs, once one arrived.
+    picture_track: OnceLock<TrackId>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,7 +41,7 @@ impl Feed {
             info: Mutex::new(info),
             state: Mutex::new(SourceState::Starting),
             heartbeat_us: Mutex::new(None),
-            camera_jpeg: watch::channel(None).0,
+            picture_track: OnceLock::new(),
         })
     }
 
@@ -72,12 +64,6 @@ impl Feed {
         let now = self.clock.now_us();
         self.state() != SourceState::Running
             && beat.is_some_and(|t| now.saturating_sub(t) <= within.as_micros() as u64)
-    }
-
-    /// The camera's own JPEGs (MJPEG cameras): the newest one, and a way to
-    /// wait for the next.
-    pub fn camera_jpeg(&self) -> &watch::Sender<Option<CameraJpeg>> {
-        &self.camera_jpeg
     }
 }
 
@@ -106,12 +92,19 @@ impl FrameSink for Feed {
         *lock(&self.heartbeat_us) = Some(self.clock.now_us());
     }
 
-    fn publish_jpeg(&self, jpeg: Bytes, _pts_us: u64) {
-        // send_replace: stored even while nobody subscribes (a snapshot reads it).
-        self.camera_jpeg.send_replace(Some(CameraJpeg {
-            data: jpeg,
-            at: Instant::now(),
-        }));
+    fn publish_jpeg(&self, jpeg: Bytes, pts_us: u64) {
+        // A track of the hub like the rest: snapshots and /mjpeg read its
+        // latest picture there (also before any H.264 arrives).
+        let track = *self.picture_track.get_or_init(|| self.hub.picture_track());
+        self.hub.publish_on(
+            track,
+            AccessUnit {
+                data: jpeg,
+                pts_us,
+                wallclock_us: self.clock.wall_us(),
+                keyframe: true,
+            },
+        );
     }
 }
 
@@ -167,5 +160,23 @@ mod tests {
         i.detail = "negotiated".into();
         feed.update_info(i.clone());
         assert_eq!(feed.info(), i);
+    }
+
+    #[test]
+    fn camera_jpegs_are_the_hubs_picture_track() {
+        let clock = Arc::new(FakeClock(AtomicU64::new(7_000)));
+        let hub = Hub::new(HubConfig::default());
+        let feed = Feed::new(hub.clone(), info(), clock);
+        let jpeg = Bytes::from_static(b"\xff\xd8jpeg\xff\xd9");
+        feed.publish_jpeg(jpeg.clone(), 42);
+        feed.publish_jpeg(jpeg.clone(), 43);
+        let track = hub
+            .track_of(pinhole_media::TrackKind::Picture)
+            .expect("a picture track");
+        let latest = hub.latest(track.id).expect("latest");
+        assert_eq!((latest.au.pts_us, latest.au.wallclock_us), (43, 7_000));
+        assert_eq!(latest.au.data, jpeg);
+        assert_eq!(hub.tracks().len(), 1, "one track for every picture");
+        assert_eq!(hub.stats().tracks[0].frames, 2);
     }
 }

@@ -1,15 +1,19 @@
-//! Where a frame fans out: one encoded stream, many viewers.
+//! Where a frame fans out: one stream of tracks, many viewers.
 //!
-//! The source thread publishes through a [`Feed`] (the sink the sources'
-//! contract names) into [`Hub::publish`], which never blocks on viewers:
-//! it appends the frame to a [`ring::Ring`] and bumps a watch channel. Each
-//! viewer task pulls from the ring at its own pace through [`Viewer::recv`];
-//! every viewer gets the same `Arc<Frame>` (the bytes are never copied per
-//! viewer), and one that falls more than `max_lag` frames behind a newer
+//! A stream is one H.264 video track ([`Hub::publish`]) plus any number of
+//! others ([`Hub::add_track`], [`Hub::publish_on`]: Opus audio, the camera's
+//! own JPEGs), all on the capture clock. Sources publish through a [`Feed`]
+//! (the sink the sources' contract names). Publishing never blocks on
+//! viewers: it appends the frame to one [`ring::Ring`] shared by every track
+//! and bumps a watch channel. Each viewer task pulls from the ring at its own
+//! pace through [`Viewer::recv`] and takes the tracks it can carry; every
+//! viewer gets the same `Arc<Frame>` (the bytes are never copied per viewer),
+//! and one that falls more than `max_lag` video frames behind a newer
 //! keyframe skips to it instead of holding memory or slowing anyone else.
 
 pub mod feed;
 pub mod ring;
+pub mod timing;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,11 +21,23 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use pinhole_media::{fmp4, h264, AccessUnit, StreamInfo};
+use pinhole_media::fmp4::{self, InitTrack, Payload, ProducerTime, Run, Sample};
+use pinhole_media::{h264, opus, AccessUnit, Codec, StreamInfo, TrackKind};
 use tokio::sync::watch;
 
 pub use feed::Feed;
 use ring::{Cursor, Ring, Step};
+use timing::TrackClock;
+
+/// A track's number: its `track_ID` in fMP4. The video track is 1.
+pub type TrackId = u32;
+
+/// The video track's ID.
+pub const VIDEO: TrackId = fmp4::TRACK_ID;
+
+/// Another track's frame captured this soon after a keyframe, but published
+/// before it, still goes to a viewer starting at that keyframe.
+const JOIN_WINDOW_US: u64 = 1_000_000;
 
 /// Hub tuning. The defaults suit 720p30 (a 1 s lag window; a longer GOP is
 /// still held whole for new viewers).
@@ -45,26 +61,69 @@ impl Default for HubConfig {
     }
 }
 
-/// The stream as described by its parameter sets. A new generation starts
-/// whenever SPS/PPS change (e.g. a resolution change); outputs then send a
-/// fresh init segment.
-#[derive(Debug)]
-pub struct Stream {
-    pub info: StreamInfo,
+/// One track: what it carries, and its own generation (bumped whenever its
+/// parameters change).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Track {
+    pub id: TrackId,
+    pub codec: Codec,
     pub generation: u64,
-    /// fMP4 initialization segment (ftyp + moov) for this generation.
-    pub init: Bytes,
 }
 
-/// One published frame, shared by every viewer.
+/// The stream as its fMP4 init segment describes it: the video track (from
+/// its parameter sets) and every other track fMP4 carries. A new generation
+/// starts, on a video keyframe, whenever one of them changes (new SPS/PPS,
+/// e.g. a resolution change; an audio track added, changed or removed);
+/// outputs then send a fresh init segment.
+#[derive(Debug)]
+pub struct Stream {
+    /// The video track's parameters.
+    pub info: StreamInfo,
+    pub generation: u64,
+    /// fMP4 initialization segment (ftyp + moov) for this generation, with
+    /// every track in [`Stream::tracks`].
+    pub init: Bytes,
+    /// The tracks `init` carries, video first.
+    pub tracks: Vec<Arc<Track>>,
+    /// The init segment with the video track only (for outputs that carry
+    /// video alone), and the video track's generation, which it follows.
+    pub video_init: Bytes,
+    pub video_generation: u64,
+}
+
+impl Stream {
+    /// Whether `init` carries this track (same ID and generation): other
+    /// frames (a track added or changed since the last keyframe, camera
+    /// JPEGs) are not for fMP4 viewers of this generation.
+    pub fn carries(&self, track: &Track) -> bool {
+        self.tracks
+            .iter()
+            .any(|t| t.id == track.id && t.generation == track.generation)
+    }
+
+    /// RFC 6381 codecs of every track in `init`, comma-separated (e.g.
+    /// `avc1.42c01f,opus`), as MSE and HLS `CODECS` want them.
+    pub fn codecs(&self) -> String {
+        let all: Vec<&str> = self.tracks.iter().map(|t| t.codec.codec_string()).collect();
+        all.join(",")
+    }
+}
+
+/// One published frame of any track, shared by every viewer.
 #[derive(Debug)]
 pub struct Frame {
     pub seq: u64,
+    /// The frame's bytes and capture times (for other tracks: one audio
+    /// packet, one JPEG; `keyframe` is true for frames that stand alone).
     pub au: AccessUnit,
+    /// The stream current when the frame was published.
     pub stream: Arc<Stream>,
-    /// Decode (= presentation, no B-frames) time in `fmp4::TIMESCALE` ticks.
+    pub track: Arc<Track>,
+    /// Decode (= presentation, no B-frames) time in the track's timescale
+    /// (`fmp4::TIMESCALE` ticks for video).
     pub decode_time: u64,
-    /// Sample duration in ticks (estimated from the recent frame rate).
+    /// Sample duration in the track's timescale (video: estimated from the
+    /// recent frame rate; audio: the packet's own).
     pub duration: u32,
     /// When the hub received it, for server-added latency.
     pub published: Instant,
@@ -72,32 +131,67 @@ pub struct Frame {
 }
 
 impl Frame {
-    /// The frame as one fMP4 fragment (`prft` + `moof` + `mdat`), built once
-    /// by whichever viewer asks first, then shared.
+    /// Whether this is a frame of the video track.
+    pub fn is_video(&self) -> bool {
+        self.track.id == VIDEO
+    }
+
+    /// The frame as one fMP4 fragment (`prft` + `moof` + `mdat`, one `traf`
+    /// for its track), built once by whichever viewer asks first, then
+    /// shared. Empty for a track fMP4 does not carry (camera JPEGs).
     pub fn fmp4(&self) -> &Bytes {
         self.fmp4.get_or_init(|| {
-            let sample = fmp4::Sample {
+            if !self.track.codec.in_fmp4() {
+                return Bytes::new();
+            }
+            let sample = Sample {
                 data: &self.au.data,
                 duration: self.duration,
                 keyframe: self.au.keyframe,
             };
-            fmp4::fragment(
-                self.seq as u32,
-                self.decode_time,
-                &[sample],
-                Some(self.au.wallclock_us),
-            )
+            let run = Run {
+                track_id: self.track.id,
+                base_decode_time: self.decode_time,
+                samples: &[sample],
+                payload: Payload::of(&self.track.codec),
+            };
+            let prft = ProducerTime {
+                track_id: self.track.id,
+                media_time: self.decode_time,
+                wallclock_us: self.au.wallclock_us,
+            };
+            fmp4::try_fragment_runs(self.seq as u32, &[run], Some(prft)).unwrap_or_default()
         })
     }
 }
 
 impl ring::Entry for Frame {
     fn is_keyframe(&self) -> bool {
-        self.au.keyframe
+        self.is_video() && self.au.keyframe
     }
     fn byte_len(&self) -> usize {
         self.au.data.len()
     }
+    fn counts_for_lag(&self) -> bool {
+        self.is_video()
+    }
+    fn joins(&self, key: &Self) -> bool {
+        // Not across a new generation: those frames' init segment is gone.
+        !self.is_video()
+            && self.stream.generation == key.stream.generation
+            && self.au.pts_us >= key.au.pts_us
+            && self.au.pts_us - key.au.pts_us < JOIN_WINDOW_US
+    }
+}
+
+/// Frames and bytes of one track, for `/api/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackStats {
+    pub id: TrackId,
+    pub codec: String,
+    pub generation: u64,
+    pub frames: u64,
+    pub bytes: u64,
 }
 
 /// Counters shown in `/api/status` and `/metrics`.
@@ -118,12 +212,46 @@ pub struct HubStats {
     pub last_publish: Option<Instant>,
     pub ring_frames: usize,
     pub ring_bytes: usize,
+    /// The tracks besides video (`frames`, `keyframes` and `bytes` above
+    /// count video only).
+    pub tracks: Vec<TrackStats>,
+}
+
+/// The newest frame of a track, for outputs that want the latest picture
+/// (snapshots, MJPEG) rather than every frame.
+#[derive(Clone, Debug)]
+pub struct Latest {
+    pub track: Arc<Track>,
+    pub au: AccessUnit,
+    /// When the hub received it (a camera that stopped leaves a stale one).
+    pub published: Instant,
+}
+
+/// A track besides video.
+struct OtherTrack {
+    track: Arc<Track>,
+    clock: TrackClock,
+    /// Replaced on every frame, also before any video (an MJPEG camera's
+    /// pictures are served before its H.264 encoder delivers).
+    latest: watch::Sender<Option<Latest>>,
+    frames: u64,
+    bytes: u64,
 }
 
 struct State {
     ring: Ring<Frame>,
     stream: Option<Arc<Stream>>,
+    /// Generation of the stream (the init segment).
     generation: u64,
+    /// The video track (from the latest SPS/PPS) and its generation.
+    video: Option<Arc<Track>>,
+    video_generation: u64,
+    others: Vec<OtherTrack>,
+    next_track_id: TrackId,
+    /// An fMP4 track changed since the stream was built: rebuild it on the
+    /// next keyframe.
+    tracks_changed: bool,
+    latest_video: Option<Arc<Frame>>,
     last_decode_time: Option<u64>,
     last_pts_us: Option<u64>,
     /// Exponentially weighted frame interval in ticks.
@@ -155,6 +283,12 @@ impl Hub {
                 ring: Ring::new(cfg.max_lag_frames, cfg.max_bytes),
                 stream: None,
                 generation: 0,
+                video: None,
+                video_generation: 0,
+                others: Vec::new(),
+                next_track_id: VIDEO + 1,
+                tracks_changed: false,
+                latest_video: None,
                 last_decode_time: None,
                 last_pts_us: None,
                 interval_ticks: f64::from(fmp4::TIMESCALE) / fps,
@@ -219,15 +353,18 @@ impl Hub {
             let len = au.data.len();
             let pts_us = au.pts_us;
             let keyframe = au.keyframe;
+            let track = stream.tracks[0].clone();
             let frame = Arc::new(Frame {
                 seq: st.ring.next_seq(),
                 au,
                 stream,
+                track,
                 decode_time,
                 duration: st.interval_ticks.round().max(1.0) as u32,
                 published: Instant::now(),
                 fmp4: OnceLock::new(),
             });
+            st.latest_video = Some(frame.clone());
             let seq = st.ring.push(frame);
 
             let s = &mut st.stats;
@@ -259,6 +396,176 @@ impl Hub {
         }
     }
 
+    /// Adds a track besides video (audio, camera JPEGs) and returns its ID.
+    /// fMP4 outputs carry it from the next video keyframe on (a new stream
+    /// generation). `None` for H.264: the one video track is [`Hub::publish`]'s.
+    pub fn add_track(&self, codec: Codec) -> Option<TrackId> {
+        if matches!(codec, Codec::H264(_)) {
+            return None;
+        }
+        let mut st = self.lock();
+        let id = st.next_track_id;
+        st.next_track_id += 1;
+        st.tracks_changed |= codec.in_fmp4();
+        let clock = match &codec {
+            // 20 ms until a packet says otherwise.
+            Codec::Opus(_) => TrackClock::new(opus::SAMPLE_RATE, opus::SAMPLE_RATE / 50),
+            _ => TrackClock::new(fmp4::TIMESCALE, fmp4::TIMESCALE / 30),
+        };
+        tracing::info!(track = id, codec = codec.codec_string(), "track added");
+        st.others.push(OtherTrack {
+            track: Arc::new(Track {
+                id,
+                codec,
+                generation: 1,
+            }),
+            clock,
+            latest: watch::channel(None).0,
+            frames: 0,
+            bytes: 0,
+        });
+        Some(id)
+    }
+
+    /// New parameters for a track added with [`Hub::add_track`] (a new
+    /// generation of that track, and of the stream from the next keyframe).
+    pub fn update_track(&self, id: TrackId, codec: Codec) {
+        let mut st = self.lock();
+        let Some(t) = st.others.iter_mut().find(|t| t.track.id == id) else {
+            return;
+        };
+        if t.track.codec == codec {
+            return;
+        }
+        let changed = t.track.codec.in_fmp4() || codec.in_fmp4();
+        t.track = Arc::new(Track {
+            id,
+            codec,
+            generation: t.track.generation + 1,
+        });
+        st.tracks_changed |= changed;
+    }
+
+    /// Removes a track added with [`Hub::add_track`] (its source stopped).
+    pub fn remove_track(&self, id: TrackId) {
+        let mut st = self.lock();
+        let before = st.others.len();
+        let mut changed = false;
+        st.others.retain(|t| {
+            let keep = t.track.id != id;
+            changed |= !keep && t.track.codec.in_fmp4();
+            keep
+        });
+        if st.others.len() != before {
+            st.tracks_changed |= changed;
+            tracing::info!(track = id, "track removed");
+        }
+    }
+
+    /// Adds a frame of track `id` (from [`Hub::add_track`]). Never waits for
+    /// viewers. It becomes the track's [`Hub::latest`] at once; it joins the
+    /// ring (and so the viewers) once the video has started, as they start
+    /// on a video keyframe. Pictures (camera JPEGs) are kept as the latest
+    /// only: outputs of stills want the newest one, and 100–400 KB JPEGs in
+    /// the GOP cache would crowd the video out of the byte budget.
+    pub fn publish_on(&self, id: TrackId, au: AccessUnit) {
+        let seq = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let Some(t) = st.others.iter_mut().find(|t| t.track.id == id) else {
+                tracing::debug!(track = id, "frame for an unknown track dropped");
+                return;
+            };
+            t.frames += 1;
+            t.bytes += au.data.len() as u64;
+            let published = Instant::now();
+            t.latest.send_replace(Some(Latest {
+                track: t.track.clone(),
+                au: au.clone(),
+                published,
+            }));
+            let Some(stream) = st.stream.clone() else {
+                return;
+            };
+            if st.ring.is_empty() || t.track.codec.kind() == TrackKind::Picture {
+                return;
+            }
+            let known = match &t.track.codec {
+                Codec::Opus(_) => opus::packet_samples(&au.data),
+                _ => None,
+            };
+            let (decode_time, duration) = t.clock.stamp(au.pts_us, known);
+            let frame = Arc::new(Frame {
+                seq: st.ring.next_seq(),
+                au,
+                stream,
+                track: t.track.clone(),
+                decode_time,
+                duration,
+                published,
+                fmp4: OnceLock::new(),
+            });
+            st.ring.push(frame)
+        };
+        if let Some(tx) = &*self.head.lock().unwrap_or_else(|e| e.into_inner()) {
+            tx.send_replace(seq + 1);
+        }
+    }
+
+    /// The track for the camera's own JPEGs, added on first use.
+    pub fn picture_track(&self) -> TrackId {
+        let existing = self
+            .lock()
+            .others
+            .iter()
+            .find(|t| t.track.codec == Codec::Jpeg)
+            .map(|t| t.track.id);
+        match existing {
+            Some(id) => id,
+            // Never None: only H.264 is refused.
+            None => self.add_track(Codec::Jpeg).unwrap_or_default(),
+        }
+    }
+
+    /// The first track with this kind of codec, if there is one.
+    pub fn track_of(&self, kind: TrackKind) -> Option<Arc<Track>> {
+        self.tracks().into_iter().find(|t| t.codec.kind() == kind)
+    }
+
+    /// Every track: video first (once its parameters are known), then the
+    /// others in the order they were added.
+    pub fn tracks(&self) -> Vec<Arc<Track>> {
+        let st = self.lock();
+        st.video
+            .iter()
+            .cloned()
+            .chain(st.others.iter().map(|t| t.track.clone()))
+            .collect()
+    }
+
+    /// The newest frame of track `id` (camera JPEGs for snapshots).
+    pub fn latest(&self, id: TrackId) -> Option<Latest> {
+        let st = self.lock();
+        if id == VIDEO {
+            return st.latest_video.as_ref().map(|f| Latest {
+                track: f.track.clone(),
+                au: f.au.clone(),
+                published: f.published,
+            });
+        }
+        let t = st.others.iter().find(|t| t.track.id == id)?;
+        let latest = t.latest.borrow().clone();
+        latest
+    }
+
+    /// Follows the newest frame of track `id` (not video): the receiver
+    /// wakes on every frame published on it. `None` for an unknown track.
+    pub fn watch_latest(&self, id: TrackId) -> Option<watch::Receiver<Option<Latest>>> {
+        let st = self.lock();
+        let t = st.others.iter().find(|t| t.track.id == id)?;
+        Some(t.latest.subscribe())
+    }
+
     /// A new viewer, positioned on the held keyframe (or the next one).
     pub fn subscribe(self: &Arc<Self>) -> Viewer {
         let cursor = self.lock().ring.join();
@@ -275,9 +582,12 @@ impl Hub {
         self.lock().stream.clone()
     }
 
-    /// The latest keyframe and every frame after it (for snapshots).
+    /// The latest video keyframe and every video frame after it (for
+    /// snapshots).
     pub fn gop(&self) -> Vec<Arc<Frame>> {
-        self.lock().ring.gop()
+        let mut gop = self.lock().ring.gop();
+        gop.retain(|f| f.is_video());
+        gop
     }
 
     pub fn stats(&self) -> HubStats {
@@ -287,6 +597,17 @@ impl Hub {
         s.viewer_drops = self.drops.load(Ordering::Relaxed);
         s.ring_frames = st.ring.len();
         s.ring_bytes = st.ring.bytes();
+        s.tracks = st
+            .others
+            .iter()
+            .map(|t| TrackStats {
+                id: t.track.id,
+                codec: t.track.codec.codec_string().to_owned(),
+                generation: t.track.generation,
+                frames: t.frames,
+                bytes: t.bytes,
+            })
+            .collect();
         s
     }
 
@@ -297,34 +618,90 @@ impl Hub {
 }
 
 fn update_stream(st: &mut State, au: &AccessUnit) -> Result<(), String> {
-    let Some((sps, pps)) = h264::find_parameter_sets(&au.data) else {
-        return if st.stream.is_some() {
-            Ok(()) // parameter sets unchanged; sources normally repeat them
-        } else {
-            Err("no SPS/PPS in the first keyframe".into())
-        };
-    };
-    if let Some(cur) = &st.stream {
-        if cur.info.sps == sps && cur.info.pps == pps {
-            return Ok(());
+    let params = h264::find_parameter_sets(&au.data);
+    let new_video = match (params, &st.video) {
+        (None, None) => return Err("no SPS/PPS in the first keyframe".into()),
+        // Parameter sets unchanged; sources normally repeat them.
+        (None, Some(_)) => None,
+        (Some((sps, pps)), Some(cur)) if matches!(&cur.codec, Codec::H264(i) if i.sps == sps && i.pps == pps) => {
+            None
         }
+        (Some((sps, pps)), _) => Some(h264::stream_info(sps, pps).map_err(|e| e.to_string())?),
+    };
+    if let Some(info) = new_video {
+        st.video_generation += 1;
+        tracing::info!(
+            width = info.width,
+            height = info.height,
+            codec = %info.codec,
+            generation = st.video_generation,
+            "stream parameters"
+        );
+        st.video = Some(Arc::new(Track {
+            id: VIDEO,
+            codec: Codec::H264(info),
+            generation: st.video_generation,
+        }));
+    } else if !st.tracks_changed {
+        return Ok(());
     }
-    let info = h264::stream_info(sps, pps).map_err(|e| e.to_string())?;
+    let Some(video) = st.video.clone() else {
+        return Ok(());
+    };
+    let Codec::H264(info) = &video.codec else {
+        return Ok(());
+    };
+    st.tracks_changed = false;
     st.generation += 1;
-    tracing::info!(
-        width = info.width,
-        height = info.height,
-        codec = %info.codec,
-        generation = st.generation,
-        "stream parameters"
+
+    let video_init = match (&st.stream, new_video_needed(st, &video)) {
+        (Some(cur), false) => cur.video_init.clone(),
+        _ => fmp4::init_segment(info),
+    };
+    let mut tracks = vec![video.clone()];
+    tracks.extend(
+        st.others
+            .iter()
+            .filter(|t| t.track.codec.in_fmp4())
+            .map(|t| t.track.clone()),
     );
-    let init = fmp4::init_segment(&info);
+    let init = if tracks.len() == 1 {
+        video_init.clone()
+    } else {
+        let list: Vec<InitTrack> = tracks
+            .iter()
+            .map(|t| InitTrack {
+                id: t.id,
+                codec: &t.codec,
+            })
+            .collect();
+        match fmp4::try_init_segment_tracks(&list) {
+            Ok(init) => init,
+            Err(e) => {
+                // Keep the picture going: the other tracks wait for usable
+                // parameters.
+                tracing::warn!(error = %e, "cannot describe the other tracks; video only");
+                tracks.truncate(1);
+                video_init.clone()
+            }
+        }
+    };
     st.stream = Some(Arc::new(Stream {
-        info,
+        info: info.clone(),
         generation: st.generation,
         init,
+        tracks,
+        video_init,
+        video_generation: video.generation,
     }));
     Ok(())
+}
+
+/// Whether the video-only init segment must be rebuilt for `video`.
+fn new_video_needed(st: &State, video: &Track) -> bool {
+    st.stream
+        .as_ref()
+        .is_none_or(|s| s.video_generation != video.generation)
 }
 
 /// One viewer's position in the stream.

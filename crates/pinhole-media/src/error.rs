@@ -1,4 +1,4 @@
-//! Errors from parsing and muxing H.264. Each says what failed and where
+//! Errors from parsing and muxing H.264 (and Opus). Each says what failed and where
 //! (stream byte offset, NAL type) so a capture can be inspected by hand.
 
 /// Something in the input could not be used.
@@ -53,6 +53,10 @@ pub enum MediaError {
     /// Valid H.264 that pinhole cannot carry (e.g. a picture too large for mp4).
     #[error("unsupported stream: {0}")]
     Unsupported(String),
+
+    /// An Ogg Opus stream (a fixture or an audio pipe) that cannot be read.
+    #[error("invalid Ogg Opus data at byte {offset}: {reason}")]
+    Ogg { offset: u64, reason: &'static str },
 
     /// An MP4 box could not be encoded (only possible for absurd sizes).
     #[error("cannot encode mp4 {what}: {reason}")]

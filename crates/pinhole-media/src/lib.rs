@@ -1,7 +1,8 @@
 //! Pure media code for pinhole: no sockets, no files, no clocks of its own.
 //!
 //! A frame enters as Annex B bytes ([`annexb`]), its parameter sets describe
-//! the stream ([`h264`]), and it leaves as fragmented MP4 ([`fmp4`]).
+//! the stream ([`h264`]), and it leaves as fragmented MP4 ([`fmp4`]) with
+//! the stream's other tracks ([`track`]: Opus audio, [`opus`]).
 
 pub mod annexb;
 pub mod clock;
@@ -10,8 +11,12 @@ pub mod fmp4;
 pub mod frame;
 pub mod h264;
 pub mod hls;
+pub mod opus;
+pub mod track;
 
 pub use annexb::{AccessUnitAssembler, AssembledAu};
 pub use clock::{Clock, SimClock, SystemClock};
 pub use error::MediaError;
 pub use frame::{AccessUnit, StreamInfo};
+pub use opus::OpusConfig;
+pub use track::{Codec, TrackKind};

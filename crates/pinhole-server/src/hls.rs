@@ -3,8 +3,8 @@
 //! blocking reload; media files from the segment directory for when no nginx
 //! is in front).
 //!
-//! Data flow: `hub.subscribe()` → async task runs [`Segmenter::push`] (pure,
-//! cheap) → bounded channel → "hls-io" thread writes/deletes files and then
+//! Data flow: `hub.subscribe()` → async task runs [`Segmenter::push`] (video)
+//! and [`Segmenter::push_other`] (audio) (pure, cheap) → bounded channel → "hls-io" thread writes/deletes files and then
 //! publishes the playlist to [`HlsShared`], which wakes blocked requests.
 //! A slow disk makes the writer lag in the hub like any slow viewer (it
 //! skips to a keyframe); it never blocks `publish` or other outputs.
@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use hyper::Response;
 use pinhole_media::hls::{
-    Action, FrameIn, NameKind, Published, Segmenter, SegmenterConfig, StreamDesc,
+    Action, FrameIn, NameKind, OtherFrameIn, Published, Segmenter, SegmenterConfig, StreamDesc,
 };
 use pinhole_media::Clock;
 use serde_json::{json, Value};
@@ -241,17 +241,35 @@ pub fn start_writer(state: &Arc<AppState>, store: Box<dyn SegmentStore>) {
         let mut desc: Option<StreamDesc> = None;
         while let Some(frame) = viewer.recv().await {
             let st = &frame.stream;
+            // Camera JPEGs, and a track added since this generation began.
+            if !st.carries(&frame.track) {
+                continue;
+            }
             if desc.as_ref().is_none_or(|d| d.generation != st.generation) {
                 desc = Some(StreamDesc {
                     generation: st.generation,
                     init: st.init.clone(),
-                    codec: st.info.codec.clone(),
+                    // Every track's codec: CODECS="avc1.…,opus".
+                    codec: st.codecs(),
                     width: st.info.width,
                     height: st.info.height,
                     fps: state.source_info().fps,
                 });
             }
             let Some(d) = &desc else { continue };
+            if !frame.is_video() {
+                seg.push_other(
+                    d,
+                    OtherFrameIn {
+                        track: frame.track.id,
+                        timescale: frame.track.codec.timescale(),
+                        data: frame.au.data.clone(),
+                        decode_time: frame.decode_time,
+                        duration: frame.duration,
+                    },
+                );
+                continue;
+            }
             let actions = seg.push(
                 d,
                 FrameIn {

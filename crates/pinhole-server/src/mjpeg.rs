@@ -1,6 +1,7 @@
 //! `/snapshot.jpg` and `/mjpeg`: JPEG pictures decoded from the H.264 stream,
-//! or, when the camera itself delivers MJPEG, its own JPEGs passed through
-//! untouched (no decode, no re-encode, the camera's quality).
+//! or, when the camera itself delivers MJPEG, its own JPEGs (the hub's
+//! picture track) passed through untouched (no decode, no re-encode, the
+//! camera's quality).
 //!
 //! One decoder thread serves every MJPEG viewer (it must decode every frame
 //! to follow the references, and encodes a JPEG at the configured rate); it
@@ -18,6 +19,8 @@ use hyper::body::Frame as BodyFrame;
 use hyper::Response;
 use tokio::sync::watch;
 
+use pinhole_media::TrackKind;
+
 use crate::snapshot::JpegMaker;
 use crate::state::Output;
 use crate::{full, AppState, Body, ServerError};
@@ -29,10 +32,12 @@ const CAMERA_JPEG_FRESH: Duration = Duration::from_secs(2);
 
 /// The camera's newest JPEG, if it is fresh.
 fn fresh_camera_jpeg(state: &AppState) -> Option<Bytes> {
-    let cur = state.source.camera_jpeg().borrow();
-    cur.as_ref()
-        .filter(|j| j.at.elapsed() < CAMERA_JPEG_FRESH)
-        .map(|j| j.data.clone())
+    let track = state.hub.track_of(TrackKind::Picture)?;
+    state
+        .hub
+        .latest(track.id)
+        .filter(|j| j.published.elapsed() < CAMERA_JPEG_FRESH)
+        .map(|j| j.au.data)
 }
 
 /// One multipart part around a JPEG.
@@ -119,6 +124,9 @@ fn decode_loop(
             Ok(None) => break,
             Err(_) => continue, // no frame for a second: re-check for viewers
         };
+        if !frame.is_video() {
+            continue;
+        }
         if frame.stream.generation != generation {
             generation = frame.stream.generation;
             maker.reset();
@@ -239,7 +247,14 @@ type PartStream = std::pin::Pin<
 >;
 
 fn camera_parts(state: &Arc<AppState>) -> PartStream {
-    let rx = state.source.camera_jpeg().subscribe();
+    let rx = state
+        .hub
+        .track_of(TrackKind::Picture)
+        .and_then(|t| state.hub.watch_latest(t.id));
+    let Some(rx) = rx else {
+        // Only called after a fresh picture was seen; the track stays.
+        return Box::pin(futures_util::stream::empty());
+    };
     let guard = state.viewer(Output::Mjpeg);
     let interval = interval_us(state.config.mjpeg_fps.clamp(0.1, 60.0));
     // The newest picture goes out at once, then one per interval.
@@ -261,7 +276,7 @@ fn camera_parts(state: &Arc<AppState>) -> PartStream {
                         Ok(Ok(())) => {}
                         _ => return None, // the camera stopped, or the daemon is going
                     }
-                    let jpeg = rx.borrow_and_update().as_ref().map(|j| j.data.clone());
+                    let jpeg = rx.borrow_and_update().as_ref().map(|j| j.au.data.clone());
                     let now = clock.now_us();
                     if let (Some(jpeg), true) = (jpeg, now >= due) {
                         due = (due + interval).max(now);

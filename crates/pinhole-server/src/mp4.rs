@@ -1,6 +1,7 @@
 //! `/stream.mp4`: progressive fragmented MP4 over chunked HTTP (ffplay, VLC,
-//! a `<video src>`). hyper only polls for the next chunk when the socket
-//! takes it, so a slow client lags in the hub and skips, never buffers here.
+//! a `<video src>`), with every track fMP4 carries (video, audio). hyper
+//! only polls for the next chunk when the socket takes it, so a slow client
+//! lags in the hub and skips, never buffers here.
 
 use std::sync::Arc;
 
@@ -31,7 +32,13 @@ pub(crate) fn progressive(state: &Arc<AppState>) -> Result<Response<Body>, Serve
         _guard: state.viewer(Output::Mp4),
     };
     let chunks = futures_util::stream::unfold(start, |mut p| async move {
-        let frame = p.viewer.recv().await?;
+        let frame = loop {
+            let frame = p.viewer.recv().await?;
+            // Camera JPEGs, and a track added since this generation began.
+            if frame.stream.carries(&frame.track) {
+                break frame;
+            }
+        };
         let mut out: Vec<Bytes> = Vec::with_capacity(2);
         match p.generation {
             None => {

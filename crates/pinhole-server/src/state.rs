@@ -125,8 +125,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// When the server started, on `clock` (µs).
     started_us: u64,
-    /// The hub's input: what the source says about itself (and, for now,
-    /// an MJPEG camera's own JPEGs). The daemon hands it to the source.
+    /// The hub's input: what the source says about itself. The daemon hands
+    /// it to the source.
     pub source: Arc<Feed>,
     viewers: [Counter; 4],
     pub send_latency: SendLatency,

@@ -1,6 +1,7 @@
-//! WebSocket outputs: `/ws/h264` (raw Annex B, one access unit per message,
-//! as jmuxer expects) and `/ws/fmp4` (init segment, then one fragment per
-//! frame, for MSE).
+//! WebSocket outputs: `/ws/h264` (raw Annex B, one video access unit per
+//! message, as jmuxer expects) and `/ws/fmp4` (init segment, then one
+//! fragment per frame of any track it carries, for MSE; `?tracks=video` for
+//! players that take the video alone).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +66,10 @@ pub(crate) fn upgrade(
             ))
         }
     };
+    let video_only = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "tracks=video"));
     let on_upgrade = hyper::upgrade::on(&mut req);
     // The viewer slot the access guard took (auth.rs) lives as long as the socket.
     let permit = req
@@ -91,7 +96,7 @@ pub(crate) fn upgrade(
                     Some(cfg),
                 )
                 .await;
-                run_viewer(ws, state, kind).await;
+                run_viewer(ws, state, kind, video_only).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
@@ -113,8 +118,12 @@ pub(crate) fn upgrade(
     Ok(resp)
 }
 
-async fn run_viewer<S>(mut ws: WebSocketStream<S>, state: Arc<AppState>, kind: Kind)
-where
+async fn run_viewer<S>(
+    mut ws: WebSocketStream<S>,
+    state: Arc<AppState>,
+    kind: Kind,
+    video_only: bool,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let _guard = state.viewer(match kind {
@@ -127,21 +136,29 @@ where
         tokio::select! {
             frame = viewer.recv() => {
                 let Some(frame) = frame else { break "daemon shutting down" };
+                // /ws/h264 is video only, as is ?tracks=video; /ws/fmp4
+                // takes what its init segment carries (not camera JPEGs,
+                // nor a track added since this generation began).
+                let wanted = match kind {
+                    Kind::H264 => frame.is_video(),
+                    Kind::Fmp4 if video_only => frame.is_video(),
+                    Kind::Fmp4 => frame.stream.carries(&frame.track),
+                };
+                if !wanted {
+                    continue;
+                }
                 let mut msgs = Vec::with_capacity(3);
                 if let Kind::Fmp4 = kind {
-                    if frame.stream.generation != generation {
-                        generation = frame.stream.generation;
-                        let info = &frame.stream.info;
-                        let fps = state.hub.stats().measured_fps;
-                        let meta = serde_json::json!({
-                            "type": "init",
-                            "codec": info.codec,
-                            "width": info.width,
-                            "height": info.height,
-                            "fps": if fps > 0.0 { fps } else { state.source_info().fps.unwrap_or(30.0) },
-                        });
-                        msgs.push(Message::text(meta.to_string()));
-                        msgs.push(Message::Binary(frame.stream.init.clone()));
+                    let st = &frame.stream;
+                    let gen = if video_only { st.video_generation } else { st.generation };
+                    if gen != generation {
+                        generation = gen;
+                        msgs.push(Message::text(init_message(&state, st, video_only)));
+                        msgs.push(Message::Binary(if video_only {
+                            st.video_init.clone()
+                        } else {
+                            st.init.clone()
+                        }));
                     }
                     msgs.push(Message::Binary(frame.fmp4().clone()));
                 } else {
@@ -172,4 +189,39 @@ where
         "websocket viewer ended"
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+}
+
+/// The text message before an init segment: the video's codec, size and
+/// rate (what players read today), plus every track it carries.
+fn init_message(state: &AppState, st: &pinhole_hub::Stream, video_only: bool) -> String {
+    let info = &st.info;
+    let fps = state.hub.stats().measured_fps;
+    let tracks: Vec<_> = st
+        .tracks
+        .iter()
+        .filter(|t| !video_only || t.id == pinhole_hub::VIDEO)
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id,
+                "kind": match t.codec.kind() {
+                    pinhole_media::TrackKind::Video => "video",
+                    pinhole_media::TrackKind::Audio => "audio",
+                    pinhole_media::TrackKind::Picture => "picture",
+                },
+                "codec": t.codec.codec_string(),
+                "timescale": t.codec.timescale(),
+            })
+        })
+        .collect();
+    let codecs: Vec<&str> = tracks.iter().filter_map(|t| t["codec"].as_str()).collect();
+    serde_json::json!({
+        "type": "init",
+        "codec": info.codec,
+        "codecs": codecs.join(","),
+        "width": info.width,
+        "height": info.height,
+        "fps": if fps > 0.0 { fps } else { state.source_info().fps.unwrap_or(30.0) },
+        "tracks": tracks,
+    })
+    .to_string()
 }

@@ -152,10 +152,11 @@ async fn a_viewer_that_stops_reading_does_not_delay_the_others() {
         d.sort_unstable();
         let p50 = d[d.len() / 2];
         let p99 = d[d.len() * 99 / 100];
-        // Loopback delivery of a 200 kB frame is ~1 ms; 50 ms would mean
-        // the healthy viewers were waiting on the stalled one.
+        // Loopback delivery of a 200 kB frame is ~1 ms. Waiting on the
+        // stalled viewer would cost its 10 s write timeout; 200 ms leaves room
+        // for a machine loaded 4-5x over its cores (p99 > 50 ms seen there).
         assert!(
-            p99 < 50_000,
+            p99 < 200_000,
             "delivery delay p50 {p50} µs, p99 {p99} µs, max {} µs",
             d[d.len() - 1]
         );
@@ -252,9 +253,10 @@ async fn ffprobe_decodes_stream_mp4_and_ws_fmp4() {
         })
     };
     // ffprobe guesses the nominal rate from µs sample durations that follow the capture clock
-    // (33333/33334 µs and jitter): "30/1" or, now and then, "30000/1001". Either is 30 fps.
+    // (33333/33334 µs and jitter): "30/1" or, now and then, "30000/1001". Either is 30 fps;
+    // a machine loaded 4-5x over its cores made it "119/4" (29.75).
     assert!(
-        rate("r_frame_rate").is_some_and(|r| (29.9..30.1).contains(&r)),
+        rate("r_frame_rate").is_some_and(|r| (29.5..30.5).contains(&r)),
         "{s}"
     );
     // The average follows the real capture clock: 30 fps give or take jitter.
