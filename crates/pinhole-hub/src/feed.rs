@@ -112,20 +112,7 @@ impl FrameSink for Feed {
 mod tests {
     use super::*;
     use crate::HubConfig;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    struct FakeClock(AtomicU64);
-    impl Clock for FakeClock {
-        fn now_us(&self) -> u64 {
-            self.0.load(Ordering::SeqCst)
-        }
-        fn wall_us(&self) -> u64 {
-            self.now_us()
-        }
-        fn sleep_until_us(&self, deadline_us: u64) {
-            self.0.fetch_max(deadline_us, Ordering::SeqCst);
-        }
-    }
+    use pinhole_source_api::SimClock;
 
     fn info() -> SourceInfo {
         SourceInfo {
@@ -139,7 +126,7 @@ mod tests {
 
     #[test]
     fn recovering_needs_a_recent_heartbeat_and_no_frames() {
-        let clock = Arc::new(FakeClock(AtomicU64::new(1_000_000)));
+        let clock = Arc::new(SimClock::new(1_000_000, 0));
         let feed = Feed::new(Hub::new(HubConfig::default()), info(), clock.clone());
         assert!(!feed.recovering(Duration::from_secs(2)), "no heartbeat yet");
         feed.heartbeat();
@@ -164,7 +151,7 @@ mod tests {
 
     #[test]
     fn camera_jpegs_are_the_hubs_picture_track() {
-        let clock = Arc::new(FakeClock(AtomicU64::new(7_000)));
+        let clock = Arc::new(SimClock::new(7_000, 0));
         let hub = Hub::new(HubConfig::default());
         let feed = Feed::new(hub.clone(), info(), clock);
         let jpeg = Bytes::from_static(b"\xff\xd8jpeg\xff\xd9");

@@ -18,11 +18,11 @@ pub mod timing;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::time::Duration;
 
 use bytes::Bytes;
 use pinhole_media::fmp4::{self, InitTrack, Payload, ProducerTime, Run, Sample};
-use pinhole_media::{h264, opus, AccessUnit, Codec, StreamInfo, TrackKind};
+use pinhole_media::{h264, opus, AccessUnit, Clock, Codec, StreamInfo, SystemClock, TrackKind};
 use tokio::sync::watch;
 
 pub use feed::Feed;
@@ -125,8 +125,9 @@ pub struct Frame {
     /// Sample duration in the track's timescale (video: estimated from the
     /// recent frame rate; audio: the packet's own).
     pub duration: u32,
-    /// When the hub received it, for server-added latency.
-    pub published: Instant,
+    /// When the hub received it, on the hub's clock (µs): for
+    /// server-added latency.
+    pub published_us: u64,
     fmp4: OnceLock<Bytes>,
 }
 
@@ -208,8 +209,8 @@ pub struct HubStats {
     /// Frame rate and bitrate measured over the last ~2 s of frames.
     pub measured_fps: f64,
     pub measured_bitrate: f64,
-    /// Monotonic time of the latest publish.
-    pub last_publish: Option<Instant>,
+    /// When the latest frame was published, on the hub's clock (µs).
+    pub last_publish_us: Option<u64>,
     pub ring_frames: usize,
     pub ring_bytes: usize,
     /// The tracks besides video (`frames`, `keyframes` and `bytes` above
@@ -223,8 +224,9 @@ pub struct HubStats {
 pub struct Latest {
     pub track: Arc<Track>,
     pub au: AccessUnit,
-    /// When the hub received it (a camera that stopped leaves a stale one).
-    pub published: Instant,
+    /// When the hub received it, on the hub's clock (µs): a camera that
+    /// stopped leaves a stale one.
+    pub published_us: u64,
 }
 
 /// A track besides video.
@@ -266,12 +268,21 @@ pub struct Hub {
     head: Mutex<Option<watch::Sender<u64>>>,
     head_rx: watch::Receiver<u64>,
     drops: AtomicU64,
+    /// Stamps frames when they arrive (ages, server-added latency).
+    clock: Arc<dyn Clock>,
 }
 
 const WINDOW_US: u64 = 2_000_000;
 
 impl Hub {
+    /// A hub on the real clock.
     pub fn new(cfg: HubConfig) -> Arc<Self> {
+        Hub::with_clock(cfg, Arc::new(SystemClock::new()))
+    }
+
+    /// A hub whose frames are stamped with `clock`: the daemon's one clock,
+    /// which the outputs (`AppState`) read too.
+    pub fn with_clock(cfg: HubConfig, clock: Arc<dyn Clock>) -> Arc<Self> {
         let (tx, rx) = watch::channel(0);
         let fps = if cfg.nominal_fps > 0.0 {
             cfg.nominal_fps
@@ -298,7 +309,19 @@ impl Hub {
             head: Mutex::new(Some(tx)),
             head_rx: rx,
             drops: AtomicU64::new(0),
+            clock,
         })
+    }
+
+    /// The clock frames are stamped with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// How long ago `published_us` (a [`Frame`]'s or [`Latest`]'s) was, on
+    /// the hub's clock.
+    pub fn age(&self, published_us: u64) -> Duration {
+        Duration::from_micros(self.clock.now_us().saturating_sub(published_us))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -317,6 +340,7 @@ impl Hub {
     /// Adds a frame. Never waits for viewers. Frames that cannot be decoded
     /// yet (no parameter sets seen) are counted and dropped.
     pub fn publish(&self, au: AccessUnit) {
+        let now_us = self.clock.now_us();
         let seq = {
             let mut st = self.lock();
             let st = &mut *st;
@@ -361,7 +385,7 @@ impl Hub {
                 track,
                 decode_time,
                 duration: st.interval_ticks.round().max(1.0) as u32,
-                published: Instant::now(),
+                published_us: now_us,
                 fmp4: OnceLock::new(),
             });
             st.latest_video = Some(frame.clone());
@@ -371,7 +395,7 @@ impl Hub {
             s.frames += 1;
             s.keyframes += u64::from(keyframe);
             s.bytes += len as u64;
-            s.last_publish = Some(Instant::now());
+            s.last_publish_us = Some(now_us);
             st.window.push_back((pts_us, len));
             while let Some(&(t, _)) = st.window.front() {
                 if pts_us.saturating_sub(t) > WINDOW_US {
@@ -478,11 +502,11 @@ impl Hub {
             };
             t.frames += 1;
             t.bytes += au.data.len() as u64;
-            let published = Instant::now();
+            let published_us = self.clock.now_us();
             t.latest.send_replace(Some(Latest {
                 track: t.track.clone(),
                 au: au.clone(),
-                published,
+                published_us,
             }));
             let Some(stream) = st.stream.clone() else {
                 return;
@@ -502,7 +526,7 @@ impl Hub {
                 track: t.track.clone(),
                 decode_time,
                 duration,
-                published,
+                published_us,
                 fmp4: OnceLock::new(),
             });
             st.ring.push(frame)
@@ -550,7 +574,7 @@ impl Hub {
             return st.latest_video.as_ref().map(|f| Latest {
                 track: f.track.clone(),
                 au: f.au.clone(),
-                published: f.published,
+                published_us: f.published_us,
             });
         }
         let t = st.others.iter().find(|t| t.track.id == id)?;

@@ -36,7 +36,7 @@ fn fresh_camera_jpeg(state: &AppState) -> Option<Bytes> {
     state
         .hub
         .latest(track.id)
-        .filter(|j| j.published.elapsed() < CAMERA_JPEG_FRESH)
+        .filter(|j| state.hub.age(j.published_us) < CAMERA_JPEG_FRESH)
         .map(|j| j.au.data)
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pinhole_hub::{Feed, Hub};
-use pinhole_media::{Clock, SystemClock};
+use pinhole_media::Clock;
 use pinhole_source_api::{SourceInfo, SourceState};
 
 /// The outputs whose viewers are counted.
@@ -143,14 +143,10 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The outputs of the hub that `source` feeds, on the real clock.
+    /// The outputs of the hub that `source` feeds. Time is the hub's clock
+    /// (`Hub::with_clock`): one clock for the hub and every output.
     pub fn with_feed(source: Arc<Feed>, config: ServerConfig) -> Arc<Self> {
-        Self::with_clock(source, config, Arc::new(SystemClock::new()))
-    }
-
-    /// The outputs of the hub that `source` feeds; time is read from
-    /// `clock` (the daemon passes the one its source runs on).
-    pub fn with_clock(source: Arc<Feed>, config: ServerConfig, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let clock = source.hub().clock().clone();
         Arc::new(AppState {
             hub: source.hub().clone(),
             source,
@@ -170,18 +166,10 @@ impl AppState {
 
     /// A server over a fresh feed of `hub` (tests and benchmarks that
     /// publish into `state.source` themselves).
+    /// (On the hub's clock, like the feed.)
     pub fn new(hub: Arc<Hub>, source: SourceInfo, config: ServerConfig) -> Arc<Self> {
-        Self::new_with_clock(hub, source, config, Arc::new(SystemClock::new()))
-    }
-
-    /// [`AppState::new`] on `clock` (tests pass a `SimClock`).
-    pub fn new_with_clock(
-        hub: Arc<Hub>,
-        source: SourceInfo,
-        config: ServerConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Arc<Self> {
-        Self::with_clock(Feed::new(hub, source, clock.clone()), config, clock)
+        let clock = hub.clock().clone();
+        Self::with_feed(Feed::new(hub, source, clock), config)
     }
 
     /// Time since the server started.

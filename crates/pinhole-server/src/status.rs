@@ -53,7 +53,7 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
         "bytes": s.bytes,
         "drops": s.viewer_drops,
         "undecodable": s.undecodable,
-        "last_frame_age_s": s.last_publish.map(|t| t.elapsed().as_secs_f64()),
+        "last_frame_age_s": s.last_publish_us.map(|t| state.hub.age(t).as_secs_f64()),
         "measured": { "fps": s.measured_fps, "bitrate": s.measured_bitrate },
         "viewers": viewers,
         "hls": crate::hls::status_json(state, admin),

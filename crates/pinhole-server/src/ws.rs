@@ -171,7 +171,7 @@ async fn run_viewer<S>(
                     ws.flush().await
                 };
                 match tokio::time::timeout(SEND_TIMEOUT, send).await {
-                    Ok(Ok(())) => state.send_latency.record(frame.published.elapsed()),
+                    Ok(Ok(())) => state.send_latency.record(state.hub.age(frame.published_us)),
                     Ok(Err(_)) => break "connection lost",
                     Err(_) => break "viewer stopped reading",
                 }

@@ -327,7 +327,8 @@ async fn snapshot_and_mjpeg_serve_real_jpegs() {
 async fn camera_jpegs_pass_through_untouched() {
     use pinhole_source_api::FrameSink;
     let _serial = SERIAL.lock().await;
-    let server = TestServer::start(HubConfig::default()).await;
+    // Simulated time: pacing and staleness follow the camera's clock.
+    let (server, clock) = TestServer::start_sim(HubConfig::default(), Default::default()).await;
     let jpeg = |n: u32| Bytes::from(format!("\u{ff}camera picture {n:04}\u{ff}").into_bytes());
     server.state.source.publish_jpeg(jpeg(0), 0);
     let snap = get(&server.url("/snapshot.jpg"), Duration::from_secs(2)).await;
@@ -337,9 +338,12 @@ async fn camera_jpegs_pass_through_untouched() {
 
     // A 30 fps camera for 2 s; /mjpeg caps it at mjpeg_fps (5 by default).
     let state = server.state.clone();
+    let cam_clock = clock.clone();
     let camera = tokio::spawn(async move {
         for n in 1..=60 {
             state.source.publish_jpeg(jpeg(n), 0);
+            cam_clock.advance(33_333);
+            // Real time too, for the viewer to read along.
             tokio::time::sleep(Duration::from_millis(33)).await;
         }
     });
@@ -366,9 +370,13 @@ async fn camera_jpegs_pass_through_untouched() {
     assert_eq!(parts, pictures.len(), "one multipart part per picture");
     let _ = camera.await;
 
-    // The camera stopped: its last picture is stale after 2 s, and with no
+    // The camera stops: its last picture is stale 2 s later, and with no
     // H.264 either there is nothing to show.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    server.state.source.publish_jpeg(jpeg(99), 0);
+    clock.advance(1_999_999);
+    let last = get(&server.url("/snapshot.jpg"), Duration::from_secs(2)).await;
+    assert_eq!(last.body, jpeg(99).to_vec(), "still fresh 1 µs before 2 s");
+    clock.advance(1);
     let late = get(&server.url("/snapshot.jpg"), Duration::from_secs(2)).await;
     assert_eq!(late.status, 503);
     server.stop().await;

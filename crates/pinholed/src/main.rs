@@ -212,11 +212,15 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     let info = source.info();
     tracing::info!(kind = info.kind, detail = %info.detail, "source");
 
-    let hub = Hub::new(HubConfig {
-        max_lag_frames: cfg.http.max_lag_frames,
-        nominal_fps: info.fps.unwrap_or(f64::from(cfg.video.fps)),
-        ..HubConfig::default()
-    });
+    // One clock for the source, the hub and every output.
+    let hub = Hub::with_clock(
+        HubConfig {
+            max_lag_frames: cfg.http.max_lag_frames,
+            nominal_fps: info.fps.unwrap_or(f64::from(cfg.video.fps)),
+            ..HubConfig::default()
+        },
+        wiring.clock.clone(),
+    );
     let hls_dir = match HlsDir::new(&cfg.hls) {
         Ok(d) => d,
         Err(e) => {
@@ -228,7 +232,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     // Frames flow one way: the source publishes into the feed, the feed
     // into the hub, and the server's outputs read the hub.
     let feed = Feed::new(hub, info, wiring.clock.clone());
-    let state = AppState::with_clock(
+    let state = AppState::with_feed(
         feed.clone(),
         ServerConfig {
             mjpeg_fps: cfg.http.mjpeg_fps,
@@ -238,7 +242,6 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
             hls_part_target_ms: cfg.hls.part_target_ms,
             security: cfg.security.to_server(),
         },
-        wiring.clock.clone(),
     );
 
     let mut listeners = Vec::new();

@@ -48,7 +48,7 @@ pub async fn supervise(state: Arc<AppState>, probe: Option<pinhole_server::Liste
     let mut ready = false;
     let mut stalled = false;
     loop {
-        let age = state.hub.stats().last_publish.map(|t| t.elapsed());
+        let age = state.hub.stats().last_publish_us.map(|t| state.hub.age(t));
         let flowing = frames_flowing(age, limit);
         // A lost camera being retried is the source's business: keep the
         // daemon and its viewers up. Only a hung source thread stops pings.

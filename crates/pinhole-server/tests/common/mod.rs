@@ -46,7 +46,7 @@ impl TestServer {
         cfg: ServerConfig,
         clock: Arc<dyn Clock>,
     ) -> TestServer {
-        let hub = Hub::new(hub_cfg);
+        let hub = Hub::with_clock(hub_cfg, clock);
         let info = SourceInfo {
             kind: "test",
             detail: "driven by the test".into(),
@@ -54,7 +54,7 @@ impl TestServer {
             bitrate: None,
             keyframe_interval: None,
         };
-        let state = AppState::new_with_clock(hub, info, cfg, clock);
+        let state = AppState::new(hub, info, cfg);
         let listener = Listener::bind(&"127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
