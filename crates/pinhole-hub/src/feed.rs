@@ -152,8 +152,8 @@ mod tests {
     #[test]
     fn camera_jpegs_are_the_hubs_picture_track() {
         let clock = Arc::new(SimClock::new(7_000, 0));
-        let hub = Hub::new(HubConfig::default());
-        let feed = Feed::new(hub.clone(), info(), clock);
+        let hub = Hub::with_clock(HubConfig::default(), clock.clone());
+        let feed = Feed::new(hub.clone(), info(), clock.clone());
         let jpeg = Bytes::from_static(b"\xff\xd8jpeg\xff\xd9");
         feed.publish_jpeg(jpeg.clone(), 42);
         feed.publish_jpeg(jpeg.clone(), 43);
@@ -163,6 +163,9 @@ mod tests {
         let latest = hub.latest(track.id).expect("latest");
         assert_eq!((latest.au.pts_us, latest.au.wallclock_us), (43, 7_000));
         assert_eq!(latest.au.data, jpeg);
+        // Stamped on the one clock: its age is simulated time.
+        clock.advance(2_000_000);
+        assert_eq!(hub.age(latest.published_us), Duration::from_secs(2));
         assert_eq!(hub.tracks().len(), 1, "one track for every picture");
         assert_eq!(hub.stats().tracks[0].frames, 2);
     }
