@@ -12,8 +12,10 @@
 //! keyframe skips to it instead of holding memory or slowing anyone else.
 
 pub mod feed;
+mod generation;
 pub mod ring;
 pub mod timing;
+mod viewer;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,13 +23,15 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pinhole_media::fmp4::{self, InitTrack, Payload, ProducerTime, Run, Sample};
-use pinhole_media::{h264, opus, AccessUnit, Clock, Codec, StreamInfo, SystemClock, TrackKind};
+use pinhole_media::fmp4::{self, Payload, ProducerTime, Run, Sample};
+use pinhole_media::{opus, AccessUnit, Clock, Codec, StreamInfo, SystemClock, TrackKind};
 use tokio::sync::watch;
 
 pub use feed::Feed;
-use ring::{Cursor, Ring, Step};
+use generation::update_stream;
+use ring::Ring;
 use timing::TrackClock;
+pub use viewer::Viewer;
 
 /// A track's number: its `track_ID` in fMP4. The video track is 1.
 pub type TrackId = u32;
@@ -638,133 +642,5 @@ impl Hub {
     /// Ends every viewer's stream (`recv` returns `None`): used at shutdown.
     pub fn close(&self) {
         self.head.lock().unwrap_or_else(|e| e.into_inner()).take();
-    }
-}
-
-fn update_stream(st: &mut State, au: &AccessUnit) -> Result<(), String> {
-    let params = h264::find_parameter_sets(&au.data);
-    let new_video = match (params, &st.video) {
-        (None, None) => return Err("no SPS/PPS in the first keyframe".into()),
-        // Parameter sets unchanged; sources normally repeat them.
-        (None, Some(_)) => None,
-        (Some((sps, pps)), Some(cur)) if matches!(&cur.codec, Codec::H264(i) if i.sps == sps && i.pps == pps) => {
-            None
-        }
-        (Some((sps, pps)), _) => Some(h264::stream_info(sps, pps).map_err(|e| e.to_string())?),
-    };
-    if let Some(info) = new_video {
-        st.video_generation += 1;
-        tracing::info!(
-            width = info.width,
-            height = info.height,
-            codec = %info.codec,
-            generation = st.video_generation,
-            "stream parameters"
-        );
-        st.video = Some(Arc::new(Track {
-            id: VIDEO,
-            codec: Codec::H264(info),
-            generation: st.video_generation,
-        }));
-    } else if !st.tracks_changed {
-        return Ok(());
-    }
-    let Some(video) = st.video.clone() else {
-        return Ok(());
-    };
-    let Codec::H264(info) = &video.codec else {
-        return Ok(());
-    };
-    st.tracks_changed = false;
-    st.generation += 1;
-
-    let video_init = match (&st.stream, new_video_needed(st, &video)) {
-        (Some(cur), false) => cur.video_init.clone(),
-        _ => fmp4::init_segment(info),
-    };
-    let mut tracks = vec![video.clone()];
-    tracks.extend(
-        st.others
-            .iter()
-            .filter(|t| t.track.codec.in_fmp4())
-            .map(|t| t.track.clone()),
-    );
-    let init = if tracks.len() == 1 {
-        video_init.clone()
-    } else {
-        let list: Vec<InitTrack> = tracks
-            .iter()
-            .map(|t| InitTrack {
-                id: t.id,
-                codec: &t.codec,
-            })
-            .collect();
-        match fmp4::try_init_segment_tracks(&list) {
-            Ok(init) => init,
-            Err(e) => {
-                // Keep the picture going: the other tracks wait for usable
-                // parameters.
-                tracing::warn!(error = %e, "cannot describe the other tracks; video only");
-                tracks.truncate(1);
-                video_init.clone()
-            }
-        }
-    };
-    st.stream = Some(Arc::new(Stream {
-        info: info.clone(),
-        generation: st.generation,
-        init,
-        tracks,
-        video_init,
-        video_generation: video.generation,
-    }));
-    Ok(())
-}
-
-/// Whether the video-only init segment must be rebuilt for `video`.
-fn new_video_needed(st: &State, video: &Track) -> bool {
-    st.stream
-        .as_ref()
-        .is_none_or(|s| s.video_generation != video.generation)
-}
-
-/// One viewer's position in the stream.
-pub struct Viewer {
-    hub: Arc<Hub>,
-    cursor: Cursor,
-    rx: watch::Receiver<u64>,
-    skipped: u64,
-}
-
-impl Viewer {
-    /// The next frame for this viewer, waiting if it is at the live edge.
-    /// `None` once the hub is closed.
-    pub async fn recv(&mut self) -> Option<Arc<Frame>> {
-        loop {
-            // Mark the head as seen *before* looking, so a publish between the
-            // look and the wait still wakes us.
-            self.rx.borrow_and_update();
-            let step = self.hub.lock().ring.step(self.cursor);
-            match step {
-                Step::Deliver(frame, next) => {
-                    self.cursor = next;
-                    return Some(frame);
-                }
-                Step::Skip { dropped, next } => {
-                    self.cursor = next;
-                    self.skipped += dropped;
-                    self.hub.drops.fetch_add(dropped, Ordering::Relaxed);
-                }
-                Step::Wait(c) => {
-                    self.cursor = c;
-                    self.rx.changed().await.ok()?;
-                }
-            }
-        }
-    }
-
-    /// Frames this viewer skipped because it fell behind.
-    pub fn skipped(&self) -> u64 {
-        self.skipped
     }
 }
