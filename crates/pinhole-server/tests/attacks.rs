@@ -4,7 +4,6 @@
 //! Each of these got through before the fix.
 
 mod common;
-#[allow(dead_code)] // not every helper is used here
 #[path = "common/nginx.rs"]
 mod nginx;
 

@@ -7,10 +7,12 @@
 //! Needs nginx (Debian `nginx-light`) and ffmpeg; fails loudly without them.
 
 mod common;
+#[path = "common/nginx.rs"]
+mod nginx;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -465,107 +467,6 @@ async fn real_tiny_tmpfs_fills_up_and_streaming_goes_on() {
 
 // ---- nginx -------------------------------------------------------------------
 
-struct Nginx {
-    child: Child,
-    port: u16,
-    access_log: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM lets the master stop its workers (SIGKILL would orphan them).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// nginx with the overlay's site config, paths substituted, own prefix.
-fn start_nginx(root: &Path, hls: &Path, sock: &Path) -> Nginx {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let site = std::fs::read_to_string(repo.join("overlay/etc/nginx/pinhole.conf"))
-        .expect("overlay/etc/nginx/pinhole.conf");
-    let port = free_port();
-    let web = repo.join("web").canonicalize().expect("web/");
-    let site = site
-        .replace("listen [::]:80 default_server;", "")
-        .replace(
-            "listen 80 default_server;",
-            &format!("listen 127.0.0.1:{port} default_server;"),
-        )
-        .replace("/usr/share/pinhole/www", &web.display().to_string())
-        .replace(
-            "unix:/run/pinhole/pinholed.sock",
-            &format!("unix:{}", sock.display()),
-        )
-        .replace("/run/pinhole/hls", &hls.display().to_string());
-    std::fs::write(root.join("pinhole.conf"), site).expect("site");
-    let access_log = root.join("access.log");
-    let r = root.display();
-    let user = if Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-    {
-        "user root;" // workers must read the test's temp dirs
-    } else {
-        ""
-    };
-    let conf = format!(
-        "{user}\nworker_processes 1;\nerror_log {r}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n include /etc/nginx/mime.types;\n default_type application/octet-stream;\n\
-         sendfile on;\n tcp_nodelay on;\n\
-         log_format pinhole '$request_uri $status $upstream_addr $request_time $body_bytes_sent';\n\
-         access_log {r}/access.log pinhole;\n\
-         client_body_temp_path {r}/body;\n proxy_temp_path {r}/proxy;\n\
-         fastcgi_temp_path {r}/fastcgi;\n uwsgi_temp_path {r}/uwsgi;\n scgi_temp_path {r}/scgi;\n\
-         include {r}/pinhole.conf;\n}}\n"
-    );
-    std::fs::write(root.join("nginx.conf"), conf).expect("conf");
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(root)
-        .arg("-c")
-        .arg(root.join("nginx.conf"))
-        .arg("-g")
-        .arg(format!("daemon off; pid {r}/nginx.pid;"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is required for this test (apt-get install nginx-light)");
-    // Wait until it listens.
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "nginx did not start; see {r}/error.log"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Nginx {
-        child,
-        port,
-        access_log,
-    }
-}
-
 /// (requests served by nginx from disk, requests proxied to pinholed).
 fn request_share(log: &Path) -> (usize, usize) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -586,7 +487,12 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
     let server = Server::start(&hls, Some(&sock), HubConfig::default(), None).await;
     let t0 = Instant::now();
     let source = realtime_source(server.state.clone(), t0);
-    let nginx = start_nginx(&tmp.path().join("nginx"), &hls, &sock);
+    let nginx = nginx::start_logging(
+        &tmp.path().join("nginx"),
+        &hls,
+        &sock,
+        "$request_uri $status $upstream_addr $request_time $body_bytes_sent",
+    );
     let base = format!("http://127.0.0.1:{}", nginx.port);
 
     // Static + proxied paths through nginx.
@@ -709,7 +615,7 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
     // An LL-HLS client loop (what hls.js does): blocking reload for the
     // next part, then fetch that part; latency = now - capture time of the
     // part's end.
-    let (nginx_before, proxied_before) = request_share(&nginx.access_log);
+    let (nginx_before, proxied_before) = request_share(&nginx.access_log());
     let mut lat = Vec::new();
     let r = get(&format!("{base}/hls/live.m3u8"), Duration::from_secs(5)).await;
     let mut text = String::from_utf8(r.body).expect("utf8");
@@ -746,7 +652,7 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
         let end = part_end_us(&r.body);
         lat.push(t0.elapsed().as_secs_f64() - end as f64 / 1e6);
     }
-    let (nginx_after, proxied_after) = request_share(&nginx.access_log);
+    let (nginx_after, proxied_after) = request_share(&nginx.access_log());
     lat.sort_by(f64::total_cmp);
     sizes.sort_unstable();
     let med = lat[lat.len() / 2];
@@ -762,7 +668,7 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
     );
     assert!(lat.len() >= 15, "only {} parts in 5 s", lat.len());
     assert!(med < 0.5, "parts arrive {med:.3} s after capture");
-    let (n, p) = request_share(&nginx.access_log);
+    let (n, p) = request_share(&nginx.access_log());
     eprintln!("all requests: nginx-static {n}, proxied to pinholed {p}");
 
     source.abort();
