@@ -22,9 +22,8 @@ use common::*;
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::AccessUnit;
 use pinhole_server::hls::{start_writer, DirStore, SegmentStore};
-use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
+use pinhole_server::{AppState, ServerConfig};
 use pinhole_source_api::SourceInfo;
-use tokio::sync::oneshot;
 
 fn wall_us() -> u64 {
     SystemTime::now()
@@ -32,86 +31,35 @@ fn wall_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-struct Server {
-    state: Arc<AppState>,
-    tcp: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+/// A server with HLS into `dir`, on TCP port 0 and optionally a Unix socket.
+/// `store` replaces the default directory writer.
+async fn start_server(
+    dir: &Path,
+    unix: Option<&Path>,
+    hub_cfg: HubConfig,
+    store: Option<Box<dyn SegmentStore>>,
+) -> TestServer {
+    let info = SourceInfo {
+        kind: "test",
+        detail: "driven by the test".into(),
+        fps: Some(30.0),
+        bitrate: Some(500_000),
+        keyframe_interval: Some(30),
+    };
+    let cfg = ServerConfig {
+        hls_dir: Some(dir.to_owned()),
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(Hub::new(hub_cfg), info, cfg);
+    if let Some(store) = store {
+        start_writer(&state, store);
+    }
+    TestServer::serve(state, unix).await
 }
 
-impl Server {
-    /// A server with HLS into `dir`, on TCP port 0 and optionally a Unix
-    /// socket. `store` replaces the default directory writer.
-    async fn start(
-        dir: &Path,
-        unix: Option<&Path>,
-        hub_cfg: HubConfig,
-        store: Option<Box<dyn SegmentStore>>,
-    ) -> Server {
-        let hub = Hub::new(hub_cfg);
-        let info = SourceInfo {
-            kind: "test",
-            detail: "driven by the test".into(),
-            fps: Some(30.0),
-            bitrate: Some(500_000),
-            keyframe_interval: Some(30),
-        };
-        let cfg = ServerConfig {
-            hls_dir: Some(dir.to_owned()),
-            ..ServerConfig::default()
-        };
-        let state = AppState::new(hub, info, cfg);
-        if let Some(store) = store {
-            start_writer(&state, store);
-        }
-        let tcp_l = Listener::bind(&"127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind");
-        let tcp = match tcp_l.local_addr() {
-            ListenAddr::Tcp(a) => a.to_string(),
-            other => panic!("unexpected {other}"),
-        };
-        let mut listeners = vec![tcp_l];
-        if let Some(p) = unix {
-            listeners.push(
-                Listener::bind(&ListenAddr::Unix(p.to_owned()))
-                    .await
-                    .expect("bind unix"),
-            );
-        }
-        let (tx, rx) = oneshot::channel();
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            pinhole_server::serve(listeners, st, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Server {
-            state,
-            tcp,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.tcp)
-    }
-
-    async fn status(&self) -> serde_json::Value {
-        let r = get(&self.url("/api/status"), Duration::from_secs(2)).await;
-        serde_json::from_slice(&r.body).expect("status json")
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-    }
+async fn status(server: &TestServer) -> serde_json::Value {
+    let r = get(&server.url("/api/status"), Duration::from_secs(2)).await;
+    serde_json::from_slice(&r.body).expect("status json")
 }
 
 /// Feeds fixture frames; `pts_us` on a clock that starts at `t0`. `pad`
@@ -200,7 +148,7 @@ fn media_files(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_reload_waits_for_the_part_and_times_out_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(tmp.path(), None, HubConfig::default(), None).await;
+    let server = start_server(tmp.path(), None, HubConfig::default(), None).await;
     let state = server.state.clone();
     let mut feeder = Feeder::new(0);
     // Two segments and a bit, at real pace so nothing is skipped.
@@ -307,7 +255,7 @@ async fn blocking_reload_waits_for_the_part_and_times_out_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_stays_bounded_over_a_long_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(
+    let server = start_server(
         tmp.path(),
         None,
         HubConfig {
@@ -335,7 +283,7 @@ async fn directory_stays_bounded_over_a_long_run() {
         max_bytes = max_bytes.max(bytes);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let st = server.status().await;
+    let st = status(&server).await;
     let segments = st["hls"]["segments"].as_u64().expect("segments");
     assert!(segments > 1000, "only {segments} segments written: {st}");
     assert_eq!(st["hls"]["errors"], 0);
@@ -384,7 +332,7 @@ async fn enospc_and_a_vanished_directory_are_survived() {
         inner: DirStore::new(&dir),
         fail: fail.clone(),
     };
-    let server = Server::start(&dir, None, HubConfig::default(), Some(Box::new(store))).await;
+    let server = start_server(&dir, None, HubConfig::default(), Some(Box::new(store))).await;
     let state = server.state.clone();
     let mut feeder = Feeder::new(0);
     feeder.burst(&state, 200, Duration::from_millis(1)).await;
@@ -396,7 +344,7 @@ async fn enospc_and_a_vanished_directory_are_survived() {
     std::fs::remove_dir_all(&dir).expect("rm");
     feeder.burst(&state, 200, Duration::from_millis(1)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let st = server.status().await;
+    let st = status(&server).await;
     assert!(st["hls"]["errors"].as_u64().unwrap_or(0) >= 2, "{st}");
     // Still streaming: the live playlist's files exist, init included.
     let r = get(&server.url("/hls/live.m3u8"), Duration::from_secs(5)).await;
@@ -440,17 +388,17 @@ async fn real_tiny_tmpfs_fills_up_and_streaming_goes_on() {
         }
     }
     let _unmount = Unmount(dir.clone());
-    let server = Server::start(&dir, None, HubConfig::default(), None).await;
+    let server = start_server(&dir, None, HubConfig::default(), None).await;
     let state = server.state.clone();
     // 8 KB frames: ~240 KB per segment + as much again in parts; the window
     // needs ~4 MB, the tmpfs has 1 MB.
     let mut feeder = Feeder::new(8 << 10);
     feeder.burst(&state, 600, Duration::from_millis(2)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server.status().await;
+    let before = status(&server).await;
     feeder.burst(&state, 150, Duration::from_millis(2)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = server.status().await;
+    let after = status(&server).await;
     assert!(
         before["hls"]["errors"].as_u64().unwrap_or(0) > 0,
         "{before}"
@@ -484,7 +432,7 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
     let sock = tmp.path().join("pinholed.sock");
     std::fs::create_dir(&hls).expect("mkdir");
     std::fs::create_dir(tmp.path().join("nginx")).expect("mkdir");
-    let server = Server::start(&hls, Some(&sock), HubConfig::default(), None).await;
+    let server = start_server(&hls, Some(&sock), HubConfig::default(), None).await;
     let t0 = Instant::now();
     let source = realtime_source(server.state.clone(), t0);
     let nginx = nginx::start_logging(

@@ -39,6 +39,12 @@ impl TestServer {
 
     async fn start_on(hub_cfg: HubConfig, cfg: ServerConfig, sock: Option<&Path>) -> TestServer {
         let state = AppState::new(Hub::new(hub_cfg), test_source_info(), cfg);
+        TestServer::serve(state, sock).await
+    }
+
+    /// Serves an already built `state` on port 0 and, with `sock`, on that
+    /// Unix socket.
+    pub async fn serve(state: Arc<AppState>, sock: Option<&Path>) -> TestServer {
         let listener = Listener::bind(&"127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
