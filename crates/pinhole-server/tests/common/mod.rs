@@ -239,6 +239,23 @@ pub fn fixture_aus() -> Vec<(Bytes, bool)> {
     out
 }
 
+/// Checks that `got` is consecutive fixture access units (wrapping around),
+/// starting at a keyframe.
+pub fn assert_fixture_in_order(got: &[Bytes], aus: &[(Bytes, bool)]) {
+    let start = aus
+        .iter()
+        .position(|(d, _)| *d == got[0])
+        .expect("first message is a fixture access unit");
+    assert!(aus[start].1, "first message must be a keyframe");
+    for (k, msg) in got.iter().enumerate() {
+        let want = &aus[(start + k) % aus.len()].0;
+        assert!(
+            msg == want,
+            "message {k} is not the next access unit in order"
+        );
+    }
+}
+
 /// Publishes fixture AUs in a loop at `fps`, as a camera would; returns a
 /// handle that stops it when dropped.
 pub fn publish_fixture(state: Arc<AppState>, fps: f64) -> tokio::task::JoinHandle<()> {
