@@ -5,7 +5,8 @@
 //! describes, validates and answers: a `PUT` is checked field by field
 //! against the backend's description *before* anything is applied, so a bad
 //! value is a 400 naming the field and its allowed range, and nothing is
-//! half-applied. The access guard (auth.rs) makes `PUT` admin-only.
+//! half-applied. The access policy (access.rs, asked by the guard in
+//! auth/http.rs) makes `PUT` admin-only.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! removes the flag file `<data dir>/https-enabled`. On the device a systemd
 //! path unit (`pinhole-https.path`) sees the change and reloads nginx, whose
 //! `pinhole-tls-setup` makes the certificate and the `listen 443 ssl` config.
-//! PUT is admin-only like every state change (the guard in auth.rs).
+//! PUT is admin-only like every state change (access.rs decides, the guard
+//! in auth/http.rs asks).
 
 use std::fs::File;
 use std::io::{ErrorKind, Write};

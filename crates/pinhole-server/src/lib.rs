@@ -151,7 +151,7 @@ fn serve_connection(
     stop: tokio::sync::watch::Receiver<bool>,
     alive: tokio::sync::mpsc::Sender<()>,
 ) {
-    // Where the request came from, for the access guard (auth.rs).
+    // Where the request came from, for the access guard (auth/http.rs).
     let info = auth::ConnInfo {
         peer: match &conn {
             Conn::Tcp(_, peer) => Some(peer.ip()),

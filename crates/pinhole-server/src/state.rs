@@ -42,7 +42,7 @@ pub struct ServerConfig {
     pub hls_dir: Option<std::path::PathBuf>,
     /// LL-HLS part target, milliseconds.
     pub hls_part_target_ms: u32,
-    /// Access control and limits (auth.rs, docs/security.md).
+    /// Access control and limits (auth/mod.rs, access.rs, docs/security.md).
     pub security: crate::auth::SecurityConfig,
 }
 

@@ -71,7 +71,7 @@ pub(crate) fn upgrade(
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "tracks=video"));
     let on_upgrade = hyper::upgrade::on(&mut req);
-    // The viewer slot the access guard took (auth.rs) lives as long as the socket.
+    // The viewer slot the access guard took (auth/http.rs) lives as long as the socket.
     let permit = req
         .extensions_mut()
         .remove::<Arc<crate::limits::ViewerPermit>>();

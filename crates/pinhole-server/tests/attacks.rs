@@ -4,20 +4,17 @@
 //! Each of these got through before the fix.
 
 mod common;
-#[allow(dead_code)] // not every helper is used here
 #[path = "common/nginx.rs"]
 mod nginx;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{admin_cookie, TestServer, ADMIN_PASSWORD};
-use pinhole_hub::{Hub, HubConfig};
+use pinhole_hub::HubConfig;
 use pinhole_server::auth::SecurityConfig;
-use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
-use pinhole_source_api::SourceInfo;
+use pinhole_server::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "embed-token-0123456789";
@@ -378,50 +375,6 @@ async fn parallel_wrong_logins_do_not_skip_the_throttle() {
     s.stop().await;
 }
 
-/// A server on a Unix socket, where X-Real-IP (nginx) names the client.
-async fn unix_server(dir: &Path) -> (Arc<AppState>, std::path::PathBuf, TestStop) {
-    let sock = dir.join("p.sock");
-    let info = SourceInfo {
-        kind: "test",
-        detail: "t".into(),
-        fps: Some(30.0),
-        bitrate: None,
-        keyframe_interval: None,
-    };
-    let state = AppState::new(
-        Hub::new(HubConfig::default()),
-        info,
-        ServerConfig::default(),
-    );
-    let l = Listener::bind(&ListenAddr::Unix(sock.clone()))
-        .await
-        .expect("bind");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let st = state.clone();
-    let task = tokio::spawn(async move {
-        pinhole_server::serve(vec![l], st, async {
-            let _ = rx.await;
-        })
-        .await
-    });
-    (state, sock, TestStop(Some(tx), Some(task)))
-}
-
-struct TestStop(
-    Option<tokio::sync::oneshot::Sender<()>>,
-    Option<tokio::task::JoinHandle<()>>,
-);
-impl TestStop {
-    async fn stop(mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.1.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-    }
-}
-
 async fn login_as(sock: &Path, ip: &str, password: &str) -> (u16, String) {
     let s = tokio::net::UnixStream::connect(sock)
         .await
@@ -442,7 +395,8 @@ async fn login_as(sock: &Path, ip: &str, password: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_from_many_addresses_does_not_lock_the_admin_out() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (_state, sock, stop) = unix_server(dir.path()).await;
+    let sock = dir.path().join("p.sock");
+    let server = TestServer::start_unix(&sock, ServerConfig::default()).await;
     let s = tokio::net::UnixStream::connect(&sock)
         .await
         .expect("connect");
@@ -493,7 +447,7 @@ async fn a_login_flood_from_many_addresses_does_not_lock_the_admin_out() {
         let _ = login_as(&sock, "192.168.1.20", "typo typo").await;
     }
     assert_eq!(login_as(&sock, "192.168.1.20", ADMIN_PASSWORD).await.0, 429);
-    stop.stop().await;
+    server.stop().await;
 }
 
 /// The segment and part files of a media playlist (served by nginx itself).
@@ -523,16 +477,8 @@ async fn through_nginx_cors_is_sent_once_and_only_when_allowed_and_rebinding_is_
     let sock = tmp.path().join("pinholed.sock");
     std::fs::create_dir(&hls).expect("mkdir");
     std::fs::create_dir(tmp.path().join("nginx")).expect("mkdir");
-    let info = SourceInfo {
-        kind: "test",
-        detail: "t".into(),
-        fps: Some(30.0),
-        bitrate: None,
-        keyframe_interval: None,
-    };
-    let state = AppState::new(
-        Hub::new(HubConfig::default()),
-        info,
+    let server = TestServer::start_unix(
+        &sock,
         ServerConfig {
             hls_dir: Some(hls.clone()),
             security: SecurityConfig {
@@ -541,19 +487,9 @@ async fn through_nginx_cors_is_sent_once_and_only_when_allowed_and_rebinding_is_
             },
             ..ServerConfig::default()
         },
-    );
-    let l = Listener::bind(&ListenAddr::Unix(sock.clone()))
-        .await
-        .expect("bind");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let st = state.clone();
-    let task = tokio::spawn(async move {
-        pinhole_server::serve(vec![l], st, async {
-            let _ = rx.await;
-        })
-        .await
-    });
-    let stop = TestStop(Some(tx), Some(task));
+    )
+    .await;
+    let state = server.state.clone();
     let _feed = common::publish_fixture(state.clone(), 30.0);
     let nginx = nginx::start(&tmp.path().join("nginx"), &hls, &sock);
     let addr: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
@@ -622,5 +558,5 @@ async fn through_nginx_cors_is_sent_once_and_only_when_allowed_and_rebinding_is_
         assert_eq!(st, 403, "{p} with a rebound Host: {head}");
     }
     drop(nginx);
-    stop.stop().await;
+    server.stop().await;
 }

@@ -11,11 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{post_json, TestServer, ADMIN_PASSWORD};
 use http_body_util::{BodyExt, Empty};
-use pinhole_hub::{Hub, HubConfig};
+use pinhole_hub::HubConfig;
 use pinhole_media::SimClock;
 use pinhole_server::auth::{SecurityConfig, ViewerAccess};
-use pinhole_server::{AppState, Listener, ServerConfig};
-use pinhole_source_api::SourceInfo;
+use pinhole_server::ServerConfig;
 
 /// Everything every test logs, at TRACE, for the no-secrets check.
 fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
@@ -236,24 +235,10 @@ async fn logins_back_off_exponentially() {
         200
     );
     // Two free mistakes, then 1 s, 2 s, … per address.
-    assert_eq!(
-        post_json(a, "/api/auth/login", &pw("nope nope"), &[])
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        post_json(a, "/api/auth/login", &pw("nope nope"), &[])
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        post_json(a, "/api/auth/login", &pw("nope nope"), &[])
-            .await
-            .status,
-        401
-    );
+    for _ in 0..3 {
+        let r = post_json(a, "/api/auth/login", &pw("nope nope"), &[]).await;
+        assert_eq!(r.status, 401);
+    }
     let r = post_json(a, "/api/auth/login", &pw(ADMIN_PASSWORD), &[]).await;
     assert_eq!(r.status, 429, "even the right password waits");
     assert_eq!(r.headers["retry-after"], "1");
@@ -329,10 +314,7 @@ async fn unix_req(
     let s = tokio::net::UnixStream::connect(sock)
         .await
         .expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = common::http1(s).await;
     let mut req = http::Request::builder()
         .method(method)
         .uri(path)
@@ -355,18 +337,9 @@ async fn behind_nginx_the_real_address_decides() {
     log_buffer();
     let dir = tempfile::tempdir().expect("tmp");
     let sock = dir.path().join("p.sock");
-    let hub = Hub::new(HubConfig::default());
-    let info = SourceInfo {
-        kind: "test",
-        detail: "t".into(),
-        fps: Some(30.0),
-        bitrate: None,
-        keyframe_interval: None,
-    };
     let token = "embed-token-0123456789";
-    let state = AppState::new(
-        hub,
-        info,
+    let server = TestServer::start_unix(
+        &sock,
         ServerConfig {
             security: SecurityConfig {
                 viewer: ViewerAccess::Lan,
@@ -377,25 +350,9 @@ async fn behind_nginx_the_real_address_decides() {
             },
             ..ServerConfig::default()
         },
-    );
-    let ul = Listener::bind(&format!("unix:{}", sock.display()).parse().unwrap())
-        .await
-        .expect("bind unix");
-    let tl = Listener::bind(&"127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("bind");
-    let addr = match tl.local_addr() {
-        pinhole_server::ListenAddr::Tcp(a) => a,
-        _ => unreachable!(),
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let st = state.clone();
-    let task = tokio::spawn(async move {
-        pinhole_server::serve(vec![ul, tl], st, async {
-            let _ = rx.await;
-        })
-        .await
-    });
+    )
+    .await;
+    let addr = server.addr;
     let wan = [
         ("x-real-ip", "203.0.113.9"),
         ("x-forwarded-for", "203.0.113.9"),
@@ -427,10 +384,7 @@ async fn behind_nginx_the_real_address_decides() {
     .await;
     assert_eq!(st, 403);
     let c = tokio::net::UnixStream::connect(&sock).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(c))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut sender = common::http1(c).await;
     let resp = sender
         .send_request(
             http::Request::post("/api/auth/setup")
@@ -514,8 +468,7 @@ async fn behind_nginx_the_real_address_decides() {
     .await;
     assert_eq!(st, 401);
 
-    let _ = tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{admin_cookie, get_with, post_json, TestServer};
+use common::{admin_cookie, closed_within, get_with, post_json, TestServer};
 use pinhole_hub::HubConfig;
 use pinhole_server::auth::{SecurityConfig, ViewerAccess};
 use pinhole_server::{ListenAddr, ServerConfig};
@@ -70,25 +70,7 @@ async fn health_probe_answers_with_a_viewer_password_set() {
 async fn health_probe_answers_on_the_unix_socket_with_token_access() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("pinholed.sock");
-    let config = cfg(|s| s.viewer = ViewerAccess::Token);
-    let hub = pinhole_hub::Hub::new(HubConfig::default());
-    let state = pinhole_server::AppState::new(
-        hub,
-        pinhole_source_api::SourceInfo {
-            kind: "test",
-            detail: "driven by the test".into(),
-            fps: Some(30.0),
-            bitrate: None,
-            keyframe_interval: None,
-        },
-        config,
-    );
-    let addr = ListenAddr::Unix(sock.clone());
-    let listener = pinhole_server::Listener::bind(&addr).await.expect("bind");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(pinhole_server::serve(vec![listener], state, async {
-        let _ = rx.await;
-    }));
+    let server = TestServer::start_unix(&sock, cfg(|s| s.viewer = ViewerAccess::Token)).await;
     // Set up, so that the first-boot rules are not what decides.
     let admin = {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -107,29 +89,14 @@ async fn health_probe_answers_on_the_unix_socket_with_token_access() {
         out
     };
     assert!(admin.contains("pinhole_session="));
-    assert!(pinhole_server::health::probe(&addr).await);
-    let _ = tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    assert!(pinhole_server::health::probe(&ListenAddr::Unix(sock)).await);
+    server.stop().await;
 }
 
 // ---- item 7: HTTP/2 prior knowledge -----------------------------------------
 
 /// The HTTP/2 connection preface and an empty SETTINGS frame.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
-
-/// Waits until the peer closes; `None` if it stayed open for `max`.
-async fn closed_within(s: &mut tokio::net::TcpStream, max: Duration) -> Option<Duration> {
-    use tokio::io::AsyncReadExt;
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout_at((start + max).into(), s.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
-}
 
 /// Idle and half-sent HTTP/2 prior-knowledge connections used to stay open
 /// for ever (only HTTP/1 had a header timeout): now every one is closed

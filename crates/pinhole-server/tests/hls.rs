@@ -7,10 +7,12 @@
 //! Needs nginx (Debian `nginx-light`) and ffmpeg; fails loudly without them.
 
 mod common;
+#[path = "common/nginx.rs"]
+mod nginx;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,9 +22,8 @@ use common::*;
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::AccessUnit;
 use pinhole_server::hls::{start_writer, DirStore, SegmentStore};
-use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
+use pinhole_server::{AppState, ServerConfig};
 use pinhole_source_api::SourceInfo;
-use tokio::sync::oneshot;
 
 fn wall_us() -> u64 {
     SystemTime::now()
@@ -30,86 +31,35 @@ fn wall_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-struct Server {
-    state: Arc<AppState>,
-    tcp: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+/// A server with HLS into `dir`, on TCP port 0 and optionally a Unix socket.
+/// `store` replaces the default directory writer.
+async fn start_server(
+    dir: &Path,
+    unix: Option<&Path>,
+    hub_cfg: HubConfig,
+    store: Option<Box<dyn SegmentStore>>,
+) -> TestServer {
+    let info = SourceInfo {
+        kind: "test",
+        detail: "driven by the test".into(),
+        fps: Some(30.0),
+        bitrate: Some(500_000),
+        keyframe_interval: Some(30),
+    };
+    let cfg = ServerConfig {
+        hls_dir: Some(dir.to_owned()),
+        ..ServerConfig::default()
+    };
+    let state = AppState::new(Hub::new(hub_cfg), info, cfg);
+    if let Some(store) = store {
+        start_writer(&state, store);
+    }
+    TestServer::serve(state, unix).await
 }
 
-impl Server {
-    /// A server with HLS into `dir`, on TCP port 0 and optionally a Unix
-    /// socket. `store` replaces the default directory writer.
-    async fn start(
-        dir: &Path,
-        unix: Option<&Path>,
-        hub_cfg: HubConfig,
-        store: Option<Box<dyn SegmentStore>>,
-    ) -> Server {
-        let hub = Hub::new(hub_cfg);
-        let info = SourceInfo {
-            kind: "test",
-            detail: "driven by the test".into(),
-            fps: Some(30.0),
-            bitrate: Some(500_000),
-            keyframe_interval: Some(30),
-        };
-        let cfg = ServerConfig {
-            hls_dir: Some(dir.to_owned()),
-            ..ServerConfig::default()
-        };
-        let state = AppState::new(hub, info, cfg);
-        if let Some(store) = store {
-            start_writer(&state, store);
-        }
-        let tcp_l = Listener::bind(&"127.0.0.1:0".parse().expect("addr"))
-            .await
-            .expect("bind");
-        let tcp = match tcp_l.local_addr() {
-            ListenAddr::Tcp(a) => a.to_string(),
-            other => panic!("unexpected {other}"),
-        };
-        let mut listeners = vec![tcp_l];
-        if let Some(p) = unix {
-            listeners.push(
-                Listener::bind(&ListenAddr::Unix(p.to_owned()))
-                    .await
-                    .expect("bind unix"),
-            );
-        }
-        let (tx, rx) = oneshot::channel();
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            pinhole_server::serve(listeners, st, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Server {
-            state,
-            tcp,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.tcp)
-    }
-
-    async fn status(&self) -> serde_json::Value {
-        let r = get(&self.url("/api/status"), Duration::from_secs(2)).await;
-        serde_json::from_slice(&r.body).expect("status json")
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
-        }
-    }
+async fn status(server: &TestServer) -> serde_json::Value {
+    let r = get(&server.url("/api/status"), Duration::from_secs(2)).await;
+    serde_json::from_slice(&r.body).expect("status json")
 }
 
 /// Feeds fixture frames; `pts_us` on a clock that starts at `t0`. `pad`
@@ -198,7 +148,7 @@ fn media_files(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_reload_waits_for_the_part_and_times_out_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(tmp.path(), None, HubConfig::default(), None).await;
+    let server = start_server(tmp.path(), None, HubConfig::default(), None).await;
     let state = server.state.clone();
     let mut feeder = Feeder::new(0);
     // Two segments and a bit, at real pace so nothing is skipped.
@@ -305,7 +255,7 @@ async fn blocking_reload_waits_for_the_part_and_times_out_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn directory_stays_bounded_over_a_long_run() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(
+    let server = start_server(
         tmp.path(),
         None,
         HubConfig {
@@ -333,7 +283,7 @@ async fn directory_stays_bounded_over_a_long_run() {
         max_bytes = max_bytes.max(bytes);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let st = server.status().await;
+    let st = status(&server).await;
     let segments = st["hls"]["segments"].as_u64().expect("segments");
     assert!(segments > 1000, "only {segments} segments written: {st}");
     assert_eq!(st["hls"]["errors"], 0);
@@ -382,7 +332,7 @@ async fn enospc_and_a_vanished_directory_are_survived() {
         inner: DirStore::new(&dir),
         fail: fail.clone(),
     };
-    let server = Server::start(&dir, None, HubConfig::default(), Some(Box::new(store))).await;
+    let server = start_server(&dir, None, HubConfig::default(), Some(Box::new(store))).await;
     let state = server.state.clone();
     let mut feeder = Feeder::new(0);
     feeder.burst(&state, 200, Duration::from_millis(1)).await;
@@ -394,7 +344,7 @@ async fn enospc_and_a_vanished_directory_are_survived() {
     std::fs::remove_dir_all(&dir).expect("rm");
     feeder.burst(&state, 200, Duration::from_millis(1)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let st = server.status().await;
+    let st = status(&server).await;
     assert!(st["hls"]["errors"].as_u64().unwrap_or(0) >= 2, "{st}");
     // Still streaming: the live playlist's files exist, init included.
     let r = get(&server.url("/hls/live.m3u8"), Duration::from_secs(5)).await;
@@ -438,17 +388,17 @@ async fn real_tiny_tmpfs_fills_up_and_streaming_goes_on() {
         }
     }
     let _unmount = Unmount(dir.clone());
-    let server = Server::start(&dir, None, HubConfig::default(), None).await;
+    let server = start_server(&dir, None, HubConfig::default(), None).await;
     let state = server.state.clone();
     // 8 KB frames: ~240 KB per segment + as much again in parts; the window
     // needs ~4 MB, the tmpfs has 1 MB.
     let mut feeder = Feeder::new(8 << 10);
     feeder.burst(&state, 600, Duration::from_millis(2)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = server.status().await;
+    let before = status(&server).await;
     feeder.burst(&state, 150, Duration::from_millis(2)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = server.status().await;
+    let after = status(&server).await;
     assert!(
         before["hls"]["errors"].as_u64().unwrap_or(0) > 0,
         "{before}"
@@ -464,107 +414,6 @@ async fn real_tiny_tmpfs_fills_up_and_streaming_goes_on() {
 }
 
 // ---- nginx -------------------------------------------------------------------
-
-struct Nginx {
-    child: Child,
-    port: u16,
-    access_log: PathBuf,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM lets the master stop its workers (SIGKILL would orphan them).
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// nginx with the overlay's site config, paths substituted, own prefix.
-fn start_nginx(root: &Path, hls: &Path, sock: &Path) -> Nginx {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let site = std::fs::read_to_string(repo.join("overlay/etc/nginx/pinhole.conf"))
-        .expect("overlay/etc/nginx/pinhole.conf");
-    let port = free_port();
-    let web = repo.join("web").canonicalize().expect("web/");
-    let site = site
-        .replace("listen [::]:80 default_server;", "")
-        .replace(
-            "listen 80 default_server;",
-            &format!("listen 127.0.0.1:{port} default_server;"),
-        )
-        .replace("/usr/share/pinhole/www", &web.display().to_string())
-        .replace(
-            "unix:/run/pinhole/pinholed.sock",
-            &format!("unix:{}", sock.display()),
-        )
-        .replace("/run/pinhole/hls", &hls.display().to_string());
-    std::fs::write(root.join("pinhole.conf"), site).expect("site");
-    let access_log = root.join("access.log");
-    let r = root.display();
-    let user = if Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-    {
-        "user root;" // workers must read the test's temp dirs
-    } else {
-        ""
-    };
-    let conf = format!(
-        "{user}\nworker_processes 1;\nerror_log {r}/error.log warn;\n\
-         events {{ worker_connections 256; }}\n\
-         http {{\n include /etc/nginx/mime.types;\n default_type application/octet-stream;\n\
-         sendfile on;\n tcp_nodelay on;\n\
-         log_format pinhole '$request_uri $status $upstream_addr $request_time $body_bytes_sent';\n\
-         access_log {r}/access.log pinhole;\n\
-         client_body_temp_path {r}/body;\n proxy_temp_path {r}/proxy;\n\
-         fastcgi_temp_path {r}/fastcgi;\n uwsgi_temp_path {r}/uwsgi;\n scgi_temp_path {r}/scgi;\n\
-         include {r}/pinhole.conf;\n}}\n"
-    );
-    std::fs::write(root.join("nginx.conf"), conf).expect("conf");
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(root)
-        .arg("-c")
-        .arg(root.join("nginx.conf"))
-        .arg("-g")
-        .arg(format!("daemon off; pid {r}/nginx.pid;"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is required for this test (apt-get install nginx-light)");
-    // Wait until it listens.
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "nginx did not start; see {r}/error.log"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Nginx {
-        child,
-        port,
-        access_log,
-    }
-}
 
 /// (requests served by nginx from disk, requests proxied to pinholed).
 fn request_share(log: &Path) -> (usize, usize) {
@@ -583,10 +432,15 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
     let sock = tmp.path().join("pinholed.sock");
     std::fs::create_dir(&hls).expect("mkdir");
     std::fs::create_dir(tmp.path().join("nginx")).expect("mkdir");
-    let server = Server::start(&hls, Some(&sock), HubConfig::default(), None).await;
+    let server = start_server(&hls, Some(&sock), HubConfig::default(), None).await;
     let t0 = Instant::now();
     let source = realtime_source(server.state.clone(), t0);
-    let nginx = start_nginx(&tmp.path().join("nginx"), &hls, &sock);
+    let nginx = nginx::start_logging(
+        &tmp.path().join("nginx"),
+        &hls,
+        &sock,
+        "$request_uri $status $upstream_addr $request_time $body_bytes_sent",
+    );
     let base = format!("http://127.0.0.1:{}", nginx.port);
 
     // Static + proxied paths through nginx.
@@ -709,7 +563,7 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
     // An LL-HLS client loop (what hls.js does): blocking reload for the
     // next part, then fetch that part; latency = now - capture time of the
     // part's end.
-    let (nginx_before, proxied_before) = request_share(&nginx.access_log);
+    let (nginx_before, proxied_before) = request_share(&nginx.access_log());
     let mut lat = Vec::new();
     let r = get(&format!("{base}/hls/live.m3u8"), Duration::from_secs(5)).await;
     let mut text = String::from_utf8(r.body).expect("utf8");
@@ -746,7 +600,7 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
         let end = part_end_us(&r.body);
         lat.push(t0.elapsed().as_secs_f64() - end as f64 / 1e6);
     }
-    let (nginx_after, proxied_after) = request_share(&nginx.access_log);
+    let (nginx_after, proxied_after) = request_share(&nginx.access_log());
     lat.sort_by(f64::total_cmp);
     sizes.sort_unstable();
     let med = lat[lat.len() / 2];
@@ -762,7 +616,7 @@ async fn nginx_in_front_ffmpeg_and_an_ll_client_read_the_live_stream() {
     );
     assert!(lat.len() >= 15, "only {} parts in 5 s", lat.len());
     assert!(med < 0.5, "parts arrive {med:.3} s after capture");
-    let (n, p) = request_share(&nginx.access_log);
+    let (n, p) = request_share(&nginx.access_log());
     eprintln!("all requests: nginx-static {n}, proxied to pinholed {p}");
 
     source.abort();

@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::TestServer;
+use common::{closed_within, TestServer};
 use futures_util::StreamExt;
 use pinhole_hub::HubConfig;
 use pinhole_server::auth::SecurityConfig;
@@ -30,6 +30,11 @@ fn cfg(f: impl FnOnce(&mut SecurityConfig)) -> ServerConfig {
 async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     s.write_all(bytes).await.expect("write");
+    read_until_quiet(&mut s, wait).await
+}
+
+/// What the peer sends before closing or going quiet for `wait`.
+async fn read_until_quiet(s: &mut TcpStream, wait: Duration) -> String {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(Ok(n)) = tokio::time::timeout(wait, s.read(&mut buf)).await {
@@ -39,20 +44,6 @@ async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
         out.extend_from_slice(&buf[..n]);
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Waits until the peer closes (read → 0 or error); returns how long it took,
-/// or `None` if it stayed open for `max`.
-async fn closed_within(s: &mut TcpStream, max: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout_at((start + max).into(), s.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
 }
 
 fn ws_request(addr: SocketAddr, path: &str) -> String {
@@ -426,15 +417,7 @@ async fn traversal_and_symlinks_are_404() {
 async fn hostile(addr: SocketAddr, bytes: Vec<u8>, wait: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.expect("connect");
     let _ = s.write_all(&bytes).await;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(Ok(n)) = tokio::time::timeout(wait, s.read(&mut buf)).await {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    read_until_quiet(&mut s, wait).await
 }
 
 /// Everything at once while a real viewer watches: 200 slowloris clients,

@@ -9,8 +9,8 @@ mod nginx;
 
 use std::time::{Duration, Instant};
 
-use pinhole_hub::{Hub, HubConfig};
-use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
+use common::TestServer;
+use pinhole_server::ServerConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -18,7 +18,8 @@ struct Site {
     _tmp: tempfile::TempDir,
     dir: std::path::PathBuf,
     nginx: nginx::Nginx,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Runs until the test's runtime ends.
+    _server: TestServer,
 }
 
 impl Site {
@@ -32,30 +33,13 @@ impl Site {
         std::fs::create_dir(&hls).expect("mkdir");
         std::fs::create_dir(dir.join("nginx")).expect("mkdir");
         let sock = dir.join("pinholed.sock");
-        let state = AppState::new(
-            Hub::new(HubConfig::default()),
-            pinhole_source_api::SourceInfo {
-                kind: "test",
-                detail: "driven by the test".into(),
-                fps: Some(30.0),
-                bitrate: None,
-                keyframe_interval: None,
-            },
-            ServerConfig::default(),
-        );
-        let listener = Listener::bind(&ListenAddr::Unix(sock.clone()))
-            .await
-            .expect("bind");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(pinhole_server::serve(vec![listener], state, async {
-            let _ = rx.await;
-        }));
+        let server = TestServer::start_unix(&sock, ServerConfig::default()).await;
         let nginx = nginx::start(&dir.join("nginx"), &hls, &sock);
         Site {
             _tmp: tmp,
             dir,
             nginx,
-            stop: Some(tx),
+            _server: server,
         }
     }
 
@@ -70,14 +54,6 @@ impl Site {
 
     fn addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.nginx.port))
-    }
-}
-
-impl Drop for Site {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

@@ -90,15 +90,7 @@ async fn twenty_viewers_get_a_keyframe_first_then_every_frame_in_order() {
             "a viewer got only {} frames in 2 s",
             got.len()
         );
-        let start = aus
-            .iter()
-            .position(|(d, _)| *d == got[0])
-            .expect("first message is a fixture access unit");
-        assert!(aus[start].1, "first message must be a keyframe");
-        for (k, msg) in got.iter().enumerate() {
-            let want = &aus[(start + k) % aus.len()].0;
-            assert!(msg == want, "message {k} is not the next frame in order");
-        }
+        assert_fixture_in_order(&got, &aus);
     }
     assert_eq!(server.state.hub.stats().viewer_drops, 0);
     publisher.abort();

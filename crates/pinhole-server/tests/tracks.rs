@@ -180,17 +180,7 @@ async fn ws_h264_stays_video_only_byte_for_byte() {
         }
     }
     assert!(got.len() >= 15, "only {} messages", got.len());
-    let start = aus
-        .iter()
-        .position(|(d, _)| *d == got[0])
-        .expect("first message is a fixture access unit");
-    assert!(aus[start].1, "first message must be a keyframe");
-    for (k, msg) in got.iter().enumerate() {
-        assert!(
-            *msg == aus[(start + k) % aus.len()].0,
-            "message {k} is not the next video access unit"
-        );
-    }
+    assert_fixture_in_order(&got, &aus);
     publisher.abort();
     server.stop().await;
 }

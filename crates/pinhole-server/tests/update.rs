@@ -136,11 +136,7 @@ async fn post(
     cut_after: Option<usize>,
 ) -> (u16, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = common::http1(stream).await;
     let limit = cut_after.unwrap_or(body.len());
     let chunks: Vec<Result<hyper::body::Frame<Bytes>, std::io::Error>> = body[..limit]
         .chunks(64 << 10)
@@ -365,11 +361,7 @@ async fn a_second_upload_while_one_runs_gets_409() {
     // A slow first upload: the header, then nothing for a while.
     let cookie = common::admin_cookie(addr).await;
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = common::http1(stream).await;
     let (tx, rx) =
         tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
     let req = http::Request::post("/api/update")

@@ -150,7 +150,7 @@ async fn settings_apply_live_are_validated_admin_only_and_persist() {
         r.body
     );
     let cookie = d.admin().await;
-    // (No Origin at all is a non-browser client: auth.rs lets it through.)
+    // (No Origin at all is a non-browser client: access.rs lets it through.)
     let r = d
         .req(
             "PUT",

@@ -128,6 +128,14 @@ fn count(acts: &[Action], f: impl Fn(&Action) -> bool) -> usize {
     acts.iter().filter(|a| f(a)).count()
 }
 
+/// How often `kind` on slot B is marked invalid.
+fn marked_invalid(acts: &[Action], kind: ImageKind) -> usize {
+    count(
+        acts,
+        |a| matches!(a, Action::MarkInvalid { slot: Slot::B, kind: k } if *k == kind),
+    )
+}
+
 fn error(acts: &[Action]) -> Option<&OtaError> {
     acts.iter().find_map(|a| match a {
         Action::Error(e) => Some(e),
@@ -241,26 +249,8 @@ fn aborted_mid_image_marks_invalid() {
         s(2),
     );
     assert_a_untouched(&acts);
-    assert_eq!(
-        count(&acts, |a| matches!(
-            a,
-            Action::MarkInvalid {
-                slot: Slot::B,
-                kind: ImageKind::Boot
-            }
-        )),
-        1
-    );
-    assert_eq!(
-        count(&acts, |a| matches!(
-            a,
-            Action::MarkInvalid {
-                slot: Slot::B,
-                kind: ImageKind::Root
-            }
-        )),
-        1
-    );
+    assert_eq!(marked_invalid(&acts, ImageKind::Boot), 1);
+    assert_eq!(marked_invalid(&acts, ImageKind::Root), 1);
     assert_eq!(count(&acts, |a| matches!(a, Action::SetTrial { .. })), 0);
     assert!(error(&acts).unwrap().to_string().contains("aborted"));
     assert_eq!(u.phase(), Phase::Failed);
@@ -350,16 +340,7 @@ fn flipped_byte_fails_at_image_end() {
     let acts = upload(&mut u, &b, 8);
     // The damaged image is never synced/verified; it and only it is invalidated.
     assert_eq!(count(&acts, |a| matches!(a, Action::VerifyImage { .. })), 0);
-    assert_eq!(
-        count(&acts, |a| matches!(
-            a,
-            Action::MarkInvalid {
-                slot: Slot::B,
-                kind: ImageKind::Boot
-            }
-        )),
-        1
-    );
+    assert_eq!(marked_invalid(&acts, ImageKind::Boot), 1);
     assert_eq!(
         count(&acts, |a| matches!(
             a,

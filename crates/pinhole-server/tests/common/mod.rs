@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Empty};
 use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::annexb::AccessUnitAssembler;
 use pinhole_media::{AccessUnit, Clock, SimClock, SystemClock};
-use pinhole_server::{AppState, Listener, ServerConfig};
+use pinhole_server::{AppState, ListenAddr, Listener, ServerConfig};
 use pinhole_source_api::SourceInfo;
 use tokio::sync::oneshot;
 
@@ -28,7 +28,7 @@ impl TestServer {
     }
 
     pub async fn start_with(hub_cfg: HubConfig, cfg: ServerConfig) -> TestServer {
-        TestServer::start_on(hub_cfg, cfg, Arc::new(SystemClock::new())).await
+        TestServer::start_on(hub_cfg, cfg, Arc::new(SystemClock::new()), None).await
     }
 
     /// A server on the shared simulated clock: the test moves time with
@@ -37,35 +37,54 @@ impl TestServer {
     /// [`TestServer::start_with`] for those.
     pub async fn start_sim(hub_cfg: HubConfig, cfg: ServerConfig) -> (TestServer, Arc<SimClock>) {
         let clock = Arc::new(sim_clock());
-        let server = TestServer::start_on(hub_cfg, cfg, clock.clone()).await;
+        let server = TestServer::start_on(hub_cfg, cfg, clock.clone(), None).await;
         (server, clock)
+    }
+
+    /// A server on port 0 and on the Unix socket `sock`, where nginx's
+    /// `X-Real-IP` names the client.
+    pub async fn start_unix(sock: &Path, cfg: ServerConfig) -> TestServer {
+        TestServer::start_on(
+            HubConfig::default(),
+            cfg,
+            Arc::new(SystemClock::new()),
+            Some(sock),
+        )
+        .await
     }
 
     pub async fn start_on(
         hub_cfg: HubConfig,
         cfg: ServerConfig,
         clock: Arc<dyn Clock>,
+        sock: Option<&Path>,
     ) -> TestServer {
         let hub = Hub::with_clock(hub_cfg, clock);
-        let info = SourceInfo {
-            kind: "test",
-            detail: "driven by the test".into(),
-            fps: Some(30.0),
-            bitrate: None,
-            keyframe_interval: None,
-        };
-        let state = AppState::new(hub, info, cfg);
+        let state = AppState::new(hub, test_source_info(), cfg);
+        TestServer::serve(state, sock).await
+    }
+
+    /// Serves an already built `state` on port 0 and, with `sock`, on that
+    /// Unix socket.
+    pub async fn serve(state: Arc<AppState>, sock: Option<&Path>) -> TestServer {
         let listener = Listener::bind(&"127.0.0.1:0".parse().expect("addr"))
             .await
             .expect("bind");
         let addr = match listener.local_addr() {
-            pinhole_server::ListenAddr::Tcp(a) => a,
+            ListenAddr::Tcp(a) => a,
             other => panic!("unexpected {other}"),
         };
+        let mut listeners = vec![listener];
+        if let Some(sock) = sock {
+            let unix = Listener::bind(&ListenAddr::Unix(sock.to_owned()))
+                .await
+                .expect("bind the Unix socket");
+            listeners.push(unix);
+        }
         let (tx, rx) = oneshot::channel();
         let st = state.clone();
         let task = tokio::spawn(async move {
-            pinhole_server::serve(vec![listener], st, async {
+            pinhole_server::serve(listeners, st, async {
                 let _ = rx.await;
             })
             .await
@@ -101,6 +120,48 @@ impl TestServer {
 /// A simulated clock a second after its origin, its wall clock in 2024.
 pub fn sim_clock() -> SimClock {
     SimClock::new(1_000_000, 1_700_000_000_000_000)
+}
+
+/// What the test servers say their source is.
+pub fn test_source_info() -> SourceInfo {
+    SourceInfo {
+        kind: "test",
+        detail: "driven by the test".into(),
+        fps: Some(30.0),
+        bitrate: None,
+        keyframe_interval: None,
+    }
+}
+
+/// Waits until the peer closes (read → 0 or error); returns how long it took,
+/// or `None` if it stayed open for `max`.
+pub async fn closed_within(s: &mut tokio::net::TcpStream, max: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + max).into(), s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// An HTTP/1 client connection on `stream`; its driver runs in a task.
+pub async fn http1<S, B>(stream: S) -> hyper::client::conn::http1::SendRequest<B>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    sender
 }
 
 /// The admin password the tests set.
@@ -144,11 +205,7 @@ pub async fn send_json(
     headers: &[(&str, &str)],
 ) -> HttpResponse {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = http1(stream).await;
     let mut req = http::Request::builder()
         .method(method)
         .uri(path)
@@ -209,6 +266,23 @@ pub fn fixture_aus() -> Vec<(Bytes, bool)> {
     out
 }
 
+/// Checks that `got` is consecutive fixture access units (wrapping around),
+/// starting at a keyframe.
+pub fn assert_fixture_in_order(got: &[Bytes], aus: &[(Bytes, bool)]) {
+    let start = aus
+        .iter()
+        .position(|(d, _)| *d == got[0])
+        .expect("first message is a fixture access unit");
+    assert!(aus[start].1, "first message must be a keyframe");
+    for (k, msg) in got.iter().enumerate() {
+        let want = &aus[(start + k) % aus.len()].0;
+        assert!(
+            msg == want,
+            "message {k} is not the next access unit in order"
+        );
+    }
+}
+
 /// Publishes fixture AUs in a loop at `fps`, as a camera would; returns a
 /// handle that stops it when dropped.
 pub fn publish_fixture(state: Arc<AppState>, fps: f64) -> tokio::task::JoinHandle<()> {
@@ -253,11 +327,7 @@ pub async fn get_with(
     let stream = tokio::net::TcpStream::connect(&host)
         .await
         .expect("connect");
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("handshake");
-    tokio::spawn(conn);
+    let mut sender = http1(stream).await;
     let mut req = http::Request::builder()
         .method(method)
         .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))

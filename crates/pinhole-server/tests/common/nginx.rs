@@ -1,7 +1,7 @@
 //! The image's nginx site (`overlay/etc/nginx/pinhole.conf`) in front of a
 //! test server, paths substituted, under its own prefix. Needs nginx
 //! (Debian `nginx-light`); fails loudly without it.
-//! (tests/hls.rs has an older copy of this with an access log format.)
+#![allow(dead_code)] // not every test uses every helper
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,6 +11,13 @@ pub struct Nginx {
     child: Child,
     pub port: u16,
     pub root: PathBuf,
+}
+
+impl Nginx {
+    /// nginx's access log (see [`start_logging`] for its format).
+    pub fn access_log(&self) -> PathBuf {
+        self.root.join("access.log")
+    }
 }
 
 impl Drop for Nginx {
@@ -45,6 +52,16 @@ pub fn repo() -> PathBuf {
 /// Starts nginx in `root` (an empty directory) with the site serving the
 /// repository's web/, HLS files from `hls`, pinholed on `sock`.
 pub fn start(root: &Path, hls: &Path, sock: &Path) -> Nginx {
+    start_with(root, hls, sock, None)
+}
+
+/// As [`start`], with the access log in nginx `log_format` syntax, e.g.
+/// `"$request_uri $status $upstream_addr"`.
+pub fn start_logging(root: &Path, hls: &Path, sock: &Path, log_format: &str) -> Nginx {
+    start_with(root, hls, sock, Some(log_format))
+}
+
+fn start_with(root: &Path, hls: &Path, sock: &Path, log_format: Option<&str>) -> Nginx {
     let site = std::fs::read_to_string(repo().join("overlay/etc/nginx/pinhole.conf"))
         .expect("overlay/etc/nginx/pinhole.conf");
     let port = free_port();
@@ -73,11 +90,15 @@ pub fn start(root: &Path, hls: &Path, sock: &Path) -> Nginx {
     } else {
         ""
     };
+    let access_log = match log_format {
+        Some(f) => format!("log_format pinhole '{f}';\n access_log {r}/access.log pinhole;"),
+        None => format!("access_log {r}/access.log;"),
+    };
     let conf = format!(
         "{user}\nworker_processes 1;\nerror_log {r}/error.log warn;\n\
          events {{ worker_connections 256; }}\n\
          http {{\n include /etc/nginx/mime.types;\n default_type application/octet-stream;\n\
-         sendfile on;\n tcp_nodelay on;\n access_log {r}/access.log;\n\
+         sendfile on;\n tcp_nodelay on;\n {access_log}\n\
          client_body_temp_path {r}/body;\n proxy_temp_path {r}/proxy;\n\
          fastcgi_temp_path {r}/fastcgi;\n uwsgi_temp_path {r}/uwsgi;\n scgi_temp_path {r}/scgi;\n\
          include {r}/pinhole.conf;\n}}\n"
