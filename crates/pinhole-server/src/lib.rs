@@ -22,6 +22,7 @@ mod routes;
 pub mod snapshot;
 pub mod state;
 mod status;
+pub mod table;
 mod ui;
 pub mod update;
 mod ws;

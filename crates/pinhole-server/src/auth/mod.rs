@@ -40,7 +40,7 @@ use crate::access_lists::AccessLists;
 use crate::limits::{ViewerLimits, MAX_JSON_BODY};
 use crate::ServerError;
 
-pub(crate) use self::http::{add_cors, guard, handle};
+pub(crate) use self::http::{add_cors, guard, handle, Admitted};
 pub use self::http::{classify, client_of, cookie, query_param, AuthBody, Client, ConnInfo};
 pub use self::store::apply_reset_file;
 pub(crate) use self::store::write_private;
