@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine of this kind:
 # Debian's chromium (never a downloaded browser), ffmpeg (ffprobe validates
-# our output), nginx (the LL-HLS front end), and the browser tests' npm modules.
+# our output), nginx (the LL-HLS front end), nginx-rtmp and srt-tools (the
+# media servers the push tests feed), and the browser tests' npm modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,9 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v nginx >/dev/null || need+=(nginx-light)
+# The push tests' real media servers: nginx-rtmp, and srt-live-transmit.
+dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need+=(libnginx-mod-rtmp)
+command -v srt-live-transmit >/dev/null || need+=(srt-tools)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   $SUDO apt-get update -qq
