@@ -11,10 +11,12 @@ mod error;
 pub mod flv;
 pub mod rtmp;
 pub mod run;
+mod set;
 pub mod target;
 pub mod url;
 
 pub use error::PushError;
 pub use run::{PushTarget, TargetStatus};
+pub use set::PushSet;
 pub use target::State;
 pub use url::PushUrl;

@@ -121,7 +121,7 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
         let result = session(&hub, &url, &shared, &mut published_us).await;
         let err = match result {
             Ok(()) => return, // the hub closed: shutting down
-            Err(e) => e,
+            Err(e) => hide_key(&e.to_string(), &url.stream_key),
         };
         let wait = backoff.failed(published_us);
         tracing::warn!(
@@ -131,10 +131,19 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
             retry_in_s = wait as f64 / 1e6,
             "push failed; retrying"
         );
-        shared.set(State::BackingOff, Some(err.to_string()));
+        shared.set(State::BackingOff, Some(err));
         // A wait between connection attempts, not a media decision: tokio's
         // timer (the hub clock's sleep blocks a thread).
         tokio::time::sleep(Duration::from_micros(wait)).await;
+    }
+}
+
+/// A server's error text may quote the stream name, i.e. the key.
+fn hide_key(text: &str, key: &str) -> String {
+    if key.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(key, "***")
     }
 }
 
@@ -241,4 +250,15 @@ async fn session(
     };
     *published_us = clock.now_us().saturating_sub(started_us);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_servers_error_never_shows_the_key() {
+        assert_eq!(
+            super::hide_key("server refused: stream sekrit-1 is busy", "sekrit-1"),
+            "server refused: stream *** is busy"
+        );
+    }
 }

@@ -4,8 +4,6 @@
 //! mid-push and restarted: the push resumes by itself, and a local hub
 //! viewer keeps getting frames on time throughout.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,62 +12,8 @@ use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::{AccessUnit, AccessUnitAssembler, Clock, SystemClock};
 use pinhole_push::{PushTarget, PushUrl, State};
 
-const MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
-
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM lets the master stop its workers.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_nginx(root: &Path, port: u16) -> Nginx {
-    assert!(
-        Path::new(MODULE).exists(),
-        "{MODULE} missing: run ci/install-deps.sh (libnginx-mod-rtmp)"
-    );
-    let conf = format!(
-        "load_module {MODULE};\n\
-         daemon off;\n\
-         pid {root}/nginx.pid;\n\
-         error_log {root}/error.log info;\n\
-         events {{ worker_connections 64; }}\n\
-         rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-           application live {{ live on; record off; }} }} }}\n",
-        root = root.display()
-    );
-    std::fs::write(root.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(root)
-        .arg("-c")
-        .arg(root.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("nginx (ci/install-deps.sh)");
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "nginx did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Nginx(child)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::nginx_rtmp::{ffprobe, NginxRtmp};
 
 /// The x264 fixture, looped at 30 fps on the real clock, until `stop`.
 fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>) {
@@ -112,31 +56,11 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn ffprobe(url: &str) -> String {
-    let out = Command::new("timeout")
-        .args(["20", "ffprobe", "-v", "error", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(url)
-        .output()
-        .expect("ffprobe (ci/install-deps.sh)");
-    assert!(
-        out.status.success(),
-        "ffprobe {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut nginx = Some(start_nginx(dir.path(), port));
+    let mut nginx = Some(NginxRtmp::start(dir.path(), 0));
+    let port = nginx.as_ref().map(|n| n.port).unwrap_or_default();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let clock = Arc::new(SystemClock::new());
@@ -183,7 +107,7 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     let failed = target.status();
     assert!(failed.last_error.is_some(), "{failed:?}");
     std::thread::sleep(Duration::from_secs(2));
-    let _nginx = start_nginx(dir.path(), port);
+    let _nginx = NginxRtmp::start(dir.path(), port);
     wait_for("publishing again", 40, || {
         let s = target.status();
         s.state == State::Publishing && s.reconnects >= 1

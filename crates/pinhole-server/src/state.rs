@@ -136,6 +136,8 @@ pub struct AppState {
     pub(crate) hls: crate::hls::HlsShared,
     /// The admin password, sessions, viewer policy and limits.
     pub auth: crate::auth::Auth,
+    /// The push targets (RTMP to media servers), when the daemon has any.
+    pub push: std::sync::OnceLock<Arc<pinhole_push::PushSet>>,
     /// Camera settings (`/api/camera`), when the daemon offers them.
     pub camera: std::sync::OnceLock<Arc<dyn crate::camera::CameraBackend>>,
     /// One `PUT /api/camera` at a time.
@@ -159,6 +161,7 @@ impl AppState {
             update: std::sync::OnceLock::new(),
             mjpeg: Default::default(),
             hls: Default::default(),
+            push: std::sync::OnceLock::new(),
             camera: std::sync::OnceLock::new(),
             camera_lock: tokio::sync::Mutex::new(()),
         })

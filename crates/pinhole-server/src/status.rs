@@ -84,12 +84,93 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
         "measured": { "fps": s.measured_fps, "bitrate": s.measured_bitrate },
         "viewers": viewers,
         "hls": crate::hls::status_json(state, admin),
+        // Push targets (URLs with their stream keys hidden): configuration,
+        // so for the admin only.
+        "push": admin.then(|| push_json(state)),
         // The running system (image version, A/B slot); null without OTA.
         "system": state.update.get().map(|u| {
             let st = u.status();
             json!({ "version": st.version, "slot": st.active_slot, "trial": st.trial })
         }),
     })
+}
+
+fn push_json(state: &AppState) -> Vec<Value> {
+    let Some(set) = state.push.get() else {
+        return Vec::new();
+    };
+    set.statuses()
+        .into_iter()
+        .map(|t| {
+            json!({
+                "url": t.url,
+                "state": t.state.as_str(),
+                "frames": t.frames,
+                "bytes": t.bytes,
+                "skipped": t.skipped,
+                "reconnects": t.reconnects,
+                "last_error": t.last_error,
+            })
+        })
+        .collect()
+}
+
+/// Per push target, labelled by its position in the list (`target="0"`):
+/// never by URL, whose host a scrape should not need and whose key it must
+/// not see.
+fn push_metrics(state: &AppState, out: &mut String) {
+    let Some(set) = state.push.get() else {
+        return;
+    };
+    let targets = set.statuses();
+    if targets.is_empty() {
+        return;
+    }
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&pinhole_push::TargetStatus) -> f64,
+    );
+    let series: [Series; 5] = [
+        (
+            "push_up",
+            "gauge",
+            "1 while the target is publishing.",
+            |t| f64::from(t.state == pinhole_push::State::Publishing),
+        ),
+        (
+            "push_frames_total",
+            "counter",
+            "Video frames sent to the target.",
+            |t| t.frames as f64,
+        ),
+        (
+            "push_bytes_total",
+            "counter",
+            "Bytes sent to the target.",
+            |t| t.bytes as f64,
+        ),
+        (
+            "push_skipped_frames_total",
+            "counter",
+            "Frames skipped because the target was slow.",
+            |t| t.skipped as f64,
+        ),
+        (
+            "push_reconnects_total",
+            "counter",
+            "Reconnections after a failure.",
+            |t| t.reconnects as f64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP pinhole_{name} {help}");
+        let _ = writeln!(out, "# TYPE pinhole_{name} {kind}");
+        for (i, t) in targets.iter().enumerate() {
+            let _ = writeln!(out, "pinhole_{name}{{target=\"{i}\"}} {}", value(t));
+        }
+    }
 }
 
 /// Names whose value is a secret, as `name=value` or `-name value`.
@@ -278,6 +359,7 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
             state.viewers(o).1
         );
     }
+    push_metrics(state, &mut out);
     let (cum, count, sum_us) = state.send_latency.snapshot();
     let _ = writeln!(
         out,

@@ -86,6 +86,12 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub hls_dir: Option<PathBuf>,
 
+    /// Push the stream to a media server: rtmp://host[:port]/app/stream-key.
+    /// Repeat for several; replaces the config file's [[push]] entries.
+    /// The command line is visible to other local users: prefer the file.
+    #[arg(long, value_name = "URL")]
+    pub push: Vec<String>,
+
     /// Keep the admin password (admin.json) here. [default:
     /// $XDG_STATE_HOME/pinhole, else ~/.local/state/pinhole]
     #[arg(long, value_name = "DIR")]
@@ -105,6 +111,25 @@ pub struct Config {
     pub ota: OtaConfig,
     pub security: crate::security_config::SecuritySection,
     pub camera: CameraConfig,
+    /// `[[push]]` entries: media servers to push the stream to.
+    pub push: Vec<PushConfig>,
+}
+
+/// One push target (docs/config.md). The URL holds the stream key: its
+/// `Debug` shows it redacted.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    pub url: String,
+}
+
+impl std::fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = pinhole_push::PushUrl::parse(&self.url)
+            .map(|u| u.redacted())
+            .unwrap_or_else(|_| "(invalid)".into());
+        f.debug_struct("PushConfig").field("url", &url).finish()
+    }
 }
 
 /// Camera sources (`v4l2:…`, `auto`): docs/cameras.md.
@@ -264,6 +289,7 @@ impl Default for Config {
             ota: OtaConfig::default(),
             security: Default::default(),
             camera: CameraConfig::default(),
+            push: Vec::new(),
         }
     }
 }
@@ -412,6 +438,13 @@ impl Config {
         if cli.data_dir.is_some() {
             cfg.security.data_dir = cli.data_dir.clone();
         }
+        if !cli.push.is_empty() {
+            cfg.push = cli
+                .push
+                .iter()
+                .map(|url| PushConfig { url: url.clone() })
+                .collect();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -424,6 +457,12 @@ impl Config {
         for l in &self.listen {
             if let Err(e) = l.parse::<ListenAddr>() {
                 return bad("listen", e);
+            }
+        }
+        for p in &self.push {
+            // The error says what is wrong, never the key.
+            if let Err(e) = pinhole_push::PushUrl::parse(&p.url) {
+                return bad("push.url", e.to_string());
             }
         }
         let v = &self.video;

@@ -267,6 +267,20 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         Err(e) => tracing::error!("updates disabled: {e}"),
     }
 
+    if !cfg.push.is_empty() {
+        let push = pinhole_push::PushSet::new(state.hub.clone());
+        for p in &cfg.push {
+            match pinhole_push::PushUrl::parse(&p.url) {
+                Ok(url) => {
+                    tracing::info!(target = %url.redacted(), "push");
+                    push.add(url);
+                }
+                Err(e) => tracing::error!("push target skipped: {e}"),
+            }
+        }
+        let _ = state.push.set(push);
+    }
+
     let probe = listeners.first().map(|l| l.local_addr());
     let supervisor = Supervisor::spawn(source, feed, wiring.clock.clone())?;
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
