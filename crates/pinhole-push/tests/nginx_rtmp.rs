@@ -2,7 +2,10 @@
 //! (installed by ci/install-deps.sh; the test fails loudly without it),
 //! then `ffprobe` reads the stream back from nginx. nginx is killed
 //! mid-push and restarted: the push resumes by itself, and a local hub
-//! viewer keeps getting frames on time throughout.
+//! viewer keeps getting frames on time throughout. Then nginx hangs
+//! (SIGSTOP, sockets open) under a heavier stream: the target gives up
+//! writing after its timeout, the local viewer still does not notice, and
+//! the push resumes once nginx runs again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,7 +19,9 @@ mod common;
 use common::nginx_rtmp::{ffprobe, NginxRtmp};
 
 /// The x264 fixture, looped at 30 fps on the real clock, until `stop`.
-fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>) {
+/// With `fat` set, each access unit carries 64 KiB of filler NAL units
+/// (~16 Mbit/s), so a hung server's socket buffers fill within seconds.
+fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>, fat: Arc<AtomicBool>) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../pinhole-media/testdata/x264_baseline_320x240_30fps_gop30.h264"
@@ -31,8 +36,17 @@ fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>) {
         for au in &aus {
             let due = start + n * 33_333;
             clock.sleep_until_us(due);
+            let data = if fat.load(Ordering::Relaxed) {
+                let mut d = au.data.to_vec();
+                d.extend_from_slice(&[0, 0, 0, 1, 12]);
+                d.resize(d.len() + (64 << 10), 0xff);
+                d.push(0x80);
+                bytes::Bytes::from(d)
+            } else {
+                au.data.clone()
+            };
             hub.publish(AccessUnit {
-                data: au.data.clone(),
+                data,
                 pts_us: due,
                 wallclock_us: clock.wall_us(),
                 keyframe: au.keyframe,
@@ -66,9 +80,10 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     let clock = Arc::new(SystemClock::new());
     let hub = Hub::with_clock(HubConfig::default(), clock.clone());
     let stop = Arc::new(AtomicBool::new(false));
+    let fat = Arc::new(AtomicBool::new(false));
     let feeder = {
-        let (hub, clock, stop) = (hub.clone(), clock.clone(), stop.clone());
-        std::thread::spawn(move || feed(hub, clock, stop))
+        let (hub, clock, stop, fat) = (hub.clone(), clock.clone(), stop.clone(), fat.clone());
+        std::thread::spawn(move || feed(hub, clock, stop, fat))
     };
     // A local viewer, timing every frame's arrival.
     let max_gap_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -107,7 +122,7 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     let failed = target.status();
     assert!(failed.last_error.is_some(), "{failed:?}");
     std::thread::sleep(Duration::from_secs(2));
-    let _nginx = NginxRtmp::start(dir.path(), port);
+    let nginx = NginxRtmp::start(dir.path(), port);
     wait_for("publishing again", 40, || {
         let s = target.status();
         s.state == State::Publishing && s.reconnects >= 1
@@ -117,6 +132,31 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
         target.status().frames > before + 30
     });
     assert_eq!(ffprobe(&url), "h264,320,240");
+
+    // nginx hangs with its sockets open: writes stop completing.
+    fat.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    nginx.signal("STOP");
+    let t = Instant::now();
+    wait_for("the write timeout", 40, || {
+        target.status().state != State::Publishing
+    });
+    let hung = target.status();
+    eprintln!("hung server given up after {:?}: {hung:?}", t.elapsed());
+    assert!(
+        hung.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out"),
+        "{hung:?}"
+    );
+    nginx.signal("CONT");
+    fat.store(false, Ordering::Relaxed);
+    let reconnects = hung.reconnects;
+    wait_for("publishing after the hang", 60, || {
+        let s = target.status();
+        s.state == State::Publishing && s.reconnects > reconnects
+    });
 
     let gap = max_gap_ms.load(Ordering::Relaxed);
     assert!(gap < 250, "a local viewer waited {gap} ms for a frame");
@@ -132,4 +172,5 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     hub.close();
     drop(target);
     rt.block_on(local).unwrap();
+    drop(nginx);
 }

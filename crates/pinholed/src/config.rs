@@ -579,6 +579,43 @@ mod tests {
     }
 
     #[test]
+    fn push_targets_from_the_file_and_the_flags() {
+        let cfg = Config::from_toml(
+            "[[push]]\nurl = \"rtmp://a.example/live/key-one-0123456789\"\n\
+             [[push]]\nurl = \"rtmp://b.example:1936/app/k2\"\n",
+            Path::new("p.toml"),
+        )
+        .expect("parse");
+        assert_eq!(cfg.push.len(), 2);
+        cfg.validate().expect("valid");
+        // Debug (what a log of the config would show) hides the key.
+        let dbg = format!("{cfg:?}");
+        assert!(
+            !dbg.contains("key-one-01234") && dbg.contains("***789"),
+            "{dbg}"
+        );
+        // Flags replace the file's list.
+        let cli = Cli {
+            push: vec!["rtmp://c.example/live/x".into()],
+            ..Cli::default()
+        };
+        let cfg = Config::load(&cli).expect("load");
+        assert_eq!(
+            cfg.push,
+            vec![PushConfig {
+                url: "rtmp://c.example/live/x".into()
+            }]
+        );
+        // A bad URL is named, without its key.
+        let mut bad = Config::default();
+        bad.push.push(PushConfig {
+            url: "rtmps://h/live/sekrit".into(),
+        });
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("push.url") && !e.contains("sekrit"), "{e}");
+    }
+
+    #[test]
     fn typos_and_bad_values_are_named() {
         let e = Config::from_toml("[video]\nfsp = 25\n", Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("fsp"), "{e}");

@@ -68,6 +68,27 @@ impl NginxRtmp {
         }
     }
 
+    /// Send `sig` (e.g. "STOP", "CONT") to the master and its workers, by
+    /// PID: a hung server that keeps its sockets open.
+    pub fn signal(&self, sig: &str) {
+        let master = self.child.id().to_string();
+        let workers = Command::new("pgrep")
+            .args(["-P", &master])
+            .output()
+            .expect("pgrep");
+        let mut pids = vec![master];
+        pids.extend(
+            String::from_utf8_lossy(&workers.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args([&format!("-{sig}"), &pid])
+                .status();
+        }
+    }
+
     pub fn error_log(&self) -> PathBuf {
         self.root.join("error.log")
     }
