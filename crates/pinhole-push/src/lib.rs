@@ -17,6 +17,6 @@ pub mod url;
 
 pub use error::PushError;
 pub use run::{PushTarget, TargetStatus};
-pub use set::PushSet;
+pub use set::{Listed, PushSet, SetError, MAX_TARGETS};
 pub use target::State;
 pub use url::PushUrl;

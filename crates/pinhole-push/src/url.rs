@@ -96,6 +96,17 @@ impl PushUrl {
         format!("rtmp://{}/{}/***{hint}", self.host_port(), self.app)
     }
 
+    /// The whole URL, key included: for saving it root-only, never for
+    /// showing or logging.
+    pub fn secret_url(&self) -> String {
+        format!(
+            "rtmp://{}/{}/{}",
+            self.host_port(),
+            self.app,
+            self.stream_key
+        )
+    }
+
     pub fn publish_params(&self) -> PublishParams {
         PublishParams {
             app: self.app.clone(),
@@ -142,6 +153,7 @@ mod tests {
         assert_eq!(u.stream_key, "abcd-efgh-ijkl-mnop");
         assert_eq!(u.redacted(), "rtmp://a.rtmp.youtube.com:1935/live2/***nop");
         assert!(!format!("{u:?}").contains("efgh"));
+        assert_eq!(PushUrl::parse(&u.secret_url()).unwrap(), u);
         let p = u.publish_params();
         assert_eq!(p.tc_url, "rtmp://a.rtmp.youtube.com:1935/live2");
 

@@ -18,6 +18,7 @@ pub mod limits;
 pub mod listen;
 mod mjpeg;
 mod mp4;
+pub mod push_api;
 mod routes;
 pub mod snapshot;
 pub mod state;

@@ -31,6 +31,8 @@ pub enum Target {
     Camera,
     Https,
     Access,
+    /// `/api/push`, `/api/push/<id>`: push targets (admin only).
+    Push,
     /// `/api/auth*`: the handler dispatches every method itself.
     Auth,
     /// Any other `/api/…`: 404.
@@ -153,6 +155,19 @@ pub static ROUTES: &[Route] = &[
         Exact("/api/access"),
         Target::Access,
         Listed(SETTINGS),
+        false,
+    ),
+    // Push targets: their URLs are configuration (admin only, reads too).
+    route(
+        Exact("/api/push"),
+        Target::Push,
+        Listed(&[("GET", Admin), ("HEAD", Admin), ("POST", Admin)]),
+        false,
+    ),
+    route(
+        Prefix("/api/push/"),
+        Target::Push,
+        Listed(&[("DELETE", Admin)]),
         false,
     ),
     route(Exact("/api/auth"), Target::Auth, Any(Auth), false),

@@ -267,19 +267,20 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         Err(e) => tracing::error!("updates disabled: {e}"),
     }
 
-    if !cfg.push.is_empty() {
-        let push = pinhole_push::PushSet::new(state.hub.clone());
-        for p in &cfg.push {
-            match pinhole_push::PushUrl::parse(&p.url) {
-                Ok(url) => {
-                    tracing::info!(target = %url.redacted(), "push");
-                    push.add(url);
-                }
-                Err(e) => tracing::error!("push target skipped: {e}"),
+    // Push targets: the config file's, then those the admin added
+    // (`/api/push`, kept in the data dir).
+    let push = pinhole_push::PushSet::new(state.hub.clone());
+    for p in &cfg.push {
+        match pinhole_push::PushUrl::parse(&p.url) {
+            Ok(url) => {
+                tracing::info!(target = %url.redacted(), "push");
+                push.add(url);
             }
+            Err(e) => tracing::error!("push target skipped: {e}"),
         }
-        let _ = state.push.set(push);
     }
+    let _ = state.push.set(push);
+    pinhole_server::push_api::start_saved(&state);
 
     let probe = listeners.first().map(|l| l.local_addr());
     let supervisor = Supervisor::spawn(source, feed, wiring.clock.clone())?;
