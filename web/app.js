@@ -235,6 +235,7 @@ function renderSound() {
   $('sound-text').textContent = a.muted ? 'Unmute' : 'Mute';
   const pct = Number.isFinite(a.level) ? Math.max(0, Math.min(100, (a.level + 60) / 60 * 100)) : 0;
   $('sound-level').style.width = `${pct}%`;
+  $('sound-level').parentElement.hidden = a.level === null; // this player has no meter
 }
 
 function toggleSound() {

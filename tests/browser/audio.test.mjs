@@ -75,3 +75,22 @@ test('WebCodecs plays the sound, muted until asked, in step with the picture', a
     throw e;
   }
 });
+
+test('LL-HLS (hls.js) carries the Opus track too: decoded, muted until the sound button', async () => {
+  const page = await newPage(ctx);
+  try {
+    await page.goto(`${daemon.base}/?player=hls`);
+    const shown = await waitFor(() => page.isVisible('#btn-sound'), { timeoutMs: 20000 });
+    assert.ok(shown, `no sound button: ${JSON.stringify(await page.evaluate(() => window.pinhole?.stats()))}`);
+    assert.equal(await page.evaluate(() => document.querySelector('#screen video').muted), true);
+    await page.click('#btn-sound');
+    assert.equal(await page.evaluate(() => document.querySelector('#screen video').muted), false);
+    const a = await page.evaluate(() => document.querySelector('#screen video').webkitAudioDecodedByteCount);
+    await sleep(2000);
+    const b = await page.evaluate(() => document.querySelector('#screen video').webkitAudioDecodedByteCount);
+    assert.ok(b > a, `audio not decoding: ${a} -> ${b} bytes`);
+  } catch (e) {
+    console.log(page.logs.join('\n'));
+    throw e;
+  }
+});

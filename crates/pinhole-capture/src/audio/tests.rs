@@ -180,3 +180,35 @@ fn garbage_on_the_pipe_is_a_clear_error() {
     let e = r.unwrap_err().to_string();
     assert!(e.contains("a WAV file"), "{e}");
 }
+
+/// The cost of the audio path on one core: tone synthesis + Opus encoding
+/// of 60 s of 48 kHz mono (libopus is Debian's optimised build in any
+/// profile). Numbers for bench/README.md:
+/// `cargo test -p pinhole-capture --lib audio::tests::encode_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn encode_cost() {
+    for (channels, bitrate) in [(1u8, 48_000u32), (2, 96_000)] {
+        let cfg = AudioConfig {
+            channels,
+            bitrate,
+            ..AudioConfig::default()
+        };
+        let mut enc = encoder::OpusEncoder::new(cfg.rate, channels, bitrate).unwrap();
+        let mut buf = vec![0i16; cfg.frame_len()];
+        let t0 = std::time::Instant::now();
+        let mut bytes = 0;
+        for k in 0..3000u64 {
+            tone::fill(cfg.rate, usize::from(channels), k * 960, &mut buf);
+            bytes += enc.encode(&buf).unwrap().len();
+        }
+        let el = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "{channels} ch {} kbit/s: 60 s of audio in {:.3} s: {:.2} % of a core, {:.1} kbit/s out",
+            bitrate / 1000,
+            el,
+            el / 60.0 * 100.0,
+            bytes as f64 * 8.0 / 60.0 / 1000.0
+        );
+    }
+}
