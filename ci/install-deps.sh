@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine of this kind:
 # Debian's chromium (never a downloaded browser), ffmpeg (ffprobe validates
-# our output), nginx (the LL-HLS front end), and the browser tests' npm modules.
+# our output), nginx (the LL-HLS front end), libopus-dev (the Opus encoder is
+# linked from Debian's libopus; the cross build takes its arm64 libopus.a)
+# and the browser tests' npm modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,7 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v nginx >/dev/null || need+=(nginx-light)
+dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev pkg-config)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   $SUDO apt-get update -qq
