@@ -26,6 +26,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 
+    /// RTSP listener (rtsp://HOST:PORT/stream), IP:PORT. Repeat for
+    /// several; `off` for none. [default: 127.0.0.1:8554]
+    #[arg(long, value_name = "ADDR")]
+    pub rtsp: Vec<String>,
+
     /// Video source: test | pipe:<file, - for stdin, or shell command> |
     /// v4l2:<device> | libcamera[:<id>] | auto. [default: test]
     #[arg(long, value_name = "SOURCE")]
@@ -97,6 +102,8 @@ pub struct Cli {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: Vec<String>,
+    /// RTSP listeners, IP:PORT (docs/rtsp.md); empty: no RTSP.
+    pub rtsp: Vec<String>,
     pub source: String,
     pub video: VideoConfig,
     pub pipe: PipeConfig,
@@ -256,6 +263,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec!["127.0.0.1:8080".into()],
+            // Loopback like the HTTP default: a development machine does
+            // not offer its camera to the LAN unless asked to.
+            rtsp: vec!["127.0.0.1:8554".into()],
             source: "test".into(),
             video: VideoConfig::default(),
             pipe: PipeConfig::default(),
@@ -387,6 +397,9 @@ impl Config {
         if !cli.listen.is_empty() {
             cfg.listen = cli.listen.iter().map(|l| l.to_string()).collect();
         }
+        if !cli.rtsp.is_empty() {
+            cfg.rtsp = cli.rtsp.iter().filter(|a| *a != "off").cloned().collect();
+        }
         if let Some(s) = &cli.source {
             cfg.source = s.clone();
         }
@@ -424,6 +437,11 @@ impl Config {
         for l in &self.listen {
             if let Err(e) = l.parse::<ListenAddr>() {
                 return bad("listen", e);
+            }
+        }
+        for a in &self.rtsp {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return bad("rtsp", format!("'{a}' is not IP:PORT"));
             }
         }
         let v = &self.video;
