@@ -376,3 +376,110 @@ async fn new_parameter_sets_reach_clients_in_band() {
         text(&out.stderr)
     );
 }
+
+/// An Opus track in the hub is a second `m=` line (RFC 7587); ffmpeg
+/// decodes both, over TCP and UDP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_is_a_second_track() {
+    let server = TestServer::start(HubConfig::default()).await;
+    let state = server.state.clone();
+    let ogg = {
+        let data = std::fs::read(common::fixture_path("opus_silence_mono_48k_20ms.opus"))
+            .expect("fixture");
+        pinhole_media::opus::read_ogg(&data).expect("ogg")
+    };
+    let audio = state
+        .hub
+        .add_track(pinhole_media::Codec::Opus(ogg.config.clone()))
+        .expect("audio track");
+    let aus = common::fixture_aus();
+    let st = state.clone();
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        let (mut v, mut a) = (0u64, 0u64);
+        loop {
+            tick.tick().await;
+            let now = start.elapsed().as_micros() as u64;
+            while a * 20_000 <= now {
+                let p = &ogg.packets[a as usize % ogg.packets.len()];
+                st.hub.publish_on(
+                    audio,
+                    pinhole_media::AccessUnit {
+                        data: p.clone(),
+                        pts_us: a * 20_000,
+                        wallclock_us: 1_700_000_000_000_000 + a * 20_000,
+                        keyframe: true,
+                    },
+                );
+                a += 1;
+            }
+            while v * 1_000_000 / 30 <= now {
+                let (data, keyframe) = &aus[v as usize % aus.len()];
+                let pts = v * 1_000_000 / 30;
+                st.hub.publish(pinhole_media::AccessUnit {
+                    data: data.clone(),
+                    pts_us: pts,
+                    wallclock_us: 1_700_000_000_000_000 + pts,
+                    keyframe: *keyframe,
+                });
+                v += 1;
+            }
+        }
+    });
+    wait_for_stream(&state).await;
+    let l = RtspListener::bind("127.0.0.1:0".parse().expect("addr"), true)
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(pinhole_server::rtsp::serve(
+        vec![l],
+        state.clone(),
+        RtspConfig::default(),
+        std::future::pending(),
+    ));
+    for proto in ["tcp", "udp"] {
+        let out = run(
+            "ffmpeg",
+            [
+                "-nostdin",
+                "-v",
+                "error",
+                "-rtsp_transport",
+                proto,
+                "-i",
+                &format!("rtsp://{addr}/stream"),
+                "-t",
+                "5",
+                "-f",
+                "framecrc",
+                "-",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .await;
+        assert!(out.status.success(), "{proto}: {}", text(&out.stderr));
+        let o = text(&out.stdout);
+        let count = |idx: &str| {
+            o.lines()
+                .filter(|l| !l.starts_with('#') && l.split(',').next().map(str::trim) == Some(idx))
+                .count()
+        };
+        let (video, audio) = (count("0"), count("1"));
+        assert!(
+            (145..=155).contains(&video),
+            "{proto}: {video} video frames"
+        );
+        // 20 ms packets: 250 in 5 s.
+        assert!(
+            (240..=260).contains(&audio),
+            "{proto}: {audio} audio frames"
+        );
+        assert!(
+            o.contains("#codec_id 1: pcm_s16le") || o.contains("#media_type 1: audio"),
+            "{o:.400}"
+        );
+    }
+}
