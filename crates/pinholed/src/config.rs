@@ -26,8 +26,9 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 
-    /// RTSP listener (rtsp://HOST:PORT/stream), IP:PORT. Repeat for
-    /// several; `off` for none. [default: 127.0.0.1:8554]
+    /// RTSP listener (rtsp://HOST:PORT/stream), IP:PORT (port 0: any free
+    /// one). Repeat for several; `off` for none. [default: none; the image
+    /// uses 0.0.0.0:8554]
     #[arg(long, value_name = "ADDR")]
     pub rtsp: Vec<String>,
 
@@ -263,9 +264,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec!["127.0.0.1:8080".into()],
-            // Loopback like the HTTP default: a development machine does
-            // not offer its camera to the LAN unless asked to.
-            rtsp: vec!["127.0.0.1:8554".into()],
+            // Off unless asked for: a development machine offers nothing
+            // beyond its loopback HTTP port, and daemons started side by
+            // side (tests, several helpers) cannot all own 8554.
+            rtsp: Vec::new(),
             source: "test".into(),
             video: VideoConfig::default(),
             pipe: PipeConfig::default(),
