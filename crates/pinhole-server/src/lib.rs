@@ -19,6 +19,7 @@ pub mod listen;
 mod mjpeg;
 mod mp4;
 mod routes;
+pub mod rtsp;
 pub mod snapshot;
 pub mod state;
 mod status;

@@ -103,6 +103,12 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
         "measured": { "fps": s.measured_fps, "bitrate": s.measured_bitrate },
         "viewers": viewers,
         "hls": crate::hls::status_json(state, admin),
+        // The UI builds rtsp://<its host>:<port>/stream from this.
+        "rtsp": state.rtsp_port.get().map(|p| json!({
+            "port": p,
+            "path": crate::rtsp::PATH,
+            "sessions": state.viewers(Output::Rtsp).0,
+        })),
         // The running system (image version, A/B slot); null without OTA.
         "system": state.update.get().map(|u| {
             let st = u.status();
