@@ -74,6 +74,7 @@ pub fn is_live(path: &str) -> bool {
 fn is_view(path: &str) -> bool {
     is_live(path)
         || path.starts_with("/hls/")
+        || path.starts_with("/dash/")
         || path.starts_with("/api/")
         || matches!(path, "/snapshot.jpg" | "/metrics")
 }
@@ -619,6 +620,7 @@ mod tests {
         assert_eq!(classify(true, "/api/camera"), Class::View);
         assert_eq!(classify(true, "/ws/h264"), Class::View);
         assert_eq!(classify(true, "/hls/index.m3u8"), Class::View);
+        assert_eq!(classify(true, "/dash/index.mpd"), Class::View);
         assert_eq!(classify(true, "/app.js"), Class::Static);
         assert_eq!(classify(true, "/api/health"), Class::Static);
         assert_eq!(classify(true, "/api/update"), Class::Admin);

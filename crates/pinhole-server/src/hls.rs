@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{full, ui, AppState, Body, ServerError};
 
-/// How long a request for the first playlist waits while the first segment
+/// How long a request for the first playlist (or manifest) waits while the first segment
 /// is still being made (daemon start).
-const FIRST_PLAYLIST_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const FIRST_PLAYLIST_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the segmenter's files go. [`DirStore`] is the real one; tests wrap
 /// it to inject failures (ENOSPC) at this boundary.
@@ -128,11 +128,16 @@ impl Default for HlsShared {
 }
 
 impl HlsShared {
-    fn current(&self) -> Option<Arc<Published>> {
+    pub(crate) fn current(&self) -> Option<Arc<Published>> {
         self.current
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Wakes on every publish.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     fn publish(&self, p: Published) {
@@ -148,7 +153,7 @@ impl HlsShared {
     /// Waits until the published playlist satisfies `pred`, at most `wait`.
     /// (How long a client's request is held: a guard on the connection, so
     /// it stays on tokio's timer, not on the daemon's clock.)
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         wait: Duration,
         pred: impl Fn(&Published) -> bool,
@@ -562,6 +567,19 @@ fn playlist(state: &AppState, text: &str, cache: Cache) -> Response<Body> {
     )
 }
 
+/// One plain file name: no separators, no "..", no hidden files.
+pub(crate) fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && matches!(
+            Path::new(name).components().next(),
+            Some(Component::Normal(_))
+        )
+}
+
 /// `GET /hls/<name>`: playlists (with `_HLS_msn`/`_HLS_part` blocking
 /// reload) and, without nginx, the media files.
 pub(crate) async fn handle(
@@ -574,17 +592,7 @@ pub(crate) async fn handle(
         return Err(ServerError::NotFound(format!("{path} (HLS is off)")));
     };
     let name = path.strip_prefix("/hls/").unwrap_or_default();
-    // One plain file name: no separators, no "..", no hidden files.
-    let safe = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-        && matches!(
-            Path::new(name).components().next(),
-            Some(Component::Normal(_))
-        );
-    if !safe {
+    if !plain_name(name) {
         return Err(not_found());
     }
     let shared = &state.hls;
@@ -660,7 +668,7 @@ pub(crate) async fn handle(
 }
 
 /// A regular file (never through a symlink), or `None` if there is none.
-async fn read_media(
+pub(crate) async fn read_media(
     file: &Path,
     name: &str,
     shared_cache: bool,

@@ -7,6 +7,7 @@ pub mod access;
 pub mod access_lists;
 pub mod auth;
 pub mod camera;
+mod dash;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -121,6 +121,10 @@ async fn route(
             get_only(is_get)?;
             hls::handle(state, path, req.uri().query()).await
         }
+        _ if path.starts_with("/dash/") => {
+            get_only(is_get)?;
+            crate::dash::handle(state, path).await
+        }
         "/api/update" => match *method {
             Method::POST => update::upload(req, state).await,
             Method::GET | Method::HEAD => update::status(state),
