@@ -8,7 +8,7 @@
 //! each part soon enough to play within the LL-HLS latency target.
 //!
 //! `PINHOLE_EDGE_VIEWERS` (default 200) and `PINHOLE_EDGE_SECS` (default 15)
-//! size the run; bench/edge.sh runs it longer. Needs nginx.
+//! size the run; `bench/edge.sh` runs it longer. Needs nginx.
 
 mod common;
 #[path = "common/ll.rs"]
