@@ -423,6 +423,14 @@ pub(crate) async fn handle(
                 Decision::Allow { cors } => {
                     let mut resp = full(StatusCode::NO_CONTENT, "text/plain", "");
                     add_cors(&mut resp, cors.as_deref());
+                    // nginx builds the media files' Cache-Control from it.
+                    let scope = if auth.shared_cache_ok() {
+                        "public"
+                    } else {
+                        "private"
+                    };
+                    resp.headers_mut()
+                        .insert("x-pinhole-cache", HeaderValue::from_static(scope));
                     Ok(resp)
                 }
                 Decision::Refuse(r) if r.status() == 401 => {

@@ -181,6 +181,14 @@ impl Auth {
         self.viewers.current()
     }
 
+    /// Whether a shared cache (a CDN, a caching proxy) may keep what viewers
+    /// get: only when watching needs no credentials (`lan` or `open`, no
+    /// viewer password). Otherwise a cache would hand a viewer's stream to
+    /// whoever asks it, so answers are `private`.
+    pub fn shared_cache_ok(&self) -> bool {
+        self.cfg.viewer != crate::access::ViewerAccess::Token && !self.has_viewer_password()
+    }
+
     pub fn has_viewer_password(&self) -> bool {
         self.store
             .lock()
