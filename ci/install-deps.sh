@@ -3,7 +3,8 @@
 # Debian's chromium (never a downloaded browser), ffmpeg (ffprobe validates
 # our output), nginx (the LL-HLS front end), libopus-dev (the Opus encoder is
 # linked from Debian's libopus; the cross build takes its arm64 libopus.a),
-# GStreamer and PyAV (RTSP clients), and the browser tests' npm modules.
+# GStreamer and PyAV (RTSP clients), nginx-rtmp and srt-tools (the media
+# servers the push tests feed), and the browser tests' npm modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,9 @@ command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 dpkg -s gstreamer1.0-plugins-good >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
 dpkg -s gstreamer1.0-libav >/dev/null 2>&1 || need+=(gstreamer1.0-libav)
 /usr/bin/python3 -c 'import av' 2>/dev/null || need+=(python3-av)
+# The push tests' real media servers: nginx-rtmp, and srt-live-transmit.
+dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need+=(libnginx-mod-rtmp)
+command -v srt-live-transmit >/dev/null || need+=(srt-tools)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   $SUDO apt-get update -qq
