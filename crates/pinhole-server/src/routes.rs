@@ -94,6 +94,7 @@ async fn route(
             status::prometheus(state),
         )),
         Target::Hls => hls::handle(state, path, req.uri().query()).await,
+        Target::Dash => crate::dash::handle(state, path).await,
         Target::Update => match *method {
             Method::POST => update::upload(req, state).await,
             _ => update::status(state),

@@ -64,6 +64,24 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
     for o in Output::ALL {
         viewers.insert(o.name().into(), state.viewers(o).0.into());
     }
+    // Audio: its own source (state, why it failed) and the track it feeds.
+    let audio = state.audio.get().map(|feed| {
+        let info = feed.info();
+        let (st, error) = match feed.state() {
+            SourceState::Starting => ("starting", None),
+            SourceState::Running => ("running", None),
+            SourceState::Failed(reason) => ("failed", Some(redact(&reason))),
+        };
+        let track = s.tracks.iter().find(|t| t.codec == "opus");
+        json!({
+            "kind": info.kind,
+            "detail": (admin || info.kind != "audio-pipe").then(|| redact(&info.detail)),
+            "state": st,
+            "error": error,
+            "codec": track.map(|t| t.codec.clone()),
+            "frames": track.map(|t| t.frames),
+        })
+    });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.uptime().as_secs_f64(),
@@ -75,6 +93,7 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
         },
         "stream": stream,
         "tracks": tracks,
+        "audio": audio,
         "frames": s.frames,
         "keyframes": s.keyframes,
         "bytes": s.bytes,
@@ -87,6 +106,12 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
         // Push targets (URLs with their stream keys hidden): configuration,
         // so for the admin only.
         "push": admin.then(|| push_json(state)),
+        // The UI builds rtsp://<its host>:<port>/stream from this.
+        "rtsp": state.rtsp_port.get().map(|p| json!({
+            "port": p,
+            "path": crate::rtsp::PATH,
+            "sessions": state.viewers(Output::Rtsp).0,
+        })),
         // The running system (image version, A/B slot); null without OTA.
         "system": state.update.get().map(|u| {
             let st = u.status();

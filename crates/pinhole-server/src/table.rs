@@ -23,6 +23,7 @@ pub enum Target {
     Health,
     Metrics,
     Hls,
+    Dash,
     Update,
     UpdateEvents,
     UpdateAllowed,
@@ -118,6 +119,7 @@ pub static ROUTES: &[Route] = &[
     ),
     route(Exact("/metrics"), Target::Metrics, Listed(READ), false),
     route(Prefix("/hls/"), Target::Hls, Listed(READ), false),
+    route(Prefix("/dash/"), Target::Dash, Listed(READ), false),
     // Reading the update state is the admin's too (docs/ota.md).
     route(
         Exact("/api/update"),
@@ -321,6 +323,7 @@ mod tests {
         assert_eq!(classify("HEAD", "/ws/h264"), Static);
         assert_eq!(classify("GET", "/ws/h264"), View);
         assert_eq!(classify("GET", "/hls/index.m3u8"), View);
+        assert_eq!(classify("GET", "/dash/index.mpd"), View);
         assert_eq!(classify("GET", "/app.js"), Static);
         assert_eq!(classify("GET", "/api/health"), Static);
         assert_eq!(classify("GET", "/api/update"), Admin);
