@@ -220,7 +220,8 @@ async fn session(
                 if !frame.is_video() {
                     continue;
                 }
-                let fps = hub.stats().measured_fps;
+                // Only a keyframe may carry metadata: read the rate then.
+                let fps = if frame.au.keyframe { hub.stats().measured_fps } else { 0.0 };
                 let fps = if fps > 0.0 { fps } else { 30.0 };
                 let stream = &frame.stream;
                 for out in muxer.frame(

@@ -159,7 +159,9 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     });
 
     let gap = max_gap_ms.load(Ordering::Relaxed);
-    assert!(gap < 250, "a local viewer waited {gap} ms for a frame");
+    // 33 ms at 30 fps; the bound leaves room for a loaded CI machine, and
+    // a viewer held up by the push would wait seconds (the write timeout).
+    assert!(gap < 400, "a local viewer waited {gap} ms for a frame");
     let s = target.status();
     assert!(
         !format!("{s:?}").contains("0123456789"),
