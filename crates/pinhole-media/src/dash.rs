@@ -80,10 +80,16 @@ pub fn render_mpd(info: &DashInfo, opt: &MpdOptions<'_>) -> String {
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011,http://www.dashif.org/guidelines/low-latency-live-v5\" \
          type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
-         minimumUpdatePeriod=\"PT10S\" timeShiftBufferDepth=\"{}\" maxSegmentDuration=\"{}\" \
+         minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" maxSegmentDuration=\"{}\" \
          minBufferTime=\"{}\">",
         iso8601_ms(info.start_wallclock_us),
         iso8601_ms(opt.now_us),
+        // A timeline must be reloaded to learn of new segments.
+        if info.segments.is_empty() {
+            "PT10S".to_owned()
+        } else {
+            duration(seg_us / 2)
+        },
         duration(ticks_to_us(info.window).max(seg_us)),
         duration(seg_us),
         duration(ticks_to_us(info.part_target).max(100_000)),
@@ -111,20 +117,49 @@ pub fn render_mpd(info: &DashInfo, opt: &MpdOptions<'_>) -> String {
         iso8601_ms(info.newest_wallclock_us),
         info.newest_decode_time,
     );
-    // Available from the segment's nominal start: its chunks follow as
-    // they are made (availabilityTimeComplete="false").
-    let _ = writeln!(
-        out,
-        "      <SegmentTemplate timescale=\"{TIMESCALE}\" duration=\"{}\" startNumber=\"{}\" \
-         presentationTimeOffset=\"{}\" initialization=\"{}\" media=\"{}-$Number$.m4s\" \
-         availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\"/>",
-        us_to_ticks(seg_us),
-        info.start_number,
-        info.start_decode_time,
-        attr(&info.init),
-        attr(&info.prefix),
-        secs(seg_us),
-    );
+    // Available from the segment's start: its chunks follow as they are
+    // made (availabilityTimeComplete="false").
+    if info.segments.is_empty() {
+        let _ = writeln!(
+            out,
+            "      <SegmentTemplate timescale=\"{TIMESCALE}\" duration=\"{}\" startNumber=\"{}\" \
+             presentationTimeOffset=\"{}\" initialization=\"{}\" media=\"{}-$Number$.m4s\" \
+             availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\"/>",
+            us_to_ticks(seg_us),
+            info.start_number,
+            info.start_decode_time,
+            attr(&info.init),
+            attr(&info.prefix),
+            secs(seg_us),
+        );
+    } else {
+        // The complete segments with their exact times: a camera whose
+        // rate drifts from nominal (or a loaded test pattern dropping
+        // frames) makes keyframe-cut segments drift from any fixed
+        // @duration; the next one (the last number + 1) is the one being
+        // written, requested early and sent chunked.
+        let first = info.segments.first().map_or(info.start_number, |s| s.0);
+        let _ = writeln!(
+            out,
+            "      <SegmentTemplate timescale=\"{TIMESCALE}\" startNumber=\"{first}\" \
+             presentationTimeOffset=\"{}\" initialization=\"{}\" media=\"{}-$Number$.m4s\" \
+             availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\">\n        <SegmentTimeline>",
+            info.start_decode_time,
+            attr(&info.init),
+            attr(&info.prefix),
+            secs(seg_us),
+        );
+        let mut end = None;
+        for &(_, t, d) in &info.segments {
+            if end == Some(t) {
+                let _ = writeln!(out, "          <S d=\"{d}\"/>");
+            } else {
+                let _ = writeln!(out, "          <S t=\"{t}\" d=\"{d}\"/>");
+            }
+            end = Some(t + d);
+        }
+        out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
+    }
     let _ = write!(
         out,
         "      <Representation id=\"0\" bandwidth=\"{}\" codecs=\"{}\" width=\"{}\" height=\"{}\"",
@@ -158,6 +193,7 @@ mod tests {
             newest_wallclock_us: 1_700_000_004_000_000,
             open_number: 5,
             window: 6_000_000,
+            segments: Vec::new(),
             part_target: 200_000,
             codecs: "avc1.42c01f".into(),
             width: 1280,
@@ -193,6 +229,44 @@ mod tests {
 </MPD>
 "#;
         assert_eq!(mpd, expected);
+    }
+
+    #[test]
+    fn timeline_lists_complete_segments_exactly() {
+        let info = DashInfo {
+            init: "r-init1.mp4".into(),
+            prefix: "r".into(),
+            start_number: 0,
+            start_decode_time: 0,
+            // 7 and 8 contiguous; a stall cut between 8 and 9.
+            segments: vec![
+                (7, 14_000_000, 2_100_000),
+                (8, 16_100_000, 1_900_000),
+                (9, 18_500_000, 2_000_000),
+            ],
+            part_target: 200_000,
+            ..DashInfo::default()
+        };
+        let mpd = render_mpd(
+            &info,
+            &MpdOptions {
+                now_us: 0,
+                segment_duration_us: 2_000_000,
+                time_url: "/dash/time",
+                target_latency_ms: 800,
+            },
+        );
+        assert!(mpd.contains(
+            "<SegmentTemplate timescale=\"1000000\" startNumber=\"7\" presentationTimeOffset=\"0\" \
+             initialization=\"r-init1.mp4\" media=\"r-$Number$.m4s\" availabilityTimeOffset=\"2.000\" \
+             availabilityTimeComplete=\"false\">\n        <SegmentTimeline>\n\
+             \x20         <S t=\"14000000\" d=\"2100000\"/>\n\
+             \x20         <S d=\"1900000\"/>\n\
+             \x20         <S t=\"18500000\" d=\"2000000\"/>\n\
+             \x20       </SegmentTimeline>\n      </SegmentTemplate>\n"
+        ), "{mpd}");
+        assert!(mpd.contains("minimumUpdatePeriod=\"PT1.000S\""), "{mpd}");
+        assert!(!mpd.contains(" duration="), "{mpd}");
     }
 
     #[test]

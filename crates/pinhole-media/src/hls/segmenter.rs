@@ -182,6 +182,9 @@ pub struct DashInfo {
     pub open_number: u64,
     /// Media in the playlist window, ticks.
     pub window: u64,
+    /// The complete segments in the window: (number, decode time, duration
+    /// in ticks), oldest first (`SegmentTimeline`).
+    pub segments: Vec<(u64, u64, u64)>,
     pub part_target: u64,
     pub codecs: String,
     pub width: u32,
@@ -665,6 +668,12 @@ impl Segmenter {
             newest_wallclock_us: last.pdt_us,
             open_number: open.map_or(last.msn + 1, |s| s.msn),
             window: self.window.iter().map(|s| s.duration).sum(),
+            segments: self
+                .window
+                .iter()
+                .filter(|s| s.init_name == self.init_name)
+                .map(|s| (s.msn, s.start_dt, s.duration))
+                .collect(),
             part_target: self.part_target,
             codecs: stream.codec.clone(),
             width: stream.width,
