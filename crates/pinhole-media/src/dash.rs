@@ -22,7 +22,8 @@ use crate::hls::{iso8601_ms, DashInfo};
 pub struct MpdOptions<'a> {
     /// Wall-clock time now (µs since the epoch): `publishTime`.
     pub now_us: u64,
-    /// Nominal segment duration (the keyframe interval), µs.
+    /// Nominal segment duration (the keyframe interval), µs: used until
+    /// the average of the segments made is known ([`segment_duration_us`]).
     pub segment_duration_us: u64,
     /// `UTCTiming` (`urn:mpeg:dash:utc:http-iso:2014`) URL, e.g. `/dash/time`.
     pub time_url: &'a str,
@@ -66,9 +67,28 @@ fn attr(s: &str) -> String {
         .replace('<', "&lt;")
 }
 
+/// `@duration`: the generation's average segment duration so far, so that
+/// segment numbers follow the segments actually made (a camera a little off
+/// its nominal rate, or a loaded test pattern dropping frames, cuts its
+/// keyframe intervals longer or shorter than nominal, and a fixed
+/// `@duration` would drift from them: after a minute at 26 instead of
+/// 30 fps a player asked for segments two ahead and stalled). At the newest
+/// complete segment the template's time is its exact start. Until two
+/// segments exist, the nominal duration.
+pub fn segment_duration_us(info: &DashInfo, nominal_us: u64) -> u64 {
+    let segments = info.newest_number.saturating_sub(info.start_number);
+    let span = info
+        .newest_decode_time
+        .saturating_sub(info.start_decode_time);
+    if segments == 0 || span == 0 {
+        return nominal_us;
+    }
+    ticks_to_us(span / segments)
+}
+
 /// The dynamic MPD for the current generation.
 pub fn render_mpd(info: &DashInfo, opt: &MpdOptions<'_>) -> String {
-    let seg_us = opt.segment_duration_us.max(1000);
+    let seg_us = segment_duration_us(info, opt.segment_duration_us).max(1000);
     let utc = format!(
         "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
         attr(opt.time_url)
@@ -80,16 +100,10 @@ pub fn render_mpd(info: &DashInfo, opt: &MpdOptions<'_>) -> String {
         "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
          profiles=\"urn:mpeg:dash:profile:isoff-live:2011,http://www.dashif.org/guidelines/low-latency-live-v5\" \
          type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" \
-         minimumUpdatePeriod=\"{}\" timeShiftBufferDepth=\"{}\" maxSegmentDuration=\"{}\" \
+         minimumUpdatePeriod=\"PT10S\" timeShiftBufferDepth=\"{}\" maxSegmentDuration=\"{}\" \
          minBufferTime=\"{}\">",
         iso8601_ms(info.start_wallclock_us),
         iso8601_ms(opt.now_us),
-        // A timeline must be reloaded to learn of new segments.
-        if info.segments.is_empty() {
-            "PT10S".to_owned()
-        } else {
-            duration(seg_us / 2)
-        },
         duration(ticks_to_us(info.window).max(seg_us)),
         duration(seg_us),
         duration(ticks_to_us(info.part_target).max(100_000)),
@@ -117,49 +131,20 @@ pub fn render_mpd(info: &DashInfo, opt: &MpdOptions<'_>) -> String {
         iso8601_ms(info.newest_wallclock_us),
         info.newest_decode_time,
     );
-    // Available from the segment's start: its chunks follow as they are
-    // made (availabilityTimeComplete="false").
-    if info.segments.is_empty() {
-        let _ = writeln!(
-            out,
-            "      <SegmentTemplate timescale=\"{TIMESCALE}\" duration=\"{}\" startNumber=\"{}\" \
-             presentationTimeOffset=\"{}\" initialization=\"{}\" media=\"{}-$Number$.m4s\" \
-             availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\"/>",
-            us_to_ticks(seg_us),
-            info.start_number,
-            info.start_decode_time,
-            attr(&info.init),
-            attr(&info.prefix),
-            secs(seg_us),
-        );
-    } else {
-        // The complete segments with their exact times: a camera whose
-        // rate drifts from nominal (or a loaded test pattern dropping
-        // frames) makes keyframe-cut segments drift from any fixed
-        // @duration; the next one (the last number + 1) is the one being
-        // written, requested early and sent chunked.
-        let first = info.segments.first().map_or(info.start_number, |s| s.0);
-        let _ = writeln!(
-            out,
-            "      <SegmentTemplate timescale=\"{TIMESCALE}\" startNumber=\"{first}\" \
-             presentationTimeOffset=\"{}\" initialization=\"{}\" media=\"{}-$Number$.m4s\" \
-             availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\">\n        <SegmentTimeline>",
-            info.start_decode_time,
-            attr(&info.init),
-            attr(&info.prefix),
-            secs(seg_us),
-        );
-        let mut end = None;
-        for &(_, t, d) in &info.segments {
-            if end == Some(t) {
-                let _ = writeln!(out, "          <S d=\"{d}\"/>");
-            } else {
-                let _ = writeln!(out, "          <S t=\"{t}\" d=\"{d}\"/>");
-            }
-            end = Some(t + d);
-        }
-        out.push_str("        </SegmentTimeline>\n      </SegmentTemplate>\n");
-    }
+    // Available from the segment's nominal start: its chunks follow as
+    // they are made (availabilityTimeComplete="false").
+    let _ = writeln!(
+        out,
+        "      <SegmentTemplate timescale=\"{TIMESCALE}\" duration=\"{}\" startNumber=\"{}\" \
+         presentationTimeOffset=\"{}\" initialization=\"{}\" media=\"{}-$Number$.m4s\" \
+         availabilityTimeOffset=\"{}\" availabilityTimeComplete=\"false\"/>",
+        us_to_ticks(seg_us),
+        info.start_number,
+        info.start_decode_time,
+        attr(&info.init),
+        attr(&info.prefix),
+        secs(seg_us),
+    );
     let _ = write!(
         out,
         "      <Representation id=\"0\" bandwidth=\"{}\" codecs=\"{}\" width=\"{}\" height=\"{}\"",
@@ -189,11 +174,11 @@ mod tests {
             start_number: 0,
             start_decode_time: 5_000_000,
             start_wallclock_us: 1_700_000_000_000_000,
+            newest_number: 4,
             newest_decode_time: 9_000_000,
             newest_wallclock_us: 1_700_000_004_000_000,
             open_number: 5,
             window: 6_000_000,
-            segments: Vec::new(),
             part_target: 200_000,
             codecs: "avc1.42c01f".into(),
             width: 1280,
@@ -232,41 +217,22 @@ mod tests {
     }
 
     #[test]
-    fn timeline_lists_complete_segments_exactly() {
-        let info = DashInfo {
-            init: "r-init1.mp4".into(),
-            prefix: "r".into(),
-            start_number: 0,
-            start_decode_time: 0,
-            // 7 and 8 contiguous; a stall cut between 8 and 9.
-            segments: vec![
-                (7, 14_000_000, 2_100_000),
-                (8, 16_100_000, 1_900_000),
-                (9, 18_500_000, 2_000_000),
-            ],
-            part_target: 200_000,
+    fn duration_follows_the_segments_made() {
+        let mut info = DashInfo {
+            start_number: 10,
+            start_decode_time: 1_000_000,
+            newest_number: 10,
+            newest_decode_time: 1_000_000,
             ..DashInfo::default()
         };
-        let mpd = render_mpd(
-            &info,
-            &MpdOptions {
-                now_us: 0,
-                segment_duration_us: 2_000_000,
-                time_url: "/dash/time",
-                target_latency_ms: 800,
-            },
-        );
-        assert!(mpd.contains(
-            "<SegmentTemplate timescale=\"1000000\" startNumber=\"7\" presentationTimeOffset=\"0\" \
-             initialization=\"r-init1.mp4\" media=\"r-$Number$.m4s\" availabilityTimeOffset=\"2.000\" \
-             availabilityTimeComplete=\"false\">\n        <SegmentTimeline>\n\
-             \x20         <S t=\"14000000\" d=\"2100000\"/>\n\
-             \x20         <S d=\"1900000\"/>\n\
-             \x20         <S t=\"18500000\" d=\"2000000\"/>\n\
-             \x20       </SegmentTimeline>\n      </SegmentTemplate>\n"
-        ), "{mpd}");
-        assert!(mpd.contains("minimumUpdatePeriod=\"PT1.000S\""), "{mpd}");
-        assert!(!mpd.contains(" duration="), "{mpd}");
+        assert_eq!(segment_duration_us(&info, 2_000_000), 2_000_000);
+        // 30 segments of 60 frames at 26 fps instead of 30.
+        info.newest_number = 40;
+        info.newest_decode_time = 1_000_000 + 30 * 2_307_692;
+        assert_eq!(segment_duration_us(&info, 2_000_000), 2_307_692);
+        // So the template puts segment 40 where it started.
+        let t40 = info.start_decode_time + 30 * segment_duration_us(&info, 2_000_000);
+        assert_eq!(t40, info.newest_decode_time);
     }
 
     #[test]

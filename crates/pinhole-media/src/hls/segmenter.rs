@@ -174,17 +174,15 @@ pub struct DashInfo {
     pub start_number: u64,
     pub start_decode_time: u64,
     pub start_wallclock_us: u64,
-    /// The newest complete segment's start (decode ticks, wall µs): the
-    /// producer reference time.
+    /// The newest complete segment: its number and start (decode ticks,
+    /// wall µs; also the producer reference time).
+    pub newest_number: u64,
     pub newest_decode_time: u64,
     pub newest_wallclock_us: u64,
     /// The segment being written (chunked delivery).
     pub open_number: u64,
     /// Media in the playlist window, ticks.
     pub window: u64,
-    /// The complete segments in the window: (number, decode time, duration
-    /// in ticks), oldest first (`SegmentTimeline`).
-    pub segments: Vec<(u64, u64, u64)>,
     pub part_target: u64,
     pub codecs: String,
     pub width: u32,
@@ -664,16 +662,11 @@ impl Segmenter {
             start_number,
             start_decode_time,
             start_wallclock_us,
+            newest_number: last.msn,
             newest_decode_time: last.start_dt,
             newest_wallclock_us: last.pdt_us,
             open_number: open.map_or(last.msn + 1, |s| s.msn),
             window: self.window.iter().map(|s| s.duration).sum(),
-            segments: self
-                .window
-                .iter()
-                .filter(|s| s.init_name == self.init_name)
-                .map(|s| (s.msn, s.start_dt, s.duration))
-                .collect(),
             part_target: self.part_target,
             codecs: stream.codec.clone(),
             width: stream.width,
