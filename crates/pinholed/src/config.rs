@@ -26,10 +26,22 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 
+    /// RTSP listener (rtsp://HOST:PORT/stream), IP:PORT (port 0: any free
+    /// one). Repeat for several; `off` for none. [default: none; the image
+    /// uses 0.0.0.0:8554]
+    #[arg(long, value_name = "ADDR")]
+    pub rtsp: Vec<String>,
+
     /// Video source: test | pipe:<file, - for stdin, or shell command> |
     /// v4l2:<device> | libcamera[:<id>] | auto. [default: test]
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
+
+    /// Audio source: none | test (a tone with a click every second, for the
+    /// test pattern) | pipe:<command writing raw s16le PCM> | alsa:<device>.
+    /// [default: none]
+    #[arg(long, value_name = "SOURCE")]
+    pub audio: Option<String>,
 
     /// TOML configuration file (see docs/config.md).
     #[arg(long, value_name = "FILE")]
@@ -97,6 +109,8 @@ pub struct Cli {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: Vec<String>,
+    /// RTSP listeners, IP:PORT (docs/rtsp.md); empty: no RTSP.
+    pub rtsp: Vec<String>,
     pub source: String,
     pub video: VideoConfig,
     pub pipe: PipeConfig,
@@ -105,6 +119,44 @@ pub struct Config {
     pub ota: OtaConfig,
     pub security: crate::security_config::SecuritySection,
     pub camera: CameraConfig,
+    pub audio: AudioConfig,
+}
+
+/// Sound beside the picture: docs/audio.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// `none`, `test`, `pipe:<command>` (raw s16le PCM on stdout at `rate`
+    /// and `channels`), `alsa:<device>`.
+    pub source: String,
+    /// Input sample rate, Hz: 8000, 12000, 16000, 24000 or 48000.
+    pub rate: u32,
+    /// 1 or 2.
+    pub channels: u8,
+    /// Opus bitrate, bit/s.
+    pub bitrate: u32,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        let d = pinhole_capture::audio::AudioConfig::default();
+        AudioConfig {
+            source: "none".into(),
+            rate: d.rate,
+            channels: d.channels,
+            bitrate: d.bitrate,
+        }
+    }
+}
+
+impl AudioConfig {
+    pub fn capture(&self) -> pinhole_capture::audio::AudioConfig {
+        pinhole_capture::audio::AudioConfig {
+            rate: self.rate,
+            channels: self.channels,
+            bitrate: self.bitrate,
+        }
+    }
 }
 
 /// Camera sources (`v4l2:…`, `auto`): docs/cameras.md.
@@ -256,6 +308,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec!["127.0.0.1:8080".into()],
+            // Off unless asked for: a development machine offers nothing
+            // beyond its loopback HTTP port, and daemons started side by
+            // side (tests, several helpers) cannot all own 8554.
+            rtsp: Vec::new(),
             source: "test".into(),
             video: VideoConfig::default(),
             pipe: PipeConfig::default(),
@@ -264,6 +320,7 @@ impl Default for Config {
             ota: OtaConfig::default(),
             security: Default::default(),
             camera: CameraConfig::default(),
+            audio: AudioConfig::default(),
         }
     }
 }
@@ -387,8 +444,14 @@ impl Config {
         if !cli.listen.is_empty() {
             cfg.listen = cli.listen.iter().map(|l| l.to_string()).collect();
         }
+        if !cli.rtsp.is_empty() {
+            cfg.rtsp = cli.rtsp.iter().filter(|a| *a != "off").cloned().collect();
+        }
         if let Some(s) = &cli.source {
             cfg.source = s.clone();
+        }
+        if let Some(a) = &cli.audio {
+            cfg.audio.source = a.clone();
         }
         let v = &mut cfg.video;
         v.width = cli.width.unwrap_or(v.width);
@@ -424,6 +487,17 @@ impl Config {
         for l in &self.listen {
             if let Err(e) = l.parse::<ListenAddr>() {
                 return bad("listen", e);
+            }
+        }
+        if let Err(e) = pinhole_capture::audio::parse_spec(&self.audio.source) {
+            return bad("audio.source", e);
+        }
+        if let Err(e) = self.audio.capture().validate() {
+            return bad("audio", e.to_string());
+        }
+        for a in &self.rtsp {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return bad("rtsp", format!("'{a}' is not IP:PORT"));
             }
         }
         let v = &self.video;

@@ -17,11 +17,13 @@
 //!
 //! One concern per file: `store.rs` the password files and Argon2,
 //! `sessions.rs` the session tokens, `throttle.rs` the login backoff,
-//! `http.rs` the HTTP adapter (client address, guard, `/api/auth*`); the
+//! `http.rs` the HTTP adapter (client address, guard, `/api/auth*`),
+//! `rtsp.rs` the RTSP adapter (Basic/Digest, `?token=`); the
 //! policy itself is `crate::access`. This file holds the settings and the
 //! `Auth` state that ties them together.
 
 mod http;
+mod rtsp;
 mod sessions;
 mod store;
 mod throttle;
@@ -40,8 +42,9 @@ use crate::access_lists::AccessLists;
 use crate::limits::{ViewerLimits, MAX_JSON_BODY};
 use crate::ServerError;
 
-pub(crate) use self::http::{add_cors, guard, handle};
+pub(crate) use self::http::{add_cors, guard, handle, Admitted};
 pub use self::http::{classify, client_of, cookie, query_param, AuthBody, Client, ConnInfo};
+pub use self::rtsp::VIEWER_USER;
 pub use self::store::apply_reset_file;
 pub(crate) use self::store::write_private;
 pub use crate::access::{canonical, is_lan, Class, ViewerAccess};
