@@ -241,8 +241,15 @@ async function startSeeds(pinholedBase) {
   fs.mkdirSync(dashDir);
   fs.chmodSync(dashDir, 0o755);
   const webPort = await freePort();
+  // With -c copy, 1 s segments need a keyframe every second: the seed's encoder had that (its
+  // segments were 1 s); testsrc's default is 2 s, with which ffmpeg's 1 s template numbers drift
+  // from the files ("Segment durations differ too much") and dash.js never starts. So a second
+  // testsrc, same pattern, 1 s GOP.
+  const dashSrcPort = await freePort();
+  const dashSrc = start('testsrc-dash', testsrc, ['--listen', `127.0.0.1:${dashSrcPort}`, '--keyframe-interval', '30']);
+  await waitPort(dashSrc, dashSrcPort, 'testsrc (DASH)');
   start('ffmpeg-dash', 'ffmpeg', ['-hide_banner', '-loglevel', 'warning', '-f', 'h264', '-framerate', '30',
-    '-i', `tcp://127.0.0.1:${srcPort}`, '-c', 'copy', '-f', 'dash', '-ldash', '1', '-seg_duration', '1',
+    '-i', `tcp://127.0.0.1:${dashSrcPort}`, '-c', 'copy', '-f', 'dash', '-ldash', '1', '-seg_duration', '1',
     '-frag_duration', '1', '-streaming', '1', '-target_latency', '1', '-use_template', '1', '-use_timeline', '0',
     '-window_size', '5', '-extra_window_size', '5', '-utc_timing_url', `http://127.0.0.1:${webPort}/time`,
     path.join(dashDir, 'index.mpd')]);
