@@ -22,7 +22,8 @@ use crate::hls::{iso8601_ms, DashInfo};
 pub struct MpdOptions<'a> {
     /// Wall-clock time now (µs since the epoch): `publishTime`.
     pub now_us: u64,
-    /// Nominal segment duration (the keyframe interval), µs.
+    /// Nominal segment duration (the keyframe interval), µs: used until
+    /// the average of the segments made is known ([`segment_duration_us`]).
     pub segment_duration_us: u64,
     /// `UTCTiming` (`urn:mpeg:dash:utc:http-iso:2014`) URL, e.g. `/dash/time`.
     pub time_url: &'a str,
@@ -66,9 +67,28 @@ fn attr(s: &str) -> String {
         .replace('<', "&lt;")
 }
 
+/// `@duration`: the generation's average segment duration so far, so that
+/// segment numbers follow the segments actually made (a camera a little off
+/// its nominal rate, or a loaded test pattern dropping frames, cuts its
+/// keyframe intervals longer or shorter than nominal, and a fixed
+/// `@duration` would drift from them: after a minute at 26 instead of
+/// 30 fps a player asked for segments two ahead and stalled). At the newest
+/// complete segment the template's time is its exact start. Until two
+/// segments exist, the nominal duration.
+pub fn segment_duration_us(info: &DashInfo, nominal_us: u64) -> u64 {
+    let segments = info.newest_number.saturating_sub(info.start_number);
+    let span = info
+        .newest_decode_time
+        .saturating_sub(info.start_decode_time);
+    if segments == 0 || span == 0 {
+        return nominal_us;
+    }
+    ticks_to_us(span / segments)
+}
+
 /// The dynamic MPD for the current generation.
 pub fn render_mpd(info: &DashInfo, opt: &MpdOptions<'_>) -> String {
-    let seg_us = opt.segment_duration_us.max(1000);
+    let seg_us = segment_duration_us(info, opt.segment_duration_us).max(1000);
     let utc = format!(
         "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
         attr(opt.time_url)
@@ -154,6 +174,7 @@ mod tests {
             start_number: 0,
             start_decode_time: 5_000_000,
             start_wallclock_us: 1_700_000_000_000_000,
+            newest_number: 4,
             newest_decode_time: 9_000_000,
             newest_wallclock_us: 1_700_000_004_000_000,
             open_number: 5,
@@ -193,6 +214,25 @@ mod tests {
 </MPD>
 "#;
         assert_eq!(mpd, expected);
+    }
+
+    #[test]
+    fn duration_follows_the_segments_made() {
+        let mut info = DashInfo {
+            start_number: 10,
+            start_decode_time: 1_000_000,
+            newest_number: 10,
+            newest_decode_time: 1_000_000,
+            ..DashInfo::default()
+        };
+        assert_eq!(segment_duration_us(&info, 2_000_000), 2_000_000);
+        // 30 segments of 60 frames at 26 fps instead of 30.
+        info.newest_number = 40;
+        info.newest_decode_time = 1_000_000 + 30 * 2_307_692;
+        assert_eq!(segment_duration_us(&info, 2_000_000), 2_307_692);
+        // So the template puts segment 40 where it started.
+        let t40 = info.start_decode_time + 30 * segment_duration_us(&info, 2_000_000);
+        assert_eq!(t40, info.newest_decode_time);
     }
 
     #[test]

@@ -174,8 +174,9 @@ pub struct DashInfo {
     pub start_number: u64,
     pub start_decode_time: u64,
     pub start_wallclock_us: u64,
-    /// The newest complete segment's start (decode ticks, wall µs): the
-    /// producer reference time.
+    /// The newest complete segment: its number and start (decode ticks,
+    /// wall µs; also the producer reference time).
+    pub newest_number: u64,
     pub newest_decode_time: u64,
     pub newest_wallclock_us: u64,
     /// The segment being written (chunked delivery).
@@ -661,6 +662,7 @@ impl Segmenter {
             start_number,
             start_decode_time,
             start_wallclock_us,
+            newest_number: last.msn,
             newest_decode_time: last.start_dt,
             newest_wallclock_us: last.pdt_us,
             open_number: open.map_or(last.msn + 1, |s| s.msn),
