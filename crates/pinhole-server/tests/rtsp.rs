@@ -26,6 +26,7 @@ async fn start_rtsp(state: Arc<AppState>, cfg: RtspConfig) -> SocketAddr {
         .await
         .expect("bind");
     let addr = l.local_addr().expect("addr");
+    let _ = state.rtsp_port.set(addr.port());
     tokio::spawn(pinhole_server::rtsp::serve(
         vec![l],
         state,
@@ -294,8 +295,18 @@ async fn fifty_tcp_clients_get_every_frame_in_order() {
         worst < Duration::from_millis(500),
         "worst frame gap {worst:?}"
     );
-    let (playing, _) = state.viewers(pinhole_server::Output::Rtsp);
-    assert!(playing >= 50, "{playing} RTSP viewers counted");
+    // Counted where the UI and Prometheus look.
+    let status = common::get(&server.url("/api/status"), Duration::from_secs(5)).await;
+    let st: serde_json::Value = serde_json::from_slice(&status.body).expect("json");
+    assert_eq!(st["rtsp"]["sessions"], 50, "{}", st["rtsp"]);
+    assert_eq!(st["rtsp"]["port"], addr.port());
+    assert_eq!(st["viewers"]["rtsp"], 50);
+    let metrics = common::get(&server.url("/metrics"), Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("pinhole_viewers{output=\"rtsp\"} 50\n"),
+        "{text}"
+    );
     drop(clients);
 }
 
