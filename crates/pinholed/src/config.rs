@@ -607,8 +607,10 @@ mod tests {
         assert_eq!(layers("").rtsp, vec!["0.0.0.0:8554"]);
         assert!(layers("rtsp = []\n").rtsp.is_empty());
         assert!(Config::default().rtsp.is_empty(), "off for cargo run");
-        let mut cfg = Config::default();
-        cfg.rtsp = vec!["nowhere:8554".into()];
+        let cfg = Config {
+            rtsp: vec!["nowhere:8554".into()],
+            ..Config::default()
+        };
         assert!(cfg.validate().unwrap_err().to_string().contains("rtsp"));
     }
 
