@@ -638,3 +638,58 @@ fn md5_hex(s: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// RTCP sender reports map RTP time to the capture wall clock: each names
+/// the RTP timestamp of a frame that follows it, the NTP times of two
+/// reports differ by what their RTP times do (90 kHz), and the first comes
+/// before any RTP packet.
+#[tokio::test]
+async fn sender_reports_map_rtp_time_to_the_capture_wall_clock() {
+    let server = TestServer::start(HubConfig::default()).await;
+    let addr = start_rtsp(server.state.clone(), RtspConfig::default()).await;
+    let mut c = Client::connect(addr).await;
+    c.play_tcp().await;
+    let mut reports: Vec<(u64, u32)> = Vec::new(); // (unix µs, rtp ts)
+    let mut rtp_ts: Vec<u32> = Vec::new();
+    let mut first_block = None;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2500) {
+        c.fill().await;
+        while c.buf.len() >= 4 && c.buf[0] == b'$' {
+            let len = u16::from_be_bytes([c.buf[2], c.buf[3]]) as usize;
+            if c.buf.len() < 4 + len {
+                break;
+            }
+            let ch = c.buf[1];
+            let p: Vec<u8> = c.buf[4..4 + len].to_vec();
+            c.buf.drain(..4 + len);
+            first_block.get_or_insert(ch);
+            if ch == 1 {
+                assert_eq!(p[1], 200, "SR first in the compound packet");
+                let secs = u32::from_be_bytes(p[8..12].try_into().expect("4")) as u64;
+                let frac = u32::from_be_bytes(p[12..16].try_into().expect("4")) as u64;
+                let unix_us = (secs - 2_208_988_800) * 1_000_000 + ((frac * 1_000_000) >> 32);
+                reports.push((
+                    unix_us,
+                    u32::from_be_bytes(p[16..20].try_into().expect("4")),
+                ));
+                assert_eq!(p[29], 202, "then SDES");
+            } else {
+                rtp_ts.push(u32::from_be_bytes(p[4..8].try_into().expect("4")));
+            }
+        }
+    }
+    assert_eq!(first_block, Some(1), "a report before the first RTP packet");
+    assert!(reports.len() >= 2, "{} reports in 2.5 s", reports.len());
+    for (_, ts) in &reports {
+        assert!(rtp_ts.contains(ts), "a report names a frame's RTP time");
+    }
+    let (w0, r0) = reports[0];
+    let (w1, r1) = reports[reports.len() - 1];
+    let rtp_us = u64::from(r1.wrapping_sub(r0)) * 1_000_000 / 90_000;
+    let wall_us = w1 - w0;
+    assert!(
+        rtp_us.abs_diff(wall_us) <= 100,
+        "RTP says {rtp_us} µs, NTP says {wall_us} µs"
+    );
+}
