@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use pinhole_media::track::{Codec, TrackKind};
 use pinhole_source_api::SourceState;
 use serde_json::{json, Value};
 
@@ -34,10 +35,53 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
             "generation": st.generation,
         })
     });
+    // Every track the hub carries (video, audio, the camera's own JPEGs),
+    // so a client can tell what the outputs will hold.
+    let tracks: Vec<Value> = state
+        .hub
+        .tracks()
+        .iter()
+        .map(|t| {
+            let mut j = json!({
+                "id": t.id,
+                "kind": match t.codec.kind() {
+                    TrackKind::Video => "video",
+                    TrackKind::Audio => "audio",
+                    TrackKind::Picture => "picture",
+                },
+                "codec": t.codec.codec_string(),
+                "generation": t.generation,
+                "in_fmp4": t.codec.in_fmp4(),
+            });
+            if let Codec::Opus(o) = &t.codec {
+                j["channels"] = o.channels.into();
+                j["sample_rate"] = 48_000.into();
+            }
+            j
+        })
+        .collect();
     let mut viewers = serde_json::Map::new();
     for o in Output::ALL {
         viewers.insert(o.name().into(), state.viewers(o).0.into());
     }
+    // Audio: its own source (state, why it failed) and the track it feeds.
+    let audio = state.audio.get().map(|feed| {
+        let info = feed.info();
+        let (st, error) = match feed.state() {
+            SourceState::Starting => ("starting", None),
+            SourceState::Running => ("running", None),
+            SourceState::Failed(reason) => ("failed", Some(redact(&reason))),
+        };
+        let track = s.tracks.iter().find(|t| t.codec == "opus");
+        json!({
+            "kind": info.kind,
+            "detail": (admin || info.kind != "audio-pipe").then(|| redact(&info.detail)),
+            "state": st,
+            "error": error,
+            "codec": track.map(|t| t.codec.clone()),
+            "frames": track.map(|t| t.frames),
+        })
+    });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.uptime().as_secs_f64(),
@@ -48,6 +92,8 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
             "error": src_error,
         },
         "stream": stream,
+        "tracks": tracks,
+        "audio": audio,
         "frames": s.frames,
         "keyframes": s.keyframes,
         "bytes": s.bytes,

@@ -37,6 +37,12 @@ pub struct Cli {
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
 
+    /// Audio source: none | test (a tone with a click every second, for the
+    /// test pattern) | pipe:<command writing raw s16le PCM> | alsa:<device>.
+    /// [default: none]
+    #[arg(long, value_name = "SOURCE")]
+    pub audio: Option<String>,
+
     /// TOML configuration file (see docs/config.md).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -113,6 +119,44 @@ pub struct Config {
     pub ota: OtaConfig,
     pub security: crate::security_config::SecuritySection,
     pub camera: CameraConfig,
+    pub audio: AudioConfig,
+}
+
+/// Sound beside the picture: docs/audio.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// `none`, `test`, `pipe:<command>` (raw s16le PCM on stdout at `rate`
+    /// and `channels`), `alsa:<device>`.
+    pub source: String,
+    /// Input sample rate, Hz: 8000, 12000, 16000, 24000 or 48000.
+    pub rate: u32,
+    /// 1 or 2.
+    pub channels: u8,
+    /// Opus bitrate, bit/s.
+    pub bitrate: u32,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        let d = pinhole_capture::audio::AudioConfig::default();
+        AudioConfig {
+            source: "none".into(),
+            rate: d.rate,
+            channels: d.channels,
+            bitrate: d.bitrate,
+        }
+    }
+}
+
+impl AudioConfig {
+    pub fn capture(&self) -> pinhole_capture::audio::AudioConfig {
+        pinhole_capture::audio::AudioConfig {
+            rate: self.rate,
+            channels: self.channels,
+            bitrate: self.bitrate,
+        }
+    }
 }
 
 /// Camera sources (`v4l2:…`, `auto`): docs/cameras.md.
@@ -276,6 +320,7 @@ impl Default for Config {
             ota: OtaConfig::default(),
             security: Default::default(),
             camera: CameraConfig::default(),
+            audio: AudioConfig::default(),
         }
     }
 }
@@ -405,6 +450,9 @@ impl Config {
         if let Some(s) = &cli.source {
             cfg.source = s.clone();
         }
+        if let Some(a) = &cli.audio {
+            cfg.audio.source = a.clone();
+        }
         let v = &mut cfg.video;
         v.width = cli.width.unwrap_or(v.width);
         v.height = cli.height.unwrap_or(v.height);
@@ -440,6 +488,12 @@ impl Config {
             if let Err(e) = l.parse::<ListenAddr>() {
                 return bad("listen", e);
             }
+        }
+        if let Err(e) = pinhole_capture::audio::parse_spec(&self.audio.source) {
+            return bad("audio.source", e);
+        }
+        if let Err(e) = self.audio.capture().validate() {
+            return bad("audio", e.to_string());
         }
         for a in &self.rtsp {
             if a.parse::<std::net::SocketAddr>().is_err() {
