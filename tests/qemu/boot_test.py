@@ -12,7 +12,9 @@ grew to fill a larger disk; the machine-id is kept in /data (same after a
 reboot, none baked into the image); HTTPS turned on through the admin API
 serves the device's self-signed certificate for pinhole.local on 443, with
 wss:// viewers and HTTP redirected (not from loopback), survives a reboot
-and turns off again; only 80/443 and mDNS listen beyond loopback; SIGSTOP to
+and turns off again; ffprobe reads rtsp://…:8554/stream (TCP) through a
+host forward; only 80/443, RTSP (8554 TCP, 8554-8555 UDP) and mDNS listen
+beyond loopback; SIGSTOP to
 pinholed gets it restarted by the systemd watchdog; A/B: a one-shot trial of
 slot B boots B once, then A again.
 Prints timings (boot to first frame, ...) and 'N passed, N failed, N skipped'.
@@ -26,9 +28,10 @@ UBOOT = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 WATCHDOG_SEC = 10          # pinholed.service WatchdogSec=
 RESTART_BUDGET = WATCHDOG_SEC + 5 + 2 + 30   # + TimeoutAbortSec + RestartSec + margin (TCG is slow)
 ADMIN_PASSWORD = "qemu test admin password"
-# Beyond loopback only these may listen: the UI (80, 443) and mDNS. A DHCP
-# client's socket (68, 546) takes only its server's replies; it serves nothing.
-EXPOSED_OK = {"80/tcp", "443/tcp", "5353/udp"}
+# Beyond loopback only these may listen: the UI (80, 443), RTSP (8554, its
+# RTP/RTCP UDP ports 8554-8555) and mDNS. A DHCP client's socket (68, 546)
+# takes only its server's replies; it serves nothing.
+EXPOSED_OK = {"80/tcp", "443/tcp", "8554/tcp", "8554/udp", "8555/udp", "5353/udp"}
 DHCP_CLIENT = {"68/udp", "546/udp"}
 
 results = {"passed": 0, "failed": 0, "skipped": 0}
@@ -49,7 +52,7 @@ def skip(what, why):
 class Guest:
     """qemu-system-aarch64 with the serial console on stdio."""
 
-    def __init__(self, image, port, log_path, tls_port=None):
+    def __init__(self, image, port, log_path, tls_port=None, rtsp_port=None):
         self.port = port
         self.buf = ""
         self.lock = threading.Lock()
@@ -57,7 +60,8 @@ class Guest:
         cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
                "-nographic", "-bios", UBOOT,
                "-drive", f"if=none,file={image},format=raw,id=hd", "-device", "virtio-blk-device,drive=hd",
-               "-netdev", f"user,id=n,hostfwd=tcp:127.0.0.1:{port}-:80" + (f",hostfwd=tcp:127.0.0.1:{tls_port}-:443" if tls_port else ""), "-device", "virtio-net-device,netdev=n",
+               "-netdev", f"user,id=n,hostfwd=tcp:127.0.0.1:{port}-:80" + (f",hostfwd=tcp:127.0.0.1:{tls_port}-:443" if tls_port else "")
+               + (f",hostfwd=tcp:127.0.0.1:{rtsp_port}-:8554" if rtsp_port else ""), "-device", "virtio-net-device,netdev=n",
                "-device", "i6300esb", "-device", "virtio-rng-device"]
         self.log.write("$ " + " ".join(cmd) + "\n")
         self.t0 = time.monotonic()
@@ -346,10 +350,10 @@ def main():
     with open(disk, "r+b") as f:
         f.truncate(os.path.getsize(disk) + a.grow_mib * 1024 * 1024)
     print(f"image {a.image} ({os.path.getsize(a.image) >> 20} MiB), console log {log_path}", flush=True)
-    port, tls_port = free_port(), free_port()
-    g = Guest(disk, port, log_path, tls_port)
+    port, tls_port, rtsp_port = free_port(), free_port(), free_port()
+    g = Guest(disk, port, log_path, tls_port, rtsp_port)
     try:
-        run_checks(g, port, tls_port, a)
+        run_checks(g, port, tls_port, a, rtsp_port)
     except Exception as e:  # a hang or crash is a failed check, with the console tail to look at
         check(False, "test ran to the end", f"{type(e).__name__}: {e}")
         with g.lock:
@@ -365,7 +369,34 @@ def main():
     return 1 if results["failed"] else 0
 
 
-def run_checks(g, port, tls_port, a):
+def rtsp_check(port, rtsp_port):
+    """ffprobe (on the host) reads the stream over RTSP/TCP through the
+    forward to the guest's 8554; /api/status names the port."""
+    try:
+        _, _, body = http_get(port, "/api/status")
+        st = json.loads(body).get("rtsp")
+        check(isinstance(st, dict) and st.get("port") == 8554 and st.get("path") == "/stream",
+              "/api/status reports RTSP on 8554", repr(st))
+    except Exception as e:
+        check(False, "/api/status reports RTSP on 8554", f"{type(e).__name__}: {e}")
+    if not shutil.which("ffprobe"):
+        skip("ffprobe reads RTSP", "no ffprobe on this host (ci/install-deps.sh installs it)")
+        return
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-timeout", "30000000",
+                            "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0",
+                            f"rtsp://127.0.0.1:{rtsp_port}/stream"],
+                           capture_output=True, text=True, timeout=120)
+        out = p.stdout.strip()
+        check(p.returncode == 0 and out.startswith("h264,") and len(out.split(",")) == 3,
+              "ffprobe reads H.264 over RTSP/TCP (port 8554) from the booted image",
+              f"{out!r} in {time.monotonic() - t0:.1f}s {p.stderr.strip()[:300]}")
+    except Exception as e:
+        check(False, "ffprobe reads H.264 over RTSP/TCP from the booted image", f"{type(e).__name__}: {e}")
+
+
+def run_checks(g, port, tls_port, a, rtsp_port=None):
     # 1. first frame as a viewer sees it: poll the WebSocket through nginx from power-on
     g.wait_for(r"pinhole: slot a \(trial 0\)", 120)
     timings["uboot_to_kernel"] = g.elapsed()
@@ -417,6 +448,10 @@ def run_checks(g, port, tls_port, a):
               "nginx serves the UI at /", f"{status} {headers.get('Content-Type')} {len(body)} bytes")
     except Exception as e:
         check(False, "nginx serves the UI at /", str(e))
+
+    # 3b. RTSP on 8554 (docs/rtsp.md)
+    if rtsp_port:
+        rtsp_check(port, rtsp_port)
 
     # 4. HLS in tmpfs (once the daemon has an HLS writer)
     hls = None
@@ -577,7 +612,7 @@ def https_checks(g, port, tls_port):
     st, out = g.sh("ss -H -tuln")
     exposed = exposed_ports(out)
     check(exposed - DHCP_CLIENT <= EXPOSED_OK and {"80/tcp", "443/tcp", "5353/udp"} <= exposed,
-          "only 80/443 and mDNS listen beyond loopback", " ".join(sorted(exposed)))
+          "only 80/443, RTSP and mDNS listen beyond loopback", " ".join(sorted(exposed)))
     return fp
 
 

@@ -78,12 +78,20 @@ struct UdpPair {
 }
 
 impl RtspListener {
+    /// Binds TCP `addr` and, with `udp`, the UDP ports for RTP and RTCP:
+    /// the TCP port and the next (8554 and 8555 for the default: fixed, so
+    /// a firewall rule can name them; RTP even, RTCP odd as RFC 3550
+    /// suggests), or any free ones when the TCP port is 0.
     pub async fn bind(addr: SocketAddr, udp: bool) -> std::io::Result<RtspListener> {
         let tcp = TcpListener::bind(addr).await?;
         let udp = if udp {
-            let ip = SocketAddr::new(addr.ip(), 0);
-            let rtp = UdpSocket::bind(ip).await?;
-            let rtcp = UdpSocket::bind(ip).await?;
+            let port = addr.port();
+            let (a, b) = match port.checked_add(1) {
+                Some(next) if port != 0 => (port, next),
+                _ => (0, 0),
+            };
+            let rtp = UdpSocket::bind(SocketAddr::new(addr.ip(), a)).await?;
+            let rtcp = UdpSocket::bind(SocketAddr::new(addr.ip(), b)).await?;
             let ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
             Some(Arc::new(UdpPair { rtp, rtcp, ports }))
         } else {

@@ -26,6 +26,7 @@ async fn start_rtsp(state: Arc<AppState>, cfg: RtspConfig) -> SocketAddr {
         .await
         .expect("bind");
     let addr = l.local_addr().expect("addr");
+    let _ = state.rtsp_port.set(addr.port());
     tokio::spawn(pinhole_server::rtsp::serve(
         vec![l],
         state,
@@ -294,8 +295,18 @@ async fn fifty_tcp_clients_get_every_frame_in_order() {
         worst < Duration::from_millis(500),
         "worst frame gap {worst:?}"
     );
-    let (playing, _) = state.viewers(pinhole_server::Output::Rtsp);
-    assert!(playing >= 50, "{playing} RTSP viewers counted");
+    // Counted where the UI and Prometheus look.
+    let status = common::get(&server.url("/api/status"), Duration::from_secs(5)).await;
+    let st: serde_json::Value = serde_json::from_slice(&status.body).expect("json");
+    assert_eq!(st["rtsp"]["sessions"], 50, "{}", st["rtsp"]);
+    assert_eq!(st["rtsp"]["port"], addr.port());
+    assert_eq!(st["viewers"]["rtsp"], 50);
+    let metrics = common::get(&server.url("/metrics"), Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("pinhole_viewers{output=\"rtsp\"} 50\n"),
+        "{text}"
+    );
     drop(clients);
 }
 
@@ -626,4 +637,59 @@ fn md5_hex(s: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// RTCP sender reports map RTP time to the capture wall clock: each names
+/// the RTP timestamp of a frame that follows it, the NTP times of two
+/// reports differ by what their RTP times do (90 kHz), and the first comes
+/// before any RTP packet.
+#[tokio::test]
+async fn sender_reports_map_rtp_time_to_the_capture_wall_clock() {
+    let server = TestServer::start(HubConfig::default()).await;
+    let addr = start_rtsp(server.state.clone(), RtspConfig::default()).await;
+    let mut c = Client::connect(addr).await;
+    c.play_tcp().await;
+    let mut reports: Vec<(u64, u32)> = Vec::new(); // (unix µs, rtp ts)
+    let mut rtp_ts: Vec<u32> = Vec::new();
+    let mut first_block = None;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(2500) {
+        c.fill().await;
+        while c.buf.len() >= 4 && c.buf[0] == b'$' {
+            let len = u16::from_be_bytes([c.buf[2], c.buf[3]]) as usize;
+            if c.buf.len() < 4 + len {
+                break;
+            }
+            let ch = c.buf[1];
+            let p: Vec<u8> = c.buf[4..4 + len].to_vec();
+            c.buf.drain(..4 + len);
+            first_block.get_or_insert(ch);
+            if ch == 1 {
+                assert_eq!(p[1], 200, "SR first in the compound packet");
+                let secs = u32::from_be_bytes(p[8..12].try_into().expect("4")) as u64;
+                let frac = u32::from_be_bytes(p[12..16].try_into().expect("4")) as u64;
+                let unix_us = (secs - 2_208_988_800) * 1_000_000 + ((frac * 1_000_000) >> 32);
+                reports.push((
+                    unix_us,
+                    u32::from_be_bytes(p[16..20].try_into().expect("4")),
+                ));
+                assert_eq!(p[29], 202, "then SDES");
+            } else {
+                rtp_ts.push(u32::from_be_bytes(p[4..8].try_into().expect("4")));
+            }
+        }
+    }
+    assert_eq!(first_block, Some(1), "a report before the first RTP packet");
+    assert!(reports.len() >= 2, "{} reports in 2.5 s", reports.len());
+    for (_, ts) in &reports {
+        assert!(rtp_ts.contains(ts), "a report names a frame's RTP time");
+    }
+    let (w0, r0) = reports[0];
+    let (w1, r1) = reports[reports.len() - 1];
+    let rtp_us = u64::from(r1.wrapping_sub(r0)) * 1_000_000 / 90_000;
+    let wall_us = w1 - w0;
+    assert!(
+        rtp_us.abs_diff(wall_us) <= 100,
+        "RTP says {rtp_us} µs, NTP says {wall_us} µs"
+    );
 }

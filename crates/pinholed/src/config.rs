@@ -723,6 +723,28 @@ mod tests {
     }
 
     #[test]
+    fn rtsp_from_the_image_and_turned_off_by_the_user() {
+        // What image/lib/ota.sh writes, then the user's file.
+        let sys = "rtsp = [\"0.0.0.0:8554\"]\n[ota]\nenabled = true\n";
+        let layers = |user: &str| {
+            Config::from_layers(
+                Some((sys, Path::new("sys.toml"))),
+                user,
+                Path::new("u.toml"),
+            )
+            .expect("layers")
+        };
+        assert_eq!(layers("").rtsp, vec!["0.0.0.0:8554"]);
+        assert!(layers("rtsp = []\n").rtsp.is_empty());
+        assert!(Config::default().rtsp.is_empty(), "off for cargo run");
+        let cfg = Config {
+            rtsp: vec!["nowhere:8554".into()],
+            ..Config::default()
+        };
+        assert!(cfg.validate().unwrap_err().to_string().contains("rtsp"));
+    }
+
+    #[test]
     fn system_config_then_user_config() {
         let sys = "[ota]\nenabled = true\nboard = \"qemu-arm64\"\nhealth_timeout_s = 60\n[video]\nfps = 10\n";
         let user = "[ota]\nhealth_timeout_s = 90\n[video]\nwidth = 640\n";

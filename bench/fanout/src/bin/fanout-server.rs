@@ -71,6 +71,13 @@ struct ServeArgs {
     /// Use a current-thread tokio runtime instead of the multi-thread one.
     #[arg(long)]
     current_thread: bool,
+    /// Also serve RTSP on 127.0.0.1:PORT (bench/rtsp-fanout.sh).
+    #[arg(long)]
+    rtsp_port: Option<u16>,
+    /// Pad with a SEI NAL (type 6) instead of filler (type 12): RTP drops
+    /// filler, so the RTSP bench pads with SEI to carry the same bitrate.
+    #[arg(long)]
+    pad_sei: bool,
     #[command(flatten)]
     enc: EncodeArgs,
 }
@@ -229,7 +236,10 @@ fn serve(args: ServeArgs) {
         // Same filler on every AU: keyframes stay larger, as in a real stream.
         let per_frame = (encoded + sei_len * aus.len()) as f64 / frames;
         pad = (target_per_frame - per_frame).round().max(0.0) as usize;
-        let nal = filler_nal(pad);
+        let mut nal = filler_nal(pad);
+        if args.pad_sei {
+            nal[4] = 0x06; // SEI; its payload is never parsed (the stamp comes first)
+        }
         pad = nal.len();
         for au in &mut aus {
             au.data.extend_from_slice(&nal);
@@ -313,6 +323,26 @@ fn serve(args: ServeArgs) {
                 .unwrap_or_else(|e| die(&e.to_string()))
         };
         state.source.report(SourceState::Running);
+        if let Some(port) = args.rtsp_port {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let l = pinhole_server::rtsp::RtspListener::bind(addr, false)
+                .await
+                .unwrap_or_else(|e| die(&e.to_string()));
+            println!("RTSP {}", l.local_addr().unwrap_or(addr));
+            let _ = std::io::stdout().flush();
+            let cfg = pinhole_server::rtsp::RtspConfig {
+                max_connections: 2000,
+                max_connections_per_ip: 2000,
+                max_sessions: 2000,
+                ..Default::default()
+            };
+            tokio::spawn(pinhole_server::rtsp::serve(
+                vec![l],
+                state.clone(),
+                cfg,
+                std::future::pending(),
+            ));
+        }
         pinhole_server::serve(vec![listener], state, shutdown_signal()).await;
         stop.stop();
         let _ = publisher.join();

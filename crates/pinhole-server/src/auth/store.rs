@@ -252,4 +252,37 @@ mod tests {
         assert!(!d.path().join(VIEWER_FILE).exists());
         assert!(Store::load(Some(d.path())).viewer_hash.is_none());
     }
+
+    #[test]
+    fn the_viewer_digest_ha1_is_kept_beside_the_hash() {
+        let d = tempfile::tempdir().unwrap();
+        let mut store = Store::load(Some(d.path()));
+        let h = hash_password("viewer pass").unwrap();
+        // A file from before RTSP: no HA1.
+        store.save(Which::Viewer, Some(h.clone())).unwrap();
+        assert_eq!(Store::load(Some(d.path())).viewer_ha1, None);
+        let ha1 = pinhole_rtsp::auth::ha1("viewer", "viewer pass");
+        store
+            .save_with(Which::Viewer, Some(h), Some(ha1.clone()))
+            .unwrap();
+        let again = Store::load(Some(d.path()));
+        assert_eq!(again.viewer_ha1.as_deref(), Some(ha1.as_str()));
+        assert!(verify_password(
+            "viewer pass",
+            again.viewer_hash.as_ref().unwrap()
+        ));
+        // Removing the password removes its HA1 too.
+        let mut again = again;
+        again.save(Which::Viewer, None).unwrap();
+        assert_eq!(again.viewer_ha1, None);
+        // A malformed HA1 is ignored, not trusted.
+        write_private(
+            &d.path().join(VIEWER_FILE),
+            serde_json::json!({"version": 1, "argon2id": hash_password("x y z w").unwrap(), "digest_ha1": "nothex"})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(Store::load(Some(d.path())).viewer_ha1, None);
+    }
 }
