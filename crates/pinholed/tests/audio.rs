@@ -27,7 +27,11 @@ impl Drop for Daemon {
 }
 
 fn start(args: &[&str]) -> Daemon {
-    let (child, addr, _log) = common::spawn_daemon(args);
+    // A fresh data dir: no admin password yet, nothing of the user's touched.
+    let data = tempdir();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--data-dir", data.to_str().expect("utf-8 temp path")]);
+    let (child, addr, _log) = common::spawn_daemon(&all);
     Daemon { child, addr }
 }
 
@@ -320,6 +324,31 @@ async fn a_dead_audio_command_leaves_the_video_alone_and_comes_back() {
         "video kept flowing"
     );
     assert_eq!(back["source"]["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_switches_the_sound_on_and_off_without_restarting_the_picture() {
+    let d = start(&["--width", "320", "--height", "240"]);
+    let s = wait_status(&d.addr, 20, |s| s["source"]["state"] == "running").await;
+    assert!(s["audio"].is_null(), "off by default: {s}");
+    let cookie = common::admin(&d.addr, "audio test admin password").await;
+    let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 1}"#).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["fields"]["audio"]["value"], 1, "{body}");
+    assert_eq!(
+        body["restarted"], false,
+        "the picture is not restarted: {body}"
+    );
+    let on = wait_status(&d.addr, 10, |s| s["audio"]["state"] == "running").await;
+    assert_eq!(on["audio"]["kind"], "audio-test");
+    let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 0}"#).await;
+    assert_eq!(st, 200, "{body}");
+    let off = wait_status(&d.addr, 10, |s| s["audio"].is_null()).await;
+    assert_eq!(off["source"]["state"], "running");
+    // Not a choice: refused, naming the field.
+    let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 7}"#).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.to_string().contains("audio"), "{body}");
 }
 
 #[test]
