@@ -290,9 +290,13 @@ async fn stream_mp4_carries_opus_in_step_with_the_picture() {
         skews.push((m - c) * 1000.0);
     }
     eprintln!("A/V skew (video - audio), ms: {skews:.1?}");
+    // The bound is 20 ms. Both are stamped on the same capture-clock
+    // grid at the source, so anything above ~0 is ours: 2 ms catches a
+    // packet stamped at its end (20 ms), a wrong timescale, or the encoder's
+    // 2.5 ms look-ahead not taken off.
     assert!(
-        skews.iter().all(|s| s.abs() <= 20.0),
-        "skew over 20 ms: {skews:.1?} (markers {markers:?}, clicks {clicks:?})"
+        skews.iter().all(|s| s.abs() <= 2.0),
+        "skew over 2 ms: {skews:.1?} (markers {markers:?}, clicks {clicks:?})"
     );
 }
 
