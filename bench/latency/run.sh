@@ -11,22 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-need=()
-command -v websockify >/dev/null || need+=(websockify)
-command -v gnuplot >/dev/null || need+=(gnuplot-nox)
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v ffmpeg >/dev/null || need+=(ffmpeg)
-[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || need+=(chromium)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "latency: installing ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  else
-    echo "latency: missing ${need[*]} (apt-get install them)" >&2
-    exit 1
-  fi
-fi
+. ci/lib/need.sh
+need latency websockify:websockify gnuplot:gnuplot-nox nginx:nginx-light ffmpeg:ffmpeg \
+  "${CHROMIUM:-/usr/bin/chromium}:chromium"
 [ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund)
 
 cargo build --release --locked -p pinholed -p pinhole-bench --bin pinholed --bin testsrc 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true

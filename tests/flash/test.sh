@@ -7,20 +7,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # sfdisk (fdisk) makes the test image; bmaptool (bmap-tools) is flash.sh's
 # fast path. A fresh machine has neither: install them as root.
-need=()
-command -v sfdisk >/dev/null || need+=(fdisk)
-command -v bmaptool >/dev/null || need+=(bmap-tools)
-if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "flash test: installing ${need[*]}"
-        apt-get -o DPkg::Lock::Timeout=900 update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
-            --no-install-recommends "${need[@]}" >/dev/null
-    else
-        echo "flash test: missing ${need[*]} (apt-get install them)" >&2
-        exit 2
-    fi
-fi
+. "$repo/ci/lib/need.sh"
+need "flash test" sfdisk:fdisk bmaptool:bmap-tools
 flash=$repo/flash.sh
 tmp=$(mktemp -d)
 loop="" mnt=""

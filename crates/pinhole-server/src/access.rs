@@ -52,7 +52,7 @@ impl ViewerAccess {
     }
 }
 
-/// What a request wants (from method and path, see `classify`).
+/// What a request wants (from method and path: `table.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Class {
     /// `/api/auth*`: the handlers check credentials themselves; a state
@@ -62,38 +62,11 @@ pub enum Class {
     Admin,
     /// Live views, HLS and the read-only API: the viewer policy.
     View,
-    /// The UI's static files.
+    /// The UI's static files, and methods a route does not take (405).
     Static,
-}
-
-/// Live streams hold a viewer slot while they run.
-pub fn is_live(path: &str) -> bool {
-    path.starts_with("/ws/") || matches!(path, "/stream.mp4" | "/mjpeg")
-}
-
-fn is_view(path: &str) -> bool {
-    is_live(path)
-        || path.starts_with("/hls/")
-        || path.starts_with("/api/")
-        || matches!(path, "/snapshot.jpg" | "/metrics")
-}
-
-/// Classifies by method and path alone, so a route added later is
-/// admin-only as soon as it changes state. `safe`: GET, HEAD or OPTIONS.
-pub fn classify(safe: bool, path: &str) -> Class {
-    if path == "/api/auth" || path.starts_with("/api/auth/") {
-        Class::Auth
-    } else if !safe || path == "/api/update" || path.starts_with("/api/update/") {
-        // Reading the update state is the admin's too (docs/ota.md).
-        Class::Admin
-    } else if path == crate::health::PATH {
-        // The OTA trial's probe (health.rs): must answer whatever the viewer policy.
-        Class::Static
-    } else if is_view(path) {
-        Class::View
-    } else {
-        Class::Static
-    }
+    /// A CORS pre-flight (`OPTIONS`) on a route a foreign page may use:
+    /// the origin decides, no credentials (browsers send none with it).
+    Preflight,
 }
 
 /// A header that may be missing or repeated.
@@ -246,25 +219,14 @@ pub fn decide(ask: &Ask, s: &Settings) -> Decision {
                 allow
             }
         }
+        Class::Preflight => match view_origin(ask, s, host) {
+            Ok(cors) => Decision::Allow { cors },
+            Err(r) => Decision::Refuse(r),
+        },
         Class::View => {
-            let cors = match ask.origin {
-                // Not readable by a foreign page: the viewer policy decides.
-                One::Absent => None,
-                One::Value(o) if origin_matches_host(o, host) => None,
-                One::Value(o) => {
-                    let norm = normalize_origin(o);
-                    match norm {
-                        Some(n) if s.allowed_origins.contains(&n) => Some(o.to_owned()),
-                        // The token is the admin's grant; the page holds it.
-                        Some(_) if ask.creds.token => Some(o.to_owned()),
-                        _ if ask.creds.token => None,
-                        _ => return Decision::Refuse(Refusal::OriginNotAllowed(printable(o))),
-                    }
-                }
-                One::Invalid if ask.creds.token => None,
-                One::Invalid => {
-                    return Decision::Refuse(Refusal::OriginNotAllowed("(invalid Origin)".into()))
-                }
+            let cors = match view_origin(ask, s, host) {
+                Ok(cors) => cors,
+                Err(r) => return Decision::Refuse(r),
             };
             let free = !s.viewer_password
                 && match s.viewer_access {
@@ -279,6 +241,28 @@ pub fn decide(ask: &Ask, s: &Settings) -> Decision {
             }
         }
     }
+}
+
+/// Viewing from a page: its own origin, a listed one, or one holding a
+/// viewer token; `Ok(Some(origin))` grants CORS.
+fn view_origin(ask: &Ask, s: &Settings, host: Option<&str>) -> Result<Option<String>, Refusal> {
+    Ok(match ask.origin {
+        // Not readable by a foreign page: the viewer policy decides.
+        One::Absent => None,
+        One::Value(o) if origin_matches_host(o, host) => None,
+        One::Value(o) => {
+            let norm = normalize_origin(o);
+            match norm {
+                Some(n) if s.allowed_origins.contains(&n) => Some(o.to_owned()),
+                // The token is the admin's grant; the page holds it.
+                Some(_) if ask.creds.token => Some(o.to_owned()),
+                _ if ask.creds.token => None,
+                _ => return Err(Refusal::OriginNotAllowed(printable(o))),
+            }
+        }
+        One::Invalid if ask.creds.token => None,
+        One::Invalid => return Err(Refusal::OriginNotAllowed("(invalid Origin)".into())),
+    })
 }
 
 /// For messages: no control characters, bounded length.
@@ -613,17 +597,47 @@ mod tests {
     }
 
     #[test]
-    fn classification_defaults_to_admin_for_state_changes() {
-        assert_eq!(classify(false, "/api/camera"), Class::Admin);
-        assert_eq!(classify(false, "/anything"), Class::Admin);
-        assert_eq!(classify(true, "/api/camera"), Class::View);
-        assert_eq!(classify(true, "/ws/h264"), Class::View);
-        assert_eq!(classify(true, "/hls/index.m3u8"), Class::View);
-        assert_eq!(classify(true, "/app.js"), Class::Static);
-        assert_eq!(classify(true, "/api/health"), Class::Static);
-        assert_eq!(classify(true, "/api/update"), Class::Admin);
-        assert_eq!(classify(true, "/api/update/events"), Class::Admin);
-        assert_eq!(classify(false, "/api/health"), Class::Admin);
-        assert_eq!(classify(false, "/api/auth/login"), Class::Auth);
+    fn preflight_needs_an_allowed_origin_not_credentials() {
+        let origins = vec!["http://printer.local".to_owned()];
+        let mut s = settings(&[], &origins);
+        s.viewer_password = true;
+        // A listed origin gets CORS even though the viewer password is set:
+        // the browser sends no credentials with a pre-flight.
+        let a = ask(
+            "pinhole.local",
+            Some("http://printer.local"),
+            Class::Preflight,
+        );
+        assert_eq!(
+            decide(&a, &s),
+            Decision::Allow {
+                cors: Some("http://printer.local".into())
+            }
+        );
+        let a = ask(
+            "pinhole.local",
+            Some("http://evil.example"),
+            Class::Preflight,
+        );
+        assert!(matches!(
+            decide(&a, &s),
+            Decision::Refuse(Refusal::OriginNotAllowed(_))
+        ));
+        // Same origin or no Origin: answered, no CORS grant.
+        let a = ask(
+            "pinhole.local",
+            Some("http://pinhole.local"),
+            Class::Preflight,
+        );
+        assert_eq!(decide(&a, &s), Decision::Allow { cors: None });
+        let a = ask(
+            "rebind.example",
+            Some("http://printer.local"),
+            Class::Preflight,
+        );
+        assert!(matches!(
+            decide(&a, &s),
+            Decision::Refuse(Refusal::UnknownHost(_))
+        ));
     }
 }

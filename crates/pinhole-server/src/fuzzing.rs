@@ -38,7 +38,7 @@ pub fn guard_inputs(method: &[u8], path: &str, headers: &[(&[u8], &[u8])], unix:
     let Ok(m) = Method::from_bytes(method) else {
         return;
     };
-    let _ = crate::auth::classify(&m, path);
+    let _ = crate::table::lookup(path).verdict(m.as_str());
     let mut h = HeaderMap::new();
     for (k, v) in headers {
         if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k), HeaderValue::from_bytes(v)) {

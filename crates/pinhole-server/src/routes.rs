@@ -6,6 +6,7 @@ use http::{Method, StatusCode};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
+use crate::table::{self, Target, Verdict};
 use crate::{
     error_response, full, hls, mjpeg, mp4, status, ui, update, ws, AppState, Body, ServerError,
 };
@@ -19,17 +20,13 @@ pub(crate) async fn handle(req: Request<Incoming>, state: Arc<AppState>) -> Resp
 async fn handle_inner(mut req: Request<Incoming>, state: Arc<AppState>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    // Access control for every route, before the table (auth/http.rs): anything
-    // that changes state needs an admin session, live views the viewer policy.
+    // Access control for every route (auth/http.rs), by the class the route
+    // table gives the method (table.rs): the same table dispatches below.
     let admitted = match crate::auth::guard(&mut req, &state) {
         Ok(a) => a,
         Err(refused) => return *refused,
     };
-    let result = if crate::auth::classify(&method, &path) == crate::auth::Class::Auth {
-        crate::auth::handle(req, &state, &admitted).await
-    } else {
-        route(req, &state, &path, &method).await
-    };
+    let result = route(req, &state, &path, &method, &admitted).await;
     // CORS only where the policy granted it, and once.
     let cors = admitted.cors.clone();
     let result = result.map(|mut r| {
@@ -63,41 +60,26 @@ async fn route(
     state: &Arc<AppState>,
     path: &str,
     method: &Method,
+    admitted: &crate::auth::Admitted,
 ) -> Result<Response<Body>, ServerError> {
-    let get_only = |allowed: bool| {
-        if allowed {
-            Ok(())
-        } else {
-            Err(ServerError::MethodNotAllowed {
+    let r = table::lookup(path);
+    match r.verdict(method.as_str()) {
+        Verdict::Serve(_) => {}
+        Verdict::Preflight { .. } => return Ok(preflight(r)),
+        Verdict::NotAllowed => {
+            return Err(ServerError::MethodNotAllowed {
                 method: method.to_string(),
                 path: path.to_owned(),
             })
         }
-    };
-    let is_get = method == Method::GET || method == Method::HEAD;
-    match path {
-        "/ws/h264" => {
-            get_only(method == Method::GET)?;
-            ws::upgrade(req, state.clone(), ws::Kind::H264)
-        }
-        "/ws/fmp4" => {
-            get_only(method == Method::GET)?;
-            ws::upgrade(req, state.clone(), ws::Kind::Fmp4)
-        }
-        "/stream.mp4" => {
-            get_only(is_get)?;
-            mp4::progressive(state)
-        }
-        "/snapshot.jpg" => {
-            get_only(is_get)?;
-            mjpeg::snapshot(state).await
-        }
-        "/mjpeg" => {
-            get_only(is_get)?;
-            mjpeg::stream(state)
-        }
-        "/api/status" => {
-            get_only(is_get)?;
+    }
+    match r.target {
+        Target::WsH264 => ws::upgrade(req, state.clone(), ws::Kind::H264),
+        Target::WsFmp4 => ws::upgrade(req, state.clone(), ws::Kind::Fmp4),
+        Target::Mp4 => mp4::progressive(state),
+        Target::Snapshot => mjpeg::snapshot(state).await,
+        Target::Mjpeg => mjpeg::stream(state),
+        Target::Status => {
             let admin = state.auth.is_admin(req.headers());
             Ok(full(
                 StatusCode::OK,
@@ -105,47 +87,52 @@ async fn route(
                 status::json(state, admin).to_string(),
             ))
         }
-        crate::health::PATH => {
-            get_only(is_get)?;
-            Ok(crate::health::respond())
-        }
-        "/metrics" => {
-            get_only(is_get)?;
-            Ok(full(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                status::prometheus(state),
-            ))
-        }
-        _ if path.starts_with("/hls/") => {
-            get_only(is_get)?;
-            hls::handle(state, path, req.uri().query()).await
-        }
-        "/api/update" => match *method {
+        Target::Health => Ok(crate::health::respond()),
+        Target::Metrics => Ok(full(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            status::prometheus(state),
+        )),
+        Target::Hls => hls::handle(state, path, req.uri().query()).await,
+        Target::Dash => crate::dash::handle(state, path).await,
+        Target::Update => match *method {
             Method::POST => update::upload(req, state).await,
-            Method::GET | Method::HEAD => update::status(state),
-            _ => Err(ServerError::MethodNotAllowed {
-                method: method.to_string(),
-                path: path.to_owned(),
-            }),
+            _ => update::status(state),
         },
-        "/api/camera" => crate::camera::handle(req, state, method).await,
-        "/api/https" => crate::https::handle(req, state, method).await,
-        "/api/access" => crate::access_lists::handle(req, state, method).await,
-        "/api/update/events" => {
-            get_only(is_get)?;
-            update::events(state)
-        }
+        Target::UpdateEvents => update::events(state),
         // nginx's auth_request before it forwards an upload: the guard has
-        // already required the admin (every /api/update* path is admin-only).
-        "/api/update/allowed" => {
-            get_only(is_get)?;
-            Ok(full(StatusCode::NO_CONTENT, "text/plain", ""))
-        }
-        _ if path.starts_with("/api/") => Err(ServerError::NotFound(path.to_owned())),
-        _ => {
-            get_only(is_get)?;
-            ui::serve(state, path).await
-        }
+        // already required the admin (the table makes it admin-only).
+        Target::UpdateAllowed => Ok(full(StatusCode::NO_CONTENT, "text/plain", "")),
+        Target::Camera => crate::camera::handle(req, state, method).await,
+        Target::Https => crate::https::handle(req, state, method).await,
+        Target::Access => crate::access_lists::handle(req, state, method).await,
+        // The handlers check credentials themselves.
+        Target::Auth => crate::auth::handle(req, state, admitted).await,
+        Target::UpdateUnknown | Target::ApiUnknown => Err(ServerError::NotFound(path.to_owned())),
+        Target::Ui => ui::serve(state, path).await,
     }
+}
+
+/// `OPTIONS`: the methods, and for a foreign page the policy granted (the
+/// guard put its origin in `cors`), what it may send.
+fn preflight(r: &table::Route) -> Response<Body> {
+    let mut resp = full(StatusCode::NO_CONTENT, "text/plain", "");
+    let h = resp.headers_mut();
+    let put = |h: &mut http::HeaderMap, name: http::header::HeaderName, v: &str| {
+        if let Ok(v) = http::HeaderValue::from_str(v) {
+            h.insert(name, v);
+        }
+    };
+    put(h, http::header::ALLOW, &r.allow());
+    let methods = r.cross_origin_methods();
+    if !methods.is_empty() {
+        put(h, http::header::ACCESS_CONTROL_ALLOW_METHODS, &methods);
+        put(
+            h,
+            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "authorization, content-type, if-match",
+        );
+        put(h, http::header::ACCESS_CONTROL_MAX_AGE, "600");
+    }
+    resp
 }

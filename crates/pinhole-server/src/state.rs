@@ -15,16 +15,25 @@ pub enum Output {
     WsFmp4,
     Mp4,
     Mjpeg,
+    /// RTSP sessions that are playing.
+    Rtsp,
 }
 
 impl Output {
-    pub const ALL: [Output; 4] = [Output::WsH264, Output::WsFmp4, Output::Mp4, Output::Mjpeg];
+    pub const ALL: [Output; 5] = [
+        Output::WsH264,
+        Output::WsFmp4,
+        Output::Mp4,
+        Output::Mjpeg,
+        Output::Rtsp,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Output::WsH264 => "ws_h264",
             Output::WsFmp4 => "ws_fmp4",
             Output::Mp4 => "mp4",
             Output::Mjpeg => "mjpeg",
+            Output::Rtsp => "rtsp",
         }
     }
 }
@@ -131,7 +140,7 @@ pub struct AppState {
     /// The audio source's own feed (same hub) while audio is on: its state
     /// is shown apart from the video's (docs/audio.md).
     pub audio: std::sync::Mutex<Option<Arc<Feed>>>,
-    viewers: [Counter; 4],
+    viewers: [Counter; 5],
     pub send_latency: SendLatency,
     /// The OTA installer, when this system is set up for updates.
     pub update: std::sync::OnceLock<Arc<crate::update::UpdateService>>,
@@ -141,6 +150,8 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     /// Camera settings (`/api/camera`), when the daemon offers them.
     pub camera: std::sync::OnceLock<Arc<dyn crate::camera::CameraBackend>>,
+    /// The first RTSP listener's port, for `/api/status` (the UI shows the URL).
+    pub rtsp_port: std::sync::OnceLock<u16>,
     /// One `PUT /api/camera` at a time.
     pub(crate) camera_lock: tokio::sync::Mutex<()>,
 }
@@ -164,6 +175,7 @@ impl AppState {
             mjpeg: Default::default(),
             hls: Default::default(),
             camera: std::sync::OnceLock::new(),
+            rtsp_port: std::sync::OnceLock::new(),
             camera_lock: tokio::sync::Mutex::new(()),
         })
     }

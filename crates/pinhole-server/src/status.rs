@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use pinhole_media::track::{Codec, TrackKind};
 use pinhole_source_api::SourceState;
 use serde_json::{json, Value};
 
@@ -34,6 +35,31 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
             "generation": st.generation,
         })
     });
+    // Every track the hub carries (video, audio, the camera's own JPEGs),
+    // so a client can tell what the outputs will hold.
+    let tracks: Vec<Value> = state
+        .hub
+        .tracks()
+        .iter()
+        .map(|t| {
+            let mut j = json!({
+                "id": t.id,
+                "kind": match t.codec.kind() {
+                    TrackKind::Video => "video",
+                    TrackKind::Audio => "audio",
+                    TrackKind::Picture => "picture",
+                },
+                "codec": t.codec.codec_string(),
+                "generation": t.generation,
+                "in_fmp4": t.codec.in_fmp4(),
+            });
+            if let Codec::Opus(o) = &t.codec {
+                j["channels"] = o.channels.into();
+                j["sample_rate"] = 48_000.into();
+            }
+            j
+        })
+        .collect();
     let mut viewers = serde_json::Map::new();
     for o in Output::ALL {
         viewers.insert(o.name().into(), state.viewers(o).0.into());
@@ -71,6 +97,7 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
             "error": src_error,
         },
         "stream": stream,
+        "tracks": tracks,
         "audio": audio,
         "frames": s.frames,
         "keyframes": s.keyframes,
@@ -81,6 +108,12 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
         "measured": { "fps": s.measured_fps, "bitrate": s.measured_bitrate },
         "viewers": viewers,
         "hls": crate::hls::status_json(state, admin),
+        // The UI builds rtsp://<its host>:<port>/stream from this.
+        "rtsp": state.rtsp_port.get().map(|p| json!({
+            "port": p,
+            "path": crate::rtsp::PATH,
+            "sessions": state.viewers(Output::Rtsp).0,
+        })),
         // The running system (image version, A/B slot); null without OTA.
         "system": state.update.get().map(|u| {
             let st = u.status();

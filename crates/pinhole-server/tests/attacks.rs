@@ -257,6 +257,46 @@ async fn configured_origins_are_allowed_from_the_start() {
     s.stop().await;
 }
 
+/// CORS pre-flight: a listed origin learns what it may send (no credentials
+/// ride on a pre-flight, so a viewer password does not block it); others,
+/// and admin routes, get no grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_is_answered_for_listed_origins_only() {
+    let s = server(
+        SecurityConfig {
+            allowed_origins: vec!["http://printer.local".into()],
+            ..SecurityConfig::default()
+        },
+        None,
+    )
+    .await;
+    let host = s.addr.to_string();
+    let preflight = |path: &str, origin: &str| {
+        format!(
+            "OPTIONS {path} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+             Access-Control-Request-Method: GET\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let (st, head) = tcp(s.addr, &preflight("/stream.mp4", "http://printer.local")).await;
+    assert_eq!(st, 204, "{head}");
+    assert_eq!(
+        header(&head, "access-control-allow-origin"),
+        ["http://printer.local"]
+    );
+    assert_eq!(header(&head, "access-control-allow-methods"), ["GET, HEAD"]);
+    assert_eq!(header(&head, "allow"), ["GET, HEAD, OPTIONS"]);
+    let (st, _) = tcp(s.addr, &preflight("/stream.mp4", "http://evil.example")).await;
+    assert_eq!(st, 403);
+    let (st, head) = tcp(s.addr, &preflight("/api/update", "http://printer.local")).await;
+    assert_eq!(st, 204);
+    assert!(
+        header(&head, "access-control-allow-origin").is_empty()
+            && header(&head, "access-control-allow-methods").is_empty(),
+        "no grant on an admin route: {head}"
+    );
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_rebinding_cannot_set_up_or_use_the_camera() {
     let s = server(

@@ -26,6 +26,12 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 
+    /// RTSP listener (rtsp://HOST:PORT/stream), IP:PORT (port 0: any free
+    /// one). Repeat for several; `off` for none. [default: none; the image
+    /// uses 0.0.0.0:8554]
+    #[arg(long, value_name = "ADDR")]
+    pub rtsp: Vec<String>,
+
     /// Video source: test | pipe:<file, - for stdin, or shell command> |
     /// v4l2:<device> | libcamera[:<id>] | auto. [default: test]
     #[arg(long, value_name = "SOURCE")]
@@ -103,6 +109,8 @@ pub struct Cli {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: Vec<String>,
+    /// RTSP listeners, IP:PORT (docs/rtsp.md); empty: no RTSP.
+    pub rtsp: Vec<String>,
     pub source: String,
     pub video: VideoConfig,
     pub pipe: PipeConfig,
@@ -300,6 +308,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec!["127.0.0.1:8080".into()],
+            // Off unless asked for: a development machine offers nothing
+            // beyond its loopback HTTP port, and daemons started side by
+            // side (tests, several helpers) cannot all own 8554.
+            rtsp: Vec::new(),
             source: "test".into(),
             video: VideoConfig::default(),
             pipe: PipeConfig::default(),
@@ -432,6 +444,9 @@ impl Config {
         if !cli.listen.is_empty() {
             cfg.listen = cli.listen.iter().map(|l| l.to_string()).collect();
         }
+        if !cli.rtsp.is_empty() {
+            cfg.rtsp = cli.rtsp.iter().filter(|a| *a != "off").cloned().collect();
+        }
         if let Some(s) = &cli.source {
             cfg.source = s.clone();
         }
@@ -479,6 +494,11 @@ impl Config {
         }
         if let Err(e) = self.audio.capture().validate() {
             return bad("audio", e.to_string());
+        }
+        for a in &self.rtsp {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return bad("rtsp", format!("'{a}' is not IP:PORT"));
+            }
         }
         let v = &self.video;
         if !(16..=3840).contains(&v.width) || !v.width.is_multiple_of(2) {

@@ -259,6 +259,27 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         listeners.push(bound);
     }
 
+    let mut rtsp = Vec::new();
+    for a in &cfg.rtsp {
+        let addr: std::net::SocketAddr = a.parse().map_err(|_| DaemonError::BadListen {
+            addr: a.clone(),
+            reason: "RTSP needs IP:PORT".into(),
+        })?;
+        let l = pinhole_server::rtsp::RtspListener::bind(addr, true)
+            .await
+            .map_err(|e| DaemonError::BadListen {
+                addr: a.clone(),
+                reason: format!("cannot bind RTSP: {e}"),
+            })?;
+        if let Ok(a) = l.local_addr() {
+            tracing::info!("rtsp on rtsp://{a}{}", pinhole_server::rtsp::PATH);
+        }
+        rtsp.push(l);
+    }
+    if let Some(a) = rtsp.first().and_then(|l| l.local_addr().ok()) {
+        let _ = state.rtsp_port.set(a.port());
+    }
+
     match ota::start(&cfg.ota) {
         Ok(Some(svc)) => {
             let _ = state.update.set(svc);
@@ -295,7 +316,22 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     let _ = state.camera.set(Arc::new(camera));
     tokio::spawn(systemd::supervise(state.clone(), probe));
 
+    let (rtsp_stop, rtsp_stopped) = tokio::sync::oneshot::channel::<()>();
+    let rtsp_task = (!rtsp.is_empty()).then(|| {
+        tokio::spawn(pinhole_server::rtsp::serve(
+            rtsp,
+            state.clone(),
+            pinhole_server::rtsp::RtspConfig::default(),
+            async {
+                let _ = rtsp_stopped.await;
+            },
+        ))
+    });
     pinhole_server::serve(listeners, state, shutdown_signal()).await;
+    let _ = rtsp_stop.send(());
+    if let Some(t) = rtsp_task {
+        let _ = t.await;
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     supervisor.shutdown();
     audio.shutdown();

@@ -22,24 +22,9 @@
 # check printed PASS. Needs qemu-system-aarch64, cpio, binutils (strings),
 # xz-utils and ffmpeg (the luma check); as root it installs what is missing.
 set -euo pipefail
-need=()
-command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
-command -v cpio >/dev/null || need+=(cpio)
-command -v strings >/dev/null || need+=(binutils)
-command -v xz >/dev/null || need+=(xz-utils)
-command -v python3 >/dev/null || need+=(python3)
-command -v ffmpeg >/dev/null || need+=(ffmpeg)
-if [ ${#need[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        echo "vivid: installing ${need[*]}"
-        apt-get -o DPkg::Lock::Timeout=900 update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
-            --no-install-recommends "${need[@]}" >/dev/null
-    else
-        echo "vivid: missing ${need[*]} (apt-get install them)" >&2
-        exit 2
-    fi
-fi
+. "$(dirname "${BASH_SOURCE[0]}")/../../../ci/lib/need.sh"
+need vivid qemu-system-aarch64:qemu-system-arm cpio:cpio strings:binutils xz:xz-utils \
+    python3:python3 ffmpeg:ffmpeg
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
 bin=${1:-$repo/target-aarch64/aarch64-unknown-linux-gnu/release/pinholed}
