@@ -396,3 +396,53 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// Server-added audio latency, for bench/README.md: from the moment a
+/// packet's last sample is captured (its prft time + its 20 ms − the
+/// encoder's 2.5 ms look-ahead shift) to its bytes arriving on a
+/// /ws/fmp4 client on the same machine; p50/p99 over 15 s.
+/// `cargo test -p pinholed --test audio audio_latency -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn audio_latency() {
+    use futures_util::StreamExt;
+    let d = start(&["--audio", "test", "--width", "640", "--height", "360"]);
+    wait_status(&d.addr, 20, |s| s["audio"]["state"] == "running").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/fmp4", d.addr))
+        .await
+        .expect("connect");
+    let mut lat = Vec::new();
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await
+        else {
+            continue;
+        };
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as f64;
+        let b = msg.into_data();
+        // prft first: size, 'prft', version/flags, track_ID, NTP 64-bit.
+        if b.len() < 24
+            || &b[4..8] != b"prft"
+            || u32::from_be_bytes([b[12], b[13], b[14], b[15]]) == 1
+        {
+            continue; // not an audio fragment
+        }
+        let secs = u32::from_be_bytes([b[16], b[17], b[18], b[19]]) as f64 - 2_208_988_800.0;
+        let frac = u32::from_be_bytes([b[20], b[21], b[22], b[23]]) as f64 / 4_294_967_296.0;
+        let captured_us = (secs + frac) * 1e6 + 20_000.0 - 2_500.0;
+        lat.push((now_us - captured_us) / 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    assert!(lat.len() > 500, "{} audio fragments", lat.len());
+    let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+    eprintln!(
+        "audio capture -> bytes on a /ws/fmp4 client: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} packets)",
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        lat.len()
+    );
+}
