@@ -85,8 +85,12 @@ export "CC_${t}=aarch64-linux-gnu-gcc" "CXX_${t}=aarch64-linux-gnu-g++" "AR_${t}
 export "BINDGEN_EXTRA_CLANG_ARGS_${t}=--target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include"
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
 export PKG_CONFIG_ALLOW_CROSS=1
-# Opus (audiopus_sys): Debian's arm64 libopus.a, linked statically.
-export OPUS_STATIC=1 OPUS_NO_PKG=1 OPUS_LIB_DIR=/usr/lib/aarch64-linux-gnu
+# Opus (audiopus_sys): Debian's arm64 libopus.a, linked statically. The
+# crate looks in $OPUS_LIB_DIR/lib, so it gets a directory of its own.
+opus_dir="$repo/target-aarch64/opus"
+mkdir -p "$opus_dir/lib"
+ln -sf /usr/lib/aarch64-linux-gnu/libopus.a "$opus_dir/lib/libopus.a"
+export OPUS_STATIC=1 OPUS_NO_PKG=1 OPUS_LIB_DIR="$opus_dir"
 export CARGO_TARGET_DIR="$repo/target-aarch64"
 # Reproducible: no build path or time baked in beyond what cargo already pins.
 # The time is that of the last Cargo.lock change: what the C/C++ compilers see

@@ -1,7 +1,8 @@
 // Unit tests (no browser) for web/player/boxes.js: prft/tfdt/mdhd parsing used for the delay estimate.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fragmentTrack, parseFragment, parseTimescale, ntpToUnixMs } from '../../web/player/boxes.js';
+import { fragmentTrack, parseFragment, parseTimescale, ntpToUnixMs, videoOnlyInit } from '../../web/player/boxes.js';
+import { opusConfig } from '../../web/player/audio.js';
 
 function box(type, ...parts) {
   const body = Buffer.concat(parts.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p))));
@@ -59,4 +60,23 @@ test('the track of a fragment (video 1, audio 2) from its tfhd', () => {
   assert.equal(fragmentTrack(frag(2)), 2);
   assert.equal(fragmentTrack(ab(box('moof'))), null);
   assert.equal(fragmentTrack(ab(box('moof', box('traf', box('tfhd', u32(0)))))), null);
+});
+
+test('videoOnlyInit keeps the video trak and trex, drops the audio ones; opusConfig reads dOps', () => {
+  // tkhd v0: version/flags, creation, modification, track_ID.
+  const trak = (id, extra) => box('trak', box('tkhd', u32(0), u32(0), u32(0), u32(id)), extra);
+  const trex = (id) => box('trex', u32(0), u32(id), u32(1), u32(0), u32(0), u32(0));
+  const dops = box('dOps', [0, 2, 0, 120, 0, 0, 0xbb, 0x80, 0, 0, 0]);
+  const init = Buffer.concat([
+    box('ftyp', Buffer.from('iso6')),
+    box('moov', box('mvhd', u32(0)), trak(1, box('mdia')), trak(2, box('mdia', dops)), box('mvex', trex(1), trex(2))),
+  ]);
+  assert.deepEqual(opusConfig(ab(init)), { channels: 2, preSkip: 120 });
+  const out = Buffer.from(videoOnlyInit(ab(init)));
+  const want = Buffer.concat([
+    box('ftyp', Buffer.from('iso6')),
+    box('moov', box('mvhd', u32(0)), trak(1, box('mdia')), box('mvex', trex(1))),
+  ]);
+  assert.deepEqual(out, want);
+  assert.equal(opusConfig(ab(out)), null);
 });

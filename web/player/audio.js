@@ -160,8 +160,11 @@ export class AudioOut {
     const ahead = (this.ctx.currentTime - ts.contextTime) * 1000 + LATE_S * 1000;
     this.needs.push(Date.now() - wallMs + ahead + 3);
     if (this.needs.length > 100) this.needs.shift();
-    const delay = this.delayMs();
-    if (delay == null) return;
+    // The picture's delay; when the sound needs longer (a player whose picture cannot wait
+    // for it, MSE), the sound plays that much behind rather than not at all.
+    const shown = this.delayMs();
+    if (shown == null) return;
+    const delay = Math.max(shown, this.needMs ?? 0);
     const target = wallMs + delay - performance.timeOrigin;
     let t = ts.contextTime + (target - ts.performanceTime) / 1000;
     if (Math.abs(t - this.nextT) < JOIN_S) t = this.nextT;

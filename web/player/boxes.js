@@ -97,3 +97,34 @@ export function fragmentTrack(buf) {
   if (!tfhd || tfhd.body + 8 > dv.byteLength) return null;
   return dv.getUint32(tfhd.body + 4);
 }
+
+/**
+ * An init segment with only the video track (track_ID 1): the other `trak`s and their `trex`
+ * removed, so a SourceBuffer made for the video codec accepts it (the audio is played apart).
+ */
+export function videoOnlyInit(buf) {
+  const src = new Uint8Array(buf);
+  const dv = new DataView(buf);
+  const trakId = (b) => {
+    const tkhd = findBox(dv, 'tkhd', b.body, b.start + b.size);
+    return tkhd ? dv.getUint32(tkhd.body + (dv.getUint8(tkhd.body) === 1 ? 20 : 12)) : null;
+  };
+  const drop = (b) => (b.type === 'trak' && trakId(b) !== 1) ||
+    (b.type === 'trex' && dv.getUint32(b.body + 4) !== 1);
+  const join = (parts) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let off = 0;
+    for (const p of parts) { out.set(p, off); off += p.length; }
+    return out;
+  };
+  // A box as is, or (moov, mvex) rebuilt from the children it keeps.
+  const copy = (b) => {
+    if (b.type !== 'moov' && b.type !== 'mvex') return src.subarray(b.start, b.start + b.size);
+    const body = join([...boxes(dv, b.body, b.start + b.size)].filter((c) => !drop(c)).map(copy));
+    const head = new Uint8Array(8);
+    new DataView(head.buffer).setUint32(0, 8 + body.length);
+    head.set(src.subarray(b.start + 4, b.start + 8), 4);
+    return join([head, body]);
+  };
+  return join([...boxes(dv)].map(copy)).buffer;
+}

@@ -4,7 +4,8 @@
 // segment, then one binary message per frame ([prft] moof mdat). A new "init" text message
 // may arrive at any time (resolution change): the MediaSource is rebuilt.
 
-import { findBox, fragmentTrack, parseFragment, parseTimescale } from './boxes.js';
+import { findBox, fragmentTrack, parseFragment, parseTimescale, videoOnlyInit } from './boxes.js';
+import { AudioOut } from './audio.js';
 import { Pacer } from './pacer.js';
 import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
 
@@ -75,7 +76,10 @@ export class MsePlayer {
   constructor(opts = {}) {
     this.onState = opts.onState || (() => {});
     // Video only (one SourceBuffer with the video codec) until this player plays audio too.
-    this.url = opts.url || wsUrl('ws/fmp4?tracks=video');
+    // Every track where the browser decodes audio (AudioDecoder, played apart from the
+    // <video>: audio.js); else the video alone.
+    this.audio = AudioOut.supported() ? new AudioOut({ delayMs: () => this._delayMs() }) : null;
+    this.url = opts.url || wsUrl(this.audio ? 'ws/fmp4' : 'ws/fmp4?tracks=video');
     this.backoff = new Backoff();
     this.bytes = new RateMeter();
     this.frames = new RateMeter();
@@ -138,7 +142,24 @@ export class MsePlayer {
     this._connect();
   }
 
+  /** The picture's capture-to-screen delay now (ms), which the sound is played at. */
+  _delayMs() {
+    const d = this.stats().delay;
+    return d != null ? d * 1000 : null;
+  }
+
+  /** Sound: whether this stream has any, its level (dBFS), muted or not. */
+  audioState() {
+    return this.audio?.active ? { muted: this.audio.muted, level: this.audio.level } : null;
+  }
+
+  setMuted(muted) {
+    if (!this.audio) return;
+    if (muted) this.audio.mute(); else this.audio.unmute();
+  }
+
   stop() {
+    this.audio?.close();
     this.stopped = true;
     for (const t of this.timers) { clearTimeout(t); clearInterval(t); }
     this.timers.clear();
@@ -250,10 +271,15 @@ export class MsePlayer {
     if (this.awaitInitSegment) {
       this.awaitInitSegment = false;
       this.timescale = parseTimescale(buf) || 1e6;
+      // The SourceBuffer is for the video codec: the audio track goes to audio.js.
+      if (this.audio?.setInit(buf) || this.info?.tracks?.length > 1) buf = videoOnlyInit(buf);
       this._enqueue({ kind: 'append', data: buf });
       return;
     }
-    if ((fragmentTrack(buf) ?? 1) !== 1) return; // another track (audio): not ours to append
+    if ((fragmentTrack(buf) ?? 1) !== 1) { // another track: the audio
+      this.audio?.push(buf);
+      return;
+    }
     this._sampleLag();
     const shift = this._restamp(buf);
     const { prft } = parseFragment(buf);

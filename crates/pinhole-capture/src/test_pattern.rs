@@ -189,21 +189,24 @@ impl Source for TestPattern {
         // every fps-th slot falls on one: those frames carry the sync
         // marker, captured when the test tone clicks (audio/tone.rs).
         let due = |start: u64, n: u64| start + n * 1_000_000 / fps;
-        let now = self.clock.now_us();
-        let start = now - now % 1_000_000;
+        let run_start = self.clock.now_us();
+        let start = run_start - run_start % 1_000_000;
         // The first frame at once, then on the grid.
-        let mut slot: u64 = (now - start) * fps / 1_000_000;
+        let mut slot: u64 = (run_start - start) * fps / 1_000_000;
         let mut frames: u64 = 0;
         let mut failures: u32 = 0;
         let mut running = false;
 
         while self.sleep_until(due(start, slot), stop) {
-            let pts_us = self.clock.now_us();
-            let wall_us = self.clock.wall_us();
-            // A whole-second slot, on time (not the first frame of a run
-            // that started between slots).
-            let marker =
-                slot.is_multiple_of(fps) && pts_us.abs_diff(due(start, slot)) < 500_000 / fps;
+            // The picture is the scene at its slot's time, so that is its
+            // capture time (a thread that woke late does not move it; the
+            // delay then shows as latency downstream). The first frame of a
+            // run that began between slots is captured now.
+            let (now, wall_now) = (self.clock.now_us(), self.clock.wall_us());
+            let pts_us = due(start, slot).max(run_start);
+            let wall_us = wall_now.saturating_sub(now.saturating_sub(pts_us));
+            // A whole-second slot: the test tone clicks at this instant.
+            let marker = slot.is_multiple_of(fps) && pts_us == due(start, slot);
             self.draw(due(0, slot), wall_us, frames, marker);
             // After an encoder failure the new encoder starts on an IDR; keep
             // the count aligned with it.

@@ -62,6 +62,12 @@ impl Feed {
         lock(&self.state).clone()
     }
 
+    /// Whether a track the source added is still there (a stopped source
+    /// removes its own).
+    pub fn has_tracks(&self) -> bool {
+        !lock(&self.tracks).is_empty()
+    }
+
     /// The source is not delivering but its thread is alive and retrying
     /// (a lost camera): the daemon should stay up for its viewers.
     pub fn recovering(&self, within: Duration) -> bool {

@@ -137,9 +137,9 @@ pub struct AppState {
     /// The hub's input: what the source says about itself. The daemon hands
     /// it to the source.
     pub source: Arc<Feed>,
-    /// The audio source's own feed (same hub), when audio is configured:
-    /// its state is shown apart from the video's (docs/audio.md).
-    pub audio: std::sync::OnceLock<Arc<Feed>>,
+    /// The audio source's own feed (same hub) while audio is on: its state
+    /// is shown apart from the video's (docs/audio.md).
+    pub audio: std::sync::Mutex<Option<Arc<Feed>>>,
     viewers: [Counter; 5],
     pub send_latency: SendLatency,
     /// The OTA installer, when this system is set up for updates.
@@ -166,7 +166,7 @@ impl AppState {
         Arc::new(AppState {
             hub: source.hub().clone(),
             source,
-            audio: std::sync::OnceLock::new(),
+            audio: std::sync::Mutex::new(None),
             auth: crate::auth::Auth::with_clock(config.security.clone(), clock.clone()),
             config,
             started_us: clock.now_us(),

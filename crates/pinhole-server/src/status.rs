@@ -65,7 +65,12 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
         viewers.insert(o.name().into(), state.viewers(o).0.into());
     }
     // Audio: its own source (state, why it failed) and the track it feeds.
-    let audio = state.audio.get().map(|feed| {
+    let feed = state
+        .audio
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let audio = feed.map(|feed| {
         let info = feed.info();
         let (st, error) = match feed.state() {
             SourceState::Starting => ("starting", None),

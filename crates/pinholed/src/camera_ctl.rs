@@ -81,6 +81,8 @@ pub struct DaemonCamera {
     libcamera: LibcameraControls,
     factory: Factory,
     supervisor: Arc<Supervisor>,
+    /// The audio source, switched by the `audio` field.
+    audio: Option<Arc<crate::audio_ctl::AudioCtl>>,
 }
 
 impl DaemonCamera {
@@ -101,7 +103,14 @@ impl DaemonCamera {
             libcamera,
             factory,
             supervisor,
+            audio: None,
         }
+    }
+
+    /// The audio source the `audio` field switches.
+    pub fn with_audio(mut self, audio: Arc<crate::audio_ctl::AudioCtl>) -> DaemonCamera {
+        self.audio = Some(audio);
+        self
     }
 
     /// The running camera's controls, read from the driver now (not a
@@ -191,6 +200,7 @@ impl DaemonCamera {
             fixed("rotation", "Rotation", Kind::Menu(vec![(0, "0°".into())])),
             fixed("hflip", "Mirror (horizontal flip)", Kind::Bool),
             fixed("vflip", "Upside down (vertical flip)", Kind::Bool),
+            crate::audio_ctl::AudioCtl::setting(cfg),
         ]
     }
 
@@ -299,7 +309,16 @@ impl CameraBackend for DaemonCamera {
 
     fn apply(&self, changes: &Changes) -> Result<Applied, String> {
         let mut new = lock(&self.cfg).clone();
+        let mut video_changed = false;
+        let mut audio_changed = false;
         for (k, v) in &changes.fields {
+            if k == "audio" {
+                // The sound has its own source: the picture is not restarted.
+                new.audio.source = crate::audio_ctl::AudioCtl::source_for(*v, &new)?;
+                audio_changed = true;
+                continue;
+            }
+            video_changed = true;
             let v = u32::try_from(*v).map_err(|_| format!("{k}: {v} is out of range"))?;
             match k.as_str() {
                 "width" => new.video.width = v,
@@ -323,7 +342,7 @@ impl CameraBackend for DaemonCamera {
         }
         new.validate().map_err(|e| e.to_string())?;
         // Build first: a source that cannot be built changes nothing.
-        let next = if changes.fields.is_empty() {
+        let next = if !video_changed {
             None
         } else {
             // The HTTP answer (400) carries the message.
@@ -341,6 +360,10 @@ impl CameraBackend for DaemonCamera {
                 .map_err(|e| e.to_string())?;
         }
         let mut out = Applied::default();
+        if audio_changed {
+            let audio = self.audio.as_ref().ok_or("audio: not switchable here")?;
+            audio.apply(&new)?;
+        }
         if let Some(next) = next {
             self.supervisor.replace(next);
             out.restarted = true;

@@ -1,6 +1,7 @@
 //! `pinholed`: wires a source, the hub and the HTTP server together.
 
 use pinholed::config;
+mod audio_ctl;
 mod auto;
 mod camera_ctl;
 mod error;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use pinhole_capture::audio::AudioSource;
 use pinhole_capture::libcamera::LibcameraControls;
 use pinhole_capture::pipe::{parse_pipe_spec, PipeInput, PipeSource};
 use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
@@ -306,7 +306,15 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
 
     let probe = listeners.first().map(|l| l.local_addr());
     let supervisor = Supervisor::spawn(source, feed, wiring.clock.clone())?;
-    let audio = start_audio(&cfg, &state, wiring.clock.clone())?;
+    let audio = Arc::new(audio_ctl::AudioCtl::new(
+        state.clone(),
+        wiring.clock.clone(),
+    ));
+    if let Err(e) = audio.apply(&cfg) {
+        // Validated with the config; a failure here (no thread) is not fatal
+        // for the picture.
+        tracing::error!("audio disabled: {e}");
+    }
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
     let libcamera = wiring.libcamera.clone();
     let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, &wiring));
@@ -318,7 +326,8 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         libcamera,
         factory,
         supervisor.clone(),
-    );
+    )
+    .with_audio(audio.clone());
     let _ = state.camera.set(Arc::new(camera));
     tokio::spawn(systemd::supervise(state.clone(), probe));
 
@@ -340,31 +349,8 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     supervisor.shutdown();
-    if let Some(a) = audio {
-        a.shutdown();
-    }
+    audio.shutdown();
     Ok(())
-}
-
-/// The audio source, if one is configured: its own supervisor thread and
-/// feed into the same hub, so a lost microphone never stalls the picture
-/// and its state shows apart from the camera's (docs/audio.md).
-fn start_audio(
-    cfg: &Config,
-    state: &Arc<AppState>,
-    clock: Arc<dyn Clock>,
-) -> Result<Option<Arc<Supervisor>>, DaemonError> {
-    let input = match pinhole_capture::audio::parse_spec(&cfg.audio.source) {
-        Ok(Some(input)) => input,
-        // Validated with the config: an error here is "no audio".
-        Ok(None) | Err(_) => return Ok(None),
-    };
-    let source = AudioSource::new(cfg.audio.capture(), input, clock.clone())?;
-    let info = source.info();
-    tracing::info!(kind = info.kind, detail = %info.detail, "audio source");
-    let feed = Feed::new(state.hub.clone(), info, clock.clone());
-    let _ = state.audio.set(feed.clone());
-    Ok(Some(Supervisor::spawn(Box::new(source), feed, clock)?))
 }
 
 /// The HLS segment directory: the configured one, or a fresh temporary one

@@ -27,7 +27,11 @@ impl Drop for Daemon {
 }
 
 fn start(args: &[&str]) -> Daemon {
-    let (child, addr, _log) = common::spawn_daemon(args);
+    // A fresh data dir: no admin password yet, nothing of the user's touched.
+    let data = tempdir();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--data-dir", data.to_str().expect("utf-8 temp path")]);
+    let (child, addr, _log) = common::spawn_daemon(&all);
     Daemon { child, addr }
 }
 
@@ -286,9 +290,13 @@ async fn stream_mp4_carries_opus_in_step_with_the_picture() {
         skews.push((m - c) * 1000.0);
     }
     eprintln!("A/V skew (video - audio), ms: {skews:.1?}");
+    // The issue's bound is 20 ms. Both are stamped on the same capture-clock
+    // grid at the source, so anything above ~0 is ours: 2 ms catches a
+    // packet stamped at its end (20 ms), a wrong timescale, or the encoder's
+    // 2.5 ms look-ahead not taken off.
     assert!(
-        skews.iter().all(|s| s.abs() <= 20.0),
-        "skew over 20 ms: {skews:.1?} (markers {markers:?}, clicks {clicks:?})"
+        skews.iter().all(|s| s.abs() <= 2.0),
+        "skew over 2 ms: {skews:.1?} (markers {markers:?}, clicks {clicks:?})"
     );
 }
 
@@ -320,6 +328,31 @@ async fn a_dead_audio_command_leaves_the_video_alone_and_comes_back() {
         "video kept flowing"
     );
     assert_eq!(back["source"]["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_switches_the_sound_on_and_off_without_restarting_the_picture() {
+    let d = start(&["--width", "320", "--height", "240"]);
+    let s = wait_status(&d.addr, 20, |s| s["source"]["state"] == "running").await;
+    assert!(s["audio"].is_null(), "off by default: {s}");
+    let cookie = common::admin(&d.addr, "audio test admin password").await;
+    let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 1}"#).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["fields"]["audio"]["value"], 1, "{body}");
+    assert_eq!(
+        body["restarted"], false,
+        "the picture is not restarted: {body}"
+    );
+    let on = wait_status(&d.addr, 10, |s| s["audio"]["state"] == "running").await;
+    assert_eq!(on["audio"]["kind"], "audio-test");
+    let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 0}"#).await;
+    assert_eq!(st, 200, "{body}");
+    let off = wait_status(&d.addr, 10, |s| s["audio"].is_null()).await;
+    assert_eq!(off["source"]["state"], "running");
+    // Not a choice: refused, naming the field.
+    let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 7}"#).await;
+    assert_eq!(st, 400, "{body}");
+    assert!(body.to_string().contains("audio"), "{body}");
 }
 
 #[test]
@@ -362,4 +395,54 @@ fn tempdir() -> PathBuf {
     ));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Server-added audio latency, for bench/README.md: from the moment a
+/// packet's last sample is captured (its prft time + its 20 ms − the
+/// encoder's 2.5 ms look-ahead shift) to its bytes arriving on a
+/// /ws/fmp4 client on the same machine; p50/p99 over 15 s.
+/// `cargo test -p pinholed --test audio audio_latency -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore]
+async fn audio_latency() {
+    use futures_util::StreamExt;
+    let d = start(&["--audio", "test", "--width", "640", "--height", "360"]);
+    wait_status(&d.addr, 20, |s| s["audio"]["state"] == "running").await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/fmp4", d.addr))
+        .await
+        .expect("connect");
+    let mut lat = Vec::new();
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), ws.next()).await
+        else {
+            continue;
+        };
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as f64;
+        let b = msg.into_data();
+        // prft first: size, 'prft', version/flags, track_ID, NTP 64-bit.
+        if b.len() < 24
+            || &b[4..8] != b"prft"
+            || u32::from_be_bytes([b[12], b[13], b[14], b[15]]) == 1
+        {
+            continue; // not an audio fragment
+        }
+        let secs = u32::from_be_bytes([b[16], b[17], b[18], b[19]]) as f64 - 2_208_988_800.0;
+        let frac = u32::from_be_bytes([b[20], b[21], b[22], b[23]]) as f64 / 4_294_967_296.0;
+        let captured_us = (secs + frac) * 1e6 + 20_000.0 - 2_500.0;
+        lat.push((now_us - captured_us) / 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    assert!(lat.len() > 500, "{} audio fragments", lat.len());
+    let q = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+    eprintln!(
+        "audio capture -> bytes on a /ws/fmp4 client: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} packets)",
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        lat.len()
+    );
 }

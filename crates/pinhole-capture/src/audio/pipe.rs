@@ -11,7 +11,7 @@ use pinhole_media::Clock;
 
 use super::pcm::{check_plausible, container_magic, Framer};
 use super::{AudioConfig, Publisher, POLL_US};
-use crate::pipe::command::{describe_status, spawn_command, terminate};
+use crate::pipe::command::{describe_status, spawn_command_noting, terminate, LastLine};
 use crate::{CaptureError, StopFlag};
 
 /// Bytes read at a time: small, so reads return as soon as sound arrives.
@@ -57,10 +57,12 @@ pub(super) fn run(
     clock: Arc<dyn Clock>,
     stop: &StopFlag,
 ) -> Result<(), CaptureError> {
-    let mut child = spawn_command(cmd).map_err(|source| CaptureError::Io {
-        what: format!("starting the audio command `{cmd}`"),
-        source,
-    })?;
+    let last: LastLine = Default::default();
+    let mut child =
+        spawn_command_noting(cmd, Some(last.clone())).map_err(|source| CaptureError::Io {
+            what: format!("starting the audio command `{cmd}`"),
+            source,
+        })?;
     let Some(stdout) = child.stdout.take() else {
         terminate(&mut child);
         return Err(CaptureError::Other(
@@ -89,7 +91,19 @@ pub(super) fn run(
                 .flatten()
                 .map(|s| format!("exited with status {}", describe_status(s)))
                 .unwrap_or_else(|| "closed its output".into());
-            Err(CaptureError::Ended(format!("audio command `{cmd}` {how}")))
+            // Its own words (arecord: "audio open error: No such file or
+            // directory") say more than a status; the stderr thread may
+            // still be reading them.
+            std::thread::sleep(Duration::from_millis(50));
+            let said = last
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .map(|l| format!(": {}", l.chars().take(200).collect::<String>()))
+                .unwrap_or_default();
+            Err(CaptureError::Ended(format!(
+                "audio command `{cmd}` {how}{said}"
+            )))
         }
     }
 }

@@ -168,6 +168,20 @@ fn a_pipe_of_pcm_is_encoded_and_its_end_is_an_error_saying_so() {
 }
 
 #[test]
+fn a_failing_command_says_why_in_its_own_words() {
+    let (r, _) = run_pipe(
+        "echo 'arecord: main:831: audio open error: No such file or directory' >&2; exit 1",
+    );
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains(
+            "exited with status 1: arecord: main:831: audio open error: No such file or directory"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
 fn garbage_on_the_pipe_is_a_clear_error() {
     let (r, rec) = run_pipe("head -c 96000 /dev/urandom");
     let e = r.unwrap_err().to_string();

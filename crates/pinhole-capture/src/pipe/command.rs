@@ -5,6 +5,7 @@
 use std::io::{self, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::StopFlag;
@@ -19,6 +20,14 @@ const MAX_STDERR_LINE: usize = 4096;
 /// `sh -c cmd` in its own process group (so the whole pipeline can be
 /// stopped), stdout piped to us, stderr forwarded to the log.
 pub(crate) fn spawn_command(cmd: &str) -> io::Result<Child> {
+    spawn_command_noting(cmd, None)
+}
+
+/// The last line a command wrote to stderr, for saying why it exited.
+pub(crate) type LastLine = Arc<Mutex<Option<String>>>;
+
+/// [`spawn_command`], also keeping the command's last stderr line in `last`.
+pub(crate) fn spawn_command_noting(cmd: &str, last: Option<LastLine>) -> io::Result<Child> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -31,7 +40,7 @@ pub(crate) fn spawn_command(cmd: &str) -> io::Result<Child> {
         let label = format!("command `{cmd}`");
         if let Err(e) = std::thread::Builder::new()
             .name("pipe-stderr".into())
-            .spawn(move || forward_stderr(stderr, &label))
+            .spawn(move || forward_stderr(stderr, &label, last.as_ref()))
         {
             tracing::warn!("cannot forward the command's stderr: {e}");
         }
@@ -40,7 +49,7 @@ pub(crate) fn spawn_command(cmd: &str) -> io::Result<Child> {
 }
 
 /// Log each stderr line of the command (lines cut at [`MAX_STDERR_LINE`]).
-fn forward_stderr(mut stderr: ChildStderr, label: &str) {
+fn forward_stderr(mut stderr: ChildStderr, label: &str, last: Option<&LastLine>) {
     let mut buf = [0u8; 4096];
     let mut line = Vec::new();
     let mut truncated = false;
@@ -50,6 +59,9 @@ fn forward_stderr(mut stderr: ChildStderr, label: &str) {
         if !text.is_empty() {
             let more = if *truncated { " […]" } else { "" };
             tracing::info!(source = %label, "stderr: {text}{more}");
+            if let Some(last) = last {
+                *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(text.to_owned());
+            }
         }
         line.clear();
         *truncated = false;

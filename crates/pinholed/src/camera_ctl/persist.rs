@@ -69,6 +69,16 @@ pub fn persist(path: &Path, cfg: &Config) -> std::io::Result<()> {
         camera.insert("libcamera_controls".into(), toml::Value::Table(controls));
         table.insert("camera".into(), toml::Value::Table(camera));
     }
+    // The sound's source (the settings page's Sound menu); a file that
+    // never had audio keeps none.
+    if cfg.audio.source != "none" || table.contains_key("audio") {
+        let mut audio = section(&mut table, "audio")?;
+        audio.insert(
+            "source".into(),
+            toml::Value::String(cfg.audio.source.clone()),
+        );
+        table.insert("audio".into(), toml::Value::Table(audio));
+    }
     let out = toml::to_string(&table).map_err(|e| Error::other(e.to_string()))?;
     write_atomically(path, out.as_bytes())
 }
@@ -154,6 +164,22 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "no temp files left");
+        assert_eq!(back.audio.source, "none");
+        assert!(
+            !text.contains("[audio]"),
+            "no audio section for a file without one"
+        );
+        // The Sound menu's choice is saved, and so is turning it off again.
+        cfg.audio.source = "alsa:plughw:1,0".into();
+        persist(&path, &cfg).expect("persist");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let back = Config::from_toml(&text, &path).expect("parse");
+        assert_eq!(back.audio.source, "alsa:plughw:1,0");
+        cfg.audio.source = "none".into();
+        persist(&path, &cfg).expect("persist");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let back = Config::from_toml(&text, &path).expect("parse");
+        assert_eq!(back.audio.source, "none");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
