@@ -25,7 +25,7 @@ IDLE_WAIT=${IDLE_WAIT:-10}
 STATIC=${STATIC:-1}
 EXTRA_SERVER_ARGS=${EXTRA_SERVER_ARGS:-}
 
-cargo build --release -p pinhole-bench -p pinholed --bins
+cargo build --release -p pinhole-bench -p pinholed --features pinholed/opus --bins
 BIN=target/release
 
 # 500 viewers and 500 server-side sockets, plus a margin.

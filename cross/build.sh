@@ -119,7 +119,7 @@ dir=$profile; [ "$profile" = dev ] && dir=debug
 [ "$helper" = 1 ] && build_helper
 start=$(date +%s)
 (cd "$repo" && "$cargo" build --locked --profile "$profile" --target "$target" \
-    -p pinholed ${extra[@]+"${extra[@]}"}) >&2
+    -p pinholed --features opus ${extra[@]+"${extra[@]}"}) >&2
 bin="$CARGO_TARGET_DIR/$target/$dir/pinholed"
 [ -x "$bin" ] || { log "no binary at $bin"; exit 1; }
 log "built in $(( $(date +%s) - start ))s, $(stat -c %s "$bin") bytes"

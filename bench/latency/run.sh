@@ -16,7 +16,7 @@ need latency websockify:websockify gnuplot:gnuplot-nox nginx:nginx-light ffmpeg:
   "${CHROMIUM:-/usr/bin/chromium}:chromium"
 [ -d tests/browser/node_modules/playwright-core ] || (cd tests/browser && npm ci --no-audit --no-fund)
 
-cargo build --release --locked -p pinholed -p pinhole-bench --bin pinholed --bin testsrc 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
+cargo build --release --locked -p pinholed -p pinhole-bench --features pinholed/opus --bin pinholed --bin testsrc 2>&1 | grep -v '^\s*\(Compiling\|Finished\)' || true
 [ -x target/release/pinholed ] && [ -x target/release/testsrc ] || { echo "latency: build failed" >&2; exit 1; }
 
 # Node 20 has WebSocket behind a flag (22+ has it anyway).

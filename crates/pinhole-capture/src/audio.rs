@@ -25,7 +25,7 @@ use crate::{CaptureError, FrameSink, RetryPolicy, Source, SourceInfo, SourceStat
 mod encoder;
 pub mod pcm;
 mod pipe;
-#[cfg(test)]
+#[cfg(all(test, feature = "opus"))]
 mod tests;
 pub mod tone;
 

@@ -4,7 +4,9 @@
 //! at every whole second of the capture clock and the test pattern flashes
 //! its marker on the same frame; decoded by ffmpeg, |skew| <= 20 ms.
 //! Also: an audio command that dies leaves the video alone, says why, and
-//! comes back. (docs/audio.md)
+//! comes back. (docs/audio.md) Needs the `opus` feature (ci/test.sh
+//! turns it on).
+#![cfg(feature = "opus")]
 
 mod common;
 

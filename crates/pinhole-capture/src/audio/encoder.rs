@@ -1,10 +1,44 @@
 //! Opus encoding (libopus through the `opus` crate): 20 ms frames in the
 //! restricted low-delay mode (CELT only, 2.5 ms look-ahead).
 
-use opus::{Application, Bitrate, Channels};
-
+#[cfg(feature = "opus")]
 use crate::CaptureError;
 
+#[cfg(not(feature = "opus"))]
+pub use without::OpusEncoder;
+
+/// A build without libopus (the `opus` feature off): audio sources fail
+/// with a reason that says how to get it, the video is untouched.
+#[cfg(not(feature = "opus"))]
+mod without {
+    use crate::CaptureError;
+
+    pub struct OpusEncoder(());
+
+    impl OpusEncoder {
+        pub fn new(_rate: u32, _channels: u8, _bitrate: u32) -> Result<Self, CaptureError> {
+            Err(CaptureError::AudioEncoder {
+                context: "creating",
+                reason: "this pinholed was built without Opus: install libopus-dev and \
+                         build with `--features opus` (docs/audio.md)"
+                    .into(),
+            })
+        }
+
+        pub fn lookahead(&self) -> u32 {
+            0
+        }
+
+        pub fn encode(&mut self, _pcm: &[i16]) -> Result<Vec<u8>, CaptureError> {
+            Ok(Vec::new())
+        }
+    }
+}
+
+#[cfg(feature = "opus")]
+use opus::{Application, Bitrate, Channels};
+
+#[cfg(feature = "opus")]
 pub struct OpusEncoder {
     enc: opus::Encoder,
     out: Vec<u8>,
@@ -12,6 +46,7 @@ pub struct OpusEncoder {
     lookahead: u32,
 }
 
+#[cfg(feature = "opus")]
 fn err(context: &'static str) -> impl Fn(opus::Error) -> CaptureError {
     move |e| CaptureError::AudioEncoder {
         context,
@@ -19,6 +54,7 @@ fn err(context: &'static str) -> impl Fn(opus::Error) -> CaptureError {
     }
 }
 
+#[cfg(feature = "opus")]
 impl OpusEncoder {
     pub fn new(rate: u32, channels: u8, bitrate: u32) -> Result<Self, CaptureError> {
         let ch = if channels == 2 {
