@@ -95,6 +95,7 @@ mmdebstrap --mode=root --variant=minbase --architectures=arm64 \
     --customize-hook="sync-out /var/cache/apt/archives '$cache'" \
     --customize-hook="copy-in '$deb' /tmp" \
     --customize-hook='chroot "$1" apt-get install -y /tmp/'"$(basename "$deb")" \
+    --customize-hook='mkdir -p "$1/usr/share/pinhole-test"' \
     --customize-hook="copy-in '$frames' /usr/share/pinhole-test" \
     trixie "$root" http://deb.debian.org/debian >"$work/mmdebstrap.log" 2>&1 \
     || { tail -40 "$work/mmdebstrap.log"; exit 1; }
