@@ -4,6 +4,8 @@
 # with the same binary and image (tests/qemu/vivid: run.sh in an initramfs,
 # image_hotplug.py in the image). Needs root (apt, binfmt, mmdebstrap).
 #   ci/image-test.sh [--no-ab]        (extra args go to tests/qemu/boot_test.py)
+# PI_BOARDS="rpi4" also builds those boards and checks their contents
+# (image/check: no boot).
 # Prints timings: binary size, image build time/size, boot to first frame,
 # and each test's duration.
 set -euo pipefail
@@ -27,9 +29,15 @@ t1=$(date +%s)
 cross/smoke.sh "$bin"
 # --keep: ci/ota-test.sh --reuse-rootfs builds its versions from this rootfs.
 img=$(image/build --keep --pinholed "$bin" qemu-arm64 | tail -n1)
+rc=0
+image/check qemu-arm64 || rc=$?
+# The Pi boards cannot boot here: build them and check their contents
+# (PI_BOARDS="rpi4"; not by default: each is another rootfs, ~10 min).
+for b in ${PI_BOARDS:-}; do
+    image/build --pinholed "$bin" "$b" >/dev/null && image/check "$b" || rc=$?
+done
 t2=$(date +%s)
 mkdir -p out/test
-rc=0
 python3 tests/qemu/boot_test.py --log-dir out/test "$@" "$img" || rc=$?
 t3=$(date +%s)
 # One QEMU at a time: each of these boots its own guest.

@@ -19,6 +19,7 @@ use pinhole_media::{AccessUnit, Clock};
 
 use crate::{CaptureError, FrameSink, RetryPolicy, Source, SourceInfo, SourceState, StopFlag};
 use command::{describe_status, spawn_command, terminate, wait_exit};
+use pause::PauseRule;
 
 /// Bytes read from the input at a time.
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -200,7 +201,8 @@ fn sleep_until(clock: &dyn Clock, deadline_us: u64, stop: &StopFlag) -> bool {
 /// Turns bytes into published access units, and assembler errors into log
 /// lines and a `Failed` state while nothing decodable arrives.
 struct Feeder {
-    assembler: AccessUnitAssembler,
+    /// The assembler, and when a live writer's pause ends a picture.
+    rule: PauseRule,
     published: u64,
     published_since_check: u64,
 }
@@ -208,7 +210,7 @@ struct Feeder {
 impl Feeder {
     fn new() -> Self {
         Feeder {
-            assembler: AccessUnitAssembler::new(),
+            rule: PauseRule::new(AccessUnitAssembler::new()),
             published: 0,
             published_since_check: 0,
         }
@@ -227,7 +229,7 @@ impl Feeder {
     }
 
     fn check_errors(&mut self, reporter: &mut Reporter) {
-        let errors = self.assembler.take_errors();
+        let errors = self.rule.assembler().take_errors();
         for e in &errors {
             tracing::warn!(source = %reporter.label, "bad H.264 input: {e}");
         }
@@ -291,7 +293,10 @@ impl PipeSource {
         }
     }
 
-    /// Feed a live stream until EOF, an error or stop.
+    /// Feed a live stream until EOF, an error or stop. A picture is
+    /// published when the writer pauses after it, if the stream has shown
+    /// that its pauses fall between pictures (`pipe/pause.rs`), else when
+    /// the next one begins.
     fn pump_live(
         &mut self,
         rx: &Receiver<io::Result<Option<Vec<u8>>>>,
@@ -299,23 +304,38 @@ impl PipeSource {
         reporter: &mut Reporter,
         stop: &StopFlag,
     ) -> LiveEnd {
-        loop {
+        let end = loop {
             if stop.is_stopped() {
                 return LiveEnd::Stopped;
             }
-            let chunk = match rx.recv_timeout(Duration::from_micros(POLL_US)) {
-                Ok(Ok(Some(chunk))) => chunk,
-                Ok(Ok(None)) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(Err(e)) => return LiveEnd::Error(e),
-                Err(RecvTimeoutError::Timeout) => continue,
+            let now = self.clock.now_us();
+            let wait = match feeder.rule.deadline() {
+                Some(deadline) => deadline.saturating_sub(now).min(POLL_US),
+                None => POLL_US,
             };
-            for au in feeder.assembler.push(&chunk) {
+            let chunk = match rx.recv_timeout(Duration::from_micros(wait)) {
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(Ok(None)) | Err(RecvTimeoutError::Disconnected) => break LiveEnd::Eof,
+                Ok(Err(e)) => break LiveEnd::Error(e),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(au) = feeder.rule.idle(self.clock.now_us()) {
+                        self.note_fps(&au);
+                        feeder.publish(au, &*self.clock, reporter);
+                        feeder.check_errors(reporter);
+                    }
+                    continue;
+                }
+            };
+            for au in feeder.rule.push(&chunk, self.clock.now_us()) {
                 self.note_fps(&au);
                 feeder.publish(au, &*self.clock, reporter);
             }
             feeder.check_errors(reporter);
+        };
+        if let LiveEnd::Error(_) = end {
+            return end;
         }
-        if let Some(au) = feeder.assembler.finish() {
+        if let Some(au) = feeder.rule.assembler().finish() {
             feeder.publish(au, &*self.clock, reporter);
         }
         feeder.check_errors(reporter);
@@ -386,9 +406,10 @@ impl PipeSource {
                 };
                 let aus = if n == 0 {
                     eof = true;
-                    feeder.assembler.finish().into_iter().collect()
+                    feeder.rule.assembler().finish().into_iter().collect()
                 } else {
-                    feeder.assembler.push(&buf[..n])
+                    // Paced from a file: pauses mean nothing here.
+                    feeder.rule.assembler().push(&buf[..n])
                 };
                 for au in aus {
                     self.note_fps(&au);
@@ -465,5 +486,6 @@ impl PipeSource {
 }
 
 pub(crate) mod command;
+mod pause;
 #[cfg(test)]
 mod tests;

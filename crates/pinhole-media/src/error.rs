@@ -38,6 +38,14 @@ pub enum MediaError {
     )]
     WaitingForKeyframe { dropped: u64 },
 
+    /// A picture was sent when its writer paused, but more of it followed:
+    /// the rest was dropped up to the next access unit.
+    #[error(
+        "more of a picture arrived at stream offset {offset} after the writer had paused and \
+         the picture was sent; dropped the rest of it (pictures now end only after a longer pause)"
+    )]
+    PictureSplit { offset: u64 },
+
     /// More errors occurred than are kept between two `take_errors` calls.
     #[error("{count} further errors suppressed")]
     Suppressed { count: u64 },

@@ -7,6 +7,7 @@ mod camera_ctl;
 mod error;
 mod libcamera_source;
 mod ota;
+mod rpicam;
 mod systemd;
 
 use std::process::ExitCode;
@@ -116,6 +117,18 @@ fn make_source(cfg: &Config, w: &Wiring) -> Result<Box<dyn Source>, SourceError>
             test_pattern(clock)
         }
         "auto" => {
+            // Raspberry Pi OS with its camera apps (the .deb): their stack
+            // drives every Pi camera, with the GPU's H.264 (rpicam.rs).
+            if let Some(program) = rpicam::find(std::env::var_os("PATH").as_deref()) {
+                let cmd = rpicam::command(&program, cfg);
+                tracing::info!("auto: {} found; source pipe:{cmd}", program.display());
+                w.active.set("pipe", None);
+                return Ok(Box::new(PipeSource::new(
+                    PipeInput::Command(cmd),
+                    f64::from(cfg.video.fps),
+                    clock,
+                )));
+            }
             // A libcamera camera first (a Pi camera module where the kernel
             // has the ISP), then V4L2, then the test pattern; rescanned
             // while no camera runs (auto.rs).

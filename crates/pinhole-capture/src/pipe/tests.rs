@@ -258,6 +258,95 @@ fn garbage_command_fails_clearly_and_stops_promptly() {
     assert!(reason.contains("no H.264 Annex B start code"), "{reason}");
 }
 
+/// A shell script that writes the fixture's access units as pieces, with
+/// `sleep`s between them: `pieces(i, au)` gives picture `i`'s pieces and
+/// the pause after each. Files go to a fresh temporary directory.
+fn writer_script(
+    name: &str,
+    aus: &[AssembledAu],
+    pieces: impl Fn(usize, &[u8]) -> Vec<(Vec<u8>, &'static str)>,
+    tail: &str,
+) -> String {
+    let dir = std::env::temp_dir().join(format!("pinhole-pipe-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut script = String::new();
+    for (i, au) in aus.iter().enumerate() {
+        for (j, (bytes, pause)) in pieces(i, &au.data).into_iter().enumerate() {
+            let file = dir.join(format!("{i}-{j}"));
+            std::fs::write(&file, bytes).unwrap();
+            script.push_str(&format!("cat '{}'; sleep {pause}; ", file.display()));
+        }
+    }
+    script.push_str(tail);
+    script
+}
+
+#[test]
+fn a_command_pausing_inside_every_picture_never_gets_one_cut() {
+    let expected = fixture_aus();
+    // Each picture in two writes 5 ms apart, at a point that moves.
+    let cmd = writer_script(
+        "inside",
+        &expected,
+        |i, au| {
+            let cut = 5 + (i * 997) % (au.len() - 10);
+            vec![(au[..cut].to_vec(), "0.005"), (au[cut..].to_vec(), "0.03")]
+        },
+        "exec sleep 30",
+    );
+    let source = PipeSource::new(
+        PipeInput::Command(cmd),
+        30.0,
+        Arc::new(pinhole_media::SystemClock::new()),
+    );
+    let sink = Arc::new(RecordingSink::default());
+    run_for(
+        source,
+        Arc::clone(&sink),
+        StopFlag::new(),
+        |s| s.aus.lock().unwrap().len() >= expected.len() - 1,
+        Duration::from_secs(30),
+    );
+    let aus = sink.aus();
+    // All but the last, which only the next picture (none) would end.
+    assert_eq!(aus.len(), expected.len() - 1);
+    for (got, want) in aus.iter().zip(&expected) {
+        assert_eq!(got.data, want.data);
+    }
+}
+
+#[test]
+fn a_command_writing_whole_pictures_gets_each_without_waiting_for_the_next() {
+    // 8 pictures, then the writer stays silent: before pauses ended
+    // pictures, the 8th came out only when the command exited.
+    let expected = &fixture_aus()[..8];
+    let cmd = writer_script(
+        "whole",
+        expected,
+        |_, au| vec![(au.to_vec(), "0.05")],
+        "exec sleep 30",
+    );
+    let source = PipeSource::new(
+        PipeInput::Command(cmd),
+        30.0,
+        Arc::new(pinhole_media::SystemClock::new()),
+    );
+    let sink = Arc::new(RecordingSink::default());
+    run_for(
+        source,
+        Arc::clone(&sink),
+        StopFlag::new(),
+        |s| s.aus.lock().unwrap().len() >= expected.len(),
+        Duration::from_secs(15),
+    );
+    let aus = sink.aus();
+    assert_eq!(aus.len(), expected.len(), "the last picture never came");
+    for (got, want) in aus.iter().zip(expected) {
+        assert_eq!(got.data, want.data);
+    }
+}
+
 /// Regenerates the OpenH264 fixture of pinhole-media from our own test
 /// pattern (a second encoder besides x264):
 /// `cargo test -p pinhole-capture -- --ignored regenerate_openh264_fixture`.

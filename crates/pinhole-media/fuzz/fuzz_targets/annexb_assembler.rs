@@ -1,4 +1,5 @@
-//! Arbitrary bytes, fed in arbitrary chunk sizes, through the assembler and
+//! Arbitrary bytes, fed in arbitrary chunk sizes (with pictures ended at
+//! some chunk ends, as a writer's pause does), through the assembler and
 //! on to AVCC and an fMP4 fragment: nothing may panic, memory stays bounded.
 #![no_main]
 
@@ -26,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
         let n = step.min(rest.len());
         aus.extend(assembler.push(&rest[..n]));
         rest = &rest[n..];
+        // A writer's pause (the pipe source ends a picture there).
+        if step % 3 == 0 {
+            aus.extend(assembler.end_picture());
+        }
         step = (step * 7 + 3) % (MAX_STEP - 1) + 1;
     }
     aus.extend(assembler.finish());

@@ -41,6 +41,12 @@ pub struct AssemblerStats {
     pub skipped_bytes: u64,
     /// Invalid NAL units dropped.
     pub invalid_nals: u64,
+    /// Access units completed by [`AccessUnitAssembler::end_picture`] (the
+    /// writer paused) rather than by the start of the next one.
+    pub ended_at_pause: u64,
+    /// Pictures ended by `end_picture` whose bytes kept coming: the rest
+    /// of each was dropped up to the next access unit.
+    pub split_pictures: u64,
 }
 
 /// The access unit being collected.
@@ -55,6 +61,8 @@ struct AuBuilder {
     has_idr: bool,
     has_sps: bool,
     has_pps: bool,
+    /// Stream offset just past its last NAL unit.
+    end: u64,
     /// Byte length of a leading AUD (with start code), so parameter sets can be
     /// inserted after it.
     aud_len: usize,
@@ -101,6 +109,15 @@ pub struct AccessUnitAssembler {
     errors: Vec<MediaError>,
     suppressed: u64,
     stats: AssemblerStats,
+    /// The last access unit was ended by `end_picture`; what follows must
+    /// begin a new one. Holds whether its last slice was an IDR slice.
+    ended_early: Option<bool>,
+    /// Dropping the rest of a NAL unit cut by `end_picture`, up to the
+    /// next start code (not reported as garbage: it was counted as a split).
+    discarding_split: bool,
+    /// End offset of the first access unit completed (kept or dropped)
+    /// during the last `push`.
+    first_end_in_push: Option<u64>,
 }
 
 impl Default for AccessUnitAssembler {
@@ -134,6 +151,9 @@ impl AccessUnitAssembler {
             errors: Vec::new(),
             suppressed: 0,
             stats: AssemblerStats::default(),
+            ended_early: None,
+            discarding_split: false,
+            first_end_in_push: None,
         }
     }
 
@@ -147,9 +167,86 @@ impl AccessUnitAssembler {
         self.synced
     }
 
+    /// Whether the access unit being collected holds a slice (a picture is
+    /// under way).
+    pub fn picture_in_progress(&self) -> bool {
+        self.au.has_vcl && !self.au.poisoned
+    }
+
+    /// Whether [`Self::end_picture`] would end a picture now: the NAL unit
+    /// being collected is a slice (its header has arrived) and nothing is
+    /// being dropped.
+    pub fn picture_ready(&self) -> bool {
+        self.in_nal
+            && !self.skip_nal
+            && !self.au.poisoned
+            && matches!(self.classified, Some(Some(nal_type::SLICE..=nal_type::IDR)))
+    }
+
+    /// Stream offset just past the first access unit completed (kept or
+    /// dropped) during the last [`Self::push`], if any: a caller that noted
+    /// where the writer paused can tell whether the pause fell inside that
+    /// access unit or after it.
+    pub fn first_end_in_last_push(&self) -> Option<u64> {
+        self.first_end_in_push
+    }
+
+    /// The writer paused with a slice last: take the bytes so far as that
+    /// slice's end and return the access unit now, instead of when the next
+    /// one begins (one frame interval later for a live encoder).
+    ///
+    /// Nothing in the bytes says that a slice, or a picture, is complete;
+    /// the caller decides from how the writer behaves (`pipe` source:
+    /// `pipe/pause.rs`). If the stream then goes on with more of the same
+    /// picture (bytes before the next start code, or a slice that does not
+    /// begin a picture), that remainder is dropped up to the next access
+    /// unit, counted in [`AssemblerStats::split_pictures`] and reported as
+    /// [`MediaError::PictureSplit`]. Returns `None` if no picture is ready
+    /// (see [`Self::picture_ready`]) or it was dropped (before the first
+    /// keyframe).
+    pub fn end_picture(&mut self) -> Option<AssembledAu> {
+        if !self.picture_ready() {
+            return None;
+        }
+        // Trailing zeros may begin the next start code: keep them pending.
+        let nal_len = trim_trailing_zeros(&self.pending).len();
+        let zeros = self.pending.split_off(nal_len);
+        let nal = std::mem::replace(&mut self.pending, zeros);
+        let offset = self.pending_offset;
+        self.pending_offset += nal_len as u64;
+        let mut out = Vec::new();
+        self.end_piece(&nal, offset, &mut out);
+        // What comes next must begin with a start code.
+        self.in_nal = false;
+        self.ended_early = Some(self.au.last_vcl_idr);
+        self.complete_au(&mut out);
+        let au = out.pop()?;
+        self.stats.ended_at_pause += 1;
+        Some(au)
+    }
+
+    /// More of the picture ended by `end_picture` arrived at `offset`:
+    /// drop it, and the rest of that picture, up to the next access unit.
+    fn picture_split(&mut self, offset: u64) {
+        let Some(last_vcl_idr) = self.ended_early.take() else {
+            return;
+        };
+        self.stats.split_pictures += 1;
+        self.error(MediaError::PictureSplit { offset });
+        // A dropped picture in progress: the normal rules end it (without
+        // output) where the next access unit begins.
+        self.au = AuBuilder {
+            has_vcl: true,
+            last_vcl_idr,
+            poisoned: true,
+            ..AuBuilder::default()
+        };
+    }
+
     /// Feed the next bytes of the stream; returns the access units completed.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<AssembledAu> {
         let mut out = Vec::new();
+        self.first_end_in_push = None;
         self.stats.bytes_in += chunk.len() as u64;
         // Never re-scan more than the 2 bytes that may begin a start code
         // split across chunks.
@@ -198,6 +295,8 @@ impl AccessUnitAssembler {
         self.in_nal = false;
         self.skip_nal = false;
         self.classified = None;
+        self.ended_early = None;
+        self.discarding_split = false;
         self.complete_au(&mut out);
         // NAL units of 2 bytes or more were classified in `push`, so a second
         // access unit here could only hold a 1-byte slice: not a picture.
@@ -238,7 +337,13 @@ impl AccessUnitAssembler {
             if self.pending.len() > keep {
                 let drop = self.pending.len() - keep;
                 let dropped_zeros = self.pending[..drop].iter().all(|&b| b == 0);
-                self.count_skipped(self.pending_offset, drop as u64, dropped_zeros);
+                if self.ended_early.is_some() && !dropped_zeros {
+                    self.picture_split(self.pending_offset);
+                    self.discarding_split = true;
+                }
+                if !self.discarding_split {
+                    self.count_skipped(self.pending_offset, drop as u64, dropped_zeros);
+                }
                 self.pending.drain(..drop);
                 self.pending_offset += drop as u64;
             }
@@ -298,7 +403,13 @@ impl AccessUnitAssembler {
     /// garbage if no start code came before, otherwise a NAL unit.
     fn end_piece(&mut self, piece: &[u8], offset: u64, out: &mut Vec<AssembledAu>) {
         if !self.in_nal {
-            self.count_skipped(offset, piece.len() as u64, false);
+            if self.ended_early.is_some() && !piece.is_empty() {
+                // The writer had only paused inside a slice.
+                self.picture_split(offset);
+            } else if !self.discarding_split {
+                self.count_skipped(offset, piece.len() as u64, false);
+            }
+            self.discarding_split = false;
             self.flush_skip_report();
             self.in_nal = true;
             return;
@@ -333,6 +444,7 @@ impl AccessUnitAssembler {
             }
             _ => {}
         }
+        self.au.end = offset + nal.len() as u64;
         if self.au.poisoned {
             return;
         }
@@ -369,6 +481,15 @@ impl AccessUnitAssembler {
         }
         let is_vcl = matches!(ty, nal_type::SLICE..=nal_type::IDR);
         let is_idr = ty == nal_type::IDR;
+        if let Some(last_vcl_idr) = self.ended_early {
+            // The first NAL unit after a picture ended at a pause: a slice
+            // that does not begin a picture means the picture had more.
+            let first_mb_zero = head.get(1).is_some_and(|b| b & 0x80 != 0);
+            if is_vcl && !first_mb_zero && is_idr == last_vcl_idr {
+                self.picture_split(offset);
+            }
+            self.ended_early = None;
+        }
         if self.au.has_vcl {
             let starts_au = match ty {
                 nal_type::SEI..=nal_type::AUD | 14..=18 => true,
@@ -406,6 +527,9 @@ impl AccessUnitAssembler {
 
     fn complete_au(&mut self, out: &mut Vec<AssembledAu>) {
         let au = std::mem::take(&mut self.au);
+        if au.has_vcl && self.first_end_in_push.is_none() {
+            self.first_end_in_push = Some(au.end);
+        }
         if au.poisoned || !au.has_vcl {
             // Oversize (already reported) or no picture at all.
             return;

@@ -285,3 +285,74 @@ fn to_avcc_skips_parameter_sets_and_aud() {
         vec![0xaa, 0, 0, 0, 2, 0x06, 5, 0, 0, 0, 4, 0x65, 7, 8, 9]
     );
 }
+
+#[test]
+fn end_picture_after_each_whole_picture_changes_nothing_but_when() {
+    for data in [BASELINE, HIGH, OPENH264] {
+        let (whole, _) = assemble(data, || usize::MAX);
+        let mut a = AccessUnitAssembler::new();
+        let mut out = Vec::new();
+        for au in &whole {
+            // Every access unit is complete before the next one begins.
+            assert!(a.push(&au.data).is_empty());
+            assert!(a.picture_ready());
+            out.push(a.end_picture().unwrap());
+            assert!(!a.picture_ready() && a.end_picture().is_none());
+        }
+        assert!(a.finish().is_none());
+        assert_eq!(out, whole);
+        assert_eq!(a.stats().ended_at_pause, whole.len() as u64);
+        assert!(a.take_errors().is_empty());
+    }
+}
+
+#[test]
+fn end_picture_keeps_zeros_that_may_begin_the_next_start_code() {
+    let (whole, _) = assemble(BASELINE, || usize::MAX);
+    let mut a = AccessUnitAssembler::new();
+    let mut out = a.push(&whole[0].data);
+    out.extend(a.push(&[0, 0]));
+    out.extend(a.end_picture());
+    out.extend(a.push(&whole[1].data[2..]));
+    out.extend(a.finish());
+    assert_eq!(out, whole[..2]);
+    assert!(a.take_errors().is_empty());
+}
+
+#[test]
+fn end_picture_inside_a_picture_drops_its_rest() {
+    let (whole, _) = assemble(HIGH, || usize::MAX);
+    let au = &whole[3].data;
+    let starts: Vec<usize> = (0..au.len() - 4)
+        .filter(|&i| au[i..i + 4] == [0, 0, 0, 1])
+        .collect();
+    // Inside the first slice's NAL unit; between the 2nd and 3rd slice.
+    for cut in [starts[1] + 40, starts[3]] {
+        let mut a = AccessUnitAssembler::new();
+        let mut out = Vec::new();
+        for au in &whole[..3] {
+            out.extend(a.push(&au.data));
+        }
+        out.extend(a.push(&au[..cut]));
+        let early = a.end_picture().unwrap();
+        assert!(au.starts_with(&early.data[..early.data.len() - 1]));
+        out.push(early);
+        for au in &whole[3..] {
+            let from = if std::ptr::eq(au, &whole[3]) { cut } else { 0 };
+            out.extend(a.push(&au.data[from..]));
+        }
+        out.extend(a.finish());
+        assert_eq!(out.len(), whole.len(), "cut at {cut}");
+        assert_eq!(out[..3], whole[..3]);
+        assert_eq!(out[4..], whole[4..]);
+        assert_eq!(a.stats().split_pictures, 1);
+        assert_eq!(
+            a.take_errors(),
+            vec![MediaError::PictureSplit {
+                offset: (whole[..3].iter().map(|au| au.data.len()).sum::<usize>() + cut) as u64
+                    // the slice's header, after its start code
+                    + if cut == starts[3] { 4 } else { 0 }
+            }]
+        );
+    }
+}
