@@ -138,6 +138,8 @@ pub struct AppState {
     pub auth: crate::auth::Auth,
     /// Camera settings (`/api/camera`), when the daemon offers them.
     pub camera: std::sync::OnceLock<Arc<dyn crate::camera::CameraBackend>>,
+    /// The WebRTC (WHEP) endpoint, when the daemon started one.
+    pub webrtc: std::sync::OnceLock<Arc<pinhole_webrtc::Endpoint>>,
     /// One `PUT /api/camera` at a time.
     pub(crate) camera_lock: tokio::sync::Mutex<()>,
 }
@@ -160,6 +162,7 @@ impl AppState {
             mjpeg: Default::default(),
             hls: Default::default(),
             camera: std::sync::OnceLock::new(),
+            webrtc: std::sync::OnceLock::new(),
             camera_lock: tokio::sync::Mutex::new(()),
         })
     }

@@ -258,6 +258,19 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         listeners.push(bound);
     }
 
+    if cfg.webrtc.enabled {
+        // WebRTC is one output among several: run without it if it cannot start.
+        match cfg.webrtc.to_endpoint() {
+            Ok(wcfg) => match pinhole_webrtc::Endpoint::start(wcfg, state.hub.clone()).await {
+                Ok(ep) => {
+                    let _ = state.webrtc.set(ep);
+                }
+                Err(e) => tracing::error!("WebRTC disabled: {e}"),
+            },
+            Err(e) => tracing::error!("WebRTC disabled: {e}"),
+        }
+    }
+
     match ota::start(&cfg.ota) {
         Ok(Some(svc)) => {
             let _ = state.update.set(svc);
