@@ -11,6 +11,8 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v nginx >/dev/null || need+=(nginx-light)
+# The WebRTC tests' aiortc lives in a venv (tests/webrtc/venv.sh).
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   $SUDO apt-get update -qq
@@ -25,3 +27,7 @@ if [ ! -d tests/browser/node_modules ]; then
   echo "== npm ci (tests/browser)"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# aiortc, the WebRTC client of crates/pinholed/tests/webrtc.rs (pinned in
+# tests/webrtc/requirements.txt): the test makes it too, this only does it early.
+echo "== WebRTC test venv: $(tests/webrtc/venv.sh)"

@@ -27,6 +27,12 @@ pub trait FrameSink: Send + Sync {
     /// A JPEG picture straight from the camera (MJPEG devices), for
     /// `/snapshot.jpg` and `/mjpeg` without a decode/encode round trip.
     fn publish_jpeg(&self, _jpeg: bytes::Bytes, _pts_us: u64) {}
+    /// A viewer lost a picture and asked for a keyframe (WebRTC PLI/FIR).
+    /// Taking it clears it; a source that can force an IDR does so on its
+    /// next frame, others wait for their GOP.
+    fn keyframe_wanted(&self) -> bool {
+        false
+    }
 }
 
 /// What a source says about itself.

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,7 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     table: Mutex<Table>,
     totals: Mutex<EndpointStats>,
+    last_keyframe_request_us: AtomicU64,
 }
 
 /// Per-session queue of incoming datagrams; more are dropped.
@@ -165,6 +167,7 @@ impl Endpoint {
             cfg,
             table: Mutex::new(Table::default()),
             totals: Mutex::new(EndpointStats::default()),
+            last_keyframe_request_us: AtomicU64::new(0),
         });
         tokio::spawn(receive_loop(ep.clone()));
         Ok(ep)
@@ -316,6 +319,20 @@ impl Endpoint {
             .unwrap_or(self.local)
     }
 
+    /// A viewer lost a picture (PLI/FIR): ask the source for a keyframe, at
+    /// most once a second whatever the viewers do (an IDR costs every
+    /// viewer bandwidth). The test pattern forces one; sources that cannot
+    /// recover at their next GOP.
+    fn keyframe_request(&self, now_us: u64) {
+        let last = self.last_keyframe_request_us.load(Ordering::Relaxed);
+        if last == 0 || now_us.saturating_sub(last) >= 1_000_000 {
+            self.last_keyframe_request_us
+                .store(now_us.max(1), Ordering::Relaxed);
+            self.hub.request_keyframe();
+            tracing::debug!("webrtc: keyframe asked of the source");
+        }
+    }
+
     fn route(&self, from: SocketAddr, data: &[u8]) {
         let tx = {
             let mut table = self.table();
@@ -383,9 +400,7 @@ async fn run_session(
             tracing::info!(session = %id, "webrtc: viewer connected");
         }
         if p.keyframe_wanted {
-            // The source contract has no keyframe request (yet): the viewer
-            // recovers at the next keyframe of the GOP, NACKs meanwhile.
-            tracing::debug!(session = %id, "webrtc: keyframe requested (served by the next GOP)");
+            ep.keyframe_request(now);
         }
         *stats.lock().unwrap_or_else(|p| p.into_inner()) = s.stats();
         let Some(deadline) = p.deadline_us else { break };
