@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine of this kind:
 # Debian's chromium (never a downloaded browser), ffmpeg (ffprobe validates
-# our output), nginx (the LL-HLS front end), and the browser tests' npm modules.
+# our output), nginx (the LL-HLS front end), libopus-dev (the Opus encoder is
+# linked from Debian's libopus; the cross build takes its arm64 libopus.a),
+# GStreamer and PyAV (RTSP clients), nginx-rtmp and srt-tools (the media
+# servers the push tests feed), and the browser tests' npm modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +16,17 @@ command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v nginx >/dev/null || need+=(nginx-light)
 # The WebRTC tests' aiortc lives in a venv (tests/webrtc/venv.sh).
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev pkg-config)
+# RTSP clients we did not write (crates/pinhole-server/tests/rtsp_clients.rs):
+# GStreamer's rtspsrc + avdec_h264 and Home Assistant's PyAV. (Not VLC:
+# Debian's has no RTSP client, live555 is not packaged; see docs/rtsp.md.)
+command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
+dpkg -s gstreamer1.0-plugins-good >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
+dpkg -s gstreamer1.0-libav >/dev/null 2>&1 || need+=(gstreamer1.0-libav)
+/usr/bin/python3 -c 'import av' 2>/dev/null || need+=(python3-av)
+# The push tests' real media servers: nginx-rtmp, and srt-live-transmit.
+dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need+=(libnginx-mod-rtmp)
+command -v srt-live-transmit >/dev/null || need+=(srt-tools)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   $SUDO apt-get update -qq

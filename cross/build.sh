@@ -36,7 +36,9 @@ log() { printf 'cross: %s\n' "$*" >&2; }
 host_pkgs=(rustc-web cargo-web gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
            libc6-dev-arm64-cross libclang1-14 libclang-common-14-dev
            qemu-user-static binfmt-support file pkg-config)
-arm64_pkgs=(libstd-rust-web-dev:arm64)
+# libopus-dev:arm64: its libopus.a is linked into the static pinholed
+# (the Opus audio encoder; docs/audio.md).
+arm64_pkgs=(libstd-rust-web-dev:arm64 libopus-dev:arm64)
 [ "$helper" = 1 ] && arm64_pkgs+=(libcamera-dev:arm64)
 
 missing_pkgs() {
@@ -83,6 +85,8 @@ export "CC_${t}=aarch64-linux-gnu-gcc" "CXX_${t}=aarch64-linux-gnu-g++" "AR_${t}
 export "BINDGEN_EXTRA_CLANG_ARGS_${t}=--target=aarch64-linux-gnu --sysroot=/usr/aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include"
 export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-14/lib}
 export PKG_CONFIG_ALLOW_CROSS=1
+# Opus (audiopus_sys): Debian's arm64 libopus.a, linked statically.
+export OPUS_STATIC=1 OPUS_NO_PKG=1 OPUS_LIB_DIR=/usr/lib/aarch64-linux-gnu
 export CARGO_TARGET_DIR="$repo/target-aarch64"
 # Reproducible: no build path or time baked in beyond what cargo already pins.
 # The time is that of the last Cargo.lock change: what the C/C++ compilers see

@@ -222,11 +222,36 @@ window.pinhole = {
 
 buildSelect();
 $('btn-stats').addEventListener('click', () => setStatsVisible($('stats').hidden));
+
+// ---- sound ---------------------------------------------------------------------------------
+// Shown when the player carries sound (WebCodecs with an audio track); muted until pressed.
+
+function renderSound() {
+  const a = player?.audioState?.() ?? null;
+  const b = $('btn-sound');
+  b.hidden = !a;
+  if (!a) return;
+  b.setAttribute('aria-pressed', String(!a.muted));
+  $('sound-text').textContent = a.muted ? 'Unmute' : 'Mute';
+  const pct = Number.isFinite(a.level) ? Math.max(0, Math.min(100, (a.level + 60) / 60 * 100)) : 0;
+  $('sound-level').style.width = `${pct}%`;
+  $('sound-level').parentElement.hidden = a.level === null; // this player has no meter
+}
+
+function toggleSound() {
+  const a = player?.audioState?.();
+  if (a) player.setMuted(!a.muted);
+  renderSound();
+}
+
+$('btn-sound').addEventListener('click', toggleSound);
+setInterval(renderSound, 100);
 $('btn-fullscreen').addEventListener('click', toggleFullscreen);
 $('tap').addEventListener('click', () => { $('screen').querySelector('video')?.play(); });
 document.addEventListener('keydown', (e) => {
   if (e.target.closest?.('select, input, textarea') || e.ctrlKey || e.metaKey || e.altKey) return;
   if (e.key === 's') setStatsVisible($('stats').hidden);
+  else if (e.key === 'm') toggleSound();
   else if (e.key === 'f') toggleFullscreen();
 });
 const statsParam = params.get('stats');

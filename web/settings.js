@@ -2,8 +2,9 @@
 // choices, what this source cannot do), applied with PUT /api/camera. Only
 // changed values are sent; a refused value (400) is shown next to its field
 // and nothing is applied. Changing needs an admin session (auth.js sends a
-// "pinhole-auth" event with { logged_in }). Also the HTTPS switch and the
-// allowed origins and host names of the access policy.
+// "pinhole-auth" event with { logged_in }). Also the HTTPS switch, the
+// allowed origins and host names of the access policy, and the RTSP URL
+// to copy into an NVR or Home Assistant.
 
 const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
@@ -270,11 +271,50 @@ export function mountSettings(parent) {
     accessEnable();
   });
 
+  // RTSP (from /api/status): the URL as this page reaches the camera,
+  // read-only, with a copy button. Hidden when the daemon has no RTSP.
+  const rtspUrl = el('input', { type: 'text', id: 'set-rtsp-url', readonly: '', spellcheck: 'false' });
+  const rtspCopy = el('button', { type: 'button', id: 'set-rtsp-copy' }, 'Copy');
+  const rtspNote = el('span', { class: 'set-note', id: 'set-rtsp-note', role: 'status' });
+  const rtsp = el('fieldset', { class: 'set-group', id: 'set-rtsp-group', hidden: '' },
+    el('legend', { text: 'RTSP (NVRs, Home Assistant, VLC)' }),
+    el('div', { class: 'set-row' }, el('label', { for: 'set-rtsp-url', text: 'Stream URL' }),
+      el('div', { class: 'set-input' }, rtspUrl, rtspCopy),
+      el('div', { class: 'set-info' }, rtspNote)));
+  panel.append(rtsp);
+  async function loadRtsp() {
+    try {
+      const r = await fetch('api/status', { cache: 'no-store' });
+      if (!r.ok) return;
+      const st = (await r.json()).rtsp;
+      if (!st) return;
+      rtspUrl.value = `rtsp://${location.hostname}:${st.port}${st.path}`;
+      const sessions = `${st.sessions} playing now. `;
+      const auth = (await fetch('api/auth', { cache: 'no-store' }).then((x) => x.json()).catch(() => ({}))).viewer_password
+        ? 'With the viewer password: user "viewer" (rtsp://viewer:PASSWORD@…). '
+        : '';
+      rtspNote.textContent = `${sessions}${auth}TCP is the most reliable transport.`;
+      rtsp.hidden = false;
+    } catch { /* no RTSP here */ }
+  }
+  rtspCopy.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(rtspUrl.value);
+    } catch {
+      // Plain http is not a secure context: no Clipboard API there.
+      rtspUrl.select();
+      document.execCommand('copy');
+    }
+    rtspCopy.textContent = 'Copied';
+    setTimeout(() => { rtspCopy.textContent = 'Copy'; }, 1500);
+  });
+
   window.addEventListener('pinhole-auth', (e) => { admin = !!e.detail?.logged_in; setEnabled(); tlsEnable(); accessEnable(); });
-  panel.addEventListener('toggle', () => { if (panel.open && !busy) { load(); loadTls(); loadAccess(); } });
+  panel.addEventListener('toggle', () => { if (panel.open && !busy) { load(); loadTls(); loadAccess(); loadRtsp(); } });
   load();
   loadTls();
   loadAccess();
+  loadRtsp();
   return panel;
 }
 

@@ -7,6 +7,8 @@
 // and measured in the same run on the same pattern (testsrc = pinhole's TestPattern as Annex B):
 //   seed-jmuxer: testsrc (TCP listener) → websockify → nginx → jmuxer page
 //   seed-hls:    testsrc → ffmpeg -c copy -f hls (1 s segments, tmpfs) → nginx → hls.js defaults
+//   seed-dash:   testsrc → ffmpeg -c copy -f dash -ldash 1 -seg_duration 1 -frag_duration 1
+//                -streaming 1 -target_latency 1 (tmpfs) → nginx → dash.js (seed/dash.html)
 //
 // Usage: node --experimental-websocket bench/latency/bench.mjs [--smoke] [--quick]
 //          [--only id,id] [--measure S] [--warm S] [--long S] [--viewers N] [--out DIR]
@@ -211,7 +213,7 @@ async function byteProbe(url, n, seconds, { stream = false } = {}) {
 
 // ---- the seeds' pipelines ------------------------------------------------------------------------
 
-async function startSeeds() {
+async function startSeeds(pinholedBase) {
   const testsrc = path.join(repoRoot, 'target/release/testsrc');
   if (!fs.existsSync(testsrc)) throw new Error(`${testsrc} missing: cargo build --release -p pinhole-bench --bin testsrc`);
   const srcPort = await freePort();
@@ -232,7 +234,26 @@ async function startSeeds() {
     '-i', `tcp://127.0.0.1:${srcPort}`, '-c', 'copy', '-f', 'hls', '-hls_time', '1', '-hls_list_size', '5',
     '-hls_flags', 'delete_segments', path.join(hlsDir, 'index.m3u8')]);
 
+  // The seed's LL-DASH, from its command line; the parts it left out ("…") are the usual ones
+  // for live low-latency DASH with a template (no timeline), a window of 5 and a UTC time
+  // source (nginx passes /time to pinholed's ms clock: same machine, not a CDN's).
+  const dashDir = path.join(work, 'dash');
+  fs.mkdirSync(dashDir);
+  fs.chmodSync(dashDir, 0o755);
   const webPort = await freePort();
+  // With -c copy, 1 s segments need a keyframe every second: the seed's encoder had that (its
+  // segments were 1 s); testsrc's default is 2 s, with which ffmpeg's 1 s template numbers drift
+  // from the files ("Segment durations differ too much") and dash.js never starts. So a second
+  // testsrc, same pattern, 1 s GOP.
+  const dashSrcPort = await freePort();
+  const dashSrc = start('testsrc-dash', testsrc, ['--listen', `127.0.0.1:${dashSrcPort}`, '--keyframe-interval', '30']);
+  await waitPort(dashSrc, dashSrcPort, 'testsrc (DASH)');
+  start('ffmpeg-dash', 'ffmpeg', ['-hide_banner', '-loglevel', 'warning', '-f', 'h264', '-framerate', '30',
+    '-i', `tcp://127.0.0.1:${dashSrcPort}`, '-c', 'copy', '-f', 'dash', '-ldash', '1', '-seg_duration', '1',
+    '-frag_duration', '1', '-streaming', '1', '-target_latency', '1', '-use_template', '1', '-use_timeline', '0',
+    '-window_size', '5', '-extra_window_size', '5', '-utc_timing_url', `http://127.0.0.1:${webPort}/time`,
+    path.join(dashDir, 'index.mpd')]);
+
   const conf = path.join(work, 'nginx.conf');
   fs.writeFileSync(conf, `# the seeds' web server: static pages, websockify behind /ws, ffmpeg's HLS dir
 worker_processes 1;
@@ -244,6 +265,7 @@ http {
   access_log off;
   types {
     text/html html; application/javascript js mjs; application/vnd.apple.mpegurl m3u8; video/mp2t ts;
+    application/dash+xml mpd; video/mp4 m4s mp4;
   }
   client_body_temp_path ${work}/body; proxy_temp_path ${work}/proxy; fastcgi_temp_path ${work}/fastcgi;
   uwsgi_temp_path ${work}/uwsgi; scgi_temp_path ${work}/scgi;
@@ -252,6 +274,8 @@ http {
     location / { root ${path.join(here, 'seed')}; }
     location /vendor/ { alias ${path.join(repoRoot, 'web/vendor')}/; }
     location /hls/ { alias ${hlsDir}/; add_header Cache-Control no-cache; }
+    location /dash/ { alias ${dashDir}/; add_header Cache-Control no-cache; }
+    location = /time { proxy_pass ${pinholedBase}/dash/time; }
     location /ws {
       proxy_pass http://127.0.0.1:${wsPort};
       proxy_http_version 1.1;
@@ -280,7 +304,7 @@ async function main() {
   const results = [];
   const notes = [];
   try {
-    seeds = await startSeeds();
+    seeds = await startSeeds(base);
     log(`pinholed ${base}, seeds ${seeds.base}`);
     // Let the encoders and ffmpeg get going (ffmpeg needs a few segments before hls.js can start).
     await sleep(SMOKE ? 2500 : 5000);
@@ -302,8 +326,10 @@ async function main() {
       { id: 'jmuxer', ours: true, label: 'pinhole /ws/h264 → jmuxer page (`/jmuxer.html`)', url: `${base}/jmuxer.html`, mode: 'video' },
       { id: 'mjpeg', ours: true, label: 'pinhole MJPEG (`<img>`, polled every 3 ms)', url: `${base}/?player=mjpeg`, mode: 'img' },
       ...(hlsOk ? [{ id: 'hls', ours: true, label: 'pinhole LL-HLS in hls.js (`?player=hls`)', url: `${base}/?player=hls`, mode: 'video', ...hlsStart, warmS: Math.max(WARM_S, SMOKE ? 1 : 10) }] : []),
+      ...(hlsOk ? [{ id: 'dash', ours: true, label: 'pinhole LL-DASH in dash.js (`?player=dash`, chunked 200 ms parts)', url: `${base}/?player=dash`, mode: 'video', ...hlsStart, warmS: Math.max(WARM_S, SMOKE ? 1 : 10) }] : []),
       { id: 'seed-jmuxer', label: 'seed: TCP → websockify → nginx → jmuxer', url: `${seeds.base}/jmuxer.html`, mode: 'video' },
       { id: 'seed-hls', label: 'seed: ffmpeg -f hls (1 s) → nginx → hls.js defaults', url: `${seeds.base}/hls.html`, mode: 'video', ...hlsStart, warmS: Math.max(WARM_S, SMOKE ? 1 : 10) },
+      { id: 'seed-dash', label: 'seed: ffmpeg -f dash -ldash 1 (1 s segments, 1 s fragments, -streaming 1, -target_latency 1) → nginx → dash.js (catch-up on)', url: `${seeds.base}/dash.html`, mode: 'video', ...hlsStart, warmS: Math.max(WARM_S, SMOKE ? 1 : 10) },
     ].filter((p) => want(p.id));
     if (opt.query) for (const p of probes) if (p.ours && p.url.includes('/?')) p.url += `&${opt.query}`;
 
@@ -400,9 +426,10 @@ function table(results) {
   const by = Object.fromEntries(results.map((r) => [r.id, r]));
   const sj = by['seed-jmuxer']?.p50;
   const sh = by['seed-hls']?.p50;
+  const sd = by['seed-dash']?.p50;
   const rows = [
-    '| probe | what | p50 ms | p95 ms | max ms | fps | frames | p50 ÷ seed jmuxer | p50 ÷ seed HLS |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| probe | what | p50 ms | p95 ms | max ms | fps | frames | p50 ÷ seed jmuxer | p50 ÷ seed HLS | p50 ÷ seed DASH |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
     const d = r.kind === 'bytes' ? 1 : 0;
@@ -410,7 +437,7 @@ function table(results) {
     let what = r.label + (r.error ? ` — **failed**: ${r.error.replace(/\|/g, '/')}` : '');
     if (r.kind === 'long') what += ` — first-minute p50 ${fmt(r.firstP50)} ms, last-minute p50 ${fmt(r.lastP50)} ms, p95/p50 ${ratio(r.p95, r.p50)}`;
     const cmp = r.ours && r.kind !== 'bytes';
-    rows.push(`| ${r.id} | ${what} | ${fmt(r.p50, d)} | ${fmt(r.p95, d)} | ${fmt(r.max, d)} | ${fps} | ${r.n ?? 0} | ${cmp ? ratio(r.p50, sj) : ''} | ${cmp ? ratio(r.p50, sh) : ''} |`);
+    rows.push(`| ${r.id} | ${what} | ${fmt(r.p50, d)} | ${fmt(r.p95, d)} | ${fmt(r.max, d)} | ${fps} | ${r.n ?? 0} | ${cmp ? ratio(r.p50, sj) : ''} | ${cmp ? ratio(r.p50, sh) : ''} | ${cmp ? ratio(r.p50, sd) : ''} |`);
   }
   return rows.join('\n');
 }
@@ -480,8 +507,10 @@ machine), \`t\` being the rendering frame that composites the new picture (\`<vi
 \`requestVideoFrameCallback\`'s \`presentationTime\`; canvas and \`<img>\`: the frame after the draw;
 the screen shows it one refresh, ~16 ms, later). Byte-level viewers record receive time − SEI
 time. The seeds' pipelines are rebuilt from Debian packages and measured in the same run on the
-same test pattern (\`testsrc\`): TCP → websockify → nginx → jmuxer, and ffmpeg HLS (1 s
-segments, list of 5) → nginx → hls.js with its default config. Method and findings:
+same test pattern (\`testsrc\`): TCP → websockify → nginx → jmuxer, ffmpeg HLS (1 s
+segments, list of 5) → nginx → hls.js with its default config, and ffmpeg LL-DASH (\`-ldash 1
+-seg_duration 1 -frag_duration 1 -streaming 1 -target_latency 1\`) → nginx → dash.js with
+live catch-up (\`seed/dash.html\`). Method and findings:
 \`bench/latency/README.md\`.
 
 ${header}

@@ -35,7 +35,7 @@ test('the UI is served with the security headers', async () => {
   assert.equal(r.headers.get('x-content-type-options'), 'nosniff');
 });
 
-for (const player of ['webcodecs', 'mse', 'hls', 'mjpeg']) {
+for (const player of ['webcodecs', 'mse', 'hls', 'dash', 'mjpeg']) {
   test(`player ${player} plays under the policy`, async () => {
     const page = await newPage(ctx);
     await watch(page);

@@ -6,7 +6,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 web="$here/../../web/vendor"
 cd "$here"
-[ -d node_modules/jmuxer ] && [ -d node_modules/hls.js ] || npm ci --no-audit --no-fund
+[ -d node_modules/jmuxer ] && [ -d node_modules/hls.js ] && [ -d node_modules/dashjs ] || npm ci --no-audit --no-fund
 ver=$(node -p 'require("./node_modules/jmuxer/package.json").version')
 cp node_modules/jmuxer/dist/jmuxer.min.js "$web/jmuxer.min.js"
 cp node_modules/jmuxer/LICENSE "$web/jmuxer.LICENSE"
@@ -15,5 +15,10 @@ cp node_modules/jmuxer/LICENSE "$web/jmuxer.LICENSE"
 hver=$(node -p 'require("./node_modules/hls.js/package.json").version')
 cp node_modules/hls.js/dist/hls.light.min.mjs "$web/hls.light.min.mjs"
 cp node_modules/hls.js/LICENSE "$web/hls.js.LICENSE"
-printf 'jmuxer %s\nhls.js %s\n' "$ver" "$hver" > "$web/VERSIONS"
-echo "vendored jmuxer $ver and hls.js $hver into web/vendor/"
+# dash.js: the media player alone (no offline/MSS modules), ES module build, loaded with
+# import() only when the DASH player starts. Its source map is not vendored: drop the link.
+dver=$(node -p 'require("./node_modules/dashjs/package.json").version')
+sed '/^\/\/# sourceMappingURL=/d' node_modules/dashjs/dist/modern/esm/dash.mediaplayer.min.js > "$web/dash.mediaplayer.min.mjs"
+cat node_modules/dashjs/LICENSE.md node_modules/dashjs/dist/modern/esm/dash.mediaplayer.min.js.LICENSE.txt > "$web/dash.js.LICENSE"
+printf 'jmuxer %s\nhls.js %s\ndash.js %s\n' "$ver" "$hver" "$dver" > "$web/VERSIONS"
+echo "vendored jmuxer $ver, hls.js $hver and dash.js $dver into web/vendor/"

@@ -102,6 +102,20 @@ export class HlsPlayer {
     this._connect();
   }
 
+  /**
+   * Sound: the playlist's Opus track plays in the <video> element (hls.js over MSE), muted
+   * until asked (autoplay rules). No level meter here: null level.
+   */
+  audioState() {
+    const v = this.video;
+    const decoded = v?.webkitAudioDecodedByteCount ?? (v?.audioTracks?.length || 0);
+    return v && decoded > 0 ? { muted: v.muted, level: null } : null;
+  }
+
+  setMuted(muted) {
+    if (this.video) this.video.muted = muted;
+  }
+
   stats() {
     const v = this.video;
     const out = {

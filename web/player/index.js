@@ -4,14 +4,16 @@
 //   start(container)  stop()  stats() -> {width, height, fps, bitrate, delay, delaySource, …}
 //   optional restart(): called when the status poll sees that the daemon restarted.
 // Order matters: "Auto" picks the first supported one: WebCodecs (secure contexts only) →
-// MSE → HLS → MJPEG; if the chosen one reports an error, the UI moves on to the next.
+// MSE → HLS → DASH → MJPEG; if the chosen one reports an error, the UI moves on to the next.
+// (DASH plays wherever HLS does here, so Auto reaches it only when HLS fails.)
 
 import { WebCodecsPlayer } from './webcodecs.js';
 import { MsePlayer } from './mse.js';
 import { MjpegPlayer } from './mjpeg.js';
 import { HlsPlayer } from './hls.js';
+import { DashPlayer } from './dash.js';
 
-export const PLAYERS = [WebCodecsPlayer, MsePlayer, HlsPlayer, MjpegPlayer];
+export const PLAYERS = [WebCodecsPlayer, MsePlayer, HlsPlayer, DashPlayer, MjpegPlayer];
 
 export function playerById(id) {
   return PLAYERS.find((P) => P.id === id) || null;

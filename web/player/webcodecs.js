@@ -15,6 +15,7 @@
 import { boxes, findBox, fragmentTrack, parseTimescale, ntpToUnixMs } from './boxes.js';
 import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
 import { Pacer } from './pacer.js';
+import { AudioOut } from './audio.js';
 
 // Chunks waiting in the decoder. A new connection starts with a burst (the server's cached GOP,
 // up to a keyframe interval of frames) that must all be decoded to reach the live frame; only a
@@ -84,8 +85,9 @@ export class WebCodecsPlayer {
   /** @param {{onState?: Function, url?: string, render?: 'paced'|'immediate'|'raf'}} opts */
   constructor(opts = {}) {
     this.onState = opts.onState || (() => {});
-    // Video only until this player decodes audio too.
-    this.url = opts.url || wsUrl('ws/fmp4?tracks=video');
+    // Every track where the browser decodes audio (AudioDecoder); else the video alone.
+    this.audio = AudioOut.supported() ? new AudioOut({ delayMs: () => this._delayMs() }) : null;
+    this.url = opts.url || wsUrl(this.audio ? 'ws/fmp4' : 'ws/fmp4?tracks=video');
     const q = new URLSearchParams(globalThis.location?.search || '');
     // 'paced' (default): each frame on the refresh its capture time + a learned delay gives it
     // (pacer.js): steady latency and cadence, a refresh or so above 'immediate''s median.
@@ -175,6 +177,7 @@ export class WebCodecsPlayer {
       resyncs: this.resyncs,
       render: this.render,
       lateFrames: this.render === 'paced' ? this.pacer.late : null, // not decoded by their refresh
+      audio: this.audio?.active ? { played: this.audio.played, late: this.audio.late, level: this.audio.level } : null,
     };
   }
 
@@ -228,11 +231,15 @@ export class WebCodecsPlayer {
       this.awaitInit = false;
       this.timescale = parseTimescale(buf) || 1e6;
       this._configure(buf);
+      this.audio?.setInit(buf);
       return;
     }
     const d = this.decoder;
     if (!d || d.state !== 'configured') return;
-    if ((fragmentTrack(buf) ?? 1) !== 1) return; // another track (audio): not for the VideoDecoder
+    if ((fragmentTrack(buf) ?? 1) !== 1) { // another track: the audio
+      if (!this.needKey) this.audio?.push(buf);
+      return;
+    }
     const m = parseMediaMessage(buf);
     if (!m) return;
     if (this.needKey && !m.key) return; // wait for an IDR after (re)configuring
@@ -287,7 +294,35 @@ export class WebCodecsPlayer {
     }, () => {});
   }
 
+  /** The video's capture-to-screen delay now (ms): the pacer's (+ the wait for the sound), else the last frame's. */
+  _delayMs() {
+    if (this.render === 'paced' && this.pacer.delay != null) return this.pacer.delay + this._audioWaitMs();
+    return this.delay != null ? Math.max(this.delay * 1000, this.audio?.needMs ?? 0) : null;
+  }
+
+  /**
+   * Paced: how much longer than the pacer's delay a frame waits for its sound (0 when muted), in
+   * whole refreshes, so frames keep the refresh phase the pacer chose.
+   */
+  _audioWaitMs() {
+    const need = this.audio?.needMs;
+    if (need == null || this.pacer.delay == null) return 0;
+    const r = this.pacer.refreshMs;
+    return Math.max(0, Math.ceil((need - this.pacer.delay) / r) * r);
+  }
+
+  /** Sound: whether this stream has any, its level (dBFS), muted or not. */
+  audioState() {
+    return this.audio?.active ? { muted: this.audio.muted, level: this.audio.level } : null;
+  }
+
+  setMuted(muted) {
+    if (!this.audio) return;
+    if (muted) this.audio.mute(); else this.audio.unmute();
+  }
+
   _closeDecoder() {
+    this.audio?.close();
     const d = this.decoder;
     this.decoder = null;
     if (d && d.state !== 'closed') { try { d.close(); } catch { /* closed */ } }
@@ -319,7 +354,8 @@ export class WebCodecsPlayer {
       const learnable = !document.hidden && t - this.configuredAt > 2000;
       const due = learnable ? this.pacer.due(frame.timestamp / 1000, ready) : null;
       if (due == null) { this._draw(frame); return; }
-      this.paced.push({ frame, due, ready });
+      const wait = this._audioWaitMs();
+      this.paced.push({ frame, due: due + wait, pacerDue: due, wait, ready });
       while (this.paced.length > 8) { this.paced.shift().frame.close(); this.dropped++; }
       this._pace();
     } else if (this.render === 'raf') {
@@ -351,7 +387,8 @@ export class WebCodecsPlayer {
         show = this.paced.shift();
       }
       if (show) {
-        this.pacer.shown(show.due, show.ready, this.lastFrameAt, now);
+        // The pacer judges its own schedule: the wait for the sound is not its lateness.
+        this.pacer.shown(show.pacerDue, show.ready + show.wait, this.lastFrameAt, now);
         this._draw(show.frame);
       }
       this.lastFrameAt = now;

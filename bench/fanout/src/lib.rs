@@ -32,7 +32,7 @@ pub fn filler_nal(total: usize) -> Vec<u8> {
     v
 }
 
-/// Linux `USER_HZ`: the unit of utime/stime in /proc/<pid>/stat (100 on
+/// Linux `USER_HZ`: the unit of utime/stime in `/proc/<pid>/stat` (100 on
 /// every mainstream architecture).
 pub const CLK_TCK: f64 = 100.0;
 
@@ -63,7 +63,7 @@ pub fn proc_rss_kib(pid: u32) -> Option<(u64, u64)> {
 }
 
 /// Nanoseconds the threads of a process have spent runnable but waiting
-/// for a CPU (second field of /proc/<pid>/task/*/schedstat): how much other
+/// for a CPU (second field of `/proc/<pid>/task/*/schedstat`): how much other
 /// load on the machine delayed it. Threads that ended are not counted.
 pub fn proc_runqueue_wait_ns(pid: u32) -> Option<u64> {
     let mut total = 0;

@@ -24,6 +24,12 @@ pub enum CaptureError {
         context: &'static str,
         reason: String,
     },
+    /// The Opus audio encoder failed (creation or a frame).
+    #[error("Opus encoder: {context}: {reason}")]
+    AudioEncoder {
+        context: &'static str,
+        reason: String,
+    },
     /// Reading or opening a source's input failed and the source cannot go on.
     #[error("{what}: {source}")]
     Io {

@@ -7,6 +7,7 @@
 //! A source does not retry: [`supervisor`] starts it, watches it and
 //! restarts it with backoff, the same way for every kind.
 
+pub mod audio;
 mod camera;
 pub mod encoder;
 pub mod error;

@@ -464,6 +464,6 @@ impl PipeSource {
     }
 }
 
-mod command;
+pub(crate) mod command;
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use pinhole_media::{AccessUnit, Clock};
+use pinhole_media::{AccessUnit, Clock, Codec};
+use pinhole_source_api::TrackId;
 
 use crate::{CaptureError, FrameSink, Source, SourceInfo, SourceState, StopFlag};
 
@@ -120,6 +121,16 @@ impl FrameSink for Watched<'_> {
     fn publish_jpeg(&self, jpeg: Bytes, pts_us: u64) {
         self.delivered.store(true, Ordering::Relaxed);
         self.inner.publish_jpeg(jpeg, pts_us);
+    }
+    fn add_track(&self, codec: Codec) -> Option<TrackId> {
+        self.inner.add_track(codec)
+    }
+    fn publish_on(&self, track: TrackId, au: AccessUnit) {
+        self.delivered.store(true, Ordering::Relaxed);
+        self.inner.publish_on(track, au);
+    }
+    fn remove_track(&self, track: TrackId) {
+        self.inner.remove_track(track);
     }
 }
 

@@ -23,6 +23,7 @@ mod scene;
 mod tests;
 
 pub use barcode::{read_barcode, DATA_BITS as BARCODE_DATA_BITS};
+pub use scene::marker_rect;
 
 use encoder::H264Encoder;
 use picture::Picture;
@@ -134,9 +135,9 @@ impl TestPattern {
     }
 
     /// Draw the current picture for slot time `t_us` and capture time `wall_us`.
-    fn draw(&mut self, t_us: u64, wall_us: u64, frame_no: u64) {
+    fn draw(&mut self, t_us: u64, wall_us: u64, frame_no: u64, marker: bool) {
         self.scene
-            .draw(&mut self.pic, t_us / 1000, wall_us, frame_no);
+            .draw(&mut self.pic, t_us / 1000, wall_us, frame_no, marker);
     }
 }
 
@@ -183,10 +184,15 @@ impl Source for TestPattern {
         let mut enc = self.new_encoder()?;
         let fps = u64::from(self.cfg.fps);
         let interval = u64::from(self.cfg.keyframe_interval);
-        // Slot n is due at start + n/fps, computed from n so no drift accumulates.
+        // Slot n is due at start + n/fps, computed from n so no drift
+        // accumulates; `start` is a whole second of the capture clock, so
+        // every fps-th slot falls on one: those frames carry the sync
+        // marker, captured when the test tone clicks (audio/tone.rs).
         let due = |start: u64, n: u64| start + n * 1_000_000 / fps;
-        let start = self.clock.now_us();
-        let mut slot: u64 = 0;
+        let now = self.clock.now_us();
+        let start = now - now % 1_000_000;
+        // The first frame at once, then on the grid.
+        let mut slot: u64 = (now - start) * fps / 1_000_000;
         let mut frames: u64 = 0;
         let mut failures: u32 = 0;
         let mut running = false;
@@ -194,7 +200,11 @@ impl Source for TestPattern {
         while self.sleep_until(due(start, slot), stop) {
             let pts_us = self.clock.now_us();
             let wall_us = self.clock.wall_us();
-            self.draw(due(0, slot), wall_us, frames);
+            // A whole-second slot, on time (not the first frame of a run
+            // that started between slots).
+            let marker =
+                slot.is_multiple_of(fps) && pts_us.abs_diff(due(start, slot)) < 500_000 / fps;
+            self.draw(due(0, slot), wall_us, frames, marker);
             // After an encoder failure the new encoder starts on an IDR; keep
             // the count aligned with it.
             // A viewer's keyframe request (WebRTC PLI/FIR) forces one too.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pinhole_media::AccessUnit;
+use pinhole_media::{Codec, TrackKind};
 use pinhole_source_api::{Clock, FrameSink, SourceInfo, SourceState};
 
 use crate::{Hub, TrackId};
@@ -24,6 +25,9 @@ pub struct Feed {
     heartbeat_us: Mutex<Option<u64>>,
     /// The hub track of an MJPEG camera's own JPEGs, once one arrived.
     picture_track: OnceLock<TrackId>,
+    /// Tracks the source added (`FrameSink::add_track`), one per kind: a
+    /// restarted source gets its track back.
+    tracks: Mutex<Vec<(TrackKind, TrackId)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,6 +46,7 @@ impl Feed {
             state: Mutex::new(SourceState::Starting),
             heartbeat_us: Mutex::new(None),
             picture_track: OnceLock::new(),
+            tracks: Mutex::new(Vec::new()),
         })
     }
 
@@ -110,6 +115,30 @@ impl FrameSink for Feed {
             },
         );
     }
+
+    fn add_track(&self, codec: Codec) -> Option<TrackId> {
+        let mut tracks = lock(&self.tracks);
+        let kind = codec.kind();
+        if let Some(&(_, id)) = tracks.iter().find(|(k, _)| *k == kind) {
+            self.hub.update_track(id, codec);
+            return Some(id);
+        }
+        let id = self.hub.add_track(codec)?;
+        tracks.push((kind, id));
+        Some(id)
+    }
+
+    fn publish_on(&self, track: TrackId, au: AccessUnit) {
+        self.hub.publish_on(track, au);
+    }
+
+    fn remove_track(&self, track: TrackId) {
+        let mut tracks = lock(&self.tracks);
+        if let Some(i) = tracks.iter().position(|&(_, id)| id == track) {
+            tracks.remove(i);
+            self.hub.remove_track(track);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +180,30 @@ mod tests {
         i.detail = "negotiated".into();
         feed.update_info(i.clone());
         assert_eq!(feed.info(), i);
+    }
+
+    #[test]
+    fn a_source_adds_its_track_once_and_removes_it() {
+        let clock = Arc::new(SimClock::new(7_000, 0));
+        let hub = Hub::with_clock(HubConfig::default(), clock.clone());
+        let feed = Feed::new(hub.clone(), info(), clock);
+        let opus = |channels| {
+            Codec::Opus(pinhole_media::OpusConfig {
+                channels,
+                pre_skip: 120,
+                input_sample_rate: 48_000,
+            })
+        };
+        let a = feed.add_track(opus(1)).expect("an audio track");
+        // A restarted source (now stereo) gets the same track, updated.
+        assert_eq!(feed.add_track(opus(2)), Some(a));
+        assert_eq!(hub.tracks().len(), 1);
+        assert_eq!(hub.tracks()[0].codec, opus(2));
+        feed.remove_track(a);
+        assert!(hub.tracks().is_empty());
+        let b = feed.add_track(opus(1)).expect("added again");
+        assert_eq!(hub.tracks().len(), 1);
+        assert_eq!(hub.tracks()[0].id, b);
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //!
 //! A frame enters as Annex B bytes ([`annexb`]), its parameter sets describe
 //! the stream ([`h264`]), and it leaves as fragmented MP4 ([`fmp4`]) with
-//! the stream's other tracks ([`track`]: Opus audio, [`opus`]).
+//! the stream's other tracks ([`track`]: Opus audio, [`opus`]), in LL-HLS
+//! parts and segments ([`hls`]) that a DASH manifest describes too ([`dash`]).
 
 pub mod annexb;
 pub mod clock;
+pub mod dash;
 pub mod error;
 pub mod fmp4;
 pub mod frame;

@@ -28,9 +28,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{full, ui, AppState, Body, ServerError};
 
-/// How long a request for the first playlist waits while the first segment
+/// How long a request for the first playlist (or manifest) waits while the first segment
 /// is still being made (daemon start).
-const FIRST_PLAYLIST_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const FIRST_PLAYLIST_WAIT: Duration = Duration::from_secs(10);
 
 /// Where the segmenter's files go. [`DirStore`] is the real one; tests wrap
 /// it to inject failures (ENOSPC) at this boundary.
@@ -128,11 +128,16 @@ impl Default for HlsShared {
 }
 
 impl HlsShared {
-    fn current(&self) -> Option<Arc<Published>> {
+    pub(crate) fn current(&self) -> Option<Arc<Published>> {
         self.current
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Wakes on every publish.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     fn publish(&self, p: Published) {
@@ -148,7 +153,7 @@ impl HlsShared {
     /// Waits until the published playlist satisfies `pred`, at most `wait`.
     /// (How long a client's request is held: a guard on the connection, so
     /// it stays on tokio's timer, not on the daemon's clock.)
-    async fn wait_for(
+    pub(crate) async fn wait_for(
         &self,
         wait: Duration,
         pred: impl Fn(&Published) -> bool,
@@ -508,22 +513,71 @@ pub(crate) fn query_u64(query: Option<&str>, key: &str) -> Result<Option<u64>, S
     Ok(None)
 }
 
-fn with_headers(mut resp: Response<Body>, cache: &'static str) -> Response<Body> {
+/// Cache lifetimes for a CDN or caching proxy in front (docs/scale.md).
+/// Media files never change (names are unique per run), so they are
+/// immutable; a plain playlist changes every part, so a cache may keep it
+/// a second at most (a player that gets an older one asks for the next part
+/// with a blocking reload, which the cache answers at once); a blocking
+/// reload's answer (`_HLS_msn`/`_HLS_part` in its URL) lists that part or
+/// later for as long as the part stays in the playlist, so caches keep it:
+/// N viewers asking for the same part cost the origin one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cache {
+    /// A part, a segment or an init segment.
+    Immutable,
+    /// A playlist without delivery directives.
+    Live,
+    /// A blocking reload's answer, for a stream of this target duration (s).
+    Blocking(u64),
+}
+
+impl Cache {
+    /// The `Cache-Control` value; `shared`: whether shared caches may keep
+    /// it (`public`) or only the viewer's own (`private`, a stream that
+    /// needs credentials).
+    pub(crate) fn header(self, shared: bool) -> String {
+        let scope = if shared { "public" } else { "private" };
+        match self {
+            Cache::Immutable => format!("{scope}, max-age=60, immutable"),
+            Cache::Live => format!("{scope}, max-age=1"),
+            // Six target durations: the part stays listed that long (the
+            // window is 6 segments, plus 3 lingering on disk).
+            Cache::Blocking(target) => format!("{scope}, max-age={}", 6 * target.max(1)),
+        }
+    }
+}
+
+fn with_headers(mut resp: Response<Body>, cache: &str) -> Response<Body> {
     let h = resp.headers_mut();
     // CORS is the access policy's (routes.rs), only for allowed origins.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    if let Ok(v) = HeaderValue::from_str(cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
     resp
 }
 
-fn playlist(text: &str) -> Response<Body> {
+fn playlist(state: &AppState, text: &str, cache: Cache) -> Response<Body> {
     with_headers(
         full(
             StatusCode::OK,
             "application/vnd.apple.mpegurl",
             text.to_owned(),
         ),
-        "no-cache",
+        &cache.header(state.auth.shared_cache_ok()),
     )
+}
+
+/// One plain file name: no separators, no "..", no hidden files.
+pub(crate) fn plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && matches!(
+            Path::new(name).components().next(),
+            Some(Component::Normal(_))
+        )
 }
 
 /// `GET /hls/<name>`: playlists (with `_HLS_msn`/`_HLS_part` blocking
@@ -538,17 +592,7 @@ pub(crate) async fn handle(
         return Err(ServerError::NotFound(format!("{path} (HLS is off)")));
     };
     let name = path.strip_prefix("/hls/").unwrap_or_default();
-    // One plain file name: no separators, no "..", no hidden files.
-    let safe = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-        && matches!(
-            Path::new(name).components().next(),
-            Some(Component::Normal(_))
-        );
-    if !safe {
+    if !plain_name(name) {
         return Err(not_found());
     }
     let shared = &state.hls;
@@ -559,7 +603,7 @@ pub(crate) async fn handle(
             .wait_for(FIRST_PLAYLIST_WAIT, |_| true)
             .await
             .ok_or_else(|| ServerError::Unavailable("no HLS segment yet".into()))?;
-        return Ok(playlist(&p.multivariant));
+        return Ok(playlist(state, &p.multivariant, Cache::Live));
     }
     if name == defaults.media_playlist {
         let msn = query_u64(query, "_HLS_msn")?;
@@ -572,7 +616,7 @@ pub(crate) async fn handle(
                 .wait_for(FIRST_PLAYLIST_WAIT, |_| true)
                 .await
                 .ok_or_else(|| ServerError::Unavailable("no HLS segment yet".into()))?;
-            return Ok(playlist(&p.media));
+            return Ok(playlist(state, &p.media, Cache::Live));
         };
         // §6.2.5.2: hold the request until the playlist has that part, at
         // most three target durations; refuse requests too far ahead.
@@ -593,11 +637,13 @@ pub(crate) async fn handle(
                     "_HLS_msn={msn} _HLS_part={part:?} not available in time"
                 ))
             })?;
-        return Ok(playlist(&p.media));
+        let cache = Cache::Blocking(p.target_duration_s);
+        return Ok(playlist(state, &p.media, cache));
     }
 
     let file = dir.join(name);
-    if let Some(resp) = read_media(&file, name).await? {
+    let shared_cache = state.auth.shared_cache_ok();
+    if let Some(resp) = read_media(&file, name, shared_cache).await? {
         return Ok(resp);
     }
     // Not there yet: a preload-hinted part (or the segment it belongs to) is
@@ -616,11 +662,17 @@ pub(crate) async fn handle(
         .wait_for(wait, |p| p.satisfies(msn, part))
         .await
         .ok_or_else(not_found)?;
-    read_media(&file, name).await?.ok_or_else(not_found)
+    read_media(&file, name, shared_cache)
+        .await?
+        .ok_or_else(not_found)
 }
 
 /// A regular file (never through a symlink), or `None` if there is none.
-async fn read_media(file: &Path, name: &str) -> Result<Option<Response<Body>>, ServerError> {
+pub(crate) async fn read_media(
+    file: &Path,
+    name: &str,
+    shared_cache: bool,
+) -> Result<Option<Response<Body>>, ServerError> {
     match tokio::fs::symlink_metadata(file).await {
         Ok(m) if m.is_file() => {}
         _ => return Ok(None),
@@ -631,15 +683,15 @@ async fn read_media(file: &Path, name: &str) -> Result<Option<Response<Body>>, S
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ServerError::Internal(format!("{}: {e}", file.display()))),
     };
+    // Playlists are answered from memory; a stale one on disk is not ours.
     let cache = if name.ends_with(".m3u8") {
-        "no-cache"
+        "no-store".to_owned()
     } else {
-        // Names are unique per run and never rewritten.
-        "public, max-age=60, immutable"
+        Cache::Immutable.header(shared_cache)
     };
     Ok(Some(with_headers(
         full(StatusCode::OK, ui::mime(name), body),
-        cache,
+        &cache,
     )))
 }
 
@@ -656,6 +708,17 @@ mod tests {
         assert_eq!(query_u64(Some("_HLS_msn=12"), "_HLS_part").ok(), Some(None));
         assert!(query_u64(Some("_HLS_msn=x"), "_HLS_msn").is_err());
         assert_eq!(query_u64(None, "_HLS_msn").ok(), Some(None));
+    }
+
+    #[test]
+    fn cache_lifetimes() {
+        assert_eq!(
+            Cache::Immutable.header(true),
+            "public, max-age=60, immutable"
+        );
+        assert_eq!(Cache::Live.header(true), "public, max-age=1");
+        assert_eq!(Cache::Blocking(2).header(true), "public, max-age=12");
+        assert_eq!(Cache::Blocking(0).header(false), "private, max-age=6");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod access;
 pub mod access_lists;
 pub mod auth;
 pub mod camera;
+mod dash;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -18,7 +19,9 @@ pub mod limits;
 pub mod listen;
 mod mjpeg;
 mod mp4;
+pub mod push_api;
 mod routes;
+pub mod rtsp;
 pub mod snapshot;
 pub mod state;
 mod status;
@@ -67,6 +70,12 @@ pub(crate) fn full(
 pub(crate) fn error_response(e: &ServerError) -> Response<Body> {
     let body = serde_json::json!({ "error": e.to_string() }).to_string();
     let mut resp = full(e.status(), "application/json", body);
+    // Never kept by a cache: a 404 for a part about to exist, or a 503
+    // while the first segment is made, must not outlive the moment.
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     if let ServerError::TooManyRequests { retry_after } = e {
         resp.headers_mut()
             .insert(http::header::RETRY_AFTER, (*retry_after).into());

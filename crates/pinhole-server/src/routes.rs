@@ -100,6 +100,7 @@ async fn route(
             status::prometheus(state),
         )),
         Target::Hls => hls::handle(state, path, req.uri().query()).await,
+        Target::Dash => crate::dash::handle(state, path).await,
         Target::Update => match *method {
             Method::POST => update::upload(req, state).await,
             _ => update::status(state),
@@ -111,6 +112,7 @@ async fn route(
         Target::Camera => crate::camera::handle(req, state, method).await,
         Target::Https => crate::https::handle(req, state, method).await,
         Target::Access => crate::access_lists::handle(req, state, method).await,
+        Target::Push => crate::push_api::handle(req, state, method, path).await,
         // The handlers check credentials themselves.
         Target::Auth => crate::auth::handle(req, state, admitted).await,
         Target::UpdateUnknown | Target::ApiUnknown => Err(ServerError::NotFound(path.to_owned())),

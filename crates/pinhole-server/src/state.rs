@@ -15,16 +15,25 @@ pub enum Output {
     WsFmp4,
     Mp4,
     Mjpeg,
+    /// RTSP sessions that are playing.
+    Rtsp,
 }
 
 impl Output {
-    pub const ALL: [Output; 4] = [Output::WsH264, Output::WsFmp4, Output::Mp4, Output::Mjpeg];
+    pub const ALL: [Output; 5] = [
+        Output::WsH264,
+        Output::WsFmp4,
+        Output::Mp4,
+        Output::Mjpeg,
+        Output::Rtsp,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Output::WsH264 => "ws_h264",
             Output::WsFmp4 => "ws_fmp4",
             Output::Mp4 => "mp4",
             Output::Mjpeg => "mjpeg",
+            Output::Rtsp => "rtsp",
         }
     }
 }
@@ -128,7 +137,10 @@ pub struct AppState {
     /// The hub's input: what the source says about itself. The daemon hands
     /// it to the source.
     pub source: Arc<Feed>,
-    viewers: [Counter; 4],
+    /// The audio source's own feed (same hub), when audio is configured:
+    /// its state is shown apart from the video's (docs/audio.md).
+    pub audio: std::sync::OnceLock<Arc<Feed>>,
+    viewers: [Counter; 5],
     pub send_latency: SendLatency,
     /// The OTA installer, when this system is set up for updates.
     pub update: std::sync::OnceLock<Arc<crate::update::UpdateService>>,
@@ -136,10 +148,14 @@ pub struct AppState {
     pub(crate) hls: crate::hls::HlsShared,
     /// The admin password, sessions, viewer policy and limits.
     pub auth: crate::auth::Auth,
+    /// The push targets (RTMP to media servers), when the daemon has any.
+    pub push: std::sync::OnceLock<Arc<pinhole_push::PushSet>>,
     /// Camera settings (`/api/camera`), when the daemon offers them.
     pub camera: std::sync::OnceLock<Arc<dyn crate::camera::CameraBackend>>,
     /// The WebRTC (WHEP) endpoint, when the daemon started one.
     pub webrtc: std::sync::OnceLock<Arc<pinhole_webrtc::Endpoint>>,
+    /// The first RTSP listener's port, for `/api/status` (the UI shows the URL).
+    pub rtsp_port: std::sync::OnceLock<u16>,
     /// One `PUT /api/camera` at a time.
     pub(crate) camera_lock: tokio::sync::Mutex<()>,
 }
@@ -152,6 +168,7 @@ impl AppState {
         Arc::new(AppState {
             hub: source.hub().clone(),
             source,
+            audio: std::sync::OnceLock::new(),
             auth: crate::auth::Auth::with_clock(config.security.clone(), clock.clone()),
             config,
             started_us: clock.now_us(),
@@ -161,8 +178,10 @@ impl AppState {
             update: std::sync::OnceLock::new(),
             mjpeg: Default::default(),
             hls: Default::default(),
+            push: std::sync::OnceLock::new(),
             camera: std::sync::OnceLock::new(),
             webrtc: std::sync::OnceLock::new(),
+            rtsp_port: std::sync::OnceLock::new(),
             camera_lock: tokio::sync::Mutex::new(()),
         })
     }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use pinhole_media::track::{Codec, TrackKind};
 use pinhole_source_api::SourceState;
 use serde_json::{json, Value};
 
@@ -34,10 +35,53 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
             "generation": st.generation,
         })
     });
+    // Every track the hub carries (video, audio, the camera's own JPEGs),
+    // so a client can tell what the outputs will hold.
+    let tracks: Vec<Value> = state
+        .hub
+        .tracks()
+        .iter()
+        .map(|t| {
+            let mut j = json!({
+                "id": t.id,
+                "kind": match t.codec.kind() {
+                    TrackKind::Video => "video",
+                    TrackKind::Audio => "audio",
+                    TrackKind::Picture => "picture",
+                },
+                "codec": t.codec.codec_string(),
+                "generation": t.generation,
+                "in_fmp4": t.codec.in_fmp4(),
+            });
+            if let Codec::Opus(o) = &t.codec {
+                j["channels"] = o.channels.into();
+                j["sample_rate"] = 48_000.into();
+            }
+            j
+        })
+        .collect();
     let mut viewers = serde_json::Map::new();
     for o in Output::ALL {
         viewers.insert(o.name().into(), state.viewers(o).0.into());
     }
+    // Audio: its own source (state, why it failed) and the track it feeds.
+    let audio = state.audio.get().map(|feed| {
+        let info = feed.info();
+        let (st, error) = match feed.state() {
+            SourceState::Starting => ("starting", None),
+            SourceState::Running => ("running", None),
+            SourceState::Failed(reason) => ("failed", Some(redact(&reason))),
+        };
+        let track = s.tracks.iter().find(|t| t.codec == "opus");
+        json!({
+            "kind": info.kind,
+            "detail": (admin || info.kind != "audio-pipe").then(|| redact(&info.detail)),
+            "state": st,
+            "error": error,
+            "codec": track.map(|t| t.codec.clone()),
+            "frames": track.map(|t| t.frames),
+        })
+    });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": state.uptime().as_secs_f64(),
@@ -48,6 +92,8 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
             "error": src_error,
         },
         "stream": stream,
+        "tracks": tracks,
+        "audio": audio,
         "frames": s.frames,
         "keyframes": s.keyframes,
         "bytes": s.bytes,
@@ -70,12 +116,99 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
                 "nacks": w.nacks,
             })
         }),
+        // Push targets (URLs with their stream keys hidden): configuration,
+        // so for the admin only.
+        "push": admin.then(|| push_json(state)),
+        // The UI builds rtsp://<its host>:<port>/stream from this.
+        "rtsp": state.rtsp_port.get().map(|p| json!({
+            "port": p,
+            "path": crate::rtsp::PATH,
+            "sessions": state.viewers(Output::Rtsp).0,
+        })),
         // The running system (image version, A/B slot); null without OTA.
         "system": state.update.get().map(|u| {
             let st = u.status();
             json!({ "version": st.version, "slot": st.active_slot, "trial": st.trial })
         }),
     })
+}
+
+fn push_json(state: &AppState) -> Vec<Value> {
+    let Some(set) = state.push.get() else {
+        return Vec::new();
+    };
+    set.statuses()
+        .into_iter()
+        .map(|t| {
+            json!({
+                "url": t.url,
+                "state": t.state.as_str(),
+                "frames": t.frames,
+                "bytes": t.bytes,
+                "skipped": t.skipped,
+                "reconnects": t.reconnects,
+                "last_error": t.last_error,
+            })
+        })
+        .collect()
+}
+
+/// Per push target, labelled by its position in the list (`target="0"`):
+/// never by URL, whose host a scrape should not need and whose key it must
+/// not see.
+fn push_metrics(state: &AppState, out: &mut String) {
+    let Some(set) = state.push.get() else {
+        return;
+    };
+    let targets = set.statuses();
+    if targets.is_empty() {
+        return;
+    }
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&pinhole_push::TargetStatus) -> f64,
+    );
+    let series: [Series; 5] = [
+        (
+            "push_up",
+            "gauge",
+            "1 while the target is publishing.",
+            |t| f64::from(t.state == pinhole_push::State::Publishing),
+        ),
+        (
+            "push_frames_total",
+            "counter",
+            "Video frames sent to the target.",
+            |t| t.frames as f64,
+        ),
+        (
+            "push_bytes_total",
+            "counter",
+            "Bytes sent to the target.",
+            |t| t.bytes as f64,
+        ),
+        (
+            "push_skipped_frames_total",
+            "counter",
+            "Frames skipped because the target was slow.",
+            |t| t.skipped as f64,
+        ),
+        (
+            "push_reconnects_total",
+            "counter",
+            "Reconnections after a failure.",
+            |t| t.reconnects as f64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP pinhole_{name} {help}");
+        let _ = writeln!(out, "# TYPE pinhole_{name} {kind}");
+        for (i, t) in targets.iter().enumerate() {
+            let _ = writeln!(out, "pinhole_{name}{{target=\"{i}\"}} {}", value(t));
+        }
+    }
 }
 
 /// Names whose value is a secret, as `name=value` or `-name value`.
@@ -297,6 +430,7 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
             state.viewers(o).1
         );
     }
+    push_metrics(state, &mut out);
     let (cum, count, sum_us) = state.send_latency.snapshot();
     let _ = writeln!(
         out,

@@ -23,6 +23,7 @@ pub enum Target {
     Health,
     Metrics,
     Hls,
+    Dash,
     Update,
     UpdateEvents,
     UpdateAllowed,
@@ -31,6 +32,8 @@ pub enum Target {
     Camera,
     Https,
     Access,
+    /// `/api/push`, `/api/push/<id>`: push targets (admin only).
+    Push,
     /// `/api/auth*`: the handler dispatches every method itself.
     Auth,
     /// Any other `/api/…`: 404.
@@ -121,6 +124,7 @@ pub static ROUTES: &[Route] = &[
     ),
     route(Exact("/metrics"), Target::Metrics, Listed(READ), false),
     route(Prefix("/hls/"), Target::Hls, Listed(READ), false),
+    route(Prefix("/dash/"), Target::Dash, Listed(READ), false),
     // Reading the update state is the admin's too (docs/ota.md).
     route(
         Exact("/api/update"),
@@ -170,6 +174,19 @@ pub static ROUTES: &[Route] = &[
         Prefix("/stream/whep/"),
         Target::Whep,
         Listed(WHEP_SESSION),
+        false,
+    ),
+    // Push targets: their URLs are configuration (admin only, reads too).
+    route(
+        Exact("/api/push"),
+        Target::Push,
+        Listed(&[("GET", Admin), ("HEAD", Admin), ("POST", Admin)]),
+        false,
+    ),
+    route(
+        Prefix("/api/push/"),
+        Target::Push,
+        Listed(&[("DELETE", Admin)]),
         false,
     ),
     route(Exact("/api/auth"), Target::Auth, Any(Auth), false),
@@ -330,6 +347,7 @@ mod tests {
         assert_eq!(classify("HEAD", "/ws/h264"), Static);
         assert_eq!(classify("GET", "/ws/h264"), View);
         assert_eq!(classify("GET", "/hls/index.m3u8"), View);
+        assert_eq!(classify("GET", "/dash/index.mpd"), View);
         assert_eq!(classify("GET", "/app.js"), Static);
         assert_eq!(classify("GET", "/api/health"), Static);
         assert_eq!(classify("GET", "/api/update"), Admin);

@@ -88,6 +88,7 @@ pub(crate) fn mime(path: &str) -> &'static str {
         "webmanifest" => "application/manifest+json",
         "m3u8" => "application/vnd.apple.mpegurl",
         "mp4" | "m4s" => "video/mp4",
+        "mpd" => "application/dash+xml",
         _ => "application/octet-stream",
     }
 }

@@ -98,6 +98,11 @@ async fn nginx_refuses_an_unauthenticated_upload_before_its_body() {
         .expect("write");
     let head = read_head(&mut s, Duration::from_secs(5)).await;
     assert!(head.starts_with("HTTP/1.1 401"), "{head}\n{}", site.log());
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "a JSON refusal, not nginx's HTML page: {head}"
+    );
 
     // A client that sends regardless: the 401 comes, and nginx stops taking
     // bytes within seconds (it used to discard for 30 s, ~GBs on a LAN).

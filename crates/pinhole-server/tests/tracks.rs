@@ -132,6 +132,28 @@ async fn ffprobe_reads_video_and_a_second_track_from_stream_mp4() {
     let (_audio, publisher) = publish_av(server.state.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    // /api/status lists what the outputs will carry.
+    let st = get(&server.url("/api/status"), Duration::from_secs(2)).await;
+    let st: serde_json::Value = serde_json::from_slice(&st.body).expect("json");
+    let kinds: Vec<(&str, &str)> = st["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .filter(|t| t["in_fmp4"] == true)
+        .map(|t| {
+            (
+                t["kind"].as_str().unwrap_or(""),
+                t["codec"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 2, "{st}");
+    assert!(
+        kinds[0].0 == "video" && kinds[0].1.starts_with("avc1."),
+        "{st}"
+    );
+    assert_eq!(kinds[1], ("audio", "opus"), "{st}");
+
     let resp = get(&server.url("/stream.mp4"), Duration::from_secs(3)).await;
     assert_eq!(resp.status, 200);
     let dir = tempfile::tempdir().expect("tempdir");

@@ -10,7 +10,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use pinhole_media::{AccessUnit, Clock, SimClock, SystemClock};
+pub use pinhole_media::{AccessUnit, Clock, Codec, SimClock, SystemClock};
+
+/// A track of the stream, as [`FrameSink::add_track`] returns it.
+pub type TrackId = u32;
 
 /// Receives what a source produces. Implementations must not block.
 pub trait FrameSink: Send + Sync {
@@ -33,6 +36,19 @@ pub trait FrameSink: Send + Sync {
     fn keyframe_wanted(&self) -> bool {
         false
     }
+    /// A track beside the video (Opus audio) that this source publishes
+    /// on with [`FrameSink::publish_on`]. Asking again for the same kind
+    /// (a restarted source) returns the same track, with `codec` as its new
+    /// parameters. `None`: this sink carries no such track.
+    fn add_track(&self, _codec: Codec) -> Option<TrackId> {
+        None
+    }
+    /// One frame of a track from [`FrameSink::add_track`], stamped on the
+    /// same capture clock as the video (`pts_us`: its first sample).
+    fn publish_on(&self, _track: TrackId, _au: AccessUnit) {}
+    /// The source of a track stopped delivering (a lost microphone): its
+    /// frames will not come until it is added again.
+    fn remove_track(&self, _track: TrackId) {}
 }
 
 /// What a source says about itself.

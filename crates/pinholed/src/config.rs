@@ -26,10 +26,22 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Vec<ListenAddr>,
 
+    /// RTSP listener (rtsp://HOST:PORT/stream), IP:PORT (port 0: any free
+    /// one). Repeat for several; `off` for none. [default: none; the image
+    /// uses 0.0.0.0:8554]
+    #[arg(long, value_name = "ADDR")]
+    pub rtsp: Vec<String>,
+
     /// Video source: test | pipe:<file, - for stdin, or shell command> |
     /// v4l2:<device> | libcamera[:<id>] | auto. [default: test]
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
+
+    /// Audio source: none | test (a tone with a click every second, for the
+    /// test pattern) | pipe:<command writing raw s16le PCM> | alsa:<device>.
+    /// [default: none]
+    #[arg(long, value_name = "SOURCE")]
+    pub audio: Option<String>,
 
     /// TOML configuration file (see docs/config.md).
     #[arg(long, value_name = "FILE")]
@@ -89,6 +101,11 @@ pub struct Cli {
     /// The WebRTC (WHEP) UDP address, or `off`. [default: 0.0.0.0:8189]
     #[arg(long, value_name = "ADDR")]
     pub webrtc_listen: Option<String>,
+    /// Push the stream to a media server: rtmp://host[:port]/app/stream-key.
+    /// Repeat for several; replaces the config file's [[push]] entries.
+    /// The command line is visible to other local users: prefer the file.
+    #[arg(long, value_name = "URL")]
+    pub push: Vec<String>,
 
     /// Keep the admin password (admin.json) here. [default:
     /// $XDG_STATE_HOME/pinhole, else ~/.local/state/pinhole]
@@ -101,6 +118,8 @@ pub struct Cli {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: Vec<String>,
+    /// RTSP listeners, IP:PORT (docs/rtsp.md); empty: no RTSP.
+    pub rtsp: Vec<String>,
     pub source: String,
     pub video: VideoConfig,
     pub pipe: PipeConfig,
@@ -110,6 +129,63 @@ pub struct Config {
     pub security: crate::security_config::SecuritySection,
     pub camera: CameraConfig,
     pub webrtc: WebrtcConfig,
+    /// `[[push]]` entries: media servers to push the stream to.
+    pub push: Vec<PushConfig>,
+    pub audio: AudioConfig,
+}
+
+/// One push target (docs/config.md). The URL holds the stream key: its
+/// `Debug` shows it redacted.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    pub url: String,
+}
+
+impl std::fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = pinhole_push::PushUrl::parse(&self.url)
+            .map(|u| u.redacted())
+            .unwrap_or_else(|_| "(invalid)".into());
+        f.debug_struct("PushConfig").field("url", &url).finish()
+    }
+}
+
+/// Sound beside the picture: docs/audio.md.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioConfig {
+    /// `none`, `test`, `pipe:<command>` (raw s16le PCM on stdout at `rate`
+    /// and `channels`), `alsa:<device>`.
+    pub source: String,
+    /// Input sample rate, Hz: 8000, 12000, 16000, 24000 or 48000.
+    pub rate: u32,
+    /// 1 or 2.
+    pub channels: u8,
+    /// Opus bitrate, bit/s.
+    pub bitrate: u32,
+}
+
+impl Default for AudioConfig {
+    fn default() -> Self {
+        let d = pinhole_capture::audio::AudioConfig::default();
+        AudioConfig {
+            source: "none".into(),
+            rate: d.rate,
+            channels: d.channels,
+            bitrate: d.bitrate,
+        }
+    }
+}
+
+impl AudioConfig {
+    pub fn capture(&self) -> pinhole_capture::audio::AudioConfig {
+        pinhole_capture::audio::AudioConfig {
+            rate: self.rate,
+            channels: self.channels,
+            bitrate: self.bitrate,
+        }
+    }
 }
 
 /// Camera sources (`v4l2:…`, `auto`): docs/cameras.md.
@@ -337,6 +413,10 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: vec!["127.0.0.1:8080".into()],
+            // Off unless asked for: a development machine offers nothing
+            // beyond its loopback HTTP port, and daemons started side by
+            // side (tests, several helpers) cannot all own 8554.
+            rtsp: Vec::new(),
             source: "test".into(),
             video: VideoConfig::default(),
             pipe: PipeConfig::default(),
@@ -346,6 +426,8 @@ impl Default for Config {
             security: Default::default(),
             camera: CameraConfig::default(),
             webrtc: WebrtcConfig::default(),
+            push: Vec::new(),
+            audio: AudioConfig::default(),
         }
     }
 }
@@ -469,8 +551,14 @@ impl Config {
         if !cli.listen.is_empty() {
             cfg.listen = cli.listen.iter().map(|l| l.to_string()).collect();
         }
+        if !cli.rtsp.is_empty() {
+            cfg.rtsp = cli.rtsp.iter().filter(|a| *a != "off").cloned().collect();
+        }
         if let Some(s) = &cli.source {
             cfg.source = s.clone();
+        }
+        if let Some(a) = &cli.audio {
+            cfg.audio.source = a.clone();
         }
         let v = &mut cfg.video;
         v.width = cli.width.unwrap_or(v.width);
@@ -499,6 +587,13 @@ impl Config {
             Some(a) => cfg.webrtc.listen = a.to_owned(),
             None => {}
         }
+        if !cli.push.is_empty() {
+            cfg.push = cli
+                .push
+                .iter()
+                .map(|url| PushConfig { url: url.clone() })
+                .collect();
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -511,6 +606,23 @@ impl Config {
         for l in &self.listen {
             if let Err(e) = l.parse::<ListenAddr>() {
                 return bad("listen", e);
+            }
+        }
+        for p in &self.push {
+            // The error says what is wrong, never the key.
+            if let Err(e) = pinhole_push::PushUrl::parse(&p.url) {
+                return bad("push.url", e.to_string());
+            }
+        }
+        if let Err(e) = pinhole_capture::audio::parse_spec(&self.audio.source) {
+            return bad("audio.source", e);
+        }
+        if let Err(e) = self.audio.capture().validate() {
+            return bad("audio", e.to_string());
+        }
+        for a in &self.rtsp {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return bad("rtsp", format!("'{a}' is not IP:PORT"));
             }
         }
         let v = &self.video;
@@ -624,6 +736,43 @@ mod tests {
         assert_eq!(cfg.video.fps, 25);
         assert_eq!(cfg.video.width, 1280, "unset keys keep defaults");
         assert_eq!(cfg.source, "pipe:-");
+    }
+
+    #[test]
+    fn push_targets_from_the_file_and_the_flags() {
+        let cfg = Config::from_toml(
+            "[[push]]\nurl = \"rtmp://a.example/live/key-one-0123456789\"\n\
+             [[push]]\nurl = \"rtmp://b.example:1936/app/k2\"\n",
+            Path::new("p.toml"),
+        )
+        .expect("parse");
+        assert_eq!(cfg.push.len(), 2);
+        cfg.validate().expect("valid");
+        // Debug (what a log of the config would show) hides the key.
+        let dbg = format!("{cfg:?}");
+        assert!(
+            !dbg.contains("key-one-01234") && dbg.contains("***789"),
+            "{dbg}"
+        );
+        // Flags replace the file's list.
+        let cli = Cli {
+            push: vec!["rtmp://c.example/live/x".into()],
+            ..Cli::default()
+        };
+        let cfg = Config::load(&cli).expect("load");
+        assert_eq!(
+            cfg.push,
+            vec![PushConfig {
+                url: "rtmp://c.example/live/x".into()
+            }]
+        );
+        // A bad URL is named, without its key.
+        let mut bad = Config::default();
+        bad.push.push(PushConfig {
+            url: "rtmps://h/live/sekrit".into(),
+        });
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("push.url") && !e.contains("sekrit"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use pinhole_capture::audio::AudioSource;
 use pinhole_capture::libcamera::LibcameraControls;
 use pinhole_capture::pipe::{parse_pipe_spec, PipeInput, PipeSource};
 use pinhole_capture::test_pattern::{TestPattern, TestPatternConfig};
@@ -271,6 +272,27 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         }
     }
 
+    let mut rtsp = Vec::new();
+    for a in &cfg.rtsp {
+        let addr: std::net::SocketAddr = a.parse().map_err(|_| DaemonError::BadListen {
+            addr: a.clone(),
+            reason: "RTSP needs IP:PORT".into(),
+        })?;
+        let l = pinhole_server::rtsp::RtspListener::bind(addr, true)
+            .await
+            .map_err(|e| DaemonError::BadListen {
+                addr: a.clone(),
+                reason: format!("cannot bind RTSP: {e}"),
+            })?;
+        if let Ok(a) = l.local_addr() {
+            tracing::info!("rtsp on rtsp://{a}{}", pinhole_server::rtsp::PATH);
+        }
+        rtsp.push(l);
+    }
+    if let Some(a) = rtsp.first().and_then(|l| l.local_addr().ok()) {
+        let _ = state.rtsp_port.set(a.port());
+    }
+
     match ota::start(&cfg.ota) {
         Ok(Some(svc)) => {
             let _ = state.update.set(svc);
@@ -280,8 +302,24 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         Err(e) => tracing::error!("updates disabled: {e}"),
     }
 
+    // Push targets: the config file's, then those the admin added
+    // (`/api/push`, kept in the data dir).
+    let push = pinhole_push::PushSet::new(state.hub.clone());
+    for p in &cfg.push {
+        match pinhole_push::PushUrl::parse(&p.url) {
+            Ok(url) => {
+                tracing::info!(target = %url.redacted(), "push");
+                push.add(url);
+            }
+            Err(e) => tracing::error!("push target skipped: {e}"),
+        }
+    }
+    let _ = state.push.set(push);
+    pinhole_server::push_api::start_saved(&state);
+
     let probe = listeners.first().map(|l| l.local_addr());
     let supervisor = Supervisor::spawn(source, feed, wiring.clock.clone())?;
+    let audio = start_audio(&cfg, &state, wiring.clock.clone())?;
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
     let libcamera = wiring.libcamera.clone();
     let factory: camera_ctl::Factory = Box::new(move |c: &Config| make_source(c, &wiring));
@@ -297,10 +335,49 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     let _ = state.camera.set(Arc::new(camera));
     tokio::spawn(systemd::supervise(state.clone(), probe));
 
+    let (rtsp_stop, rtsp_stopped) = tokio::sync::oneshot::channel::<()>();
+    let rtsp_task = (!rtsp.is_empty()).then(|| {
+        tokio::spawn(pinhole_server::rtsp::serve(
+            rtsp,
+            state.clone(),
+            pinhole_server::rtsp::RtspConfig::default(),
+            async {
+                let _ = rtsp_stopped.await;
+            },
+        ))
+    });
     pinhole_server::serve(listeners, state, shutdown_signal()).await;
+    let _ = rtsp_stop.send(());
+    if let Some(t) = rtsp_task {
+        let _ = t.await;
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     supervisor.shutdown();
+    if let Some(a) = audio {
+        a.shutdown();
+    }
     Ok(())
+}
+
+/// The audio source, if one is configured: its own supervisor thread and
+/// feed into the same hub, so a lost microphone never stalls the picture
+/// and its state shows apart from the camera's (docs/audio.md).
+fn start_audio(
+    cfg: &Config,
+    state: &Arc<AppState>,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<Arc<Supervisor>>, DaemonError> {
+    let input = match pinhole_capture::audio::parse_spec(&cfg.audio.source) {
+        Ok(Some(input)) => input,
+        // Validated with the config: an error here is "no audio".
+        Ok(None) | Err(_) => return Ok(None),
+    };
+    let source = AudioSource::new(cfg.audio.capture(), input, clock.clone())?;
+    let info = source.info();
+    tracing::info!(kind = info.kind, detail = %info.detail, "audio source");
+    let feed = Feed::new(state.hub.clone(), info, clock.clone());
+    let _ = state.audio.set(feed.clone());
+    Ok(Some(Supervisor::spawn(Box::new(source), feed, clock)?))
 }
 
 /// The HLS segment directory: the configured one, or a fresh temporary one

@@ -4,7 +4,7 @@
 //! in the frame's timestamp SEI (from its second keyframe on, so the GOP a
 //! joining viewer is handed at once is not counted). After the warm-up the
 //! client opens a measurement window and reads, at both ends of it, the
-//! server's CPU time (/proc/<pid>/stat), its `/metrics` histogram
+//! server's CPU time (`/proc/<pid>/stat`), its `/metrics` histogram
 //! `pinhole_send_latency_seconds` and `/api/status` drops; RSS at the end.
 //! It prints one `RESULT {json}` line.
 //!

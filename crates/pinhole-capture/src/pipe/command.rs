@@ -18,7 +18,7 @@ const MAX_STDERR_LINE: usize = 4096;
 
 /// `sh -c cmd` in its own process group (so the whole pipeline can be
 /// stopped), stdout piped to us, stderr forwarded to the log.
-pub(super) fn spawn_command(cmd: &str) -> io::Result<Child> {
+pub(crate) fn spawn_command(cmd: &str) -> io::Result<Child> {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -72,7 +72,7 @@ fn forward_stderr(mut stderr: ChildStderr, label: &str) {
     emit(&mut line, &mut truncated);
 }
 
-pub(super) fn describe_status(status: ExitStatus) -> String {
+pub(crate) fn describe_status(status: ExitStatus) -> String {
     match (status.code(), status.signal()) {
         (Some(code), _) => code.to_string(),
         (None, Some(signal)) => format!("signal {signal}"),
@@ -83,7 +83,7 @@ pub(super) fn describe_status(status: ExitStatus) -> String {
 /// Wait for the command to exit after its stdout closed; one that lingers for
 /// [`LINGER_POLLS`] polls without stdout is terminated. `None` if stopped
 /// first (the command is then terminated too).
-pub(super) fn wait_exit(child: &mut Child, stop: &StopFlag) -> Option<ExitStatus> {
+pub(crate) fn wait_exit(child: &mut Child, stop: &StopFlag) -> Option<ExitStatus> {
     for _ in 0..LINGER_POLLS {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),
@@ -110,7 +110,7 @@ pub(super) fn wait_exit(child: &mut Child, stop: &StopFlag) -> Option<ExitStatus
 ///
 /// The child is reaped only after both signals, so its PID (which names the
 /// group) cannot have been reused by an unrelated process in between.
-pub(super) fn terminate(child: &mut Child) {
+pub(crate) fn terminate(child: &mut Child) {
     let pgid = child.id();
     let signal_group = |signal: &str| {
         // The child leads its own process group (`process_group(0)`), so

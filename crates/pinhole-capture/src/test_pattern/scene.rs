@@ -38,6 +38,13 @@ pub(crate) struct Scene {
     text: String,
 }
 
+/// Where the sync marker is: `(x, y, side)`, on the left edge, centred
+/// between the barcode (top) and the clock (bottom).
+pub fn marker_rect(width: usize, height: usize) -> (usize, usize, usize) {
+    let side = (height / 6).max(2).min(width) & !1;
+    (0, (height / 2).saturating_sub(side / 2) & !1, side)
+}
+
 /// Triangle wave over `0..=range` with the given period.
 fn bounce(t_ms: u64, period_ms: u64, range: usize) -> usize {
     if range == 0 {
@@ -67,8 +74,16 @@ impl Scene {
 
     /// `t_ms` drives the motion (slot time, so speed is constant even when
     /// frames are skipped); `wall_us` is the capture time drawn as text and
-    /// barcode; `frame_no` is drawn as a counter.
-    pub fn draw(&mut self, pic: &mut Picture, t_ms: u64, wall_us: u64, frame_no: u64) {
+    /// barcode; `frame_no` is drawn as a counter; `marker`: this frame is
+    /// captured at a whole second, when the test tone clicks.
+    pub fn draw(
+        &mut self,
+        pic: &mut Picture,
+        t_ms: u64,
+        wall_us: u64,
+        frame_no: u64,
+        marker: bool,
+    ) {
         let (w, h) = (self.width, self.height);
         debug_assert!(pic.width == w && pic.height == h);
         let cw = w / 2;
@@ -117,6 +132,11 @@ impl Scene {
         let inner = (side / 2) & !1;
         let margin = ((side - inner) / 2) & !1;
         pic.fill_rect(bx + margin, by + margin, inner, inner, BOX_INNER);
+
+        // The A/V sync marker: a square on the left edge, black, white on
+        // the frame of each whole second (docs/audio.md).
+        let (x, y, side) = marker_rect(w, h);
+        pic.fill_rect(x, y, side, side, if marker { WHITE } else { BLACK });
 
         self.draw_clock(pic, wall_us, frame_no);
         // Last, so nothing ever covers it.
@@ -192,7 +212,7 @@ mod tests {
             let mut pic = Picture::new(w, h);
             let mut scene = Scene::new(w, h);
             for t in [0, 1234, 99_999] {
-                scene.draw(&mut pic, t, 1_700_000_000_123_456 + t * 1000, t);
+                scene.draw(&mut pic, t, 1_700_000_000_123_456 + t * 1000, t, t == 0);
             }
         }
     }
@@ -202,7 +222,7 @@ mod tests {
         let mut scene = Scene::new(640, 480);
         let mut pic = Picture::new(640, 480);
         // 2023-11-14T22:13:20.123Z
-        scene.draw(&mut pic, 0, 1_700_000_000_123_456, 42);
+        scene.draw(&mut pic, 0, 1_700_000_000_123_456, 42, false);
         assert_eq!(scene.text, "22:13:20.123 UTC#42");
     }
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use openh264::decoder::Decoder;
 use openh264::formats::YUVSource;
-use pinhole_media::{AccessUnit, Clock, SystemClock};
+use pinhole_media::{AccessUnit, Clock, SimClock, SystemClock};
 
 use super::encoder::nal_types;
 use super::*;
@@ -102,11 +102,13 @@ fn run_fake(
 
 #[test]
 fn frame_count_and_timestamps_follow_the_clock() {
-    // 2 s at 30 fps from t = 1 ms: slots 0..=59 are due before the limit.
+    // 2 s at 30 fps from t = 1 ms: the first frame at once, then slots
+    // 1..=60 of the grid from the whole second (0) are due before the limit.
     let (aus, states) = run_fake(cfg(320, 240, 30), 1_000 + 2_000_000, 0);
-    assert_eq!(aus.len(), 60);
+    assert_eq!(aus.len(), 61);
     for (n, au) in aus.iter().enumerate() {
-        assert_eq!(au.pts_us, 1_000 + n as u64 * 1_000_000 / 30);
+        let slot_us = n as u64 * 1_000_000 / 30;
+        assert_eq!(au.pts_us, slot_us.max(1_000));
         assert_eq!(au.wallclock_us, WALL_BASE_US + au.pts_us);
         assert!(!au.data.is_empty());
         // The capture time is in the stream too, before the picture data.
@@ -125,8 +127,31 @@ fn frame_count_and_timestamps_follow_the_clock() {
 }
 
 #[test]
+fn the_sync_marker_flashes_on_the_whole_second_frames_only() {
+    // 30 fps from 0.5 s to 2.5 s: whole seconds at 1.0 and 2.0 s.
+    let c = TestPatternConfig {
+        fps: 30,
+        ..cfg(320, 240, 30)
+    };
+    let clock = Arc::new(SimClock::new(500_000, 0));
+    let mut tp = TestPattern::new(c, clock.clone()).expect("valid");
+    let (x, y, side) = marker_rect(320, 240);
+    let mut marked = Vec::new();
+    for slot in 15..75u64 {
+        let t = slot * 1_000_000 / 30;
+        let marker = slot % 30 == 0;
+        tp.draw(t, WALL_BASE_US + t, slot, marker);
+        let centre = tp.pic.y[(y + side / 2) * 320 + x + side / 2];
+        if centre > 128 {
+            marked.push(t);
+        }
+    }
+    assert_eq!(marked, vec![1_000_000, 2_000_000]);
+}
+
+#[test]
 fn keyframes_carry_parameter_sets_at_exact_interval() {
-    let (aus, _) = run_fake(cfg(320, 240, 7), 1_000 + 3_000_000, 0);
+    let (aus, _) = run_fake(cfg(320, 240, 7), 3_000_000 - 1, 0);
     assert_eq!(aus.len(), 90);
     for (n, au) in aus.iter().enumerate() {
         let types: Vec<u8> = nal_types(&au.data).collect();
@@ -328,7 +353,7 @@ fn measure_draw_and_encode() {
         let mut bytes = 0usize;
         for i in 0..n {
             let t0 = Instant::now();
-            tp.draw(i * 33_333, WALL_BASE_US + i * 33_333, i);
+            tp.draw(i * 33_333, WALL_BASE_US + i * 33_333, i, i % 30 == 0);
             let t1 = Instant::now();
             let out = enc
                 .encode(&tp.pic, i * 33_333, i % 30 == 0)

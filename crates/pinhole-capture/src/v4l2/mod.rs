@@ -1,6 +1,6 @@
 //! V4L2 cameras: `/dev/videoN` capture nodes, mmap streaming.
 //!
-//! A session opens the node, negotiates a format ([`negotiate`]), and streams
+//! A session opens the node, negotiates a format ([`negotiate()`]), and streams
 //! with a non-blocking fd and `poll()`: native H.264 goes straight to the
 //! hub, raw YUV and MJPEG go through an encoder. Any fault — unplugged
 //! camera, driver error, no frame within the stall timeout — ends the

@@ -405,7 +405,7 @@ pub struct v4l2_queryctrl {
 pub struct v4l2_querymenu {
     pub id: u32,
     pub index: u32,
-    /// name[32] for MENU, value (i64, first 8 bytes) for INTEGER_MENU.
+    /// `name[32]` for MENU, value (i64, first 8 bytes) for INTEGER_MENU.
     pub name: [u8; 32],
     pub reserved: u32,
 }

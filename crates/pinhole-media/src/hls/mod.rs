@@ -26,6 +26,7 @@ mod time;
 
 pub use playlist::{MediaPlaylist, MultivariantPlaylist, PartEntry, SegmentEntry};
 pub use segmenter::{
-    Action, FrameIn, NameKind, OtherFrameIn, Published, Segmenter, SegmenterConfig, StreamDesc,
+    Action, DashInfo, FrameIn, NameKind, OtherFrameIn, Published, Segmenter, SegmenterConfig,
+    StreamDesc,
 };
 pub use time::iso8601_ms;

@@ -158,6 +158,37 @@ pub struct Published {
     pub open_parts: u64,
     pub target_duration_s: u64,
     pub prefix: String,
+    /// What a DASH manifest of the same files needs ([`crate::dash`]).
+    pub dash: Box<DashInfo>,
+}
+
+/// The current stream generation as DASH sees it: the same init segment
+/// and segments, numbered by media sequence number (`$Number$`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DashInfo {
+    pub generation: u64,
+    pub init: String,
+    pub prefix: String,
+    /// The generation's first segment: its number, decode time (ticks) and
+    /// capture wall-clock time (µs since the epoch): the MPD's anchor.
+    pub start_number: u64,
+    pub start_decode_time: u64,
+    pub start_wallclock_us: u64,
+    /// The newest complete segment: its number and start (decode ticks,
+    /// wall µs; also the producer reference time).
+    pub newest_number: u64,
+    pub newest_decode_time: u64,
+    pub newest_wallclock_us: u64,
+    /// The segment being written (chunked delivery).
+    pub open_number: u64,
+    /// Media in the playlist window, ticks.
+    pub window: u64,
+    pub part_target: u64,
+    pub codecs: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: Option<f64>,
+    pub bandwidth: u64,
 }
 
 impl Published {
@@ -237,6 +268,8 @@ pub struct Segmenter {
     segments_written: u64,
     /// Source stalls cut out of this generation's media timeline, in ticks.
     cut: u64,
+    /// The generation's first segment: (msn, decode time, wall µs).
+    gen_start: Option<(u64, u64, u64)>,
 }
 
 impl Segmenter {
@@ -263,6 +296,7 @@ impl Segmenter {
             parts_written: 0,
             segments_written: 0,
             cut: 0,
+            gen_start: None,
         }
     }
 
@@ -375,6 +409,9 @@ impl Segmenter {
                 bytes: 0,
                 complete: None,
             });
+            if new_gen {
+                self.gen_start = Some((self.next_msn, frame.decode_time, frame.wallclock_us));
+            }
             self.next_msn += 1;
         }
         if new_gen {
@@ -612,6 +649,31 @@ impl Segmenter {
             height: stream.height,
             frame_rate: stream.fps,
         };
+        let bandwidth = self
+            .peak_bandwidth
+            .max(self.cfg.bandwidth_hint.map_or(0, |b| b + b / 10));
+        let (start_number, start_decode_time, start_wallclock_us) =
+            self.gen_start
+                .unwrap_or((last.msn, last.start_dt, last.pdt_us));
+        let dash = DashInfo {
+            generation: stream.generation,
+            init: self.init_name.clone(),
+            prefix: self.cfg.prefix.clone(),
+            start_number,
+            start_decode_time,
+            start_wallclock_us,
+            newest_number: last.msn,
+            newest_decode_time: last.start_dt,
+            newest_wallclock_us: last.pdt_us,
+            open_number: open.map_or(last.msn + 1, |s| s.msn),
+            window: self.window.iter().map(|s| s.duration).sum(),
+            part_target: self.part_target,
+            codecs: stream.codec.clone(),
+            width: stream.width,
+            height: stream.height,
+            fps: stream.fps,
+            bandwidth,
+        };
         Some(Published {
             media_name: self.cfg.media_playlist.clone(),
             media,
@@ -622,6 +684,7 @@ impl Segmenter {
             open_parts: open.map_or(0, |s| s.parts.len() as u64),
             target_duration_s: self.target_duration_s,
             prefix: self.cfg.prefix.clone(),
+            dash: Box::new(dash),
         })
     }
 

@@ -26,7 +26,7 @@ struct Cli {
 enum Cmd {
     /// Generate an Ed25519 signing key pair (refuses to overwrite).
     Keygen {
-        /// Directory for <name>.key (mode 0600) and <name>.pub.
+        /// Directory for NAME.key (mode 0600) and NAME.pub.
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value = "pinhole-bundle")]

@@ -423,6 +423,14 @@ pub(crate) async fn handle(
                 Decision::Allow { cors } => {
                     let mut resp = full(StatusCode::NO_CONTENT, "text/plain", "");
                     add_cors(&mut resp, cors.as_deref());
+                    // nginx builds the media files' Cache-Control from it.
+                    let scope = if auth.shared_cache_ok() {
+                        "public"
+                    } else {
+                        "private"
+                    };
+                    resp.headers_mut()
+                        .insert("x-pinhole-cache", HeaderValue::from_static(scope));
                     Ok(resp)
                 }
                 Decision::Refuse(r) if r.status() == 401 => {
@@ -492,19 +500,21 @@ pub(crate) async fn handle(
             if !is_admin() {
                 return Err(ServerError::Unauthorized("log in as admin first".into()));
             }
-            let hash = if m == Method::POST {
+            let (hash, ha1) = if m == Method::POST {
                 let body = password_from(req, auth.cfg.max_body).await?;
                 let pw = body.password.unwrap_or_default();
                 new_password_ok(&pw)?;
-                Some(auth.hash(pw).await?)
+                // RTSP Digest needs this; Argon2 cannot serve it.
+                let ha1 = pinhole_rtsp::auth::ha1(super::VIEWER_USER, &pw);
+                (Some(auth.hash(pw).await?), Some(ha1))
             } else {
-                None
+                (None, None)
             };
             let set = hash.is_some();
             auth.store
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .save(Which::Viewer, hash)?;
+                .save_with(Which::Viewer, hash, ha1)?;
             // Whoever logged in with the old one logs in again.
             auth.drop_sessions(Kind::Viewer);
             tracing::info!(client = %client.ip, "viewer password {}", if set { "set" } else { "removed" });

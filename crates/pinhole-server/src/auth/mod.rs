@@ -17,11 +17,13 @@
 //!
 //! One concern per file: `store.rs` the password files and Argon2,
 //! `sessions.rs` the session tokens, `throttle.rs` the login backoff,
-//! `http.rs` the HTTP adapter (client address, guard, `/api/auth*`); the
+//! `http.rs` the HTTP adapter (client address, guard, `/api/auth*`),
+//! `rtsp.rs` the RTSP adapter (Basic/Digest, `?token=`); the
 //! policy itself is `crate::access`. This file holds the settings and the
 //! `Auth` state that ties them together.
 
 mod http;
+mod rtsp;
 mod sessions;
 mod store;
 mod throttle;
@@ -42,6 +44,7 @@ use crate::ServerError;
 
 pub(crate) use self::http::{add_cors, guard, handle, Admitted};
 pub use self::http::{classify, client_of, cookie, query_param, AuthBody, Client, ConnInfo};
+pub use self::rtsp::VIEWER_USER;
 pub use self::store::apply_reset_file;
 pub(crate) use self::store::write_private;
 pub use crate::access::{canonical, is_lan, Class, ViewerAccess};
@@ -176,6 +179,14 @@ impl Auth {
     /// Live viewers holding a slot.
     pub fn viewers_connected(&self) -> usize {
         self.viewers.current()
+    }
+
+    /// Whether a shared cache (a CDN, a caching proxy) may keep what viewers
+    /// get: only when watching needs no credentials (`lan` or `open`, no
+    /// viewer password). Otherwise a cache would hand a viewer's stream to
+    /// whoever asks it, so answers are `private`.
+    pub fn shared_cache_ok(&self) -> bool {
+        self.cfg.viewer != crate::access::ViewerAccess::Token && !self.has_viewer_password()
     }
 
     pub fn has_viewer_password(&self) -> bool {

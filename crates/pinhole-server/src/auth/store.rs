@@ -35,6 +35,11 @@ pub(super) struct Store {
     pub(super) hash: Option<String>,
     /// Set: viewing needs a login (or a token), whatever `viewer_access` says.
     pub(super) viewer_hash: Option<String>,
+    /// RTSP Digest's HA1 of the viewer password (`MD5(viewer:pinhole:pw)`),
+    /// kept beside its Argon2 hash: Digest cannot work from Argon2. Only
+    /// for a file written since RTSP came; older ones get it at the first
+    /// RTSP Basic login.
+    pub(super) viewer_ha1: Option<String>,
 }
 
 impl Store {
@@ -43,19 +48,24 @@ impl Store {
             let path = dir?.join(which.file());
             let text = std::fs::read_to_string(&path).ok()?;
             match serde_json::from_str::<AdminFile>(&text) {
-                Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some(f.argon2id),
+                Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some((f.argon2id, f.digest_ha1)),
                 _ => {
                     // Never fall back to "no password" silently for a file we
                     // cannot read: keep the file, refuse logins, say so.
                     tracing::error!(path = %path.display(), "password file is unreadable; remove it (or, for the admin's, use the reset file) to set a new password");
-                    Some(String::from("invalid"))
+                    Some((String::from("invalid"), None))
                 }
             }
         };
+        let viewer = load(Which::Viewer);
         Store {
             dir: dir.map(Path::to_owned),
-            hash: load(Which::Admin),
-            viewer_hash: load(Which::Viewer),
+            hash: load(Which::Admin).map(|(h, _)| h),
+            viewer_ha1: viewer
+                .as_ref()
+                .and_then(|(_, d)| d.clone())
+                .filter(|d| is_ha1(d)),
+            viewer_hash: viewer.map(|(h, _)| h),
         }
     }
 
@@ -66,17 +76,28 @@ impl Store {
         }
     }
 
-    /// Stores (or with `None`, removes) a password hash.
+    /// Stores (or with `None`, removes) a password hash; for the viewer's,
+    /// with its Digest HA1 when known.
     pub(super) fn save(&mut self, which: Which, hash: Option<String>) -> Result<(), ServerError> {
+        self.save_with(which, hash, None)
+    }
+
+    pub(super) fn save_with(
+        &mut self,
+        which: Which,
+        hash: Option<String>,
+        ha1: Option<String>,
+    ) -> Result<(), ServerError> {
         if let Some(dir) = &self.dir {
             let path = dir.join(which.file());
             let res = match &hash {
-                Some(h) => write_private(
-                    &path,
-                    json!({ "version": 1, "argon2id": h })
-                        .to_string()
-                        .as_bytes(),
-                ),
+                Some(h) => {
+                    let mut doc = json!({ "version": 1, "argon2id": h });
+                    if let Some(d) = &ha1 {
+                        doc["digest_ha1"] = json!(d);
+                    }
+                    write_private(&path, doc.to_string().as_bytes())
+                }
                 None => match std::fs::remove_file(&path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                     _ => Ok(()),
@@ -86,7 +107,10 @@ impl Store {
         }
         match which {
             Which::Admin => self.hash = hash,
-            Which::Viewer => self.viewer_hash = hash,
+            Which::Viewer => {
+                self.viewer_ha1 = ha1.filter(|_| hash.is_some());
+                self.viewer_hash = hash;
+            }
         }
         Ok(())
     }
@@ -95,6 +119,12 @@ impl Store {
 #[derive(Deserialize)]
 struct AdminFile {
     argon2id: String,
+    #[serde(default)]
+    digest_ha1: Option<String>,
+}
+
+fn is_ha1(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Writes `path` atomically with mode 0600.

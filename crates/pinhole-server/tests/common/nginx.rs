@@ -61,6 +61,52 @@ pub fn start_logging(root: &Path, hls: &Path, sock: &Path, log_format: &str) -> 
     start_with(root, hls, sock, Some(log_format))
 }
 
+/// A caching edge (what a CDN does) in front of `origin_port`: nginx's
+/// `proxy_cache` keeping what the origin's `Cache-Control` allows, with
+/// `proxy_cache_lock` so that many viewers asking for the same URL at once
+/// cost the origin one request. Access log: `$request_uri $status
+/// $upstream_cache_status $request_time`.
+pub fn start_edge(root: &Path, origin_port: u16) -> Nginx {
+    let port = free_port();
+    let r = root.display();
+    let user = run_as();
+    let conf = format!(
+        "{user}\nworker_processes 1;\nerror_log {r}/error.log warn;\n\
+         events {{ worker_connections 2048; }}\n\
+         http {{\n\
+         log_format edge '$request_uri $status $upstream_cache_status $request_time';\n\
+         access_log {r}/access.log edge;\n\
+         client_body_temp_path {r}/body;\n proxy_temp_path {r}/proxy;\n\
+         fastcgi_temp_path {r}/fastcgi;\n uwsgi_temp_path {r}/uwsgi;\n scgi_temp_path {r}/scgi;\n\
+         proxy_cache_path {r}/cache levels=1:2 keys_zone=edge:4m max_size=256m inactive=2m use_temp_path=off;\n\
+         upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 32; }}\n\
+         server {{\n listen 127.0.0.1:{port};\n keepalive_requests 100000;\n\
+          location / {{\n\
+           proxy_pass http://origin;\n proxy_http_version 1.1;\n\
+           proxy_set_header Connection \"\";\n proxy_set_header Host $http_host;\n\
+           proxy_read_timeout 30s;\n\
+           proxy_cache edge;\n proxy_cache_key $request_uri;\n\
+           proxy_cache_lock on;\n proxy_cache_lock_timeout 10s;\n proxy_cache_lock_age 10s;\n\
+           add_header X-Cache $upstream_cache_status;\n\
+          }}\n }}\n}}\n"
+    );
+    std::fs::write(root.join("nginx.conf"), conf).expect("conf");
+    spawn(root, port)
+}
+
+/// `user root;` when the test runs as root: workers must read its temp dirs.
+fn run_as() -> &'static str {
+    if Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    {
+        "user root;"
+    } else {
+        ""
+    }
+}
+
 fn start_with(root: &Path, hls: &Path, sock: &Path, log_format: Option<&str>) -> Nginx {
     let site = std::fs::read_to_string(repo().join("overlay/etc/nginx/pinhole.conf"))
         .expect("overlay/etc/nginx/pinhole.conf");
@@ -81,15 +127,7 @@ fn start_with(root: &Path, hls: &Path, sock: &Path, log_format: Option<&str>) ->
         .replace("/run/pinhole-tls/", &format!("{}/tls/", root.display()));
     std::fs::write(root.join("pinhole.conf"), site).expect("site");
     let r = root.display();
-    let user = if Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-    {
-        "user root;" // workers must read the test's temp dirs
-    } else {
-        ""
-    };
+    let user = run_as();
     let access_log = match log_format {
         Some(f) => format!("log_format pinhole '{f}';\n access_log {r}/access.log pinhole;"),
         None => format!("access_log {r}/access.log;"),
@@ -104,6 +142,11 @@ fn start_with(root: &Path, hls: &Path, sock: &Path, log_format: Option<&str>) ->
          include {r}/pinhole.conf;\n}}\n"
     );
     std::fs::write(root.join("nginx.conf"), conf).expect("conf");
+    spawn(root, port)
+}
+
+fn spawn(root: &Path, port: u16) -> Nginx {
+    let r = root.display();
     let child = Command::new("nginx")
         .arg("-p")
         .arg(root)

@@ -451,6 +451,7 @@ fn blocking_reload_predicate() {
         open_parts: 2,
         target_duration_s: 1,
         prefix: "r".into(),
+        dash: Default::default(),
     };
     assert!(p.satisfies(9, None));
     assert!(p.satisfies(9, Some(7)));
@@ -554,4 +555,41 @@ fn other_tracks_ride_in_the_parts_on_one_timeline() {
     // piled up.
     let total: usize = parts.iter().map(|p| p.2).sum();
     assert!(total < next_audio as usize - 10, "{total} of {next_audio}");
+}
+
+#[test]
+fn dash_info_stays_anchored_on_the_generation_start() {
+    let mut seg = Segmenter::new(SegmenterConfig {
+        prefix: "r".into(),
+        ..SegmenterConfig::default()
+    });
+    // 12 s of 1 s GOPs: the 6-segment window has moved on.
+    let r = run(&mut seg, frames(30 * 12, 30, 0), &stream(1));
+    let p = r.published.last().expect("published");
+    let d = &p.dash;
+    assert_eq!(d.start_number, 0);
+    assert_eq!(d.start_decode_time, fmp4::us_to_ticks(1_000_000));
+    assert_eq!(d.start_wallclock_us, T0_WALL);
+    assert_eq!(d.init, "r-init1.mp4");
+    assert_eq!(d.prefix, "r");
+    assert_eq!(d.open_number, p.open_msn);
+    // The newest complete segment started one segment before the open one.
+    assert_eq!(
+        d.newest_decode_time,
+        fmp4::us_to_ticks(1_000_000 + at(30 * p.last_complete))
+    );
+    assert_eq!(d.newest_wallclock_us, T0_WALL + at(30 * p.last_complete));
+    assert!(d.window >= fmp4::us_to_ticks(5_900_000), "{}", d.window);
+    // A new generation re-anchors.
+    let mut f2 = frames(31, 30, 0).collect::<Vec<_>>();
+    for (k, f) in f2.iter_mut().enumerate() {
+        f.decode_time += fmp4::us_to_ticks(20_000_000);
+        f.wallclock_us = T0_WALL + 20_000_000 + at(k as u64);
+    }
+    let r = run_on(&mut seg, f2.into_iter(), &stream(2), r.live);
+    let d = &r.published.last().expect("published").dash;
+    assert_eq!(d.generation, 2);
+    assert_eq!(d.init, "r-init2.mp4");
+    assert_eq!(d.start_wallclock_us, T0_WALL + 20_000_000);
+    assert!(d.start_number > 0);
 }

@@ -1,0 +1,143 @@
+//! The daemon's push targets: from the configuration and from the admin
+//! API, listed for `/api/status` and `/metrics`.
+
+use std::sync::{Arc, Mutex};
+
+use pinhole_hub::Hub;
+
+use crate::{PushTarget, PushUrl, TargetStatus};
+
+/// At most this many targets (each is a connection and a task).
+pub const MAX_TARGETS: usize = 16;
+
+struct Entry {
+    id: u64,
+    from_api: bool,
+    target: PushTarget,
+}
+
+/// A target as listed: its id (stable while the daemon runs), whether the
+/// admin API added it (only those can be removed there), its status.
+#[derive(Clone, Debug)]
+pub struct Listed {
+    pub id: u64,
+    pub from_api: bool,
+    pub status: TargetStatus,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SetError {
+    Full,
+    NotFound,
+    /// From the configuration file: change it there.
+    FromConfig,
+}
+
+pub struct PushSet {
+    hub: Arc<Hub>,
+    targets: Mutex<(u64, Vec<Entry>)>,
+}
+
+impl PushSet {
+    pub fn new(hub: Arc<Hub>) -> Arc<PushSet> {
+        Arc::new(PushSet {
+            hub,
+            targets: Mutex::new((0, Vec::new())),
+        })
+    }
+
+    /// Start pushing to `url` (needs a tokio runtime); its id.
+    pub fn add(&self, url: PushUrl) -> u64 {
+        self.add_from(url, false).unwrap_or(0)
+    }
+
+    /// As [`PushSet::add`], marked as added by the admin API, and refused
+    /// beyond [`MAX_TARGETS`].
+    pub fn add_from(&self, url: PushUrl, from_api: bool) -> Result<u64, SetError> {
+        let mut t = self.lock();
+        if from_api && t.1.len() >= MAX_TARGETS {
+            return Err(SetError::Full);
+        }
+        t.0 += 1;
+        let id = t.0;
+        let target = PushTarget::spawn(self.hub.clone(), url);
+        t.1.push(Entry {
+            id,
+            from_api,
+            target,
+        });
+        Ok(id)
+    }
+
+    /// Stop and forget a target the admin API added.
+    pub fn remove(&self, id: u64) -> Result<(), SetError> {
+        let mut t = self.lock();
+        let i =
+            t.1.iter()
+                .position(|e| e.id == id)
+                .ok_or(SetError::NotFound)?;
+        if !t.1[i].from_api {
+            return Err(SetError::FromConfig);
+        }
+        // Dropping the target aborts its task.
+        t.1.remove(i);
+        Ok(())
+    }
+
+    /// The URLs (with their keys: for saving, never for showing) of the
+    /// targets the admin API added.
+    pub fn api_urls(&self) -> Vec<PushUrl> {
+        self.lock()
+            .1
+            .iter()
+            .filter(|e| e.from_api)
+            .map(|e| e.target.url().clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, Vec<Entry>)> {
+        self.targets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn list(&self) -> Vec<Listed> {
+        self.lock()
+            .1
+            .iter()
+            .map(|e| Listed {
+                id: e.id,
+                from_api: e.from_api,
+                status: e.target.status(),
+            })
+            .collect()
+    }
+
+    pub fn statuses(&self) -> Vec<TargetStatus> {
+        self.list().into_iter().map(|l| l.status).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().1.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_api_targets_are_removed_and_saved() {
+        let set = PushSet::new(Hub::new(Default::default()));
+        let url = |k: &str| PushUrl::parse(&format!("rtmp://127.0.0.1:9/live/{k}")).unwrap();
+        let cfg = set.add(url("from-config"));
+        let api = set.add_from(url("from-api"), true).unwrap();
+        assert_eq!(set.api_urls(), vec![url("from-api")]);
+        assert_eq!(set.remove(cfg), Err(SetError::FromConfig));
+        assert_eq!(set.remove(api), Ok(()));
+        assert_eq!(set.remove(api), Err(SetError::NotFound));
+        assert_eq!(set.list().len(), 1);
+        for i in 0..MAX_TARGETS - 1 {
+            set.add_from(url(&format!("k{i}")), true).unwrap();
+        }
+        assert_eq!(set.add_from(url("one-too-many"), true), Err(SetError::Full));
+    }
+}

@@ -1,0 +1,163 @@
+//! `/api/push` (admin only): list, add and remove push targets. Targets
+//! added here are kept in `push.json` in the data dir (mode 0600: the URLs
+//! carry stream keys) and started again at the next start; the config
+//! file's targets are listed but changed only in the file. No answer ever
+//! carries a key (`PushUrl::redacted`).
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use pinhole_push::{PushSet, PushUrl, SetError};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::limits::{read_body, MAX_JSON_BODY};
+use crate::{full, AppState, Body, ServerError};
+
+const FILE: &str = "push.json";
+pub(crate) const PATH: &str = "/api/push";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Add {
+    url: String,
+}
+
+fn set(state: &AppState) -> Result<&Arc<PushSet>, ServerError> {
+    state
+        .push
+        .get()
+        .ok_or_else(|| ServerError::Unavailable("push is not set up in this daemon".into()))
+}
+
+/// Start the targets saved in the data dir (at start-up, after the
+/// daemon set `state.push`). A damaged file is logged and left alone.
+pub fn start_saved(state: &AppState) {
+    let (Some(set), Some(dir)) = (state.push.get(), state.auth.config().data_dir.as_ref()) else {
+        return;
+    };
+    let path = dir.join(FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let urls: Vec<String> = match serde_json::from_str(&text) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "ignoring the saved push targets");
+            return;
+        }
+    };
+    for u in urls {
+        match PushUrl::parse(&u) {
+            Ok(url) => {
+                tracing::info!(target = %url.redacted(), "push (saved)");
+                let _ = set.add_from(url, true);
+            }
+            Err(e) => tracing::error!(path = %path.display(), "saved push target skipped: {e}"),
+        }
+    }
+}
+
+async fn save(state: &AppState, set: &PushSet) -> Result<(), ServerError> {
+    let Some(dir) = state.auth.config().data_dir.clone() else {
+        return Ok(());
+    };
+    let urls: Vec<String> = set.api_urls().iter().map(PushUrl::secret_url).collect();
+    let text = serde_json::to_vec(&urls).map_err(|e| ServerError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(move || crate::auth::write_private(&dir.join(FILE), &text))
+        .await
+        .map_err(|e| ServerError::Internal(e.to_string()))?
+        .map_err(|e| ServerError::Internal(format!("cannot save {FILE}: {e}")))
+}
+
+fn reply(state: &AppState, status: StatusCode) -> Result<Response<Body>, ServerError> {
+    let set = set(state)?;
+    let targets: Vec<_> = set
+        .list()
+        .into_iter()
+        .map(|l| {
+            let t = l.status;
+            json!({
+                "id": l.id,
+                "from": if l.from_api { "api" } else { "config" },
+                "url": t.url,
+                "state": t.state.as_str(),
+                "frames": t.frames,
+                "bytes": t.bytes,
+                "skipped": t.skipped,
+                "reconnects": t.reconnects,
+                "last_error": t.last_error,
+            })
+        })
+        .collect();
+    let mut r = full(
+        status,
+        "application/json",
+        json!({
+            "targets": targets,
+            "persistent": state.auth.config().data_dir.is_some(),
+        })
+        .to_string(),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    Ok(r)
+}
+
+/// `GET/POST /api/push`, `DELETE /api/push/<id>`; the guard has required
+/// the admin for every method (route table).
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    state: &Arc<AppState>,
+    method: &Method,
+    path: &str,
+) -> Result<Response<Body>, ServerError> {
+    let set = set(state)?.clone();
+    match (method, path.strip_prefix(PATH)) {
+        (&Method::GET | &Method::HEAD, Some("")) => reply(state, StatusCode::OK),
+        (&Method::POST, Some("")) => {
+            let body = read_body(req.into_body(), MAX_JSON_BODY).await?;
+            let add: Add = serde_json::from_slice(&body).map_err(|_| {
+                // serde's message may quote the input, i.e. the key.
+                ServerError::BadRequest("expected {\"url\": \"rtmp://host/app/key\"}".into())
+            })?;
+            let url =
+                PushUrl::parse(&add.url).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+            let shown = url.redacted();
+            set.add_from(url, true).map_err(|_| {
+                ServerError::Conflict(format!(
+                    "at most {} push targets",
+                    pinhole_push::MAX_TARGETS
+                ))
+            })?;
+            save(state, &set).await?;
+            tracing::info!(target = %shown, "push target added");
+            reply(state, StatusCode::CREATED)
+        }
+        (&Method::DELETE, Some(rest)) => {
+            let id: u64 = rest
+                .strip_prefix('/')
+                .and_then(|i| i.parse().ok())
+                .ok_or_else(|| ServerError::NotFound(path.to_owned()))?;
+            match set.remove(id) {
+                Ok(()) => {}
+                Err(SetError::FromConfig) => {
+                    return Err(ServerError::Conflict(
+                        "this target is in the config file: remove it there".into(),
+                    ))
+                }
+                Err(_) => return Err(ServerError::NotFound(path.to_owned())),
+            }
+            save(state, &set).await?;
+            tracing::info!(id, "push target removed");
+            reply(state, StatusCode::OK)
+        }
+        _ => Err(ServerError::MethodNotAllowed {
+            method: method.to_string(),
+            path: path.to_owned(),
+        }),
+    }
+}

@@ -1,0 +1,720 @@
+//! The RTSP server's I/O (`rtsp://<host>:8554/stream`): one task per
+//! control connection, which feeds requests to the pure state machine in
+//! `pinhole-rtsp`, asks the access policy (auth/rtsp.rs), and while
+//! playing pulls frames from the hub like every other viewer and sends
+//! them as RTP (interleaved in the connection, or UDP). A client that
+//! accepts nothing for 10 s is dropped; until then its backlog is the
+//! hub's ring (it skips to a keyframe), never our memory, and no other
+//! viewer waits for it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use pinhole_hub::{Frame, TrackId, Viewer, VIDEO};
+use pinhole_media::Codec;
+use pinhole_rtsp::auth::{self as wire, Authorization};
+use pinhole_rtsp::rtp::{self, Packet, Packetizer};
+use pinhole_rtsp::sdp::MediaDesc;
+use pinhole_rtsp::{rtcp, Action, Conn, Input, Media, Method, Request, Response, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use crate::access::{Credentials, Decision, Refusal};
+use crate::limits::{ViewerLimits, ViewerPermit};
+use crate::state::Output;
+use crate::AppState;
+
+/// The stream's path.
+pub const PATH: &str = "/stream";
+/// Default port (RTSP's registered one is 554, which needs root).
+pub const DEFAULT_PORT: u16 = 8554;
+/// A client whose socket accepts nothing for this long is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sender reports per track, at most this often.
+const SR_INTERVAL_US: u64 = 1_000_000;
+
+#[derive(Clone, Debug)]
+pub struct RtspConfig {
+    /// Control connections in all, and per client address.
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Sessions (set up, playing or not). Playing ones also hold a viewer
+    /// slot of the shared viewer limits (`[security] max_viewers`).
+    pub max_sessions: usize,
+    /// Announced in `Session: …;timeout=`.
+    pub session_timeout_secs: u32,
+    /// Offer UDP unicast besides TCP interleaved.
+    pub udp: bool,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            max_connections: 256,
+            max_connections_per_ip: 64,
+            max_sessions: 256,
+            session_timeout_secs: 60,
+            udp: true,
+        }
+    }
+}
+
+/// A bound RTSP listener with its UDP RTP/RTCP sockets.
+pub struct RtspListener {
+    tcp: TcpListener,
+    udp: Option<Arc<UdpPair>>,
+}
+
+struct UdpPair {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    ports: (u16, u16),
+}
+
+impl RtspListener {
+    pub async fn bind(addr: SocketAddr, udp: bool) -> std::io::Result<RtspListener> {
+        let tcp = TcpListener::bind(addr).await?;
+        let udp = if udp {
+            let ip = SocketAddr::new(addr.ip(), 0);
+            let rtp = UdpSocket::bind(ip).await?;
+            let rtcp = UdpSocket::bind(ip).await?;
+            let ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
+            Some(Arc::new(UdpPair { rtp, rtcp, ports }))
+        } else {
+            None
+        };
+        Ok(RtspListener { tcp, udp })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+struct Shared {
+    state: Arc<AppState>,
+    cfg: RtspConfig,
+    connections: Arc<ViewerLimits>,
+    sessions: AtomicUsize,
+    sdp_session: u64,
+}
+
+/// Serves RTSP on `listeners` until `shutdown` completes.
+pub async fn serve(
+    listeners: Vec<RtspListener>,
+    state: Arc<AppState>,
+    cfg: RtspConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let shared = Arc::new(Shared {
+        connections: ViewerLimits::new(cfg.max_connections, cfg.max_connections_per_ip),
+        sessions: AtomicUsize::new(0),
+        sdp_session: random_u64() >> 2,
+        state,
+        cfg,
+    });
+    let mut tasks = Vec::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    for l in listeners {
+        let shared = shared.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Some(udp) = &l.udp {
+                // Clients' RTCP receiver reports and NAT punches: read and
+                // dropped, so they never fill the socket buffers.
+                tokio::spawn(drain(udp.clone(), stop.clone()));
+            }
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => break,
+                    r = l.tcp.accept() => match r {
+                        Ok((s, peer)) => {
+                            let permit = match shared.connections.acquire(peer.ip()) {
+                                Ok(p) => p,
+                                Err(e) => {
+                                    tracing::debug!(%peer, error = %e, "rtsp connection refused");
+                                    tokio::spawn(refuse(s, e.to_string()));
+                                    continue;
+                                }
+                            };
+                            let _ = s.set_nodelay(true);
+                            let shared = shared.clone();
+                            let udp = l.udp.clone();
+                            let stop = stop.clone();
+                            tokio::spawn(async move {
+                                connection(s, peer, shared, udp, stop).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rtsp accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn drain(udp: Arc<UdpPair>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut a = [0u8; 2048];
+    let mut b = [0u8; 2048];
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = udp.rtp.recv_from(&mut a) => {}
+            _ = udp.rtcp.recv_from(&mut b) => {}
+        }
+    }
+}
+
+/// Over the connection limit: say so and close.
+async fn refuse(mut s: TcpStream, why: String) {
+    let resp = Response::error(503, &why).encode(None);
+    let _ = tokio::time::timeout(Duration::from_secs(2), s.write_all(&resp)).await;
+}
+
+/// Sessions counted against `max_sessions` for as long as this lives.
+struct SessionSlot(Arc<Shared>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One track being sent.
+struct Out {
+    hub_track: TrackId,
+    transport: Transport,
+    pk: Packetizer,
+    ts_offset: u32,
+    /// Capture time (µs) of the last sender report.
+    last_sr: Option<u64>,
+    video: bool,
+}
+
+/// A playing session: its hub cursor and what holds its slots.
+struct Playing {
+    viewer: Viewer,
+    _permit: ViewerPermit,
+    _counted: crate::state::ViewerGuard,
+}
+
+enum End {
+    Closed(&'static str),
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    udp: Option<Arc<UdpPair>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let local = stream.local_addr().ok();
+    let (mut rd, mut wr) = stream.into_split();
+    let state = shared.state.clone();
+    let cfg = pinhole_rtsp::Config {
+        path: PATH.into(),
+        timeout_secs: shared.cfg.session_timeout_secs,
+        udp_server_ports: udp.as_ref().map(|u| u.ports),
+    };
+    let mut conn = Conn::new(cfg, random_hex(8), random_u64(), shared.sdp_session);
+    let nonce = random_hex(16);
+    let mut authorized = false;
+    let mut slot: Option<SessionSlot> = None;
+    let mut playing: Option<Playing> = None;
+    // Per track index; kept across PAUSE/PLAY so sequence numbers continue.
+    let mut outs: HashMap<usize, Out> = HashMap::new();
+    let mut buf = BytesMut::with_capacity(4096);
+    let header_timeout = state.config.security.header_read_timeout;
+    let idle_timeout = Duration::from_secs(u64::from(shared.cfg.session_timeout_secs));
+    let mut last_input = Instant::now();
+    let mut partial_since: Option<Instant> = None;
+    let mut scratch = Vec::with_capacity(64 * 1024);
+    let End::Closed(reason) = loop {
+        // When this connection next needs attention without input.
+        let now_us = state.clock.now_us();
+        let session_wait = conn
+            .deadline()
+            .map(|d| Duration::from_micros(d.saturating_sub(now_us)));
+        let conn_wait = match (partial_since, conn.has_session()) {
+            (Some(t), _) => Some((t + header_timeout).saturating_duration_since(Instant::now())),
+            (None, false) => {
+                Some((last_input + idle_timeout).saturating_duration_since(Instant::now()))
+            }
+            (None, true) => None,
+        };
+        let wait = match (session_wait, conn_wait) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            _ = stop.changed() => break End::Closed("daemon shutting down"),
+            r = rd.read_buf(&mut buf) => {
+                match r {
+                    Ok(0) | Err(_) => break End::Closed("client closed the connection"),
+                    Ok(_) => {}
+                }
+                // Parse and answer every complete message.
+                let mut closing = None;
+                loop {
+                    match pinhole_rtsp::parse(&buf) {
+                        Ok(None) => break,
+                        Ok(Some((input, n))) => {
+                            let _ = buf.split_to(n);
+                            last_input = Instant::now();
+                            match input {
+                                Input::Interleaved { .. } => conn.activity(state.clock.now_us()),
+                                Input::Request(req) => {
+                                    let cseq = match req.cseq() {
+                                        Ok(Some(c)) => c,
+                                        Ok(None) => {
+                                            let r = Response::error(400, "CSeq missing");
+                                            if write(&mut wr, &r.encode(None)).await.is_err() {
+                                                closing = Some("connection lost");
+                                            }
+                                            continue;
+                                        }
+                                        Err(e) => {
+                                            let r = Response::error(e.status(), &e.to_string());
+                                            if write(&mut wr, &r.encode(None)).await.is_err() {
+                                                closing = Some("connection lost");
+                                            }
+                                            continue;
+                                        }
+                                    };
+                                    let (resp, action) = answer(
+                                        &req, &shared, &mut conn, &mut authorized, &nonce,
+                                        peer.ip(), local, &mut slot,
+                                    ).await;
+                                    let mut resp = resp;
+                                    // Starting to play: take the slots before saying yes.
+                                    if let Action::Play(list) = &action {
+                                        if playing.is_none() {
+                                            match start(&shared, peer.ip(), list, &mut outs) {
+                                                Ok(p) => playing = Some(p),
+                                                Err(why) => resp = Response::error(503, &why),
+                                            }
+                                        }
+                                        if resp.status == 200 {
+                                            resp = resp.header("RTP-Info", rtp_info(&req, &outs));
+                                        }
+                                    }
+                                    if write(&mut wr, &resp.encode(Some(cseq))).await.is_err() {
+                                        closing = Some("connection lost");
+                                    }
+                                    match action {
+                                        Action::Pause => playing = None,
+                                        Action::Teardown => {
+                                            playing = None;
+                                            slot = None;
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let r = Response::error(e.status(), &e.to_string());
+                            let _ = write(&mut wr, &r.encode(None)).await;
+                            closing = Some("unparseable request");
+                            break;
+                        }
+                    }
+                }
+                partial_since = if buf.is_empty() { None } else { partial_since.or(Some(Instant::now())) };
+                if let Some(why) = closing {
+                    if why == "unparseable request" {
+                        linger(&mut rd, &mut wr).await;
+                    }
+                    break End::Closed(why);
+                }
+            }
+            frame = next_frame(&mut playing) => {
+                let Some(frame) = frame else { break End::Closed("daemon shutting down") };
+                let Some(out) = outs.values_mut().find(|o| o.hub_track == frame.track.id) else { continue };
+                match send_frame(&frame, out, &mut wr, udp.as_deref(), peer.ip(), &mut scratch).await {
+                    Ok(()) => {
+                        if out.video {
+                            state.send_latency.record(state.hub.age(frame.published_us));
+                        }
+                    }
+                    Err(why) => break End::Closed(why),
+                }
+            }
+            _ = sleep_opt(wait) => {
+                if conn.on_timeout(state.clock.now_us()) == Action::Teardown {
+                    break End::Closed("session timed out");
+                }
+                if partial_since.is_some_and(|t| t.elapsed() >= header_timeout) {
+                    break End::Closed("request not completed in time");
+                }
+                if !conn.has_session() && last_input.elapsed() >= idle_timeout {
+                    break End::Closed("idle connection");
+                }
+            }
+        }
+    };
+    tracing::debug!(%peer, reason, skipped = playing.as_ref().map(|p| p.viewer.skipped()), "rtsp connection ended");
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_frame(p: &mut Option<Playing>) -> Option<Arc<Frame>> {
+    match p {
+        Some(p) => p.viewer.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write(wr: &mut OwnedWriteHalf, data: &[u8]) -> Result<(), &'static str> {
+    match tokio::time::timeout(SEND_TIMEOUT, wr.write_all(data)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("connection lost"),
+        Err(_) => Err("client stopped reading"),
+    }
+}
+
+/// After an unparseable request: let the client read our answer before
+/// the close (closing with unread input would reset the connection and
+/// lose it), reading and discarding for a moment.
+async fn linger(rd: &mut tokio::net::tcp::OwnedReadHalf, wr: &mut OwnedWriteHalf) {
+    let _ = wr.shutdown().await;
+    let mut sink = [0u8; 16 * 1024];
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut total = 0usize;
+    while total < (4 << 20) {
+        match tokio::time::timeout_at(until, rd.read(&mut sink)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => break,
+        }
+    }
+}
+
+/// Authorises, then lets the state machine answer.
+#[allow(clippy::too_many_arguments)]
+async fn answer(
+    req: &Request,
+    shared: &Arc<Shared>,
+    conn: &mut Conn,
+    authorized: &mut bool,
+    nonce: &str,
+    ip: IpAddr,
+    local: Option<SocketAddr>,
+    slot: &mut Option<SessionSlot>,
+) -> (Response, Action) {
+    let state = &shared.state;
+    // OPTIONS is answered to anyone (clients probe with it first).
+    if req.method != Method::Options && !*authorized {
+        match authorize(req, shared, nonce, ip).await {
+            Ok(()) => *authorized = true,
+            Err(r) => return (r, Action::None),
+        }
+    }
+    // A new session must fit under the limit.
+    if req.method == Method::Setup && slot.is_none() {
+        let n = shared.sessions.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(SessionSlot(shared.clone()));
+        if n >= shared.cfg.max_sessions {
+            *slot = None;
+            return (
+                Response::error(453, "too many RTSP sessions; try again later"),
+                Action::None,
+            );
+        }
+    }
+    let media = media(state, local);
+    let reply = conn.handle(req, media.as_ref().map(|(m, _)| m), state.clock.now_us());
+    if !conn.has_session() {
+        *slot = None;
+    }
+    let action = match reply.action {
+        Action::Play(list) => {
+            // Map SDP track indexes to hub tracks now, as they are.
+            let ids = media.map(|(_, ids)| ids).unwrap_or_default();
+            Action::Play(list.into_iter().filter(|(i, _)| *i < ids.len()).collect())
+        }
+        a => a,
+    };
+    (reply.response, action)
+}
+
+/// The access policy for this request: `Err` is the refusal to send.
+async fn authorize(
+    req: &Request,
+    shared: &Shared,
+    nonce: &str,
+    ip: IpAddr,
+) -> Result<(), Response> {
+    let auth = &shared.state.auth;
+    let token = auth.rtsp_token_ok(req.query());
+    let base = Credentials {
+        token,
+        ..Credentials::default()
+    };
+    let refusal = match auth.rtsp_decide(ip, base) {
+        Decision::Allow { .. } => return Ok(()),
+        Decision::Refuse(r) => r,
+    };
+    if refusal != Refusal::ViewLogin {
+        return Err(Response::error(403, &refusal.message()));
+    }
+    let authz = req
+        .header("Authorization")
+        .and_then(wire::parse_authorization);
+    if let Some(a) = &authz {
+        match auth.rtsp_password(ip, a, req.method.as_str(), nonce).await {
+            Ok(true) => {
+                let creds = Credentials {
+                    viewer: true,
+                    ..base
+                };
+                if let Decision::Allow { .. } = auth.rtsp_decide(ip, creds) {
+                    return Ok(());
+                }
+            }
+            Ok(false) => {
+                let who = match a {
+                    Authorization::Basic { .. } => "Basic",
+                    Authorization::Digest(_) => "Digest",
+                };
+                tracing::info!(client = %ip, scheme = who, "rtsp: wrong viewer credentials");
+            }
+            Err(e) => {
+                let retry = match &e {
+                    crate::ServerError::TooManyRequests { retry_after } => *retry_after,
+                    _ => 1,
+                };
+                return Err(
+                    Response::error(429, "too many wrong passwords; wait and retry")
+                        .header("Retry-After", retry.to_string()),
+                );
+            }
+        }
+    }
+    let [digest, basic] = wire::challenges(nonce);
+    let why = if shared.state.auth.has_viewer_password() {
+        "log in as user 'viewer' with the viewer password, or add ?token= to the URL"
+    } else {
+        "add a viewer token (?token=) to the URL"
+    };
+    Err(Response::error(401, why)
+        .header("WWW-Authenticate", digest)
+        .header("WWW-Authenticate", basic))
+}
+
+/// What DESCRIBE offers now, with the hub track of each SDP track.
+fn media(state: &AppState, local: Option<SocketAddr>) -> Option<(Media, Vec<TrackId>)> {
+    let stream = state.hub.stream()?;
+    let info = &stream.info;
+    let fps = state.hub.stats().measured_fps;
+    let mut tracks = vec![MediaDesc::H264 {
+        sps: info.sps.to_vec(),
+        pps: info.pps.to_vec(),
+        fps: (fps > 0.0).then_some(fps),
+        width: info.width,
+        height: info.height,
+    }];
+    let mut ids = vec![VIDEO];
+    if let Some(t) = state
+        .hub
+        .tracks()
+        .into_iter()
+        .find(|t| matches!(t.codec, Codec::Opus(_)))
+    {
+        if let Codec::Opus(c) = &t.codec {
+            tracks.push(MediaDesc::Opus {
+                channels: c.channels,
+            });
+            ids.push(t.id);
+        }
+    }
+    let addr = local
+        .map(|a| crate::auth::canonical(a.ip()).to_string())
+        .unwrap_or_else(|| "0.0.0.0".into());
+    Some((
+        Media {
+            tracks,
+            version: stream.generation,
+            addr,
+        },
+        ids,
+    ))
+}
+
+/// Takes a viewer slot and subscribes; sets up the packetizers of tracks
+/// not sent before (their sequence numbers then continue).
+fn start(
+    shared: &Arc<Shared>,
+    ip: IpAddr,
+    list: &[(usize, Transport)],
+    outs: &mut HashMap<usize, Out>,
+) -> Result<Playing, String> {
+    let state = &shared.state;
+    let permit = state.auth.viewers.acquire(ip).map_err(|e| e.to_string())?;
+    let ids = media(state, None).map(|(_, ids)| ids).unwrap_or_default();
+    for (i, t) in list {
+        let Some(&hub_track) = ids.get(*i) else {
+            continue;
+        };
+        let video = hub_track == VIDEO;
+        let entry = outs.entry(*i).or_insert_with(|| {
+            let r = random_u64();
+            Out {
+                hub_track,
+                transport: *t,
+                pk: Packetizer::new(
+                    ssrc_of(&r, *i),
+                    if video {
+                        pinhole_rtsp::sdp::H264_PT
+                    } else {
+                        pinhole_rtsp::sdp::OPUS_PT
+                    },
+                    (r >> 16) as u16,
+                ),
+                ts_offset: (r >> 32) as u32,
+                last_sr: None,
+                video,
+            }
+        });
+        entry.hub_track = hub_track;
+        entry.transport = *t;
+        entry.last_sr = None;
+    }
+    outs.retain(|i, _| list.iter().any(|(j, _)| j == i));
+    Ok(Playing {
+        viewer: state.hub.subscribe(),
+        _permit: permit,
+        _counted: state.viewer(Output::Rtsp),
+    })
+}
+
+fn ssrc_of(r: &u64, i: usize) -> u32 {
+    (*r as u32) ^ (i as u32)
+}
+
+fn rtp_info(req: &Request, outs: &HashMap<usize, Out>) -> String {
+    // The aggregate URL the client used, up to and including the stream path.
+    let uri = req.uri.split(['?', '#']).next().unwrap_or("");
+    let base = uri.find(PATH).map_or(uri, |i| &uri[..i + PATH.len()]);
+    let mut idx: Vec<_> = outs.keys().copied().collect();
+    idx.sort_unstable();
+    idx.iter()
+        .map(|i| format!("url={base}/trackID={i};seq={}", outs[i].pk.next_seq()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One frame of a track as RTP (and, once a second, an RTCP SR first).
+async fn send_frame(
+    frame: &Frame,
+    out: &mut Out,
+    wr: &mut OwnedWriteHalf,
+    udp: Option<&UdpPair>,
+    ip: IpAddr,
+    scratch: &mut Vec<u8>,
+) -> Result<(), &'static str> {
+    let ts = if out.video {
+        rtp::video_ts(frame.au.pts_us, out.ts_offset)
+    } else {
+        (frame.decode_time as u32).wrapping_add(out.ts_offset)
+    };
+    // The report first (counts as sent so far): the mapping of this
+    // frame's RTP time to its capture wall-clock time.
+    let sr_due = out
+        .last_sr
+        .is_none_or(|t| frame.au.pts_us.saturating_sub(t) >= SR_INTERVAL_US);
+    let sr = sr_due.then(|| {
+        out.last_sr = Some(frame.au.pts_us);
+        let (n, octets) = out.pk.counts();
+        rtcp::sender_report(out.pk.ssrc, frame.au.wallclock_us, ts, n, octets, "pinhole")
+    });
+    let mut packets: Vec<Packet> = Vec::new();
+    if out.video {
+        out.pk.h264(&frame.au.data, ts, &mut packets);
+    } else {
+        packets.push(out.pk.whole(frame.au.data.clone(), ts, false));
+    }
+    match out.transport {
+        Transport::Tcp { rtp, rtcp } => {
+            scratch.clear();
+            let mut push = |ch: u8, parts: &[&[u8]]| {
+                let len: usize = parts.iter().map(|p| p.len()).sum();
+                scratch.push(b'$');
+                scratch.push(ch);
+                scratch.extend_from_slice(&(len as u16).to_be_bytes());
+                for p in parts {
+                    scratch.extend_from_slice(p);
+                }
+            };
+            if let Some(sr) = &sr {
+                push(rtcp, &[sr]);
+            }
+            for p in &packets {
+                push(rtp, &[p.header(), &p.payload]);
+            }
+            write(wr, scratch).await
+        }
+        Transport::Udp {
+            client_rtp,
+            client_rtcp,
+        } => {
+            let Some(udp) = udp else {
+                return Err("no UDP socket");
+            };
+            if let Some(sr) = &sr {
+                let _ = udp.rtcp.send_to(sr, (ip, client_rtcp)).await;
+            }
+            for p in &packets {
+                scratch.clear();
+                p.write_to(scratch);
+                // A full socket buffer or an unreachable port is packet
+                // loss, as on any network: never a reason to stall.
+                let _ = udp
+                    .rtp
+                    .try_send_to(scratch, SocketAddr::new(ip, client_rtp));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // No entropy at all would be a broken system; fall back to the time.
+    if getrandom::getrandom(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        return t ^ 0x9e37_79b9_7f4a_7c15;
+    }
+    u64::from_le_bytes(b)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    if getrandom::getrandom(&mut b).is_err() {
+        return format!("{:016x}", random_u64());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,96 @@
+// Sound through our WebCodecs player (docs/audio.md): with `--audio test` the sound button
+// appears, starts muted, and after a click plays the Opus track through Web Audio with a moving
+// level meter. A/V sync through the player: the test tone clicks at every whole second of the
+// capture clock and the test pattern flashes its marker square on the same frame; the page
+// notes when the canvas first shows the marker and when the player scheduled the click to
+// leave the speaker (AudioContext output timestamps); |skew| <= 45 ms.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { freePort, startDaemon, launchBrowser, newPage, waitFor, sleep } from './lib.mjs';
+
+let daemon;
+let ctx;
+before(async () => {
+  daemon = await startDaemon(await freePort(), { extraArgs: ['--audio', 'test', '--width', '640', '--height', '360'] });
+  ctx = await launchBrowser();
+});
+after(async () => {
+  await ctx?.close();
+  await daemon?.stop();
+});
+
+// Records, after every drawImage on the player's canvas, when the marker square (640x360:
+// x 0..60, y 150..210) turns white.
+const MARKER_WATCH = `
+  window.PINHOLE_MARKERS = [];
+  const draw = CanvasRenderingContext2D.prototype.drawImage;
+  let on = false;
+  CanvasRenderingContext2D.prototype.drawImage = function (...a) {
+    draw.apply(this, a);
+    if (this.canvas.width !== 640) return;
+    const [r, g, b] = this.getImageData(30, 180, 1, 1).data;
+    const white = (r + g + b) / 3 > 200;
+    if (white && !on) window.PINHOLE_MARKERS.push(performance.now());
+    on = white;
+  };`;
+
+test('WebCodecs plays the sound, muted until asked, in step with the picture', async (t) => {
+  const page = await newPage(ctx);
+  try {
+    await page.addInitScript({ content: MARKER_WATCH });
+    await page.goto(`${daemon.base}/?player=webcodecs&stats=1`);
+    const playing = await waitFor(() => page.evaluate(() => window.pinhole?.stats().state === 'playing'), { timeoutMs: 15000 });
+    assert.ok(playing, `never played: ${JSON.stringify(await page.evaluate(() => window.pinhole?.stats()))}`);
+    // The sound button shows once the stream carries audio (at a keyframe), muted.
+    const shown = await waitFor(() => page.isVisible('#btn-sound'), { timeoutMs: 8000 });
+    assert.ok(shown, 'no sound button');
+    assert.equal(await page.getAttribute('#btn-sound', 'aria-pressed'), 'false', 'starts muted');
+    assert.equal(await page.evaluate(() => window.pinhole.stats().audio.played), 0, 'nothing played while muted');
+    await page.click('#btn-sound');
+    assert.equal(await page.getAttribute('#btn-sound', 'aria-pressed'), 'true');
+    // The first seconds learn how long the sound needs (the picture then waits for it).
+    await sleep(3000);
+    await page.evaluate(() => { window.pinhole.player.audio.clicks = []; window.PINHOLE_MARKERS = []; });
+    await sleep(5000);
+    const s = await page.evaluate(() => window.pinhole.stats());
+    const meter = await page.evaluate(() => document.getElementById('sound-level').style.width);
+    t.diagnostic(`audio ${JSON.stringify(s.audio)}, meter ${meter}, video delay ${s.delay?.toFixed(3)} s`);
+    assert.ok(s.audio.played > 300, `only ${s.audio.played} packets played in 8 s`);
+    assert.ok(parseFloat(meter) > 0, 'the level meter does not move');
+
+    const { clicks, markers } = await page.evaluate(() => ({
+      clicks: window.pinhole.player.audio.clicks.map((c) => c.outMs),
+      markers: window.PINHOLE_MARKERS,
+    }));
+    const skews = [];
+    for (const c of clicks) {
+      const m = markers.reduce((best, x) => (Math.abs(x - c) < Math.abs(best - c) ? x : best), Infinity);
+      if (Math.abs(m - c) < 500) skews.push(m - c);
+    }
+    t.diagnostic(`A/V skew in Chromium (picture − sound), ms: ${skews.map((x) => x.toFixed(1)).join(', ')}`);
+    assert.ok(skews.length >= 3, `matched ${skews.length} click/marker pairs (clicks ${clicks}, markers ${markers})`);
+    assert.ok(skews.every((x) => Math.abs(x) <= 45), `skew over 45 ms: ${skews}`);
+  } catch (e) {
+    console.log(page.logs.join('\n'));
+    throw e;
+  }
+});
+
+test('LL-HLS (hls.js) carries the Opus track too: decoded, muted until the sound button', async () => {
+  const page = await newPage(ctx);
+  try {
+    await page.goto(`${daemon.base}/?player=hls`);
+    const shown = await waitFor(() => page.isVisible('#btn-sound'), { timeoutMs: 20000 });
+    assert.ok(shown, `no sound button: ${JSON.stringify(await page.evaluate(() => window.pinhole?.stats()))}`);
+    assert.equal(await page.evaluate(() => document.querySelector('#screen video').muted), true);
+    await page.click('#btn-sound');
+    assert.equal(await page.evaluate(() => document.querySelector('#screen video').muted), false);
+    const a = await page.evaluate(() => document.querySelector('#screen video').webkitAudioDecodedByteCount);
+    await sleep(2000);
+    const b = await page.evaluate(() => document.querySelector('#screen video').webkitAudioDecodedByteCount);
+    assert.ok(b > a, `audio not decoding: ${a} -> ${b} bytes`);
+  } catch (e) {
+    console.log(page.logs.join('\n'));
+    throw e;
+  }
+});
