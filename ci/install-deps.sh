@@ -14,6 +14,8 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v ffprobe >/dev/null || need+=(ffmpeg)
 command -v nginx >/dev/null || need+=(nginx-light)
+# The WebRTC tests' aiortc lives in a venv (tests/webrtc/venv.sh).
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 dpkg -s libopus-dev >/dev/null 2>&1 || need+=(libopus-dev pkg-config)
 # RTSP clients we did not write (crates/pinhole-server/tests/rtsp_clients.rs):
 # GStreamer's rtspsrc + avdec_h264 and Home Assistant's PyAV. (Not VLC:
@@ -39,3 +41,7 @@ if [ ! -d tests/browser/node_modules ]; then
   echo "== npm ci (tests/browser)"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+
+# aiortc, the WebRTC client of crates/pinholed/tests/webrtc.rs (pinned in
+# tests/webrtc/requirements.txt): the test makes it too, this only does it early.
+echo "== WebRTC test venv: $(tests/webrtc/venv.sh)"

@@ -29,9 +29,10 @@ WATCHDOG_SEC = 10          # pinholed.service WatchdogSec=
 RESTART_BUDGET = WATCHDOG_SEC + 5 + 2 + 30   # + TimeoutAbortSec + RestartSec + margin (TCG is slow)
 ADMIN_PASSWORD = "qemu test admin password"
 # Beyond loopback only these may listen: the UI (80, 443), RTSP (8554, its
-# RTP/RTCP UDP ports 8554-8555) and mDNS. A DHCP client's socket (68, 546)
-# takes only its server's replies; it serves nothing.
-EXPOSED_OK = {"80/tcp", "443/tcp", "8554/tcp", "8554/udp", "8555/udp", "5353/udp"}
+# RTP/RTCP UDP ports 8554-8555), WebRTC's one UDP port (8189, docs/webrtc.md)
+# and mDNS. A DHCP client's socket (68, 546) takes only its server's
+# replies; it serves nothing.
+EXPOSED_OK = {"80/tcp", "443/tcp", "8554/tcp", "8554/udp", "8555/udp", "8189/udp", "5353/udp"}
 DHCP_CLIENT = {"68/udp", "546/udp"}
 
 results = {"passed": 0, "failed": 0, "skipped": 0}
@@ -612,7 +613,7 @@ def https_checks(g, port, tls_port):
     st, out = g.sh("ss -H -tuln")
     exposed = exposed_ports(out)
     check(exposed - DHCP_CLIENT <= EXPOSED_OK and {"80/tcp", "443/tcp", "5353/udp"} <= exposed,
-          "only 80/443, RTSP and mDNS listen beyond loopback", " ".join(sorted(exposed)))
+          "only 80/443, RTSP, WebRTC's UDP port and mDNS listen beyond loopback", " ".join(sorted(exposed)))
     return fp
 
 

@@ -210,7 +210,8 @@ impl Source for TestPattern {
             self.draw(due(0, slot), wall_us, frames, marker);
             // After an encoder failure the new encoder starts on an IDR; keep
             // the count aligned with it.
-            let force_idr = frames.checked_rem(interval) == Some(0);
+            // A viewer's keyframe request (WebRTC PLI/FIR) forces one too.
+            let force_idr = frames.checked_rem(interval) == Some(0) || sink.keyframe_wanted();
             match enc.encode(&self.pic, pts_us, force_idr) {
                 Ok(Some(out)) => {
                     failures = 0;

@@ -103,6 +103,10 @@ impl FrameSink for Feed {
         *lock(&self.heartbeat_us) = Some(self.clock.now_us());
     }
 
+    fn keyframe_wanted(&self) -> bool {
+        self.hub.take_keyframe_request()
+    }
+
     fn publish_jpeg(&self, jpeg: Bytes, pts_us: u64) {
         // A track of the hub like the rest: snapshots and /mjpeg read its
         // latest picture there (also before any H.264 arrives).

@@ -272,6 +272,9 @@ pub struct Hub {
     head: Mutex<Option<watch::Sender<u64>>>,
     head_rx: watch::Receiver<u64>,
     drops: AtomicU64,
+    /// A viewer asked for a keyframe (`request_keyframe`); the feed hands
+    /// it to the source (`FrameSink::keyframe_wanted`).
+    keyframe_request: std::sync::atomic::AtomicBool,
     /// Stamps frames when they arrive (ages, server-added latency).
     clock: Arc<dyn Clock>,
 }
@@ -313,11 +316,22 @@ impl Hub {
             head: Mutex::new(Some(tx)),
             head_rx: rx,
             drops: AtomicU64::new(0),
+            keyframe_request: std::sync::atomic::AtomicBool::new(false),
             clock,
         })
     }
 
     /// The clock frames are stamped with.
+    /// Asks the source for a keyframe (outputs throttle their asks).
+    pub fn request_keyframe(&self) {
+        self.keyframe_request.store(true, Ordering::Relaxed);
+    }
+
+    /// Takes a pending keyframe request.
+    pub fn take_keyframe_request(&self) -> bool {
+        self.keyframe_request.swap(false, Ordering::Relaxed)
+    }
+
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
     }

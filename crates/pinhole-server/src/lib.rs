@@ -28,6 +28,7 @@ mod status;
 pub mod table;
 mod ui;
 pub mod update;
+pub mod whep;
 mod ws;
 
 use std::convert::Infallible;

@@ -65,7 +65,13 @@ async fn route(
     let r = table::lookup(path);
     match r.verdict(method.as_str()) {
         Verdict::Serve(_) => {}
-        Verdict::Preflight { .. } => return Ok(preflight(r)),
+        Verdict::Preflight { .. } => {
+            let mut resp = preflight(r);
+            if r.target == Target::Whep {
+                crate::whep::add_links(state, &mut resp);
+            }
+            return Ok(resp);
+        }
         Verdict::NotAllowed => {
             return Err(ServerError::MethodNotAllowed {
                 method: method.to_string(),
@@ -110,6 +116,7 @@ async fn route(
         // The handlers check credentials themselves.
         Target::Auth => crate::auth::handle(req, state, admitted).await,
         Target::UpdateUnknown | Target::ApiUnknown => Err(ServerError::NotFound(path.to_owned())),
+        Target::Whep => crate::whep::handle(req, state, path, method).await,
         Target::Ui => ui::serve(state, path).await,
     }
 }

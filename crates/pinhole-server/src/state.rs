@@ -152,6 +152,8 @@ pub struct AppState {
     pub push: std::sync::OnceLock<Arc<pinhole_push::PushSet>>,
     /// Camera settings (`/api/camera`), when the daemon offers them.
     pub camera: std::sync::OnceLock<Arc<dyn crate::camera::CameraBackend>>,
+    /// The WebRTC (WHEP) endpoint, when the daemon started one.
+    pub webrtc: std::sync::OnceLock<Arc<pinhole_webrtc::Endpoint>>,
     /// The first RTSP listener's port, for `/api/status` (the UI shows the URL).
     pub rtsp_port: std::sync::OnceLock<u16>,
     /// One `PUT /api/camera` at a time.
@@ -178,6 +180,7 @@ impl AppState {
             hls: Default::default(),
             push: std::sync::OnceLock::new(),
             camera: std::sync::OnceLock::new(),
+            webrtc: std::sync::OnceLock::new(),
             rtsp_port: std::sync::OnceLock::new(),
             camera_lock: tokio::sync::Mutex::new(()),
         })

@@ -108,6 +108,19 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
         "measured": { "fps": s.measured_fps, "bitrate": s.measured_bitrate },
         "viewers": viewers,
         "hls": crate::hls::status_json(state, admin),
+        "webrtc": state.webrtc.get().map(|ep| {
+            let w = ep.stats();
+            json!({
+                "udp": ep.local_addr().to_string(),
+                "candidates": ep.candidates().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                "sessions": w.sessions,
+                "sessions_total": w.sessions_total,
+                "refused_full": w.refused_full,
+                "frames_sent": w.frames_sent,
+                "keyframe_requests": w.keyframe_requests,
+                "nacks": w.nacks,
+            })
+        }),
         // Push targets (URLs with their stream keys hidden): configuration,
         // so for the admin only.
         "push": admin.then(|| push_json(state)),
@@ -321,6 +334,39 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
         "Encoded bytes published by the source.",
         s.bytes as f64,
     );
+    if let Some(ep) = state.webrtc.get() {
+        let w = ep.stats();
+        metric(
+            "webrtc_sessions",
+            "gauge",
+            "Open WebRTC (WHEP) sessions.",
+            w.sessions as f64,
+        );
+        metric(
+            "webrtc_sessions_total",
+            "counter",
+            "WebRTC sessions made since start.",
+            w.sessions_total as f64,
+        );
+        metric(
+            "webrtc_refused_full_total",
+            "counter",
+            "WHEP offers refused with 503 at the session limit.",
+            w.refused_full as f64,
+        );
+        metric(
+            "webrtc_nacks_total",
+            "counter",
+            "NACKs received from WebRTC viewers (answered from the send buffer).",
+            w.nacks as f64,
+        );
+        metric(
+            "webrtc_keyframe_requests_total",
+            "counter",
+            "PLI/FIR received from WebRTC viewers.",
+            w.keyframe_requests as f64,
+        );
+    }
     metric(
         "viewer_dropped_frames_total",
         "counter",

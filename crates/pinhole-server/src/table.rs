@@ -38,6 +38,8 @@ pub enum Target {
     Auth,
     /// Any other `/api/…`: 404.
     ApiUnknown,
+    /// WHEP: `/whep`, `/stream/whep` and their sessions (whep.rs).
+    Whep,
     /// The page and its files.
     Ui,
 }
@@ -73,6 +75,9 @@ const READ: &[(&str, Class)] = &[("GET", View), ("HEAD", View)];
 const READ_ADMIN: &[(&str, Class)] = &[("GET", Admin), ("HEAD", Admin)];
 /// Settings: anyone allowed to view reads them, only the admin changes them.
 const SETTINGS: &[(&str, Class)] = &[("GET", View), ("HEAD", View), ("PUT", Admin)];
+
+const WHEP: &[(&str, Class)] = &[("POST", View)];
+const WHEP_SESSION: &[(&str, Class)] = &[("PATCH", View), ("DELETE", View)];
 
 const fn route(path: PathMatch, target: Target, methods: Methods, live: bool) -> Route {
     Route {
@@ -157,6 +162,18 @@ pub static ROUTES: &[Route] = &[
         Exact("/api/access"),
         Target::Access,
         Listed(SETTINGS),
+        false,
+    ),
+    // WHEP: making, trickling and ending a session are viewer actions
+    // (the viewer policy and Origin rule, as for /ws/*), not admin ones.
+    // Not `live`: the answer ends at once; `[webrtc] max_sessions` bounds them.
+    route(Exact("/whep"), Target::Whep, Listed(WHEP), false),
+    route(Prefix("/whep/"), Target::Whep, Listed(WHEP_SESSION), false),
+    route(Exact("/stream/whep"), Target::Whep, Listed(WHEP), false),
+    route(
+        Prefix("/stream/whep/"),
+        Target::Whep,
+        Listed(WHEP_SESSION),
         false,
     ),
     // Push targets: their URLs are configuration (admin only, reads too).
@@ -290,7 +307,14 @@ mod tests {
     fn every_state_change_is_admin_or_auth() {
         // The property the old method-based rule gave by construction: a
         // route that changes state is the admin's, unless it is declared here.
-        let view_writes: &[(&str, &str)] = &[];
+        let view_writes: &[(&str, &str)] = &[
+            ("POST", "/whep"),
+            ("PATCH", "/whep/"),
+            ("DELETE", "/whep/"),
+            ("POST", "/stream/whep"),
+            ("PATCH", "/stream/whep/"),
+            ("DELETE", "/stream/whep/"),
+        ];
         for r in ROUTES {
             if let Listed(list) = r.methods {
                 for (m, c) in list {
@@ -337,6 +361,11 @@ mod tests {
         assert_eq!(classify("OPTIONS", "/stream.mp4"), Class::Preflight);
         assert_eq!(classify("OPTIONS", "/api/update"), Static);
         assert_eq!(classify("OPTIONS", "/"), Static);
+        assert_eq!(classify("POST", "/whep"), View);
+        assert_eq!(classify("PATCH", "/stream/whep/ab"), View);
+        assert_eq!(classify("DELETE", "/whep/ab"), View);
+        assert_eq!(classify("OPTIONS", "/stream/whep"), Class::Preflight);
+        assert_eq!(classify("PUT", "/whep"), Admin);
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub trait FrameSink: Send + Sync {
     /// A JPEG picture straight from the camera (MJPEG devices), for
     /// `/snapshot.jpg` and `/mjpeg` without a decode/encode round trip.
     fn publish_jpeg(&self, _jpeg: bytes::Bytes, _pts_us: u64) {}
+    /// A viewer lost a picture and asked for a keyframe (WebRTC PLI/FIR).
+    /// Taking it clears it; a source that can force an IDR does so on its
+    /// next frame, others wait for their GOP.
+    fn keyframe_wanted(&self) -> bool {
+        false
+    }
     /// A track beside the video (Opus audio) that this source publishes
     /// on with [`FrameSink::publish_on`]. Asking again for the same kind
     /// (a restarted source) returns the same track, with `codec` as its new

@@ -98,6 +98,9 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub hls_dir: Option<PathBuf>,
 
+    /// The WebRTC (WHEP) UDP address, or `off`. [default: 0.0.0.0:8189]
+    #[arg(long, value_name = "ADDR")]
+    pub webrtc_listen: Option<String>,
     /// Push the stream to a media server: rtmp://host[:port]/app/stream-key.
     /// Repeat for several; replaces the config file's [[push]] entries.
     /// The command line is visible to other local users: prefer the file.
@@ -125,6 +128,7 @@ pub struct Config {
     pub ota: OtaConfig,
     pub security: crate::security_config::SecuritySection,
     pub camera: CameraConfig,
+    pub webrtc: WebrtcConfig,
     /// `[[push]]` entries: media servers to push the stream to.
     pub push: Vec<PushConfig>,
     pub audio: AudioConfig,
@@ -279,6 +283,82 @@ impl Default for OtaConfig {
     }
 }
 
+/// `[webrtc]`: WHEP playback (docs/webrtc.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcConfig {
+    pub enabled: bool,
+    /// The one UDP address every session shares (one firewall hole).
+    pub listen: String,
+    /// Offer every non-loopback interface address as a host candidate.
+    pub lan_candidates: bool,
+    /// More addresses to offer: `"203.0.113.7"` (the UDP port) or
+    /// `"203.0.113.7:18189"` (a forwarded port).
+    pub extra_candidates: Vec<String>,
+    /// STUN/TURN servers handed to clients, for viewing from outside.
+    pub ice_servers: Vec<IceServerConfig>,
+    /// Sessions at once; more get 503.
+    pub max_sessions: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerConfig {
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        WebrtcConfig {
+            enabled: true,
+            listen: "0.0.0.0:8189".into(),
+            lan_candidates: true,
+            extra_candidates: Vec::new(),
+            ice_servers: Vec::new(),
+            max_sessions: 20,
+        }
+    }
+}
+
+impl WebrtcConfig {
+    /// The endpoint's settings; errors name the bad key.
+    pub fn to_endpoint(&self) -> Result<pinhole_webrtc::EndpointConfig, String> {
+        let listen = self
+            .listen
+            .parse()
+            .map_err(|e| format!("[webrtc] listen '{}': {e}", self.listen))?;
+        let mut extra = Vec::new();
+        for c in &self.extra_candidates {
+            let addr = c
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| c.parse::<std::net::IpAddr>().map(|ip| (ip, 0).into()))
+                .map_err(|_| {
+                    format!("[webrtc] extra_candidates '{c}': use an IP address, with :port if forwarded")
+                })?;
+            extra.push(addr);
+        }
+        Ok(pinhole_webrtc::EndpointConfig {
+            listen,
+            lan_candidates: self.lan_candidates,
+            extra_candidates: extra,
+            ice_servers: self
+                .ice_servers
+                .iter()
+                .map(|s| pinhole_webrtc::IceServer {
+                    url: s.url.clone(),
+                    username: s.username.clone(),
+                    credential: s.credential.clone(),
+                })
+                .collect(),
+            max_sessions: self.max_sessions,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HlsConfig {
@@ -345,6 +425,7 @@ impl Default for Config {
             ota: OtaConfig::default(),
             security: Default::default(),
             camera: CameraConfig::default(),
+            webrtc: WebrtcConfig::default(),
             push: Vec::new(),
             audio: AudioConfig::default(),
         }
@@ -500,6 +581,11 @@ impl Config {
         }
         if cli.data_dir.is_some() {
             cfg.security.data_dir = cli.data_dir.clone();
+        }
+        match cli.webrtc_listen.as_deref() {
+            Some("off") => cfg.webrtc.enabled = false,
+            Some(a) => cfg.webrtc.listen = a.to_owned(),
+            None => {}
         }
         if !cli.push.is_empty() {
             cfg.push = cli

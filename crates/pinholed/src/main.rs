@@ -272,6 +272,19 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         listeners.push(bound);
     }
 
+    if cfg.webrtc.enabled {
+        // WebRTC is one output among several: run without it if it cannot start.
+        match cfg.webrtc.to_endpoint() {
+            Ok(wcfg) => match pinhole_webrtc::Endpoint::start(wcfg, state.hub.clone()).await {
+                Ok(ep) => {
+                    let _ = state.webrtc.set(ep);
+                }
+                Err(e) => tracing::error!("WebRTC disabled: {e}"),
+            },
+            Err(e) => tracing::error!("WebRTC disabled: {e}"),
+        }
+    }
+
     let mut rtsp = Vec::new();
     for a in &cfg.rtsp {
         let addr: std::net::SocketAddr = a.parse().map_err(|_| DaemonError::BadListen {

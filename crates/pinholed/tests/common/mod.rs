@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 pub fn spawn_daemon(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pinholed"))
         .args(["--listen", "127.0.0.1:0"])
+        // Tests never take the default UDP port (nor any other interface).
+        .args(["--webrtc-listen", "127.0.0.1:0"])
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

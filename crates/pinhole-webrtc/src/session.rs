@@ -1,0 +1,387 @@
+//! One viewer's WebRTC session: str0m's `Rtc` (ICE-lite, DTLS, SRTP, RTP
+//! packetizing, NACK resends from its send buffer) behind a small pure
+//! interface. Packets and time in, datagrams and the next deadline out; no
+//! sockets, no threads, no clock reads: `now_us` is the daemon's clock
+//! (`pinhole_media::Clock`), mapped onto the `Instant`s str0m wants from a
+//! fixed base, so a test drives hours of session in microseconds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::config::{CryptoProvider, DtlsCert};
+use str0m::format::Codec;
+use str0m::media::{MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
+
+use crate::offer::Offer;
+use crate::WebrtcError;
+
+/// Without a packet from the viewer for this long its consent has expired
+/// (RFC 7675: browsers check consent every ~5 s, and give up at 30 s).
+pub const CONSENT_TIMEOUT_US: u64 = 30_000_000;
+
+/// What every session shares: the crypto provider and one DTLS certificate
+/// (made once: a key per session would cost a P-256 key generation each).
+#[derive(Clone)]
+pub struct Shared {
+    pub provider: Arc<CryptoProvider>,
+    pub cert: Option<DtlsCert>,
+    /// `Instant` for clock time 0: str0m counts in `Instant`s.
+    pub base: Instant,
+    /// Our address(es) as host candidates: every LAN address and the extra
+    /// ones from the config, all on the one UDP port.
+    pub candidates: Vec<SocketAddr>,
+}
+
+impl Shared {
+    pub fn new(candidates: Vec<SocketAddr>, base: Instant) -> Self {
+        let provider = str0m::crypto::from_feature_flags();
+        let cert = provider.dtls_provider.generate_certificate();
+        Shared {
+            provider: Arc::new(provider),
+            cert,
+            base,
+            candidates,
+        }
+    }
+
+    fn at(&self, now_us: u64) -> Instant {
+        self.base + Duration::from_micros(now_us)
+    }
+}
+
+/// Counters for `/api/status` and the tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SessionStats {
+    pub frames_sent: u64,
+    /// Frames not sent while waiting for a keyframe (before the first one).
+    pub frames_waiting_key: u64,
+    /// PLI/FIR received from the viewer.
+    pub keyframe_requests: u64,
+    /// NACKs received (str0m resends from its send buffer).
+    pub nacks: u64,
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Round-trip time from RTCP, µs.
+    pub rtt_us: Option<u64>,
+    /// Loss the viewer reports (fraction, 0–1).
+    pub loss: Option<f32>,
+}
+
+/// A datagram to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    pub to: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// What [`Session::poll`] found.
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub send: Vec<Datagram>,
+    /// Call `poll` again at this time (µs on the daemon's clock) at the
+    /// latest; `None` once the session is over.
+    pub deadline_us: Option<u64>,
+    /// The viewer just became reachable (ICE and DTLS done): start its
+    /// video at a keyframe now.
+    pub connected: bool,
+    /// The viewer asked for a keyframe (PLI/FIR).
+    pub keyframe_wanted: bool,
+}
+
+pub struct Session {
+    rtc: Rtc,
+    shared: Shared,
+    ufrag: String,
+    remote_ufrag: Option<String>,
+    video: Option<(Mid, Pt)>,
+    connected: bool,
+    started_video: bool,
+    ended: Option<&'static str>,
+    last_rx_us: u64,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// Answers `offer` (checked by [`crate::offer::check_offer`]). Returns
+    /// the session and the answer SDP, which carries our host candidates.
+    pub fn accept(
+        offer: &Offer,
+        shared: &Shared,
+        now_us: u64,
+    ) -> Result<(Session, String), WebrtcError> {
+        let sdp = SdpOffer::from_sdp_string(&offer.sdp)
+            .map_err(|e| WebrtcError::BadOffer(e.to_string()))?;
+        let creds = IceCreds::new();
+        let ufrag = creds.ufrag.clone();
+        let mut cfg = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(creds)
+            .set_crypto_provider(shared.provider.clone())
+            .clear_codecs()
+            .enable_h264(true)
+            // Opus is answered so a client that offers audio (Mainsail,
+            // Fluidd) gets a live section; audio flows once the hub has it.
+            .enable_opus(true, false)
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        if let Some(cert) = &shared.cert {
+            cfg = cfg.set_dtls_cert(cert.clone());
+        }
+        let mut rtc = cfg.build(shared.at(now_us));
+        for addr in &shared.candidates {
+            let c = Candidate::host(*addr, "udp").map_err(|e| WebrtcError::Rtc(e.to_string()))?;
+            rtc.add_local_candidate(c);
+        }
+        let answer = rtc.sdp_api().accept_offer(sdp)?;
+        let s = Session {
+            rtc,
+            shared: shared.clone(),
+            ufrag,
+            remote_ufrag: offer.ice_ufrag.clone(),
+            video: None,
+            connected: false,
+            started_video: false,
+            ended: None,
+            last_rx_us: now_us,
+            stats: SessionStats::default(),
+        };
+        let answer = answer.to_sdp_string();
+        // str0m reports the media (MediaAdded) only once connected: check
+        // the answer it wrote instead.
+        if !crate::offer::has_live_h264_video(&answer) {
+            return Err(WebrtcError::NoH264(
+                "no H.264 video could be negotiated from the offer".into(),
+            ));
+        }
+        Ok((s, answer))
+    }
+
+    /// Our ICE username fragment: the first packet from a new address is
+    /// routed by it (stun.rs).
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Why the session ended, once it has.
+    pub fn ended(&self) -> Option<&'static str> {
+        self.ended
+    }
+
+    /// Trickled candidates (PATCH). An ICE-lite server needs none — it
+    /// answers the viewer's checks from wherever they come — but they are
+    /// taken as the spec says. A new ufrag is an ICE restart: refused.
+    pub fn add_remote(&mut self, frag: &crate::offer::Fragment) -> Result<(), WebrtcError> {
+        if let (Some(new), Some(old)) = (&frag.ice_ufrag, &self.remote_ufrag) {
+            if new != old {
+                return Err(WebrtcError::IceRestart);
+            }
+        }
+        for c in &frag.candidates {
+            // A candidate str0m cannot parse (mDNS names, TCP) is skipped:
+            // the viewer's checks reach us anyway.
+            if let Ok(c) = Candidate::from_sdp_string(c) {
+                self.rtc.add_remote_candidate(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// A datagram from `from` to our `local` address.
+    pub fn receive(&mut self, from: SocketAddr, local: SocketAddr, data: &[u8], now_us: u64) {
+        let Ok(contents) = data.try_into() else {
+            return; // not STUN, DTLS or RTP: ignore
+        };
+        let input = Input::Receive(
+            self.shared.at(now_us),
+            Receive {
+                proto: Protocol::Udp,
+                source: from,
+                destination: local,
+                contents,
+            },
+        );
+        if self.rtc.accepts(&input) {
+            self.last_rx_us = now_us;
+            if let Err(e) = self.rtc.handle_input(input) {
+                tracing::debug!(error = %e, "webrtc: input refused");
+            }
+        }
+    }
+
+    /// One H.264 access unit (Annex B) from the hub. Nothing is sent before
+    /// the viewer is connected, and the first frame sent is a keyframe.
+    pub fn write_video(&mut self, data: &[u8], pts_us: u64, keyframe: bool, now_us: u64) {
+        let Some((mid, pt)) = self.video else { return };
+        if !self.connected || self.ended.is_some() {
+            return;
+        }
+        if !self.started_video {
+            if !keyframe {
+                self.stats.frames_waiting_key += 1;
+                return;
+            }
+            self.started_video = true;
+        }
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        // RTP video time is 90 kHz; the capture clock is µs.
+        let rtp_time = MediaTime::new(
+            pts_us.saturating_mul(9) / 100,
+            str0m::media::Frequency::NINETY_KHZ,
+        );
+        match writer.write(pt, self.shared.at(now_us), rtp_time, data.to_vec()) {
+            Ok(()) => self.stats.frames_sent += 1,
+            Err(e) => tracing::debug!(error = %e, "webrtc: frame not written"),
+        }
+    }
+
+    /// The viewer stopped (DELETE) or the daemon ends the session.
+    pub fn close(&mut self, why: &'static str) {
+        if self.ended.is_none() {
+            self.ended = Some(why);
+            self.rtc.disconnect();
+        }
+    }
+
+    /// Advances time to `now_us` and collects what to send.
+    pub fn poll(&mut self, now_us: u64) -> Polled {
+        let mut out = Polled::default();
+        if self.ended.is_none() && now_us.saturating_sub(self.last_rx_us) >= CONSENT_TIMEOUT_US {
+            self.close("consent expired (nothing from the viewer for 30 s)");
+        }
+        if self.ended.is_some() {
+            return out;
+        }
+        if let Err(e) = self
+            .rtc
+            .handle_input(Input::Timeout(self.shared.at(now_us)))
+        {
+            tracing::debug!(error = %e, "webrtc: timeout input");
+        }
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Transmit(t)) => {
+                    self.stats.packets_sent += 1;
+                    self.stats.bytes_sent += t.contents.len() as u64;
+                    out.send.push(Datagram {
+                        to: t.destination,
+                        data: t.contents.to_vec(),
+                    });
+                }
+                Ok(Output::Timeout(at)) => {
+                    let us = at.saturating_duration_since(self.shared.base).as_micros() as u64;
+                    // Wake for consent expiry too.
+                    let consent = self.last_rx_us + CONSENT_TIMEOUT_US;
+                    out.deadline_us = Some(us.min(consent).max(now_us));
+                    break;
+                }
+                Ok(Output::Event(e)) => self.event(e, &mut out),
+                Err(e) => {
+                    tracing::debug!(error = %e, "webrtc: session failed");
+                    self.ended = Some("WebRTC stack error");
+                    break;
+                }
+            }
+        }
+        if self.ended.is_some() || !self.rtc.is_alive() {
+            self.ended.get_or_insert("closed");
+            out.deadline_us = None;
+        }
+        out
+    }
+
+    fn event(&mut self, e: Event, out: &mut Polled) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                out.connected = true;
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.ended = Some("ICE disconnected");
+            }
+            Event::MediaAdded(m) if m.kind == MediaKind::Video && self.video.is_none() => {
+                if let Some(pt) = self.pick_h264(m.mid) {
+                    self.video = Some((m.mid, pt));
+                }
+            }
+            Event::KeyframeRequest(_) => {
+                self.stats.keyframe_requests += 1;
+                out.keyframe_wanted = true;
+            }
+            Event::MediaEgressStats(s) => {
+                self.stats.nacks = s.nacks;
+                self.stats.rtt_us = s.rtt.map(|d| d.as_micros() as u64);
+                self.stats.loss = s.loss;
+            }
+            _ => {}
+        }
+    }
+
+    /// The H.264 payload type to send with: packetization-mode 1 (FU-A,
+    /// what every browser offers) first.
+    fn pick_h264(&mut self, mid: Mid) -> Option<Pt> {
+        let writer = self.rtc.writer(mid)?;
+        let h264: Vec<_> = writer
+            .payload_params()
+            .filter(|p| p.spec().codec == Codec::H264)
+            .map(|p| (p.pt(), p.spec().format.packetization_mode))
+            .collect();
+        h264.iter()
+            .find(|(_, mode)| *mode == Some(1))
+            .or(h264.first())
+            .map(|(pt, _)| *pt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An offer aiortc 1.16 made (recvonly video: VP8, H.264 42001f and 42e01f).
+    const AIORTC: &str = include_str!("../testdata/aiortc_offer.sdp");
+
+    fn shared() -> Shared {
+        Shared::new(vec!["127.0.0.1:21089".parse().unwrap()], Instant::now())
+    }
+
+    #[test]
+    fn answers_an_aiortc_offer_with_h264_and_our_candidate() {
+        let offer = crate::offer::check_offer(AIORTC).unwrap();
+        let (s, answer) = Session::accept(&offer, &shared(), 0).unwrap();
+        assert!(answer.contains("a=ice-lite"), "{answer}");
+        assert!(answer.contains("127.0.0.1 21089 typ host"), "{answer}");
+        assert!(answer.contains("H264/90000"), "{answer}");
+        assert!(answer.contains("a=sendonly"), "{answer}");
+        assert!(!answer.contains("VP8"), "{answer}");
+        assert!(s.ufrag().len() >= 4);
+        assert!(answer.contains(&format!("a=ice-ufrag:{}", s.ufrag())));
+    }
+
+    #[test]
+    fn nothing_is_sent_before_connection_and_consent_expires() {
+        let offer = crate::offer::check_offer(AIORTC).unwrap();
+        let (mut s, _) = Session::accept(&offer, &shared(), 0).unwrap();
+        s.write_video(&[0, 0, 0, 1, 0x65, 1, 2, 3], 0, true, 1_000);
+        let p = s.poll(2_000);
+        assert!(p.send.is_empty());
+        assert_eq!(s.stats().frames_sent, 0);
+        let d = p.deadline_us.unwrap();
+        assert!(d <= CONSENT_TIMEOUT_US);
+        // Nothing from the viewer for 30 s: over, on simulated time.
+        let p = s.poll(CONSENT_TIMEOUT_US);
+        assert!(p.deadline_us.is_none());
+        assert!(s.ended().unwrap().contains("consent"));
+    }
+}
