@@ -1,5 +1,5 @@
-//! Where sound enters: audio sources, run by the same [`supervisor`]
-//! (crate::supervisor) as the video on a thread of their own, encoded to
+//! Where sound enters: audio sources, run by the same
+//! [`supervisor`](crate::supervisor) as the video on a thread of their own, encoded to
 //! Opus and published on an audio track of the sink
 //! ([`FrameSink::add_track`], [`FrameSink::publish_on`]) with capture times
 //! from the same clock as the video (docs/audio.md).
