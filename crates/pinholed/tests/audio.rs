@@ -223,19 +223,7 @@ async fn stream_mp4_carries_opus_in_step_with_the_picture() {
     record(&d.addr, 10.5, &file).await;
 
     // ffprobe: one H.264 and one Opus stream.
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,codec_type",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&file)
-        .output()
-        .expect("ffprobe");
-    let streams = String::from_utf8_lossy(&out.stdout).to_string();
+    let streams = probe_streams(file.as_os_str());
     assert!(
         streams.contains("h264,video") && streams.contains("opus,audio"),
         "{streams}"
@@ -243,19 +231,7 @@ async fn stream_mp4_carries_opus_in_step_with_the_picture() {
 
     // The LL-HLS playlist carries both too (CMAF parts with a second traf).
     let hls = format!("http://{}/hls/index.m3u8", d.addr);
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,codec_type",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&hls)
-        .output()
-        .expect("ffprobe");
-    let streams = String::from_utf8_lossy(&out.stdout).to_string();
+    let streams = probe_streams(hls.as_ref());
     assert!(
         streams.contains("h264,video") && streams.contains("opus,audio"),
         "HLS: {streams}"
@@ -384,6 +360,22 @@ fn bad_audio_settings_are_refused_with_a_reason() {
         .expect("run pinholed");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("44100 Hz"), "{err}");
+}
+
+/// ffprobe's `codec_name,codec_type` lines for a file or URL.
+fn probe_streams(input: &std::ffi::OsStr) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,codec_type",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(input)
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn tempdir() -> PathBuf {
