@@ -67,6 +67,59 @@ def record(port, secs, path):
     return body[:off]
 
 
+def audio_checks(g, port, check=check):
+    """The snd-aloop checks on a booted guest (also run by boot_test.py inside
+    its one boot: CI boots once). `check` is the caller's, so its counts add up
+    there. Leaves config.toml as it found it (the [audio] lines removed; the
+    next pinholed restart drops the source)."""
+    tmp = tempfile.mkdtemp(prefix="pinhole-qemu-audio-")
+    try:
+        _audio_checks(g, port, check, tmp)
+    finally:
+        g.sh("c=/data/pinhole/config.toml; [ -f $c.noaudio ] && mv $c.noaudio $c; true")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _audio_checks(g, port, check, tmp):
+    st, out = g.sh("modprobe snd-aloop && ls /dev/snd")
+    check(st == 0 and "pcmC" in out, "snd-aloop loads (module kept in the image)", out)
+    g.sh(f"({TONE} >/dev/null 2>&1 &)")
+    st, out = g.sh(
+        "c=/data/pinhole/config.toml; touch $c; cp -p $c $c.noaudio; grep -q '^\\[audio\\]' $c || "
+        "printf '\\n[audio]\\nsource = \"alsa:hw:Loopback,1,0\"\\n' >>$c; "
+        "chown pinhole:pinhole $c; systemctl restart pinholed")
+    check(st == 0, "pinholed restarted with [audio] source = alsa:hw:Loopback,1,0", out)
+    s = wait_status(port, lambda s: (s.get("audio") or {}).get("state") == "running", 120)
+    if not check((s or {}).get("audio", {}).get("state") == "running", "the ALSA audio source runs",
+                 json.dumps((s or {}).get("audio"))):
+        _, log = g.sh("journalctl -b -u pinholed --no-pager | tail -n 30")
+        print("   " + log.replace("\n", "\n   "), flush=True)
+    time.sleep(3)  # the audio track joins the stream at the next keyframe
+    mp4 = os.path.join(tmp, "av.mp4")
+    data = record(port, 6, mp4)
+    if shutil.which("ffprobe"):
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
+                              "-of", "csv=p=0", mp4], capture_output=True, text=True).stdout
+        check("h264" in out and "opus" in out, "/stream.mp4 carries H.264 + Opus (ffprobe)", out.strip())
+        pcm = subprocess.run(["ffmpeg", "-v", "error", "-i", mp4, "-map", "0:a", "-f", "s16le",
+                              "-ac", "1", "-ar", "48000", "-"], capture_output=True).stdout
+        peak = max((abs(int.from_bytes(pcm[i:i + 2], "little", signed=True))
+                    for i in range(0, len(pcm) - 1, 2)), default=0)
+        check(peak > 3000, "the sound is the tone, not silence", f"peak {peak}")
+    else:
+        check(b"Opus" in data and b"dOps" in data, "/stream.mp4 carries an Opus track (init segment)")
+    frames = (status(port) or {}).get("frames", 0)
+    # no procps in the image: find arecord by its comm
+    g.sh("for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = arecord ] && kill ${p#/proc/}; done; true")
+    s = wait_status(port, lambda s: (s.get("audio") or {}).get("state") == "failed", 30)
+    why = ((s or {}).get("audio") or {}).get("error") or ""
+    check("ALSA device hw:Loopback,1,0" in why, "a lost device: the status says why", why)
+    s = wait_status(port, lambda s: (s.get("audio") or {}).get("state") == "running", 60)
+    check((s or {}).get("audio", {}).get("state") == "running", "the audio comes back")
+    check((s or {}).get("frames", 0) > frames and (s or {}).get("source", {}).get("state") == "running",
+          "the video went on meanwhile")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("image")
@@ -82,42 +135,7 @@ def main():
     try:
         r = boot_report(g)
         check(r["state"] == "running", "system running", str(r))
-        st, out = g.sh("modprobe snd-aloop && ls /dev/snd")
-        check(st == 0 and "pcmC" in out, "snd-aloop loads (module kept in the image)", out)
-        g.sh(f"({TONE} >/dev/null 2>&1 &)")
-        st, out = g.sh(
-            "c=/data/pinhole/config.toml; grep -q '^\\[audio\\]' $c 2>/dev/null || "
-            "printf '\\n[audio]\\nsource = \"alsa:hw:Loopback,1,0\"\\n' >>$c; "
-            "chown pinhole:pinhole $c; systemctl restart pinholed")
-        check(st == 0, "pinholed restarted with [audio] source = alsa:hw:Loopback,1,0", out)
-        s = wait_status(port, lambda s: (s.get("audio") or {}).get("state") == "running", 120)
-        if not check((s or {}).get("audio", {}).get("state") == "running", "the ALSA audio source runs",
-                     json.dumps((s or {}).get("audio"))):
-            _, log = g.sh("journalctl -b -u pinholed --no-pager | tail -n 30")
-            print("   " + log.replace("\n", "\n   "), flush=True)
-        time.sleep(3)  # the audio track joins the stream at the next keyframe
-        mp4 = os.path.join(tmp, "av.mp4")
-        data = record(port, 6, mp4)
-        if shutil.which("ffprobe"):
-            out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
-                                  "-of", "csv=p=0", mp4], capture_output=True, text=True).stdout
-            check("h264" in out and "opus" in out, "/stream.mp4 carries H.264 + Opus (ffprobe)", out.strip())
-            pcm = subprocess.run(["ffmpeg", "-v", "error", "-i", mp4, "-map", "0:a", "-f", "s16le",
-                                  "-ac", "1", "-ar", "48000", "-"], capture_output=True).stdout
-            peak = max((abs(int.from_bytes(pcm[i:i + 2], "little", signed=True))
-                        for i in range(0, len(pcm) - 1, 2)), default=0)
-            check(peak > 3000, "the sound is the tone, not silence", f"peak {peak}")
-        else:
-            check(b"Opus" in data and b"dOps" in data, "/stream.mp4 carries an Opus track (init segment)")
-        frames = (status(port) or {}).get("frames", 0)
-        g.sh("pkill -x arecord")
-        s = wait_status(port, lambda s: (s.get("audio") or {}).get("state") == "failed", 30)
-        why = ((s or {}).get("audio") or {}).get("error") or ""
-        check("ALSA device hw:Loopback,1,0" in why, "a lost device: the status says why", why)
-        s = wait_status(port, lambda s: (s.get("audio") or {}).get("state") == "running", 60)
-        check((s or {}).get("audio", {}).get("state") == "running", "the audio comes back")
-        check((s or {}).get("frames", 0) > frames and (s or {}).get("source", {}).get("state") == "running",
-              "the video went on meanwhile")
+        audio_checks(g, port)
     except Exception as e:
         check(False, "test ran to the end", f"{type(e).__name__}: {e}")
     finally:

@@ -2,7 +2,7 @@
 """System test: boot the qemu-arm64 image (U-Boot from the disk alone) and
 check it like a user and an operator would.
 
-    tests/qemu/boot_test.py IMAGE [--no-ab] [--keep-log DIR]
+    tests/qemu/boot_test.py IMAGE [--no-ab] [--no-audio] [--log-dir DIR]
 
 Asserts: the system reaches `running` with no failed units; / is a read-only
 squashfs; pinholed is active (Type=notify: READY=1 was sent); nginx serves
@@ -14,7 +14,9 @@ serves the device's self-signed certificate for pinhole.local on 443, with
 wss:// viewers and HTTP redirected (not from loopback), survives a reboot
 and turns off again; ffprobe reads rtsp://…:8554/stream (TCP) through a
 host forward; only 80/443, RTSP (8554 TCP, 8554-8555 UDP) and mDNS listen
-beyond loopback; SIGSTOP to
+beyond loopback; sound from
+snd-aloop (a loopback ALSA card fed a tone) is served as Opus in /stream.mp4
+and survives the device going away (audio_test.py, in this same boot); SIGSTOP to
 pinholed gets it restarted by the systemd watchdog; A/B: a one-shot trial of
 slot B boots B once, then A again.
 Prints timings (boot to first frame, ...) and 'N passed, N failed, N skipped'.
@@ -338,6 +340,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("image")
     ap.add_argument("--no-ab", action="store_true", help="skip the A/B trial-boot check (two more boots)")
+    ap.add_argument("--no-audio", action="store_true", help="skip the snd-aloop audio checks (tests/qemu/audio_test.py)")
     ap.add_argument("--log-dir", default=None)
     ap.add_argument("--grow-mib", type=int, default=256, help="enlarge the disk copy to test /data growth")
     a = ap.parse_args()
@@ -503,6 +506,18 @@ def run_checks(g, port, tls_port, a, rtsp_port=None):
 
     # 5c. HTTPS through the admin API (docs/security.md "HTTPS (optional)")
     fp = https_checks(g, port, tls_port)
+
+    # 5d. sound from a real ALSA device (snd-aloop), in this boot: CI boots once
+    if a.no_audio:
+        skip("audio through snd-aloop", "--no-audio")
+    else:
+        t = time.monotonic()
+        try:
+            from audio_test import audio_checks
+            audio_checks(g, port, check)
+        except Exception as e:
+            check(False, "audio checks ran to the end", f"{type(e).__name__}: {e}")
+        timings["audio"] = time.monotonic() - t
 
     # 6. watchdog: a stopped daemon is killed and restarted by systemd
     st, out = g.sh("systemctl show -p MainPID --value pinholed")
