@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Cold path CI runs: cross-build pinholed, build the qemu-arm64 image, boot it
-# in QEMU and run the system test, then the V4L2 camera scenarios on vivid
-# with the same binary and image (tests/qemu/vivid: run.sh in an initramfs,
-# image_hotplug.py in the image). Needs root (apt, binfmt, mmdebstrap).
+# in QEMU and run the system test (with the snd-aloop audio checks in the same
+# boot), then the V4L2 camera scenarios on vivid with the same binary and
+# image (tests/qemu/vivid: run.sh in an initramfs, image_hotplug.py in the
+# image). Needs root (apt, binfmt, mmdebstrap).
 #   ci/image-test.sh [--no-ab]        (extra args go to tests/qemu/boot_test.py)
-# PI_BOARDS="rpi4" also builds those boards and checks their contents
-# (image/check: no boot).
+# PI_BOARDS="rpi3 rpi4" also builds those boards and checks their contents
+# (image/check: no boot; rpi3's boot.scr is the one booted here).
 # Prints timings: binary size, image build time/size, boot to first frame,
 # and each test's duration.
 set -euo pipefail
@@ -32,7 +33,7 @@ img=$(image/build --keep --pinholed "$bin" qemu-arm64 | tail -n1)
 rc=0
 image/check qemu-arm64 || rc=$?
 # The Pi boards cannot boot here: build them and check their contents
-# (PI_BOARDS="rpi4"; not by default: each is another rootfs, ~10 min).
+# (PI_BOARDS="rpi3 rpi4"; not by default: each is another rootfs, ~10 min).
 for b in ${PI_BOARDS:-}; do
     image/build --pinholed "$bin" "$b" >/dev/null && image/check "$b" || rc=$?
 done

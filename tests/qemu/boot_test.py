@@ -55,12 +55,12 @@ def skip(what, why):
 class Guest:
     """qemu-system-aarch64 with the serial console on stdio."""
 
-    def __init__(self, image, port, log_path, tls_port=None, rtsp_port=None):
+    def __init__(self, image, port, log_path, tls_port=None, rtsp_port=None, mem_mib=1024):
         self.port = port
         self.buf = ""
         self.lock = threading.Lock()
         self.log = open(log_path, "w", buffering=1, errors="replace")
-        cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
+        cmd = ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", str(mem_mib),
                "-nographic", "-bios", UBOOT,
                "-drive", f"if=none,file={image},format=raw,id=hd", "-device", "virtio-blk-device,drive=hd",
                "-netdev", f"user,id=n,hostfwd=tcp:127.0.0.1:{port}-:80" + (f",hostfwd=tcp:127.0.0.1:{tls_port}-:443" if tls_port else "")

@@ -1,6 +1,6 @@
 //! A/B boot-slot backends behind one trait: [`RpiTryboot`] (Raspberry Pi
 //! firmware, `autoboot.txt` + `reboot "0 tryboot"`) and [`FileBootControl`]
-//! (the U-Boot script of image/boards/qemu-arm64/bootsel/boot.cmd). Both
+//! (the U-Boot script of image/common/uboot/boot.cmd). Both
 //! take their root paths as parameters, so tests run in a temp dir.
 //!
 //! Semantics shared by both: one slot is *committed* (booted by default);
@@ -287,7 +287,7 @@ impl BootControl for RpiTryboot {
 }
 
 /// U-Boot script backend (qemu-arm64), matching
-/// image/boards/qemu-arm64/bootsel/boot.cmd:
+/// image/common/uboot/boot.cmd:
 /// - `slot.txt`: `boot_slot=a|b`, the committed slot;
 /// - `tryboot.txt`: `try_slot=a|b` arms a one-shot trial; the script
 ///   rewrites it to `tried_slot=…` before booting it, so any reset falls back;

@@ -1,5 +1,6 @@
-# pinhole A/B slot selector for U-Boot (qemu-arm64). Compiled to boot.scr by
-# image/build; lives on partition 1 (bootsel) with two small text files:
+# pinhole A/B slot selector for U-Boot, shared by the U-Boot boards (qemu-arm64,
+# rpi3). Compiled to boot.scr by image/build; lives on partition 1 (bootsel)
+# with two small text files:
 #   slot.txt     "boot_slot=a" or "boot_slot=b": the committed slot
 #   tryboot.txt  "try_slot=b": boot that slot ONCE (written by the OTA code
 #                before rebooting). This script consumes the request before
