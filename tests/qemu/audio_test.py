@@ -78,7 +78,8 @@ def audio_checks(g, port, check=check):
     finally:
         # the tone generator would keep a (TCG-emulated) core busy for the rest of the boot
         g.sh("for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = speaker-test ] && kill ${p#/proc/}; done;"
-             " c=/data/pinhole/config.toml; [ -f $c.noaudio ] && mv $c.noaudio $c; true")
+             " c=/data/pinhole/config.toml; if [ -f $c.noaudio ]; then mv $c.noaudio $c;"
+             " elif [ -f $c.created ]; then rm -f $c $c.created; fi; true")
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -87,7 +88,8 @@ def _audio_checks(g, port, check, tmp):
     check(st == 0 and "pcmC" in out, "snd-aloop loads (module kept in the image)", out)
     g.sh(f"({TONE} >/dev/null 2>&1 &)")
     st, out = g.sh(
-        "c=/data/pinhole/config.toml; touch $c; cp -p $c $c.noaudio; grep -q '^\\[audio\\]' $c || "
+        "c=/data/pinhole/config.toml; if [ -e $c ]; then cp -p $c $c.noaudio; else touch $c.created; fi; "
+        "grep -qs '^\\[audio\\]' $c || "
         "printf '\\n[audio]\\nsource = \"alsa:hw:Loopback,1,0\"\\n' >>$c; "
         "chown pinhole:pinhole $c; systemctl restart pinholed")
     check(st == 0, "pinholed restarted with [audio] source = alsa:hw:Loopback,1,0", out)
