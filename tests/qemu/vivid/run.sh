@@ -63,7 +63,8 @@ fi
 [ -n "$kdeb" ] || { echo "vivid: no linux-image arm64 package" >&2; exit 2; }
 dpkg-deb -x "$kdeb" "$work/k"
 kernel=$(ls "$work"/k/boot/vmlinuz-* | head -1)
-mods=$(ls -d "$work"/k/lib/modules/* | head -1)
+# bookworm's package ships /lib/modules, trixie's (merged /usr) /usr/lib/modules
+mods=$(ls -d "$work"/k/usr/lib/modules/* "$work"/k/lib/modules/* 2>/dev/null | head -1)
 
 mkdir -p "$work/ini"/{bin,proc,sys,dev,tmp,lib/modules}
 deb=${BUSYBOX_DEB:-$(ls "$cache"/busybox-static_*_arm64.deb 2>/dev/null | sort -V | tail -1 || true)}
