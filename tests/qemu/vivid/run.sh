@@ -64,7 +64,7 @@ fi
 dpkg-deb -x "$kdeb" "$work/k"
 kernel=$(ls "$work"/k/boot/vmlinuz-* | head -1)
 # bookworm's package ships /lib/modules, trixie's (merged /usr) /usr/lib/modules
-mods=$(ls -d "$work"/k/usr/lib/modules/* "$work"/k/lib/modules/* 2>/dev/null | head -1)
+mods=$(ls -d "$work"/k/usr/lib/modules/* "$work"/k/lib/modules/* 2>/dev/null | head -1 || true)
 
 mkdir -p "$work/ini"/{bin,proc,sys,dev,tmp,lib/modules}
 deb=${BUSYBOX_DEB:-$(ls "$cache"/busybox-static_*_arm64.deb 2>/dev/null | sort -V | tail -1 || true)}
