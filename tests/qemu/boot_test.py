@@ -504,10 +504,8 @@ def run_checks(g, port, tls_port, a, rtsp_port=None):
           f"/etc/machine-id in root_a: {out.strip()} bytes")
     first_id = mid
 
-    # 5c. HTTPS through the admin API (docs/security.md "HTTPS (optional)")
-    fp = https_checks(g, port, tls_port)
-
-    # 5d. sound from a real ALSA device (snd-aloop), in this boot: CI boots once
+    # 5c. sound from a real ALSA device (snd-aloop), in this boot: CI boots once.
+    # Before HTTPS: with HTTPS on, plain HTTP through the forward is redirected.
     if a.no_audio:
         skip("audio through snd-aloop", "--no-audio")
     else:
@@ -518,6 +516,9 @@ def run_checks(g, port, tls_port, a, rtsp_port=None):
         except Exception as e:
             check(False, "audio checks ran to the end", f"{type(e).__name__}: {e}")
         timings["audio"] = time.monotonic() - t
+
+    # 5d. HTTPS through the admin API (docs/security.md "HTTPS (optional)")
+    fp = https_checks(g, port, tls_port)
 
     # 6. watchdog: a stopped daemon is killed and restarted by systemd
     st, out = g.sh("systemctl show -p MainPID --value pinholed")
