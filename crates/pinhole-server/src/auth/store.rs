@@ -40,6 +40,27 @@ pub(super) struct Store {
     /// for a file written since RTSP came; older ones get it at the first
     /// RTSP Basic login.
     pub(super) viewer_ha1: Option<String>,
+    /// The viewer password itself, for ONVIF's WS-UsernameToken
+    /// PasswordDigest (SHA-1 over nonce, time and the password: no stored
+    /// hash can serve it). Same file, same 0600; see docs/rtsp.md.
+    pub(super) viewer_secret: Option<String>,
+}
+
+/// What the viewer's file keeps beside the Argon2 hash, for protocols that
+/// cannot work from it (RTSP Digest, ONVIF's PasswordDigest).
+#[derive(Clone, Debug, Default)]
+pub(super) struct ViewerKeys {
+    pub(super) ha1: Option<String>,
+    pub(super) secret: Option<String>,
+}
+
+impl ViewerKeys {
+    pub(super) fn of(password: &str) -> ViewerKeys {
+        ViewerKeys {
+            ha1: Some(pinhole_rtsp::auth::ha1(super::VIEWER_USER, password)),
+            secret: Some(password.to_owned()),
+        }
+    }
 }
 
 impl Store {
@@ -48,12 +69,18 @@ impl Store {
             let path = dir?.join(which.file());
             let text = std::fs::read_to_string(&path).ok()?;
             match serde_json::from_str::<AdminFile>(&text) {
-                Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some((f.argon2id, f.digest_ha1)),
+                Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some((
+                    f.argon2id,
+                    ViewerKeys {
+                        ha1: f.digest_ha1.filter(|d| is_ha1(d)),
+                        secret: f.wsse_password,
+                    },
+                )),
                 _ => {
                     // Never fall back to "no password" silently for a file we
                     // cannot read: keep the file, refuse logins, say so.
                     tracing::error!(path = %path.display(), "password file is unreadable; remove it (or, for the admin's, use the reset file) to set a new password");
-                    Some((String::from("invalid"), None))
+                    Some((String::from("invalid"), ViewerKeys::default()))
                 }
             }
         };
@@ -61,10 +88,8 @@ impl Store {
         Store {
             dir: dir.map(Path::to_owned),
             hash: load(Which::Admin).map(|(h, _)| h),
-            viewer_ha1: viewer
-                .as_ref()
-                .and_then(|(_, d)| d.clone())
-                .filter(|d| is_ha1(d)),
+            viewer_ha1: viewer.as_ref().and_then(|(_, k)| k.ha1.clone()),
+            viewer_secret: viewer.as_ref().and_then(|(_, k)| k.secret.clone()),
             viewer_hash: viewer.map(|(h, _)| h),
         }
     }
@@ -79,22 +104,25 @@ impl Store {
     /// Stores (or with `None`, removes) a password hash; for the viewer's,
     /// with its Digest HA1 when known.
     pub(super) fn save(&mut self, which: Which, hash: Option<String>) -> Result<(), ServerError> {
-        self.save_with(which, hash, None)
+        self.save_with(which, hash, ViewerKeys::default())
     }
 
     pub(super) fn save_with(
         &mut self,
         which: Which,
         hash: Option<String>,
-        ha1: Option<String>,
+        keys: ViewerKeys,
     ) -> Result<(), ServerError> {
         if let Some(dir) = &self.dir {
             let path = dir.join(which.file());
             let res = match &hash {
                 Some(h) => {
                     let mut doc = json!({ "version": 1, "argon2id": h });
-                    if let Some(d) = &ha1 {
+                    if let Some(d) = &keys.ha1 {
                         doc["digest_ha1"] = json!(d);
+                    }
+                    if let Some(p) = &keys.secret {
+                        doc["wsse_password"] = json!(p);
                     }
                     write_private(&path, doc.to_string().as_bytes())
                 }
@@ -108,7 +136,8 @@ impl Store {
         match which {
             Which::Admin => self.hash = hash,
             Which::Viewer => {
-                self.viewer_ha1 = ha1.filter(|_| hash.is_some());
+                self.viewer_ha1 = keys.ha1.filter(|_| hash.is_some());
+                self.viewer_secret = keys.secret.filter(|_| hash.is_some());
                 self.viewer_hash = hash;
             }
         }
@@ -121,6 +150,8 @@ struct AdminFile {
     argon2id: String,
     #[serde(default)]
     digest_ha1: Option<String>,
+    #[serde(default)]
+    wsse_password: Option<String>,
 }
 
 fn is_ha1(s: &str) -> bool {
@@ -263,10 +294,12 @@ mod tests {
         assert_eq!(Store::load(Some(d.path())).viewer_ha1, None);
         let ha1 = pinhole_rtsp::auth::ha1("viewer", "viewer pass");
         store
-            .save_with(Which::Viewer, Some(h), Some(ha1.clone()))
+            .save_with(Which::Viewer, Some(h), ViewerKeys::of("viewer pass"))
             .unwrap();
         let again = Store::load(Some(d.path()));
         assert_eq!(again.viewer_ha1.as_deref(), Some(ha1.as_str()));
+        // ONVIF's PasswordDigest needs the password itself.
+        assert_eq!(again.viewer_secret.as_deref(), Some("viewer pass"));
         assert!(verify_password(
             "viewer pass",
             again.viewer_hash.as_ref().unwrap()
@@ -275,6 +308,7 @@ mod tests {
         let mut again = again;
         again.save(Which::Viewer, None).unwrap();
         assert_eq!(again.viewer_ha1, None);
+        assert_eq!(again.viewer_secret, None);
         // A malformed HA1 is ignored, not trusted.
         write_private(
             &d.path().join(VIEWER_FILE),
