@@ -198,7 +198,8 @@ async fn home_assistant_pyav() {
     // Like HA's worker: demux, drop packets without a timestamp (HA gives
     // up after 6 in a row: MAX_MISSING_DTS), decode. ffmpeg's RTSP demuxer
     // leaves the very first packet without one (it is the keyframe, so
-    // decoding starts at the next keyframe, as in HA).
+    // decoding starts at the next keyframe, as in HA); it does the same
+    // with ffmpeg's own RTP output, so it is ffmpeg's (docs/rtsp.md).
     let script = r#"
 import sys, av
 c = av.open(sys.argv[1], options={"rtsp_flags": "prefer_tcp", "stimeout": "5000000"}, timeout=(10, 10))
