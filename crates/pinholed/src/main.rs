@@ -408,6 +408,8 @@ fn start_onvif(
     state: &Arc<AppState>,
     listeners: &[Listener],
 ) -> Option<tokio::net::UdpSocket> {
+    // Until ONVIF is on, the viewer password itself is not kept.
+    state.auth.keep_viewer_secret(false);
     if !cfg.onvif.enabled {
         return None;
     }
@@ -452,6 +454,7 @@ fn start_onvif(
         state.clock.wall_us(),
     );
     let _ = state.onvif.set(onvif);
+    state.auth.keep_viewer_secret(true);
     tracing::info!("ONVIF on {}", pinhole_server::onvif::DEVICE_PATH);
     if !cfg.onvif.discovery {
         return None;

@@ -195,6 +195,16 @@ impl Auth {
         self.cfg.viewer != crate::access::ViewerAccess::Token && !self.has_viewer_password()
     }
 
+    /// ONVIF is on (`true`): keep the viewer password itself, which its
+    /// PasswordDigest needs (docs/rtsp.md); off: forget it and remove its
+    /// file. Off until the daemon says.
+    pub fn keep_viewer_secret(&self, on: bool) {
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keep_secret(on);
+    }
+
     pub fn has_viewer_password(&self) -> bool {
         self.store
             .lock()
