@@ -102,7 +102,7 @@ impl Auth {
     /// (or the digest secret): add them once the password is known to be right.
     pub(super) fn remember_viewer_keys(&self, password: &str) {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if store.viewer_ha1.is_some() && store.viewer_secret.is_some() {
+        if store.viewer_ha1.is_some() && (store.viewer_secret.is_some() || !store.keep_secret) {
             return;
         }
         let hash = store.viewer_hash.clone();
