@@ -456,7 +456,13 @@ fn start_onvif(
     let _ = state.onvif.set(onvif);
     state.auth.keep_viewer_secret(true);
     tracing::info!("ONVIF on {}", pinhole_server::onvif::DEVICE_PATH);
-    if !cfg.onvif.discovery {
+    // Discovery only for a camera the LAN can reach: RTSP on loopback alone
+    // (`cargo run`, tests) announces nothing and keeps off port 3702.
+    let lan_rtsp = cfg.rtsp.iter().any(|a| {
+        a.parse::<std::net::SocketAddr>()
+            .is_ok_and(|s| !s.ip().is_loopback())
+    });
+    if !cfg.onvif.discovery || !lan_rtsp {
         return None;
     }
     match pinhole_server::onvif::bind_discovery(pinhole_onvif::discovery::PORT) {
