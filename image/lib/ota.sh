@@ -57,6 +57,10 @@ rtsp = ["0.0.0.0:8554"]
 # A USB webcam's own microphone, when it has one (docs/audio.md).
 [audio]
 source = "auto"
+# ONVIF (docs/rtsp.md) through nginx on 80; [onvif] enabled = false in
+# config.toml turns it off, discovery = false only the UDP 3702 answers.
+[onvif]
+http_port = 80
 [ota]
 enabled = true
 board = "$board"

@@ -30,9 +30,10 @@ RESTART_BUDGET = WATCHDOG_SEC + 5 + 2 + 30   # + TimeoutAbortSec + RestartSec + 
 ADMIN_PASSWORD = "qemu test admin password"
 # Beyond loopback only these may listen: the UI (80, 443), RTSP (8554, its
 # RTP/RTCP UDP ports 8554-8555), WebRTC's one UDP port (8189, docs/webrtc.md)
-# and mDNS. A DHCP client's socket (68, 546) takes only its server's
-# replies; it serves nothing.
-EXPOSED_OK = {"80/tcp", "443/tcp", "8554/tcp", "8554/udp", "8555/udp", "8189/udp", "5353/udp"}
+# mDNS and ONVIF's WS-Discovery (3702, docs/rtsp.md). A DHCP client's
+# socket (68, 546) takes only its server's replies; it serves nothing.
+EXPOSED_OK = {"80/tcp", "443/tcp", "8554/tcp", "8554/udp", "8555/udp", "8189/udp", "5353/udp",
+              "3702/udp"}
 DHCP_CLIENT = {"68/udp", "546/udp"}
 
 results = {"passed": 0, "failed": 0, "skipped": 0}
@@ -156,6 +157,31 @@ class Guest:
 def http_get(port, path, timeout=10):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return r.status, dict(r.headers), r.read()
+
+
+def onvif_post(port, path, ns, op, inner=""):
+    body = (f'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body>'
+            f'<o:{op} xmlns:o="{ns}">{inner}</o:{op}></e:Body></e:Envelope>').encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
+                                 headers={"Content-Type": "application/soap+xml"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, r.read().decode(errors="replace")
+
+
+def onvif_check(port):
+    """ONVIF's device and media services answer through nginx (no viewer
+    password is set on the test image: the LAN watches without one)."""
+    try:
+        st, body = onvif_post(port, "/onvif/device_service", "http://www.onvif.org/ver10/device/wsdl",
+                              "GetSystemDateAndTime")
+        check(st == 200 and "<tt:UTCDateTime>" in body, "ONVIF GetSystemDateAndTime through nginx",
+              f"{st} {body[:200]}")
+        st, body = onvif_post(port, "/onvif/media_service", "http://www.onvif.org/ver10/media/wsdl",
+                              "GetStreamUri", "<o:ProfileToken>main</o:ProfileToken>")
+        check(st == 200 and ":8554/stream</tt:Uri>" in body, "ONVIF GetStreamUri names RTSP on 8554",
+              f"{st} {body[:300]}")
+    except Exception as e:
+        check(False, "ONVIF through nginx", f"{type(e).__name__}: {e}")
 
 
 def tls_context():
@@ -453,6 +479,10 @@ def run_checks(g, port, tls_port, a, rtsp_port=None):
     # 3b. RTSP on 8554 (docs/rtsp.md)
     if rtsp_port:
         rtsp_check(port, rtsp_port)
+
+    # 3c. ONVIF through nginx (docs/rtsp.md): the pre-auth clock and the
+    # stream URL, which names the RTSP port.
+    onvif_check(port)
 
     # 4. HLS in tmpfs (once the daemon has an HLS writer)
     hls = None

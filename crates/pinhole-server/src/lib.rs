@@ -19,6 +19,7 @@ pub mod limits;
 pub mod listen;
 mod mjpeg;
 mod mp4;
+pub mod onvif;
 pub mod push_api;
 mod routes;
 pub mod rtsp;

@@ -133,6 +133,31 @@ pub struct Config {
     /// `[[push]]` entries: media servers to push the stream to.
     pub push: Vec<PushConfig>,
     pub audio: AudioConfig,
+    pub onvif: OnvifConfig,
+}
+
+/// `[onvif]`: ONVIF Profile S, minimal (docs/rtsp.md). Served only with
+/// RTSP on (it hands out the RTSP URL).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnvifConfig {
+    /// `/onvif/device_service` and `/onvif/media_service`.
+    pub enabled: bool,
+    /// Answer WS-Discovery probes (UDP 3702, multicast 239.255.255.250).
+    pub discovery: bool,
+    /// The HTTP port discovery advertises (the image's nginx: 80);
+    /// 0: the first TCP `listen` port.
+    pub http_port: u16,
+}
+
+impl Default for OnvifConfig {
+    fn default() -> Self {
+        OnvifConfig {
+            enabled: true,
+            discovery: true,
+            http_port: 0,
+        }
+    }
 }
 
 /// One push target (docs/config.md). The URL holds the stream key: its
@@ -429,6 +454,7 @@ impl Default for Config {
             webrtc: WebrtcConfig::default(),
             push: Vec::new(),
             audio: AudioConfig::default(),
+            onvif: OnvifConfig::default(),
         }
     }
 }

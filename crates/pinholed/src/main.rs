@@ -306,6 +306,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     if let Some(a) = rtsp.first().and_then(|l| l.local_addr().ok()) {
         let _ = state.rtsp_port.set(a.port());
     }
+    let discovery = start_onvif(&cfg, &state, &listeners);
 
     match ota::start(&cfg.ota) {
         Ok(Some(svc)) => {
@@ -374,7 +375,21 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
             },
         ))
     });
+    let (onvif_stop, onvif_stopped) = tokio::sync::oneshot::channel::<()>();
+    let discovery_task = discovery.map(|socket| {
+        tokio::spawn(pinhole_server::onvif::discovery(
+            socket,
+            state.clone(),
+            async {
+                let _ = onvif_stopped.await;
+            },
+        ))
+    });
     pinhole_server::serve(listeners, state, shutdown_signal()).await;
+    let _ = onvif_stop.send(());
+    if let Some(t) = discovery_task {
+        let _ = t.await;
+    }
     let _ = rtsp_stop.send(());
     if let Some(t) = rtsp_task {
         let _ = t.await;
@@ -383,6 +398,83 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     supervisor.shutdown();
     audio.shutdown();
     Ok(())
+}
+
+/// ONVIF (docs/rtsp.md): only with RTSP, whose URL it hands out. Returns
+/// the WS-Discovery socket when discovery is on and the port could be bound
+/// (without it, clients that are given the address still work).
+fn start_onvif(
+    cfg: &Config,
+    state: &Arc<AppState>,
+    listeners: &[Listener],
+) -> Option<tokio::net::UdpSocket> {
+    // Until ONVIF is on, the viewer password itself is not kept.
+    state.auth.keep_viewer_secret(false);
+    if !cfg.onvif.enabled {
+        return None;
+    }
+    if state.rtsp_port.get().is_none() {
+        tracing::info!("ONVIF off: it needs RTSP (`rtsp = [\"0.0.0.0:8554\"]`)");
+        return None;
+    }
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| {
+                s.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                    .to_owned()
+            })
+            .filter(|s| !s.is_empty())
+    };
+    let hostname = read("/proc/sys/kernel/hostname").unwrap_or_else(|| "pinhole".into());
+    // Stable and unique per card (docs/machine-id.md); hashed, never shown.
+    let id = read("/etc/machine-id").unwrap_or_else(|| hostname.clone());
+    let device = pinhole_onvif::DeviceInfo {
+        manufacturer: "pinhole".into(),
+        model: "pinhole camera".into(),
+        firmware: env!("CARGO_PKG_VERSION").into(),
+        serial: pinhole_server::onvif::serial_of(id.as_bytes()),
+        hardware: read("/proc/device-tree/model").unwrap_or_else(|| std::env::consts::ARCH.into()),
+    };
+    let http_port = match cfg.onvif.http_port {
+        0 => listeners
+            .iter()
+            .find_map(|l| match l.local_addr() {
+                ListenAddr::Tcp(a) => Some(a.port()),
+                _ => None,
+            })
+            .unwrap_or(80),
+        p => p,
+    };
+    let onvif = pinhole_server::onvif::Onvif::new(
+        device,
+        hostname,
+        id.as_bytes(),
+        http_port,
+        state.clock.wall_us(),
+    );
+    let _ = state.onvif.set(onvif);
+    state.auth.keep_viewer_secret(true);
+    tracing::info!("ONVIF on {}", pinhole_server::onvif::DEVICE_PATH);
+    // Discovery only for a camera the LAN can reach: RTSP on loopback alone
+    // (`cargo run`, tests) announces nothing and keeps off port 3702.
+    let lan_rtsp = cfg.rtsp.iter().any(|a| {
+        a.parse::<std::net::SocketAddr>()
+            .is_ok_and(|s| !s.ip().is_loopback())
+    });
+    if !cfg.onvif.discovery || !lan_rtsp {
+        return None;
+    }
+    match pinhole_server::onvif::bind_discovery(pinhole_onvif::discovery::PORT) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "WS-Discovery off (UDP {}): {e}",
+                pinhole_onvif::discovery::PORT
+            );
+            None
+        }
+    }
 }
 
 /// The HLS segment directory: the configured one, or a fresh temporary one
