@@ -275,12 +275,15 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     if cfg.webrtc.enabled {
         // WebRTC is one output among several: run without it if it cannot start.
         match cfg.webrtc.to_endpoint() {
-            Ok(wcfg) => match pinhole_webrtc::Endpoint::start(wcfg, state.hub.clone()).await {
-                Ok(ep) => {
-                    let _ = state.webrtc.set(ep);
+            Ok(mut wcfg) => {
+                wcfg.accept_from = cfg.security.accept_from();
+                match pinhole_webrtc::Endpoint::start(wcfg, state.hub.clone()).await {
+                    Ok(ep) => {
+                        let _ = state.webrtc.set(ep);
+                    }
+                    Err(e) => tracing::error!("WebRTC disabled: {e}"),
                 }
-                Err(e) => tracing::error!("WebRTC disabled: {e}"),
-            },
+            }
             Err(e) => tracing::error!("WebRTC disabled: {e}"),
         }
     }
