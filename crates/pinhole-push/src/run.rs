@@ -15,13 +15,14 @@ use tokio::task::JoinHandle;
 
 use crate::rtmp::session::{Phase, Session};
 use crate::target::{Backoff, Muxer, Out, State};
+use crate::url::Kind;
 use crate::{PushError, PushUrl};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// From TCP connected to `NetStream.Publish.Start`.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A server that accepts no bytes for this long is given up on.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A snapshot of one target for `/api/status` and `/metrics`.
 #[derive(Clone, Debug)]
@@ -39,12 +40,12 @@ pub struct TargetStatus {
     pub last_error: Option<String>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     state: Mutex<(State, Option<String>)>,
-    frames: AtomicU64,
-    bytes: AtomicU64,
-    skipped: AtomicU64,
-    reconnects: AtomicU64,
+    pub(crate) frames: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
 }
 
 /// A running push target; dropping it stops the push.
@@ -98,7 +99,7 @@ impl PushTarget {
 }
 
 impl Shared {
-    fn set(&self, state: State, error: Option<String>) {
+    pub(crate) fn set(&self, state: State, error: Option<String>) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.0 = state;
         if error.is_some() {
@@ -118,10 +119,13 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
         first = false;
         shared.set(State::Connecting, None);
         let mut published_us = 0;
-        let result = session(&hub, &url, &shared, &mut published_us).await;
+        let result = match &url.kind {
+            Kind::Rtmp { .. } => session(&hub, &url, &shared, &mut published_us).await,
+            Kind::Srt(o) => crate::srt::session(&hub, &url, o, &shared, &mut published_us).await,
+        };
         let err = match result {
             Ok(()) => return, // the hub closed: shutting down
-            Err(e) => hide_key(&e.to_string(), &url.stream_key),
+            Err(e) => hide_secrets(&e.to_string(), &url.secrets()),
         };
         let wait = backoff.failed(published_us);
         tracing::warn!(
@@ -139,12 +143,11 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
 }
 
 /// A server's error text may quote the stream name, i.e. the key.
-fn hide_key(text: &str, key: &str) -> String {
-    if key.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(key, "***")
-    }
+fn hide_secrets(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_owned(), |t, s| t.replace(s, "***"))
 }
 
 async fn write(sock: &mut TcpStream, bytes: &[u8], shared: &Shared) -> Result<(), PushError> {
@@ -183,7 +186,10 @@ async fn session(
     let _ = sock.set_nodelay(true);
     let clock = hub.clock().clone();
     let now_ms = (clock.now_us() / 1000) as u32;
-    let mut rtmp = Session::new(url.publish_params(), now_ms, clock.wall_us());
+    let params = url
+        .publish_params()
+        .ok_or(PushError::Url("not an RTMP URL".into()))?;
+    let mut rtmp = Session::new(params, now_ms, clock.wall_us());
     let mut buf = vec![0u8; 16 << 10];
     let setup = async {
         loop {
@@ -258,7 +264,7 @@ mod tests {
     #[test]
     fn a_servers_error_never_shows_the_key() {
         assert_eq!(
-            super::hide_key("server refused: stream sekrit-1 is busy", "sekrit-1"),
+            super::hide_secrets("server refused: stream sekrit-1 is busy", &["sekrit-1", ""]),
             "server refused: stream *** is busy"
         );
     }
