@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pinhole_hub::Hub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,10 +38,13 @@ pub struct TargetStatus {
     /// Sessions started after a failed one.
     pub reconnects: u64,
     pub last_error: Option<String>,
+    /// While backing off: milliseconds until the next attempt.
+    pub retry_in_ms: Option<u64>,
 }
 
 pub(crate) struct Shared {
-    state: Mutex<(State, Option<String>)>,
+    /// State, last error, when the next attempt is due (backing off).
+    state: Mutex<(State, Option<String>, Option<Instant>)>,
     pub(crate) frames: AtomicU64,
     pub(crate) bytes: AtomicU64,
     pub(crate) skipped: AtomicU64,
@@ -65,7 +68,7 @@ impl PushTarget {
     /// Start pushing the hub's video to `url`. Needs a tokio runtime.
     pub fn spawn(hub: Arc<Hub>, url: PushUrl) -> PushTarget {
         let shared = Arc::new(Shared {
-            state: Mutex::new((State::Connecting, None)),
+            state: Mutex::new((State::Connecting, None, None)),
             frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
@@ -80,12 +83,15 @@ impl PushTarget {
     }
 
     pub fn status(&self) -> TargetStatus {
-        let (state, last_error) = self
+        let (state, last_error, retry_at) = self
             .shared
             .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let retry_in_ms = retry_at
+            .filter(|_| state == State::BackingOff)
+            .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64);
         TargetStatus {
             url: self.url.redacted(),
             state,
@@ -94,17 +100,33 @@ impl PushTarget {
             skipped: self.shared.skipped.load(Ordering::Relaxed),
             reconnects: self.shared.reconnects.load(Ordering::Relaxed),
             last_error,
+            retry_in_ms,
         }
+    }
+
+    /// Forget the last error (the panel's "clear"); the next failure sets
+    /// a new one.
+    pub fn clear_error(&self) {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1 = None;
     }
 }
 
 impl Shared {
+    fn retry_at(&self, at: Instant) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).2 = Some(at);
+    }
+
     pub(crate) fn set(&self, state: State, error: Option<String>) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.0 = state;
         if error.is_some() {
             s.1 = error;
         }
+        s.2 = None;
     }
 }
 
@@ -136,6 +158,7 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
             "push failed; retrying"
         );
         shared.set(State::BackingOff, Some(err));
+        shared.retry_at(Instant::now() + Duration::from_micros(wait));
         // A wait between connection attempts, not a media decision: tokio's
         // timer (the hub clock's sleep blocks a thread).
         tokio::time::sleep(Duration::from_micros(wait)).await;

@@ -68,6 +68,24 @@ impl PushUrl {
         }
     }
 
+    /// A URL from the panel's two fields: the key goes where the scheme
+    /// keeps its secret (RTMP: the last path segment; SRT: `passphrase=`),
+    /// so the URL field never needs to hold it.
+    pub fn parse_with_key(url: &str, key: &str) -> Result<PushUrl, PushError> {
+        let (url, key) = (url.trim(), key.trim());
+        if key.is_empty() {
+            return PushUrl::parse(url);
+        }
+        let lower = url.to_ascii_lowercase();
+        let joined = if lower.starts_with("srt://") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}passphrase={}", enc(key))
+        } else {
+            format!("{}/{key}", url.trim_end_matches('/'))
+        };
+        PushUrl::parse(&joined)
+    }
+
     /// Address to connect to.
     pub fn addr(&self) -> String {
         self.host_port()
@@ -372,6 +390,21 @@ mod tests {
         ] {
             assert!(PushUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_key_field_goes_where_the_scheme_keeps_its_secret() {
+        let r = PushUrl::parse_with_key("rtmp://h/live/", "abc").unwrap();
+        assert_eq!(r.secret_url(), "rtmp://h:1935/live/abc");
+        let s = PushUrl::parse_with_key("srt://h:9000?streamid=x", "pass word&=10").unwrap();
+        let Kind::Srt(o) = &s.kind else { panic!("srt") };
+        assert_eq!(o.passphrase.as_deref(), Some("pass word&=10"));
+        assert_eq!(
+            PushUrl::parse_with_key("rtmp://h/live/k", "")
+                .unwrap()
+                .secrets(),
+            vec!["k"]
+        );
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn push_json(state: &AppState) -> Vec<Value> {
                 "skipped": t.skipped,
                 "reconnects": t.reconnects,
                 "last_error": t.last_error,
+                "retry_in_ms": t.retry_in_ms,
             })
         })
         .collect()

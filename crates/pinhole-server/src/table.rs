@@ -186,7 +186,7 @@ pub static ROUTES: &[Route] = &[
     route(
         Prefix("/api/push/"),
         Target::Push,
-        Listed(&[("DELETE", Admin)]),
+        Listed(&[("DELETE", Admin), ("PATCH", Admin)]),
         false,
     ),
     route(Exact("/api/auth"), Target::Auth, Any(Auth), false),
