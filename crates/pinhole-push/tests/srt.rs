@@ -185,8 +185,16 @@ fn pushes_over_srt_and_resumes_after_the_listener_dies() {
         "{frames} frames decoded from the second session"
     );
 
+    // 33 ms at 30 fps; a viewer held up by the push would wait seconds
+    // (the peer-idle timeout). On a loaded machine the source itself
+    // stalls: only what the viewer waited beyond that counts.
     let gap = max_gap_ms.load(Ordering::Relaxed);
-    assert!(gap < 400, "a local viewer waited {gap} ms for a frame");
+    let source_gap = common::FEED_MAX_GAP_MS.load(Ordering::Relaxed);
+    eprintln!("local viewer max gap {gap} ms, source's own {source_gap} ms");
+    assert!(
+        gap < source_gap + 400,
+        "a local viewer waited {gap} ms for a frame (the source {source_gap} ms)"
+    );
     let s = format!("{:?}", target.status());
     assert!(!s.contains("0123456789") && !s.contains("horse"), "{s}");
 
@@ -251,6 +259,45 @@ fn ffmpeg_reads_an_srt_push() {
     let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     eprintln!("ffmpeg's recording: {probe}");
     assert!(probe.starts_with("h264,320,240"), "{probe}");
+    stop.store(true, Ordering::Relaxed);
+    feeder.join().unwrap();
+    hub.close();
+    drop(target);
+}
+
+/// A push without the listener's passphrase never publishes: the
+/// encryption is really negotiated, not just accepted as an option.
+#[test]
+fn a_missing_passphrase_is_refused() {
+    let port = free_udp_port();
+    let _listener = listener(port, Stdio::null());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let clock = Arc::new(SystemClock::new());
+    let hub = Hub::with_clock(HubConfig::default(), clock.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let (hub, clock, stop) = (hub.clone(), clock.clone(), stop.clone());
+        std::thread::spawn(move || feed(hub, clock, stop, Arc::new(AtomicBool::new(false))))
+    };
+    let target = {
+        let _g = rt.enter();
+        PushTarget::spawn(
+            hub.clone(),
+            PushUrl::parse(&format!("srt://127.0.0.1:{port}")).unwrap(),
+        )
+    };
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(8) {
+        assert_ne!(
+            target.status().state,
+            State::Publishing,
+            "published without the passphrase"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = target.status();
+    eprintln!("without the passphrase: {s:?}");
+    assert!(s.last_error.is_some(), "{s:?}");
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
     hub.close();

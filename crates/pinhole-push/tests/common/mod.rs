@@ -14,6 +14,11 @@ pub mod nginx_rtmp;
 /// The x264 fixture, looped at 30 fps on the real clock, until `stop`.
 /// With `fat` set, each access unit carries 64 KiB of filler NAL units
 /// (~16 Mbit/s), so a hung server's socket buffers fill within seconds.
+/// The largest gap between two of `feed`'s publishes, in ms: on a loaded
+/// machine the source itself stalls, and a viewer's gap is only the push's
+/// fault beyond this.
+pub static FEED_MAX_GAP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>, fat: Arc<AtomicBool>) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -25,6 +30,7 @@ pub fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>, fat: 
     aus.extend(asm.finish());
     let start = clock.now_us();
     let mut n = 0u64;
+    let mut last: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         for au in &aus {
             let due = start + n * 33_333;
@@ -38,6 +44,11 @@ pub fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>, fat: 
             } else {
                 au.data.clone()
             };
+            if let Some(l) = last {
+                let gap = Instant::elapsed(&l).as_millis() as u64;
+                FEED_MAX_GAP_MS.fetch_max(gap, Ordering::Relaxed);
+            }
+            last = Some(Instant::now());
             hub.publish(AccessUnit {
                 data,
                 pts_us: due,
