@@ -137,7 +137,7 @@ pub fn parse_spec(spec: &str) -> Result<Option<AudioInput>, String> {
             Ok(Some(AudioInput::Alsa(dev.to_owned())))
         }
         _ => Err(format!(
-            "unknown audio source `{spec}`: none, test, pipe:<command> or alsa:<device>"
+            "unknown audio source `{spec}`: none, auto, test, pipe:<command> or alsa:<device>"
         )),
     }
 }

@@ -327,6 +327,17 @@ async fn the_admin_switches_the_sound_on_and_off_without_restarting_the_picture(
     assert_eq!(st, 200, "{body}");
     let off = wait_status(&d.addr, 10, |s| s["audio"].is_null()).await;
     assert_eq!(off["source"]["state"], "running");
+    // `auto` follows the camera: the test pattern has no microphone, so
+    // there is no audio track, and the menu says auto.
+    let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 3}"#).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["fields"]["audio"]["value"], 3, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let auto = wait_status(&d.addr, 10, |s| s["source"]["state"] == "running").await;
+    assert!(
+        auto["audio"].is_null(),
+        "no microphone beside the test pattern: {auto}"
+    );
     // Not a choice: refused, naming the field.
     let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 7}"#).await;
     assert_eq!(st, 400, "{body}");
