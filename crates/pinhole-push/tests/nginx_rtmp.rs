@@ -108,15 +108,20 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     });
 
     let gap = max_gap_ms.load(Ordering::Relaxed);
-    // 33 ms at 30 fps; the bound leaves room for a loaded CI machine, and
-    // a viewer held up by the push would wait seconds (the write timeout).
-    assert!(gap < 400, "a local viewer waited {gap} ms for a frame");
+    // 33 ms at 30 fps; a viewer held up by the push would wait seconds
+    // (the write timeout). On a loaded machine the source itself stalls:
+    // only what the viewer waited beyond that counts.
+    let source_gap = common::FEED_MAX_GAP_MS.load(Ordering::Relaxed);
+    assert!(
+        gap < source_gap + 400,
+        "a local viewer waited {gap} ms for a frame (the source {source_gap} ms)"
+    );
     let s = target.status();
     assert!(
         !format!("{s:?}").contains("0123456789"),
         "key leaked: {s:?}"
     );
-    eprintln!("status at the end: {s:?}; local viewer max gap {gap} ms");
+    eprintln!("status at the end: {s:?}; local viewer max gap {gap} ms, source {source_gap} ms");
 
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();
