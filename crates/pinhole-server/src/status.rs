@@ -119,6 +119,7 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
                 "frames_sent": w.frames_sent,
                 "keyframe_requests": w.keyframe_requests,
                 "nacks": w.nacks,
+                "refused_packets": w.refused_packets,
             })
         }),
         // Push targets (URLs with their stream keys hidden): configuration,
@@ -366,6 +367,12 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
             "counter",
             "PLI/FIR received from WebRTC viewers.",
             w.keyframe_requests as f64,
+        );
+        metric(
+            "webrtc_refused_packets_total",
+            "counter",
+            "UDP packets dropped unread: from an address [security] accept_from refuses.",
+            w.refused_packets as f64,
         );
     }
     metric(

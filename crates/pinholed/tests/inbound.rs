@@ -203,6 +203,8 @@ async fn listeners_answer_the_lan_only_and_push_reaches_the_internet() {
         "0.0.0.0:0",
         "--rtsp",
         "0.0.0.0:0",
+        "--webrtc-listen",
+        "0.0.0.0:0",
         "--width",
         "320",
         "--height",
@@ -245,8 +247,56 @@ async fn listeners_answer_the_lan_only_and_push_reaches_the_internet() {
         "internet RTSP"
     );
 
-    // The push to the internet server publishes, and it serves our stream.
+    // WebRTC's UDP port: a datagram from the internet is dropped unread
+    // (counted), one from the LAN is read (and, not being a session's,
+    // counted as unrouted instead).
     let cookie = common::admin(&addr, "inbound-test-password").await;
+    let (_, _, body) = common::http(&addr, "GET", "/api/status", &[("cookie", &cookie)], "").await;
+    let st: serde_json::Value = serde_json::from_slice(&body).expect("status json");
+    let udp: u16 = st["webrtc"]["udp"]
+        .as_str()
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("webrtc.udp in the status");
+    let refused = || async {
+        let (_, _, m) = common::http(&addr, "GET", "/metrics", &[], "").await;
+        String::from_utf8_lossy(&m)
+            .lines()
+            .find_map(|l| l.strip_prefix("pinhole_webrtc_refused_packets_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .expect("pinhole_webrtc_refused_packets_total")
+    };
+    let datagram = |ns: &Netns, ip: &str| {
+        let script = format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.sendto(b'\\x00\\x01\\x00\\x00'+b'\\x21\\x12\\xa4\\x42'+bytes(12),('{ip}',{udp}))\n"
+        );
+        let ok = ns
+            .exec(&["python3", "-c", &script])
+            .status()
+            .expect("python3");
+        assert!(ok.success());
+    };
+    assert_eq!(refused().await, 0.0);
+    datagram(&lan, &lan.host_ip);
+    datagram(&inet, &inet.host_ip);
+    datagram(&inet, &inet.host_ip);
+    let t = Instant::now();
+    while refused().await < 2.0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "internet datagrams not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        refused().await,
+        2.0,
+        "only the internet's datagrams are refused"
+    );
+
+    // The push to the internet server publishes, and it serves our stream.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, _, body) =
