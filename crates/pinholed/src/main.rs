@@ -66,8 +66,15 @@ fn main() -> ExitCode {
 /// journald when started by systemd with a journal stream, plain text otherwise.
 fn init_logging() {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // srt-tokio's debug lines print the SRT stream id and handshakes (a
+    // push credential): never below info, whatever RUST_LOG asks.
+    for d in ["srt_tokio=info", "srt_protocol=info"] {
+        if let Ok(d) = d.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
