@@ -31,6 +31,8 @@ command -v unshare >/dev/null || need+=(util-linux)
 # The push tests' real media servers: nginx-rtmp, and srt-live-transmit.
 dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need+=(libnginx-mod-rtmp)
 command -v srt-live-transmit >/dev/null || need+=(srt-tools)
+# crates/pinholed/tests/inbound.rs: network namespaces and veth pairs.
+command -v ip >/dev/null || need+=(iproute2)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   $SUDO apt-get update -qq

@@ -142,6 +142,10 @@ pub async fn serve(
                 tokio::select! {
                     _ = stop.changed() => break,
                     r = l.tcp.accept() => match r {
+                        Ok((_, peer)) if !shared.state.config.security.accept_from.accepts(peer.ip()) => {
+                            // Closed unread ([security] accept_from).
+                            tracing::debug!(%peer, "rtsp refused: not a LAN address");
+                        }
                         Ok((s, peer)) => {
                             let permit = match shared.connections.acquire(peer.ip()) {
                                 Ok(p) => p,

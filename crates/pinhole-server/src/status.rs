@@ -119,6 +119,7 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
                 "frames_sent": w.frames_sent,
                 "keyframe_requests": w.keyframe_requests,
                 "nacks": w.nacks,
+                "refused_packets": w.refused_packets,
             })
         }),
         // Push targets (URLs with their stream keys hidden): configuration,
@@ -153,6 +154,7 @@ fn push_json(state: &AppState) -> Vec<Value> {
                 "skipped": t.skipped,
                 "reconnects": t.reconnects,
                 "last_error": t.last_error,
+                "retry_in_ms": t.retry_in_ms,
             })
         })
         .collect()
@@ -365,6 +367,12 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
             "counter",
             "PLI/FIR received from WebRTC viewers.",
             w.keyframe_requests as f64,
+        );
+        metric(
+            "webrtc_refused_packets_total",
+            "counter",
+            "UDP packets dropped unread: from an address [security] accept_from refuses.",
+            w.refused_packets as f64,
         );
     }
     metric(

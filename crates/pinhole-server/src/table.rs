@@ -188,7 +188,7 @@ pub static ROUTES: &[Route] = &[
     route(
         Prefix("/api/push/"),
         Target::Push,
-        Listed(&[("DELETE", Admin)]),
+        Listed(&[("DELETE", Admin), ("PATCH", Admin)]),
         false,
     ),
     // ONVIF (docs/rtsp.md): SOAP over POST with its own credentials (a

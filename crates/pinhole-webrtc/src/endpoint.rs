@@ -55,6 +55,9 @@ pub struct EndpointConfig {
     pub ice_servers: Vec<IceServer>,
     /// Sessions at once; more get 503.
     pub max_sessions: usize,
+    /// Packets from other addresses are dropped unread (`[security]
+    /// accept_from`; a TURN relay or internet viewer needs `Any`).
+    pub accept_from: pinhole_media::peer::AcceptFrom,
 }
 
 impl Default for EndpointConfig {
@@ -65,6 +68,7 @@ impl Default for EndpointConfig {
             extra_candidates: Vec::new(),
             ice_servers: Vec::new(),
             max_sessions: 20,
+            accept_from: Default::default(),
         }
     }
 }
@@ -110,6 +114,8 @@ pub struct EndpointStats {
     pub keyframe_requests: u64,
     pub nacks: u64,
     pub unrouted_packets: u64,
+    /// From addresses `accept_from` refuses.
+    pub refused_packets: u64,
 }
 
 pub struct Endpoint {
@@ -360,6 +366,9 @@ async fn receive_loop(ep: Arc<Endpoint>) {
     let mut buf = vec![0u8; 2048];
     loop {
         match ep.socket.recv_from(&mut buf).await {
+            Ok((_, from)) if !ep.cfg.accept_from.accepts(from.ip()) => {
+                ep.totals().refused_packets += 1;
+            }
             Ok((n, from)) => ep.route(from, &buf[..n]),
             Err(e) => {
                 // ICMP port unreachable from a gone viewer shows up here on Linux.

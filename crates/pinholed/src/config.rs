@@ -381,6 +381,8 @@ impl WebrtcConfig {
                 })
                 .collect(),
             max_sessions: self.max_sessions,
+            // Set by the daemon from [security] accept_from.
+            accept_from: Default::default(),
         })
     }
 }

@@ -66,8 +66,15 @@ fn main() -> ExitCode {
 /// journald when started by systemd with a journal stream, plain text otherwise.
 fn init_logging() {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // srt-tokio's debug lines print the SRT stream id and handshakes (a
+    // push credential): never below info, whatever RUST_LOG asks.
+    for d in ["srt_tokio=info", "srt_protocol=info"] {
+        if let Ok(d) = d.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
@@ -276,12 +283,15 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     if cfg.webrtc.enabled {
         // WebRTC is one output among several: run without it if it cannot start.
         match cfg.webrtc.to_endpoint() {
-            Ok(wcfg) => match pinhole_webrtc::Endpoint::start(wcfg, state.hub.clone()).await {
-                Ok(ep) => {
-                    let _ = state.webrtc.set(ep);
+            Ok(mut wcfg) => {
+                wcfg.accept_from = cfg.security.accept_from();
+                match pinhole_webrtc::Endpoint::start(wcfg, state.hub.clone()).await {
+                    Ok(ep) => {
+                        let _ = state.webrtc.set(ep);
+                    }
+                    Err(e) => tracing::error!("WebRTC disabled: {e}"),
                 }
-                Err(e) => tracing::error!("WebRTC disabled: {e}"),
-            },
+            }
             Err(e) => tracing::error!("WebRTC disabled: {e}"),
         }
     }

@@ -89,6 +89,9 @@ pub struct SecurityConfig {
     pub allowed_origins: Vec<String>,
     /// The hostname to accept; `None`: the system's, read at run time.
     pub hostname: Option<String>,
+    /// Whom the TCP/UDP listeners answer at all (HTTP, RTSP; WebRTC is told
+    /// separately): others are closed at accept, before a byte is read.
+    pub accept_from: pinhole_media::peer::AcceptFrom,
 }
 
 impl Default for SecurityConfig {
@@ -107,6 +110,7 @@ impl Default for SecurityConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             hostname: None,
+            accept_from: Default::default(),
         }
     }
 }
