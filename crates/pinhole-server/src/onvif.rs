@@ -294,6 +294,11 @@ pub async fn discovery(
                 }
             },
         };
+        // A unicast probe from beyond the LAN would make us a reflector
+        // (a ProbeMatch is larger than a Probe): [security] accept_from.
+        if !state.config.security.accept_from.accepts(peer.ip()) {
+            continue;
+        }
         let probe = match discovery::parse_probe(&buf[..n]) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
