@@ -23,6 +23,11 @@ use crate::WebrtcError;
 /// (RFC 7675: browsers check consent every ~5 s, and give up at 30 s).
 pub const CONSENT_TIMEOUT_US: u64 = 30_000_000;
 
+/// NACKs are answered for packets this recent: 1024 packets (a few 720p
+/// keyframes) over 3 s, str0m's defaults.
+const RTX_CACHE_PACKETS: usize = 1024;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+
 /// What every session shares: the crypto provider and one DTLS certificate
 /// (made once: a key per session would cost a P-256 key generation each).
 #[derive(Clone)]
@@ -314,6 +319,16 @@ impl Session {
             Event::MediaAdded(m) if m.kind == MediaKind::Video && self.video.is_none() => {
                 if let Some(pt) = self.pick_h264(m.mid) {
                     self.video = Some((m.mid, pt));
+                }
+                if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(m.mid, None) {
+                    // str0m drops every queued resend once resends pass 15 %
+                    // of a second's bytes. Receivers NACK a missing packet
+                    // again while its resend is in flight (aiortc repeats its
+                    // whole list on every new gap), so with a 100 ms RTT and
+                    // 5 % loss the cap trips, a keyframe packet is never
+                    // resent, and the viewer freezes until its jitter buffer
+                    // gives up (3-6 s). Resends only cost this viewer's link.
+                    tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
                 }
             }
             Event::KeyframeRequest(_) => {
