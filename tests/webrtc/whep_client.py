@@ -9,6 +9,7 @@ JSON line: frames decoded, fps, size, longest gap between frames.
             servers from Link), an offer with video and audio `sendrecv`,
             POST, the session id from Location (last path segment), PATCH
             URL/<id> with If-Match and their candidate fragment, DELETE.
+--audio     receive audio too (recvonly); reports frames and seconds decoded
 --loss P    put a UDP relay of our own between us and the server that drops
             a fraction P of the RTP/RTCP datagrams both ways (seeded).
 
@@ -103,6 +104,7 @@ async def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay in the relay")
     ap.add_argument("--header", action="append", default=[])
+    ap.add_argument("--audio", action="store_true", help="receive audio too (recvonly)")
     a = ap.parse_args()
     extra = dict(h.split(":", 1) for h in a.header)
     out = {"steps": []}
@@ -115,15 +117,31 @@ async def main():
     pc = RTCPeerConnection()
     direction = "sendrecv" if a.mainsail else "recvonly"
     pc.addTransceiver("video", direction=direction)
-    if a.mainsail:
+    if a.mainsail or a.audio:
         pc.addTransceiver("audio", direction=direction)
 
     frames = []
     size = {}
+    audio = {"frames": 0, "samples": 0, "rate": None, "first": None}
     done = asyncio.Event()
 
     @pc.on("track")
     def on_track(track):
+        if track.kind == "audio":
+            async def pull_audio():
+                while True:
+                    try:
+                        f = await track.recv()
+                    except Exception:
+                        return
+                    if audio["first"] is None:
+                        audio["first"] = time.monotonic()
+                    audio["frames"] += 1
+                    audio["samples"] += f.samples
+                    audio["rate"] = f.sample_rate
+
+            asyncio.ensure_future(pull_audio())
+            return
         if track.kind != "video":
             return
 
@@ -207,6 +225,15 @@ async def main():
         width=size.get("w"),
         height=size.get("h"),
     )
+    if a.audio:
+        out["audio"] = {
+            "frames": audio["frames"],
+            "rate": audio["rate"],
+            # Seconds of sound decoded (aiortc returns only what arrived)
+            # and when it began.
+            "seconds": round(audio["samples"] / audio["rate"], 2) if audio["rate"] else 0,
+            "first_s": round(audio["first"] - t0, 3) if audio["first"] else None,
+        }
     if relay:
         out["relay"] = {"passed": relay.passed, "dropped": relay.dropped}
     print(json.dumps(out))

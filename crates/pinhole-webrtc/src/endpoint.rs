@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pinhole_hub::{Hub, Viewer};
-use pinhole_media::Clock;
+use pinhole_media::{Clock, Codec};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -107,6 +107,7 @@ pub struct EndpointStats {
     pub sessions_total: u64,
     pub refused_full: u64,
     pub frames_sent: u64,
+    pub audio_sent: u64,
     pub keyframe_requests: u64,
     pub nacks: u64,
     pub unrouted_packets: u64,
@@ -201,6 +202,7 @@ impl Endpoint {
         for h in table.by_id.values() {
             let s = *h.stats.lock().unwrap_or_else(|p| p.into_inner());
             t.frames_sent += s.frames_sent;
+            t.audio_sent += s.audio_sent;
             t.keyframe_requests += s.keyframe_requests;
             t.nacks += s.nacks;
         }
@@ -450,6 +452,10 @@ async fn run_session(
                         }
                     }
                 }
+                Some(f) if matches!(f.track.codec, Codec::Opus(_)) => {
+                    // Opus passed through; dropped until the picture starts.
+                    s.write_audio(&f.au.data, f.au.pts_us);
+                }
                 Some(_) => {}
                 None => s.close("daemon shutting down"),
             },
@@ -477,6 +483,7 @@ async fn run_session(
     {
         let mut t = ep.totals();
         t.frames_sent += st.frames_sent;
+        t.audio_sent += st.audio_sent;
         t.keyframe_requests += st.keyframe_requests;
         t.nacks += st.nacks;
     }

@@ -374,3 +374,42 @@ async fn five_percent_loss_is_recovered() {
     eprintln!("NACKs received: {nacks}");
     assert!(nacks > 0.0, "no NACK was received: {nacks}");
 }
+
+/// `--audio test`: the Opus track goes out beside the video, passed through
+/// (20 ms packets at 48 kHz), and aiortc decodes it.
+#[cfg(feature = "opus")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiortc_receives_the_opus_track() {
+    let _one = SERIAL.lock().await;
+    let (_daemon, addr) = daemon_with(
+        "audio",
+        "",
+        &["--width", "640", "--height", "360", "--audio", "test"],
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = client(
+        &format!("http://{addr}/whep"),
+        &["--seconds", "6", "--audio"],
+    );
+    eprintln!("audio: {r}");
+    assert_eq!(step(&r, "POST"), 201);
+    assert!(r["frames"].as_u64().unwrap_or(0) > 30, "no video: {r}");
+    let a = &r["audio"];
+    assert_eq!(a["rate"].as_u64(), Some(48_000), "{r}");
+    let first = a["first_s"].as_f64().unwrap_or(99.0);
+    assert!(first < 1.5, "sound began after {first} s: {r}");
+    // Every packet from the first on: 20 ms each, a loaded machine may lose a few.
+    let secs = a["seconds"].as_f64().unwrap_or(0.0);
+    assert!(
+        secs >= 0.8 * (6.0 - first),
+        "{secs} s of sound in {:.1} s: {r}",
+        6.0 - first
+    );
+    let (_, _, body) = common::http(&addr, "GET", "/api/status", &[], "").await;
+    let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
+    let sent = status["webrtc"]["audio_sent"].as_u64().unwrap_or(0);
+    assert!(
+        sent >= a["frames"].as_u64().unwrap_or(u64::MAX),
+        "{sent} sent: {status}"
+    );
+}
