@@ -448,7 +448,7 @@ async fn run_session(
                     };
                     if let Join::Send(frames) = send {
                         for f in frames {
-                            s.write_video(&f.au.data, f.au.pts_us, f.au.keyframe, now);
+                            s.write_video(&f.au.data, f.au.pts_us, f.au.keyframe);
                         }
                     }
                 }
@@ -472,7 +472,7 @@ async fn run_session(
                 let now = ep.clock.now_us();
                 if let Some(Join::Send(frames)) = joiner.as_mut().map(|j| j.timeout(now)) {
                     for f in frames {
-                        s.write_video(&f.au.data, f.au.pts_us, f.au.keyframe, now);
+                        s.write_video(&f.au.data, f.au.pts_us, f.au.keyframe);
                     }
                 }
             }

@@ -231,7 +231,7 @@ impl Session {
 
     /// One H.264 access unit (Annex B) from the hub. Nothing is sent before
     /// the viewer is connected, and the first frame sent is a keyframe.
-    pub fn write_video(&mut self, data: &[u8], pts_us: u64, keyframe: bool, now_us: u64) {
+    pub fn write_video(&mut self, data: &[u8], pts_us: u64, keyframe: bool) {
         let Some((mid, pt)) = self.video else { return };
         if !self.connected || self.ended.is_some() {
             return;
@@ -250,7 +250,6 @@ impl Session {
         let rtp_time = MediaTime::new(pts_us.saturating_mul(9) / 100, Frequency::NINETY_KHZ);
         // The capture time as the wallclock: str0m's sender reports map
         // both tracks' RTP times onto it, which is what lip sync needs.
-        let _ = now_us;
         match writer.write(pt, self.shared.at(pts_us), rtp_time, data.to_vec()) {
             Ok(()) => self.stats.frames_sent += 1,
             Err(e) => tracing::debug!(error = %e, "webrtc: frame not written"),
@@ -431,7 +430,7 @@ mod tests {
     fn nothing_is_sent_before_connection_and_consent_expires() {
         let offer = crate::offer::check_offer(AIORTC).unwrap();
         let (mut s, _) = Session::accept(&offer, &shared(), 0).unwrap();
-        s.write_video(&[0, 0, 0, 1, 0x65, 1, 2, 3], 0, true, 1_000);
+        s.write_video(&[0, 0, 0, 1, 0x65, 1, 2, 3], 0, true);
         let p = s.poll(2_000);
         assert!(p.send.is_empty());
         assert_eq!(s.stats().frames_sent, 0);
