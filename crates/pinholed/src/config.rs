@@ -37,9 +37,10 @@ pub struct Cli {
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
 
-    /// Audio source: none | test (a tone with a click every second, for the
-    /// test pattern) | pipe:<command writing raw s16le PCM> | alsa:<device>.
-    /// [default: none]
+    /// Audio source: none | auto (the microphone of the USB webcam that
+    /// runs, if it has one) | test (a tone with a click every second, for
+    /// the test pattern) | pipe:<command writing raw s16le PCM> |
+    /// alsa:<device>. [default: none]
     #[arg(long, value_name = "SOURCE")]
     pub audio: Option<String>,
 
@@ -614,8 +615,11 @@ impl Config {
                 return bad("push.url", e.to_string());
             }
         }
-        if let Err(e) = pinhole_capture::audio::parse_spec(&self.audio.source) {
-            return bad("audio.source", e);
+        // `auto` (the camera's own microphone) is resolved by the daemon.
+        if self.audio.source != "auto" {
+            if let Err(e) = pinhole_capture::audio::parse_spec(&self.audio.source) {
+                return bad("audio.source", e);
+            }
         }
         if let Err(e) = self.audio.capture().validate() {
             return bad("audio", e.to_string());

@@ -2,6 +2,7 @@
 
 use pinholed::config;
 mod audio_ctl;
+mod audio_pair;
 mod auto;
 mod camera_ctl;
 mod error;
@@ -335,11 +336,16 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     let audio = Arc::new(audio_ctl::AudioCtl::new(
         state.clone(),
         wiring.clock.clone(),
+        wiring.active.clone(),
+        PathBuf::from("/sys"),
     ));
     if let Err(e) = audio.apply(&cfg) {
         // Validated with the config; a failure here (no thread) is not fatal
         // for the picture.
         tracing::error!("audio disabled: {e}");
+    }
+    if let Err(e) = audio.follow_camera() {
+        tracing::error!("audio auto cannot follow the camera: {e}");
     }
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
     let libcamera = wiring.libcamera.clone();
