@@ -117,6 +117,7 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
                 "sessions_total": w.sessions_total,
                 "refused_full": w.refused_full,
                 "frames_sent": w.frames_sent,
+                "audio_sent": w.audio_sent,
                 "keyframe_requests": w.keyframe_requests,
                 "nacks": w.nacks,
                 "refused_packets": w.refused_packets,

@@ -152,6 +152,9 @@ impl FrameSink for Observer<'_> {
     fn publish_jpeg(&self, jpeg: bytes::Bytes, pts_us: u64) {
         self.inner.publish_jpeg(jpeg, pts_us);
     }
+    fn keyframe_wanted(&self) -> bool {
+        self.inner.keyframe_wanted()
+    }
 }
 
 fn with_note(mut info: SourceInfo, note: &str) -> SourceInfo {
