@@ -13,6 +13,12 @@ fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
+# One target dir for every fuzz crate: their shared dependencies (tokio,
+# serde, our own crates) build once instead of once per crate. The smoke
+# builds unoptimized (`--dev`: with debug assertions and overflow checks,
+# stricter than -O), which halves the build; ten seconds of fuzzing need no
+# speed. Long runs use -O (docs/security.md).
+tdir="$PWD/target/fuzz"
 failed=()
 for dir in crates/*/fuzz; do
     [ -f "$dir/Cargo.toml" ] || continue
@@ -27,7 +33,7 @@ for dir in crates/*/fuzz; do
             max_len=$(sed -n 's/^max_len *= *//p' "$dir/fuzz_targets/$target.options")
             [ -n "$max_len" ] && opts+=("-max_len=$max_len")
         fi
-        if (cd "$dir" && cargo +nightly fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+        if (cd "$dir" && cargo +nightly fuzz run --dev --target-dir "$tdir" "$target" "$scratch" "corpus/$target" -- \
                 -max_total_time="$secs" -print_final_stats=1 "${opts[@]}") >"$log" 2>&1; then
             grep -E "stat::number_of_executed_units" "$log" || true
         else

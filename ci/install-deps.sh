@@ -24,9 +24,15 @@ command -v gst-launch-1.0 >/dev/null || need+=(gstreamer1.0-tools)
 dpkg -s gstreamer1.0-plugins-good >/dev/null 2>&1 || need+=(gstreamer1.0-plugins-good)
 dpkg -s gstreamer1.0-libav >/dev/null 2>&1 || need+=(gstreamer1.0-libav)
 /usr/bin/python3 -c 'import av' 2>/dev/null || need+=(python3-av)
+# ONVIF's test runs Home Assistant's libraries in a network namespace of
+# its own (tests/onvif/netns.sh: unshare + ip).
+command -v ip >/dev/null || need+=(iproute2)
+command -v unshare >/dev/null || need+=(util-linux)
 # The push tests' real media servers: nginx-rtmp, and srt-live-transmit.
 dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need+=(libnginx-mod-rtmp)
 command -v srt-live-transmit >/dev/null || need+=(srt-tools)
+# crates/pinholed/tests/inbound.rs: network namespaces and veth pairs.
+command -v ip >/dev/null || need+=(iproute2)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   $SUDO apt-get update -qq
@@ -45,3 +51,6 @@ fi
 # aiortc, the WebRTC client of crates/pinholed/tests/webrtc.rs (pinned in
 # tests/webrtc/requirements.txt): the test makes it too, this only does it early.
 echo "== WebRTC test venv: $(tests/webrtc/venv.sh)"
+# onvif-zeep-async + WSDiscovery, Home Assistant's ONVIF libraries (pinned in
+# tests/onvif/requirements.txt), for crates/pinholed/tests/onvif.rs.
+echo "== ONVIF test venv: $(tests/onvif/venv.sh)"

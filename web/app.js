@@ -156,10 +156,13 @@ function renderStats() {
     ['resolution', s.width ? `${s.width}×${s.height}` : '—'],
     ['fps', s.fps != null ? fmtNum(s.fps, 1) : (s.serverFps != null ? `${fmtNum(s.serverFps, 1)} (server)` : '—')],
     ['bitrate', s.bitrate != null ? fmtBitrate(s.bitrate) : (s.serverBitrate != null ? `${fmtBitrate(s.serverBitrate)} (server)` : '—')],
-    ['delay', s.delay != null ? `${fmtMs(s.delay)}${s.delaySource === 'buffer' ? ' (buffer)' : ''}` : '—'],
+    ['delay', s.delay != null ? `${fmtMs(s.delay)}${s.delaySource === 'buffer' ? ' (buffer)' : s.delaySource === 'webrtc' ? ' (estimate)' : ''}` : '—'],
   ];
   if (s.buffer != null) rows.push(['buffer', fmtMs(s.buffer)]);
   if (s.droppedFrames) rows.push(['dropped', String(s.droppedFrames)]);
+  // WebRTC: the network as the browser sees it.
+  if (s.rtt != null) rows.push(['RTT', fmtMs(s.rtt)]);
+  if (s.packetsLost != null) rows.push(['packets lost', `${s.packetsLost}${s.nacks ? ` (${s.nacks} NACKs)` : ''}`]);
   rows.push(['viewers', s.viewers != null ? String(s.viewers) : '—']);
   $('stats-body').replaceChildren(...rows.map(([k, v]) => {
     const tr = document.createElement('tr');

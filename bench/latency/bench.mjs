@@ -114,7 +114,8 @@ const probeScript = fs.readFileSync(path.join(here, 'barcode.js'), 'utf8') + '\n
   fs.readFileSync(path.join(here, 'probe-page.js'), 'utf8');
 
 async function browserProbe(p, { warmS, measureS }) {
-  const ctx = await launchBrowser();
+  // WebRTC: the daemon's one candidate is 127.0.0.1, which Chromium skips unless told.
+  const ctx = await launchBrowser({ extraArgs: ['--allow-loopback-in-peer-connection'] });
   const page = await newPage(ctx);
   try {
     await page.addInitScript({ content: `window.__LAT_MODE = ${JSON.stringify(p.mode)};\n${probeScript}` });
@@ -297,7 +298,8 @@ async function main() {
   const startedAt = new Date();
   const loadBefore = loadavg();
   log(`load ${loadBefore}; ${SMOKE ? 'SMOKE' : 'full'} run, warm ${WARM_S} s, measure ${MEASURE_S} s, long ${LONG_S} s, ${VIEWERS} byte viewers`);
-  const extraArgs = (opt['daemon-args'] || '').split(/\s+/).filter(Boolean);
+  // WebRTC on loopback, an ephemeral UDP port (never the appliance's 8189).
+  const extraArgs = ['--webrtc-listen', '127.0.0.1:0', ...(opt['daemon-args'] || '').split(/\s+/).filter(Boolean)];
   const daemon = await startDaemon(await freePort(), { extraArgs });
   const base = daemon.base;
   let seeds;
@@ -323,6 +325,7 @@ async function main() {
       { id: 'webcodecs-raf', ours: true, label: 'pinhole WebCodecs, draw on requestAnimationFrame', url: `${base}/?player=webcodecs&render=raf`, mode: 'canvas' },
       { id: 'mse', ours: true, label: 'pinhole MSE (/ws/fmp4, UI `?player=mse`, paced: each frame appended on its refresh)', url: `${base}/?player=mse`, mode: 'video' },
       { id: 'mse-immediate', ours: true, label: 'pinhole MSE, append on arrival, playbackRate steers the buffer (`?render=immediate`)', url: `${base}/?player=mse&render=immediate`, mode: 'video' },
+      { id: 'webrtc', ours: true, label: 'pinhole WebRTC (WHEP, UI `?player=webrtc`, jitterBufferTarget 0)', url: `${base}/?player=webrtc`, mode: 'video' },
       { id: 'jmuxer', ours: true, label: 'pinhole /ws/h264 → jmuxer page (`/jmuxer.html`)', url: `${base}/jmuxer.html`, mode: 'video' },
       { id: 'mjpeg', ours: true, label: 'pinhole MJPEG (`<img>`, polled every 3 ms)', url: `${base}/?player=mjpeg`, mode: 'img' },
       ...(hlsOk ? [{ id: 'hls', ours: true, label: 'pinhole LL-HLS in hls.js (`?player=hls`)', url: `${base}/?player=hls`, mode: 'video', ...hlsStart, warmS: Math.max(WARM_S, SMOKE ? 1 : 10) }] : []),

@@ -34,6 +34,21 @@ const MARKER_WATCH = `
     on = white;
   };`;
 
+// Each click the player scheduled against the nearest marker the page saw (within 0.5 s):
+// picture − sound, ms.
+async function skewsOn(page) {
+  const { clicks, markers } = await page.evaluate(() => ({
+    clicks: window.pinhole.player.audio.clicks.map((c) => c.outMs),
+    markers: window.PINHOLE_MARKERS,
+  }));
+  const skews = [];
+  for (const c of clicks) {
+    const m = markers.reduce((best, x) => (Math.abs(x - c) < Math.abs(best - c) ? x : best), Infinity);
+    if (Math.abs(m - c) < 500) skews.push(m - c);
+  }
+  return { clicks, markers, skews };
+}
+
 test('WebCodecs plays the sound, muted until asked, in step with the picture', async (t) => {
   const page = await newPage(ctx);
   try {
@@ -58,15 +73,7 @@ test('WebCodecs plays the sound, muted until asked, in step with the picture', a
     assert.ok(s.audio.played > 300, `only ${s.audio.played} packets played in 8 s`);
     assert.ok(parseFloat(meter) > 0, 'the level meter does not move');
 
-    const { clicks, markers } = await page.evaluate(() => ({
-      clicks: window.pinhole.player.audio.clicks.map((c) => c.outMs),
-      markers: window.PINHOLE_MARKERS,
-    }));
-    const skews = [];
-    for (const c of clicks) {
-      const m = markers.reduce((best, x) => (Math.abs(x - c) < Math.abs(best - c) ? x : best), Infinity);
-      if (Math.abs(m - c) < 500) skews.push(m - c);
-    }
+    const { clicks, markers, skews } = await skewsOn(page);
     t.diagnostic(`A/V skew in Chromium (picture − sound), ms: ${skews.map((x) => x.toFixed(1)).join(', ')}`);
     assert.ok(skews.length >= 3, `matched ${skews.length} click/marker pairs (clicks ${clicks}, markers ${markers})`);
     // The median: on a loaded machine the player's delay moves now and then, and the sound
@@ -111,6 +118,35 @@ test('MSE plays the sound apart (AudioDecoder) beside a video-only SourceBuffer'
     t.diagnostic(`mse: state ${s.st.state}, delay ${s.st.delay?.toFixed(3)} s, audio packets played ${played}`);
     assert.equal(s.st.state, 'playing');
     assert.ok(played > 200, `only ${played} packets played in 5 s`);
+    // A/V sync: when the <video> is expected to show the marker frame (rVFC's
+    // expectedDisplayTime; the frame drawn to a canvas to read the marker) against when the
+    // player scheduled the click to leave the speaker.
+    await page.evaluate(() => {
+      const v = document.querySelector('#screen video');
+      const c = document.createElement('canvas');
+      c.width = 640; c.height = 360;
+      const g = c.getContext('2d', { willReadFrequently: true });
+      window.PINHOLE_MARKERS = [];
+      let on = false;
+      const watch = (_now, meta) => {
+        g.drawImage(v, 0, 0, 640, 360);
+        const [r, gg, b] = g.getImageData(30, 180, 1, 1).data;
+        const white = (r + gg + b) / 3 > 200;
+        if (white && !on) window.PINHOLE_MARKERS.push(meta.expectedDisplayTime);
+        on = white;
+        v.requestVideoFrameCallback(watch);
+      };
+      v.requestVideoFrameCallback(watch);
+      window.pinhole.player.audio.clicks = [];
+    });
+    await sleep(6000);
+    const { clicks, markers, skews } = await skewsOn(page);
+    t.diagnostic(`MSE A/V skew (picture − sound), ms: ${skews.map((x) => x.toFixed(1)).join(', ')}`);
+    assert.ok(skews.length >= 3, `matched ${skews.length} click/marker pairs (clicks ${clicks}, markers ${markers})`);
+    const median = [...skews].sort((a, b) => a - b)[Math.floor(skews.length / 2)];
+    // The broadcast lip-sync bound (ITU-R BT.1359: sound at most 45 ms early, 125 ms late;
+    // sound late is a negative picture − sound).
+    assert.ok(median >= -125 && median <= 45, `median skew ${median} ms: ${skews}`);
   } catch (e) {
     console.log(page.logs.join('\n'));
     throw e;

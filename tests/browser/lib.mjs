@@ -84,7 +84,7 @@ export async function startDaemon(port, { timeoutMs = 20000, extraArgs = [] } = 
 }
 
 /** Launch headless chromium with a fresh profile; returns a persistent context (close it to quit). */
-export async function launchBrowser({ viewport = { width: 1280, height: 800 }, ...opts } = {}) {
+export async function launchBrowser({ viewport = { width: 1280, height: 800 }, extraArgs = [], ...opts } = {}) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pinhole-chromium-'));
   const ctx = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
@@ -92,7 +92,7 @@ export async function launchBrowser({ viewport = { width: 1280, height: 800 }, .
     viewport,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--autoplay-policy=no-user-gesture-required'],
+      '--autoplay-policy=no-user-gesture-required', ...extraArgs],
     ...opts,
   });
   const close = ctx.close.bind(ctx);

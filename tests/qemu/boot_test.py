@@ -32,9 +32,10 @@ RESTART_BUDGET = WATCHDOG_SEC + 5 + 2 + 30   # + TimeoutAbortSec + RestartSec + 
 ADMIN_PASSWORD = "qemu test admin password"
 # Beyond loopback only these may listen: the UI (80, 443), RTSP (8554, its
 # RTP/RTCP UDP ports 8554-8555), WebRTC's one UDP port (8189, docs/webrtc.md)
-# and mDNS. A DHCP client's socket (68, 546) takes only its server's
-# replies; it serves nothing.
-EXPOSED_OK = {"80/tcp", "443/tcp", "8554/tcp", "8554/udp", "8555/udp", "8189/udp", "5353/udp"}
+# mDNS and ONVIF's WS-Discovery (3702, docs/rtsp.md). A DHCP client's
+# socket (68, 546) takes only its server's replies; it serves nothing.
+EXPOSED_OK = {"80/tcp", "443/tcp", "8554/tcp", "8554/udp", "8555/udp", "8189/udp", "5353/udp",
+              "3702/udp"}
 DHCP_CLIENT = {"68/udp", "546/udp"}
 
 results = {"passed": 0, "failed": 0, "skipped": 0}
@@ -158,6 +159,31 @@ class Guest:
 def http_get(port, path, timeout=10):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
         return r.status, dict(r.headers), r.read()
+
+
+def onvif_post(port, path, ns, op, inner=""):
+    body = (f'<e:Envelope xmlns:e="http://www.w3.org/2003/05/soap-envelope"><e:Body>'
+            f'<o:{op} xmlns:o="{ns}">{inner}</o:{op}></e:Body></e:Envelope>').encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method="POST",
+                                 headers={"Content-Type": "application/soap+xml"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return r.status, r.read().decode(errors="replace")
+
+
+def onvif_check(port):
+    """ONVIF's device and media services answer through nginx (no viewer
+    password is set on the test image: the LAN watches without one)."""
+    try:
+        st, body = onvif_post(port, "/onvif/device_service", "http://www.onvif.org/ver10/device/wsdl",
+                              "GetSystemDateAndTime")
+        check(st == 200 and "<tt:UTCDateTime>" in body, "ONVIF GetSystemDateAndTime through nginx",
+              f"{st} {body[:200]}")
+        st, body = onvif_post(port, "/onvif/media_service", "http://www.onvif.org/ver10/media/wsdl",
+                              "GetStreamUri", "<o:ProfileToken>main</o:ProfileToken>")
+        check(st == 200 and ":8554/stream</tt:Uri>" in body, "ONVIF GetStreamUri names RTSP on 8554",
+              f"{st} {body[:300]}")
+    except Exception as e:
+        check(False, "ONVIF through nginx", f"{type(e).__name__}: {e}")
 
 
 def tls_context():
@@ -400,6 +426,70 @@ def rtsp_check(port, rtsp_port):
         check(False, "ffprobe reads H.264 over RTSP/TCP from the booted image", f"{type(e).__name__}: {e}")
 
 
+PUSH_ADDR = "198.51.100.77"   # TEST-NET-2: not a LAN address for the guest
+NGINX_RTMP = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
+
+
+def push_check(port):
+    """The guest's pinholed pushes RTMP to 198.51.100.77, which this host
+    answers itself (the address on its loopback, nginx-rtmp bound to it):
+    QEMU's user network makes the guest's connection from the host, so the
+    guest sees an internet address, and its unit's sandbox must let it out.
+    The inbound half (a non-LAN peer refused) cannot be shown here: QEMU's
+    forwards reach the guest from 10.0.2.2, a LAN address; see
+    crates/pinholed/tests/inbound.rs."""
+    what = f"the sandboxed daemon pushes RTMP to a non-LAN address ({PUSH_ADDR})"
+    if os.geteuid() != 0 or not os.path.exists(NGINX_RTMP) or not shutil.which("ffprobe"):
+        skip(what, "needs root (an address on lo), nginx-rtmp and ffprobe (ci/install-deps.sh)")
+        return
+    key = "qemu-push-key-0123456789"
+    rtmp_port = free_port()
+    tmp = tempfile.mkdtemp(prefix="pinhole-qemu-rtmp-")
+    added = subprocess.run(["ip", "addr", "add", f"{PUSH_ADDR}/32", "dev", "lo"],
+                           capture_output=True).returncode == 0
+    nginx = None
+    try:
+        with open(os.path.join(tmp, "nginx.conf"), "w") as f:
+            f.write(f"load_module {NGINX_RTMP};\ndaemon off;\npid {tmp}/nginx.pid;\n"
+                    f"error_log {tmp}/error.log info;\nevents {{ worker_connections 64; }}\n"
+                    f"rtmp {{ server {{ listen {PUSH_ADDR}:{rtmp_port}; chunk_size 4096;\n"
+                    "  application live { live on; record off; } } }\n")
+        nginx = subprocess.Popen(["nginx", "-p", tmp, "-c", os.path.join(tmp, "nginx.conf")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        origin = f"http://127.0.0.1:{port}"
+        h = {"Content-Type": "application/json", "Origin": origin, "Cookie": admin_cookie(port)}
+        st, _, data, _ = request(port, "POST", "/api/push",
+                                 json.dumps({"url": f"rtmp://{PUSH_ADDR}:{rtmp_port}/live", "key": key}), h)
+        if st != 201:
+            check(False, what, f"POST /api/push: {st} {data[:200]!r}")
+            return
+        target = json.loads(data)["targets"][-1]
+        deadline = time.monotonic() + 90   # TCG is slow; the backoff tops at 30 s
+        while time.monotonic() < deadline:
+            _, _, data, _ = request(port, "GET", "/api/push", None, h)
+            target = next(t for t in json.loads(data)["targets"] if t["id"] == target["id"])
+            if target["state"] == "publishing" and target["frames"] > 10:
+                break
+            time.sleep(1)
+        p = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                            "stream=codec_name", "-of", "csv=p=0", f"rtmp://{PUSH_ADDR}:{rtmp_port}/live/{key}"],
+                           capture_output=True, text=True, timeout=60)
+        check(target["state"] == "publishing" and p.stdout.strip() == "h264", what,
+              f"{target['state']}, {target['frames']} frames, last error {target['last_error']!r}; "
+              f"ffprobe {p.stdout.strip()!r} {p.stderr.strip()[:200]}")
+        check(key not in json.dumps(target), "the push target's key is not shown back")
+        request(port, "DELETE", f"/api/push/{target['id']}", None, h)
+    except Exception as e:
+        check(False, what, f"{type(e).__name__}: {e}")
+    finally:
+        if nginx:
+            nginx.terminate()
+            nginx.wait(timeout=10)
+        if added:
+            subprocess.run(["ip", "addr", "del", f"{PUSH_ADDR}/32", "dev", "lo"], capture_output=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run_checks(g, port, tls_port, a, rtsp_port=None):
     # 1. first frame as a viewer sees it: poll the WebSocket through nginx from power-on
     g.wait_for(r"pinhole: slot a \(trial 0\)", 120)
@@ -456,6 +546,14 @@ def run_checks(g, port, tls_port, a, rtsp_port=None):
     # 3b. RTSP on 8554 (docs/rtsp.md)
     if rtsp_port:
         rtsp_check(port, rtsp_port)
+
+    # 3c. ONVIF through nginx (docs/rtsp.md): the pre-auth clock and the
+    # stream URL, which names the RTSP port.
+    onvif_check(port)
+
+    # 3d. Push out to an address outside the LAN, from inside the sandboxed
+    # unit (docs/security.md, "Inbound and outbound").
+    push_check(port)
 
     # 4. HLS in tmpfs (once the daemon has an HLS writer)
     hls = None

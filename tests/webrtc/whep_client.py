@@ -9,6 +9,7 @@ JSON line: frames decoded, fps, size, longest gap between frames.
             servers from Link), an offer with video and audio `sendrecv`,
             POST, the session id from Location (last path segment), PATCH
             URL/<id> with If-Match and their candidate fragment, DELETE.
+--audio     receive audio too (recvonly); reports frames and seconds decoded
 --loss P    put a UDP relay of our own between us and the server that drops
             a fraction P of the RTP/RTCP datagrams both ways (seeded).
 
@@ -44,8 +45,8 @@ def http(method, url, body=None, headers=None):
 class Relay(asyncio.DatagramProtocol):
     """client <-> relay <-> server, dropping `loss` of the datagrams."""
 
-    def __init__(self, server, loss, seed=7):
-        self.server, self.loss = server, loss
+    def __init__(self, server, loss, seed=7, delay=0.0):
+        self.server, self.loss, self.delay = server, loss, delay
         self.rng = random.Random(seed)
         self.client = None
         self.passed = self.dropped = 0
@@ -68,7 +69,10 @@ class Relay(asyncio.DatagramProtocol):
             self.dropped += 1
             return
         self.passed += 1
-        self.t.sendto(data, dest)
+        if self.delay > 0:
+            asyncio.get_running_loop().call_later(self.delay, self.t.sendto, data, dest)
+        else:
+            self.t.sendto(data, dest)
 
 
 def fragment(offer_sdp, candidates):
@@ -97,7 +101,10 @@ async def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--mainsail", action="store_true")
     ap.add_argument("--loss", type=float, default=0.0)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--delay-ms", type=float, default=0.0, help="one-way delay in the relay")
     ap.add_argument("--header", action="append", default=[])
+    ap.add_argument("--audio", action="store_true", help="receive audio too (recvonly)")
     a = ap.parse_args()
     extra = dict(h.split(":", 1) for h in a.header)
     out = {"steps": []}
@@ -110,15 +117,31 @@ async def main():
     pc = RTCPeerConnection()
     direction = "sendrecv" if a.mainsail else "recvonly"
     pc.addTransceiver("video", direction=direction)
-    if a.mainsail:
+    if a.mainsail or a.audio:
         pc.addTransceiver("audio", direction=direction)
 
     frames = []
     size = {}
+    audio = {"frames": 0, "samples": 0, "rate": None, "first": None}
     done = asyncio.Event()
 
     @pc.on("track")
     def on_track(track):
+        if track.kind == "audio":
+            async def pull_audio():
+                while True:
+                    try:
+                        f = await track.recv()
+                    except Exception:
+                        return
+                    if audio["first"] is None:
+                        audio["first"] = time.monotonic()
+                    audio["frames"] += 1
+                    audio["samples"] += f.samples
+                    audio["rate"] = f.sample_rate
+
+            asyncio.ensure_future(pull_audio())
+            return
         if track.kind != "video":
             return
 
@@ -155,14 +178,14 @@ async def main():
         resource = urljoin(a.url, location)
 
     relay = None
-    if a.loss > 0:
+    if a.loss > 0 or a.delay_ms > 0:
         # Point the answer's candidates at the relay.
         import re
         m = re.search(r"a=candidate:\S+ 1 udp \d+ (\S+) (\d+) typ host", answer)
         server = (m.group(1), int(m.group(2)))
         loop = asyncio.get_running_loop()
         _, relay = await loop.create_datagram_endpoint(
-            lambda: Relay(server, a.loss), local_addr=("127.0.0.1", 0)
+            lambda: Relay(server, a.loss, a.seed, a.delay_ms / 1000), local_addr=("127.0.0.1", 0)
         )
         rport = relay.t.get_extra_info("sockname")[1]
         answer = answer.replace(f" {server[0]} {server[1]} typ host", f" 127.0.0.1 {rport} typ host")
@@ -194,9 +217,23 @@ async def main():
         fps=round((len(frames) - 1) / span, 2) if span > 0 and len(frames) > 1 else 0,
         first_frame_s=round(first - t0, 3) if first else None,
         max_gap_ms=round(max(gaps) * 1000) if gaps else None,
+        # The three longest gaps: [ms, s after the first frame].
+        top_gaps=sorted(
+            ([round(g * 1000), round(frames[i] - first, 2)] for i, g in enumerate(gaps)),
+            reverse=True,
+        )[:3],
         width=size.get("w"),
         height=size.get("h"),
     )
+    if a.audio:
+        out["audio"] = {
+            "frames": audio["frames"],
+            "rate": audio["rate"],
+            # Seconds of sound decoded (aiortc returns only what arrived)
+            # and when it began.
+            "seconds": round(audio["samples"] / audio["rate"], 2) if audio["rate"] else 0,
+            "first_s": round(audio["first"] - t0, 3) if audio["first"] else None,
+        }
     if relay:
         out["relay"] = {"passed": relay.passed, "dropped": relay.dropped}
     print(json.dumps(out))

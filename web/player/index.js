@@ -4,7 +4,10 @@
 //   start(container)  stop()  stats() -> {width, height, fps, bitrate, delay, delaySource, …}
 //   optional restart(): called when the status poll sees that the daemon restarted.
 // Order matters: "Auto" picks the first supported one: WebCodecs (secure contexts only) →
-// MSE → HLS → DASH → MJPEG; if the chosen one reports an error, the UI moves on to the next.
+// WebRTC → MSE → HLS → DASH → MJPEG; if the chosen one reports an error, the UI moves on to
+// the next. WebRTC comes second: as low in delay as WebCodecs, and it plays where WebCodecs
+// cannot (a plain-http page on the LAN is no secure context; older iOS Safari), but it needs
+// UDP to the camera — blocked UDP or a refused session is an error, and Auto moves on to MSE.
 // (DASH plays wherever HLS does here, so Auto reaches it only when HLS fails.)
 
 import { WebCodecsPlayer } from './webcodecs.js';
@@ -12,8 +15,9 @@ import { MsePlayer } from './mse.js';
 import { MjpegPlayer } from './mjpeg.js';
 import { HlsPlayer } from './hls.js';
 import { DashPlayer } from './dash.js';
+import { WebRtcPlayer } from './webrtc.js';
 
-export const PLAYERS = [WebCodecsPlayer, MsePlayer, HlsPlayer, DashPlayer, MjpegPlayer];
+export const PLAYERS = [WebCodecsPlayer, WebRtcPlayer, MsePlayer, HlsPlayer, DashPlayer, MjpegPlayer];
 
 export function playerById(id) {
   return PLAYERS.find((P) => P.id === id) || null;

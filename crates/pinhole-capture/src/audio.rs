@@ -20,6 +20,7 @@ use bytes::Bytes;
 use pinhole_media::{AccessUnit, Clock, Codec, OpusConfig};
 use pinhole_source_api::TrackId;
 
+use crate::supervisor::Backoff;
 use crate::{CaptureError, FrameSink, RetryPolicy, Source, SourceInfo, SourceState, StopFlag};
 
 mod encoder;
@@ -137,7 +138,7 @@ pub fn parse_spec(spec: &str) -> Result<Option<AudioInput>, String> {
             Ok(Some(AudioInput::Alsa(dev.to_owned())))
         }
         _ => Err(format!(
-            "unknown audio source `{spec}`: none, test, pipe:<command> or alsa:<device>"
+            "unknown audio source `{spec}`: none, auto, test, pipe:<command> or alsa:<device>"
         )),
     }
 }
@@ -218,24 +219,108 @@ impl Source for AudioSource {
             enc,
             clock: &*self.clock,
             running: false,
+            end_us: None,
+            published: 0,
         };
         let result = match &self.input {
             AudioInput::Tone => run_tone(c, &mut out, stop),
-            AudioInput::Command(cmd) => pipe::run(cmd, c, &mut out, self.clock.clone(), stop),
+            _ => self.run_device(&mut out, stop),
+        };
+        // Stopped (switched off or to another device): viewers get the
+        // video alone from the next keyframe.
+        sink.remove_track(track);
+        result
+    }
+}
+
+impl AudioSource {
+    /// One run of the command or ALSA device, until it fails or stops.
+    fn run_input(&self, out: &mut Publisher, stop: &StopFlag) -> Result<(), CaptureError> {
+        let c = &self.cfg;
+        match &self.input {
+            AudioInput::Tone => run_tone(c, out, stop),
+            AudioInput::Command(cmd) => pipe::run(cmd, c, out, self.clock.clone(), stop),
             AudioInput::Alsa(dev) => {
                 let cmd = self.alsa_command(dev);
-                pipe::run(&cmd, c, &mut out, self.clock.clone(), stop).map_err(|e| match e {
+                pipe::run(&cmd, c, out, self.clock.clone(), stop).map_err(|e| match e {
                     CaptureError::Ended(why) | CaptureError::Lost(why) => {
                         CaptureError::Lost(format!("ALSA device {dev}: {why}"))
                     }
                     e => e,
                 })
             }
-        };
-        // Until it comes back, viewers get the video alone.
-        sink.remove_track(track);
-        result
+        }
     }
+
+    /// A microphone or command that fails after it delivered sound is
+    /// restarted here, with the
+    /// supervisor's backoff, and the track is kept and filled with encoded
+    /// silence meanwhile: removing it would start a new stream generation
+    /// (ending `/stream.mp4` downloads, re-initialising every fMP4 player),
+    /// and a declared track without samples stalls MSE players, whose
+    /// buffered range is the intersection of their tracks'.
+    fn run_device(&self, out: &mut Publisher, stop: &StopFlag) -> Result<(), CaptureError> {
+        let mut backoff = Backoff::new(RETRY);
+        loop {
+            let started = self.clock.now_us();
+            let published = out.published;
+            let result = self.run_input(out, stop);
+            if stop.is_stopped() {
+                return Ok(());
+            }
+            let e = match result {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            if out.published == 0 {
+                // Never delivered: nothing to keep going; the supervisor
+                // retries (and the track goes until there is sound).
+                return Err(e);
+            }
+            let ran = Duration::from_micros(self.clock.now_us().saturating_sub(started));
+            let wait = backoff.failed(ran, out.published > published);
+            let wait_s = wait.as_secs_f64();
+            tracing::warn!(reason = %e, retry_s = wait_s, "{}", RETRY.lost);
+            out.sink.report(SourceState::Failed(format!(
+                "{e}; {} in {wait_s:.1} s (silence meanwhile)",
+                RETRY.verb
+            )));
+            out.running = false;
+            let until = self.clock.now_us() + wait.as_micros() as u64;
+            if !fill_silence(&self.cfg, out, until, stop)? {
+                return Ok(());
+            }
+            out.running = false;
+            out.sink.report(SourceState::Starting);
+        }
+    }
+}
+
+/// Publishes encoded silence on the 20 ms grid from where the sound stopped
+/// until `until_us`, each frame once its time has passed. False if asked to
+/// stop.
+fn fill_silence(
+    c: &AudioConfig,
+    out: &mut Publisher,
+    until_us: u64,
+    stop: &StopFlag,
+) -> Result<bool, CaptureError> {
+    let clock = out.clock;
+    let zeros = vec![0i16; c.frame_len()];
+    let mut at = out.end_us.unwrap_or_else(|| clock.now_us());
+    while at + FRAME_US <= until_us {
+        if !sleep_until(clock, at + FRAME_US, stop) {
+            return Ok(false);
+        }
+        let behind = clock.now_us().saturating_sub(FRAME_US);
+        if behind > at + 25 * FRAME_US {
+            // Half a second behind (a suspended process): skip, not burst.
+            at = behind;
+        }
+        out.send(&zeros, at)?;
+        at += FRAME_US;
+    }
+    Ok(sleep_until(clock, until_us, stop))
 }
 
 /// Encodes frames and publishes them on the audio track.
@@ -248,12 +333,32 @@ struct Publisher<'a> {
     lookahead_us: u64,
     clock: &'a dyn Clock,
     running: bool,
+    /// Where the last frame ended (capture clock, before the look-ahead
+    /// is taken off): frames never overlap, silence continues from here.
+    end_us: Option<u64>,
+    /// Frames published, silence included.
+    published: u64,
 }
 
 impl Publisher<'_> {
-    /// One frame whose first sample was captured at `pts_us`.
+    /// One frame of sound whose first sample was captured at `pts_us`.
     fn publish(&mut self, pcm: &[i16], pts_us: u64) -> Result<(), CaptureError> {
+        self.send(pcm, pts_us)?;
+        if !self.running {
+            self.running = true;
+            self.sink.report(SourceState::Running);
+        }
+        Ok(())
+    }
+
+    /// Encodes and publishes one frame (sound or the silence of a gap).
+    fn send(&mut self, pcm: &[i16], pts_us: u64) -> Result<(), CaptureError> {
         let packet = self.enc.encode(pcm)?;
+        // A restarted device's first frame may be stamped a little before
+        // the last silence frame ended: never go back in time.
+        let pts_us = pts_us.max(self.end_us.unwrap_or(0));
+        self.end_us = Some(pts_us + FRAME_US);
+        self.published += 1;
         let pts_us = pts_us.saturating_sub(self.lookahead_us);
         let age = self.clock.now_us().saturating_sub(pts_us);
         self.sink.publish_on(
@@ -265,10 +370,6 @@ impl Publisher<'_> {
                 keyframe: true,
             },
         );
-        if !self.running {
-            self.running = true;
-            self.sink.report(SourceState::Running);
-        }
         Ok(())
     }
 }

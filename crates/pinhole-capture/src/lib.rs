@@ -21,7 +21,7 @@ pub mod v4l2;
 
 pub use error::CaptureError;
 // The contract sources implement against; re-exported so a source needs one import.
-pub use pinhole_source_api::{FrameSink, SourceInfo, SourceState, StopFlag};
+pub use pinhole_source_api::{FrameSink, SourceInfo, SourceState, StopFlag, TrackId};
 pub use supervisor::{RetryPolicy, Supervisor};
 
 pub trait Source: Send + 'static {

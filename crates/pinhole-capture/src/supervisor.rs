@@ -132,6 +132,11 @@ impl FrameSink for Watched<'_> {
     fn remove_track(&self, track: TrackId) {
         self.inner.remove_track(track);
     }
+    // Without this the default (`false`) hid every viewer's PLI/FIR from
+    // the source: WebRTC viewers waited for the next GOP after a loss.
+    fn keyframe_wanted(&self) -> bool {
+        self.inner.keyframe_wanted()
+    }
 }
 
 /// Heartbeats while waiting, so the daemon can tell a source being

@@ -15,6 +15,8 @@ pub(crate) struct Sink {
     pub states: Mutex<Vec<SourceState>>,
     pub info: Mutex<Option<SourceInfo>>,
     pub heartbeats: AtomicUsize,
+    /// Keyframe requests to hand out (`keyframe_wanted`).
+    pub keyframes_wanted: AtomicUsize,
 }
 
 impl FrameSink for Sink {
@@ -29,6 +31,11 @@ impl FrameSink for Sink {
     }
     fn heartbeat(&self) {
         self.heartbeats.fetch_add(1, Ordering::SeqCst);
+    }
+    fn keyframe_wanted(&self) -> bool {
+        self.keyframes_wanted
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     }
 }
 

@@ -43,6 +43,15 @@ impl Viewer {
         }
     }
 
+    /// The frame `recv` would return now, without taking it (`None`: it
+    /// would wait, or skip ahead first). RTSP's PLAY names its timestamp.
+    pub fn peek(&self) -> Option<Arc<Frame>> {
+        match self.hub.lock().ring.step(self.cursor) {
+            Step::Deliver(frame, _) => Some(frame),
+            _ => None,
+        }
+    }
+
     /// Frames this viewer skipped because it fell behind.
     pub fn skipped(&self) -> u64 {
         self.skipped

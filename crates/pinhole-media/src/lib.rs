@@ -14,6 +14,7 @@ pub mod frame;
 pub mod h264;
 pub mod hls;
 pub mod opus;
+pub mod peer;
 pub mod track;
 
 pub use annexb::{AccessUnitAssembler, AssembledAu};

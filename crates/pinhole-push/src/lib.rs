@@ -3,16 +3,18 @@
 //! growing its own relay.
 //!
 //! Pure parts: [`rtmp`] (AMF0, the chunk stream, the publishing session),
-//! [`flv`] (video tags from access units), [`target`] (state, backoff, the
+//! [`flv`] (video tags from access units), [`ts`] (MPEG-TS for SRT), [`target`] (state, backoff, the
 //! keyframe-first muxer), [`url`]. The I/O shell is [`run`]: one task per
-//! target, each with its own hub viewer.
+//! target, each with its own hub viewer; SRT through `srt-tokio`.
 
 mod error;
 pub mod flv;
 pub mod rtmp;
 pub mod run;
 mod set;
+mod srt;
 pub mod target;
+pub mod ts;
 pub mod url;
 
 pub use error::PushError;

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pinhole_hub::Hub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,13 +15,14 @@ use tokio::task::JoinHandle;
 
 use crate::rtmp::session::{Phase, Session};
 use crate::target::{Backoff, Muxer, Out, State};
+use crate::url::Kind;
 use crate::{PushError, PushUrl};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// From TCP connected to `NetStream.Publish.Start`.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A server that accepts no bytes for this long is given up on.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A snapshot of one target for `/api/status` and `/metrics`.
 #[derive(Clone, Debug)]
@@ -37,14 +38,17 @@ pub struct TargetStatus {
     /// Sessions started after a failed one.
     pub reconnects: u64,
     pub last_error: Option<String>,
+    /// While backing off: milliseconds until the next attempt.
+    pub retry_in_ms: Option<u64>,
 }
 
-struct Shared {
-    state: Mutex<(State, Option<String>)>,
-    frames: AtomicU64,
-    bytes: AtomicU64,
-    skipped: AtomicU64,
-    reconnects: AtomicU64,
+pub(crate) struct Shared {
+    /// State, last error, when the next attempt is due (backing off).
+    state: Mutex<(State, Option<String>, Option<Instant>)>,
+    pub(crate) frames: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
 }
 
 /// A running push target; dropping it stops the push.
@@ -64,7 +68,7 @@ impl PushTarget {
     /// Start pushing the hub's video to `url`. Needs a tokio runtime.
     pub fn spawn(hub: Arc<Hub>, url: PushUrl) -> PushTarget {
         let shared = Arc::new(Shared {
-            state: Mutex::new((State::Connecting, None)),
+            state: Mutex::new((State::Connecting, None, None)),
             frames: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
@@ -79,12 +83,15 @@ impl PushTarget {
     }
 
     pub fn status(&self) -> TargetStatus {
-        let (state, last_error) = self
+        let (state, last_error, retry_at) = self
             .shared
             .state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let retry_in_ms = retry_at
+            .filter(|_| state == State::BackingOff)
+            .map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64);
         TargetStatus {
             url: self.url.redacted(),
             state,
@@ -93,17 +100,33 @@ impl PushTarget {
             skipped: self.shared.skipped.load(Ordering::Relaxed),
             reconnects: self.shared.reconnects.load(Ordering::Relaxed),
             last_error,
+            retry_in_ms,
         }
+    }
+
+    /// Forget the last error (the panel's "clear"); the next failure sets
+    /// a new one.
+    pub fn clear_error(&self) {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1 = None;
     }
 }
 
 impl Shared {
-    fn set(&self, state: State, error: Option<String>) {
+    fn retry_at(&self, at: Instant) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).2 = Some(at);
+    }
+
+    pub(crate) fn set(&self, state: State, error: Option<String>) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.0 = state;
         if error.is_some() {
             s.1 = error;
         }
+        s.2 = None;
     }
 }
 
@@ -118,10 +141,13 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
         first = false;
         shared.set(State::Connecting, None);
         let mut published_us = 0;
-        let result = session(&hub, &url, &shared, &mut published_us).await;
+        let result = match &url.kind {
+            Kind::Rtmp { .. } => session(&hub, &url, &shared, &mut published_us).await,
+            Kind::Srt(o) => crate::srt::session(&hub, &url, o, &shared, &mut published_us).await,
+        };
         let err = match result {
             Ok(()) => return, // the hub closed: shutting down
-            Err(e) => hide_key(&e.to_string(), &url.stream_key),
+            Err(e) => hide_secrets(&e.to_string(), &url.secrets()),
         };
         let wait = backoff.failed(published_us);
         tracing::warn!(
@@ -132,6 +158,7 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
             "push failed; retrying"
         );
         shared.set(State::BackingOff, Some(err));
+        shared.retry_at(Instant::now() + Duration::from_micros(wait));
         // A wait between connection attempts, not a media decision: tokio's
         // timer (the hub clock's sleep blocks a thread).
         tokio::time::sleep(Duration::from_micros(wait)).await;
@@ -139,12 +166,11 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
 }
 
 /// A server's error text may quote the stream name, i.e. the key.
-fn hide_key(text: &str, key: &str) -> String {
-    if key.is_empty() {
-        text.to_owned()
-    } else {
-        text.replace(key, "***")
-    }
+fn hide_secrets(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(text.to_owned(), |t, s| t.replace(s, "***"))
 }
 
 async fn write(sock: &mut TcpStream, bytes: &[u8], shared: &Shared) -> Result<(), PushError> {
@@ -183,7 +209,10 @@ async fn session(
     let _ = sock.set_nodelay(true);
     let clock = hub.clock().clone();
     let now_ms = (clock.now_us() / 1000) as u32;
-    let mut rtmp = Session::new(url.publish_params(), now_ms, clock.wall_us());
+    let params = url
+        .publish_params()
+        .ok_or(PushError::Url("not an RTMP URL".into()))?;
+    let mut rtmp = Session::new(params, now_ms, clock.wall_us());
     let mut buf = vec![0u8; 16 << 10];
     let setup = async {
         loop {
@@ -258,7 +287,7 @@ mod tests {
     #[test]
     fn a_servers_error_never_shows_the_key() {
         assert_eq!(
-            super::hide_key("server refused: stream sekrit-1 is busy", "sekrit-1"),
+            super::hide_secrets("server refused: stream sekrit-1 is busy", &["sekrit-1", ""]),
             "server refused: stream *** is busy"
         );
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use pinhole_hub::Hub;
 
-use crate::{PushTarget, PushUrl, TargetStatus};
+use crate::{PushTarget, PushUrl, State, TargetStatus};
 
 /// At most this many targets (each is a connection and a task).
 pub const MAX_TARGETS: usize = 16;
@@ -13,7 +13,33 @@ pub const MAX_TARGETS: usize = 16;
 struct Entry {
     id: u64,
     from_api: bool,
-    target: PushTarget,
+    url: PushUrl,
+    /// `None` while disabled; then `last` is what it showed when stopped.
+    target: Option<PushTarget>,
+    last: Option<TargetStatus>,
+}
+
+impl Entry {
+    fn status(&self) -> TargetStatus {
+        match (&self.target, &self.last) {
+            (Some(t), _) => t.status(),
+            (None, Some(l)) => TargetStatus {
+                state: State::Disabled,
+                retry_in_ms: None,
+                ..l.clone()
+            },
+            (None, None) => TargetStatus {
+                url: self.url.redacted(),
+                state: State::Disabled,
+                frames: 0,
+                bytes: 0,
+                skipped: 0,
+                reconnects: 0,
+                last_error: None,
+                retry_in_ms: None,
+            },
+        }
+    }
 }
 
 /// A target as listed: its id (stable while the daemon runs), whether the
@@ -22,6 +48,7 @@ struct Entry {
 pub struct Listed {
     pub id: u64,
     pub from_api: bool,
+    pub enabled: bool,
     pub status: TargetStatus,
 }
 
@@ -54,19 +81,65 @@ impl PushSet {
     /// As [`PushSet::add`], marked as added by the admin API, and refused
     /// beyond [`MAX_TARGETS`].
     pub fn add_from(&self, url: PushUrl, from_api: bool) -> Result<u64, SetError> {
+        self.add_with(url, from_api, true)
+    }
+
+    /// As [`PushSet::add_from`], started or not.
+    pub fn add_with(&self, url: PushUrl, from_api: bool, enabled: bool) -> Result<u64, SetError> {
         let mut t = self.lock();
         if from_api && t.1.len() >= MAX_TARGETS {
             return Err(SetError::Full);
         }
         t.0 += 1;
         let id = t.0;
-        let target = PushTarget::spawn(self.hub.clone(), url);
+        let target = enabled.then(|| PushTarget::spawn(self.hub.clone(), url.clone()));
         t.1.push(Entry {
             id,
             from_api,
+            url,
             target,
+            last: None,
         });
         Ok(id)
+    }
+
+    /// Stop (keeping it listed) or start a target again. A config-file
+    /// target can be paused too, until the daemon restarts.
+    pub fn set_enabled(&self, id: u64, enabled: bool) -> Result<(), SetError> {
+        let mut t = self.lock();
+        let e =
+            t.1.iter_mut()
+                .find(|e| e.id == id)
+                .ok_or(SetError::NotFound)?;
+        match (enabled, e.target.is_some()) {
+            (true, false) => {
+                e.target = Some(PushTarget::spawn(self.hub.clone(), e.url.clone()));
+                e.last = None;
+            }
+            (false, true) => {
+                e.last = e.target.as_ref().map(PushTarget::status);
+                // Dropping the target aborts its task.
+                e.target = None;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Forget a target's last error.
+    pub fn clear_error(&self, id: u64) -> Result<(), SetError> {
+        let mut t = self.lock();
+        let e =
+            t.1.iter_mut()
+                .find(|e| e.id == id)
+                .ok_or(SetError::NotFound)?;
+        if let Some(target) = &e.target {
+            target.clear_error();
+        }
+        if let Some(l) = &mut e.last {
+            l.last_error = None;
+        }
+        Ok(())
     }
 
     /// Stop and forget a target the admin API added.
@@ -87,11 +160,16 @@ impl PushSet {
     /// The URLs (with their keys: for saving, never for showing) of the
     /// targets the admin API added.
     pub fn api_urls(&self) -> Vec<PushUrl> {
+        self.api_targets().into_iter().map(|(u, _)| u).collect()
+    }
+
+    /// As [`PushSet::api_urls`], with whether each is enabled.
+    pub fn api_targets(&self) -> Vec<(PushUrl, bool)> {
         self.lock()
             .1
             .iter()
             .filter(|e| e.from_api)
-            .map(|e| e.target.url().clone())
+            .map(|e| (e.url.clone(), e.target.is_some()))
             .collect()
     }
 
@@ -106,7 +184,8 @@ impl PushSet {
             .map(|e| Listed {
                 id: e.id,
                 from_api: e.from_api,
-                status: e.target.status(),
+                enabled: e.target.is_some(),
+                status: e.status(),
             })
             .collect()
     }
@@ -135,6 +214,14 @@ mod tests {
         assert_eq!(set.remove(api), Ok(()));
         assert_eq!(set.remove(api), Err(SetError::NotFound));
         assert_eq!(set.list().len(), 1);
+        // Paused: listed as disabled, not pushing, started again on enable.
+        set.set_enabled(cfg, false).unwrap();
+        assert_eq!(set.list()[0].status.state, State::Disabled);
+        assert!(!set.list()[0].enabled);
+        set.set_enabled(cfg, true).unwrap();
+        assert_ne!(set.list()[0].status.state, State::Disabled);
+        set.clear_error(cfg).unwrap();
+        assert_eq!(set.set_enabled(999, true), Err(SetError::NotFound));
         for i in 0..MAX_TARGETS - 1 {
             set.add_from(url(&format!("k{i}")), true).unwrap();
         }

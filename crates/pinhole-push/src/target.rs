@@ -12,6 +12,8 @@ pub enum State {
     Publishing,
     /// Waiting to try again after a failure.
     BackingOff,
+    /// Turned off by the admin (the panel); kept in the list.
+    Disabled,
 }
 
 impl State {
@@ -20,6 +22,7 @@ impl State {
             State::Connecting => "connecting",
             State::Publishing => "publishing",
             State::BackingOff => "backing_off",
+            State::Disabled => "disabled",
         }
     }
 }

@@ -1,6 +1,9 @@
-//! Push target URLs: `rtmp://host[:port]/app/stream-key`. The key is a
-//! secret (it is the publishing password on YouTube, Twitch, …): only
-//! [`PushUrl::redacted`] is ever logged or shown.
+//! Push target URLs. `rtmp://host[:port]/app/stream-key`, and
+//! `srt://host:port?streamid=…&passphrase=…&latency=ms` (libsrt's URI
+//! syntax, caller mode). The stream key, the SRT stream id (it often carries
+//! the publishing credential: mediamtx's `publish:path:user:pass`) and the
+//! passphrase are secrets: only [`PushUrl::redacted`] is ever logged or
+//! shown.
 
 use std::fmt;
 
@@ -11,11 +14,27 @@ use crate::PushError;
 pub struct PushUrl {
     pub host: String,
     pub port: u16,
-    pub app: String,
-    pub stream_key: String,
+    pub kind: Kind,
 }
 
-// Debug output must not carry the key either.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Kind {
+    Rtmp { app: String, stream_key: String },
+    Srt(SrtOptions),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SrtOptions {
+    pub streamid: Option<String>,
+    /// 10 to 79 characters (SRT's limits); AES with `pbkeylen` bytes.
+    pub passphrase: Option<String>,
+    /// 16, 24 or 32.
+    pub pbkeylen: u16,
+    /// The receiver's buffer; libsrt's default 120 ms.
+    pub latency_ms: u32,
+}
+
+// Debug output must not carry the secrets either.
 impl fmt::Debug for PushUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
@@ -25,49 +44,20 @@ impl fmt::Debug for PushUrl {
 impl PushUrl {
     pub fn parse(url: &str) -> Result<PushUrl, PushError> {
         let url = url.trim();
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| PushError::Url("expected rtmp://host[:port]/app/key".into()))?;
-        let default_port = match scheme.to_ascii_lowercase().as_str() {
-            "rtmp" => 1935,
-            "rtmps" => {
-                return Err(PushError::Url(
-                    "rtmps:// is not supported yet (use rtmp://, or a local relay)".into(),
-                ))
-            }
-            "srt" | "whip" | "http" | "https" => {
-                return Err(PushError::Url(format!(
-                    "{scheme}:// push is not supported yet"
-                )))
-            }
-            other => return Err(PushError::Url(format!("unknown scheme {other:?}"))),
-        };
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if authority.contains('@') {
-            return Err(PushError::Url(
-                "user:password@ in an RTMP URL is not supported (put the secret in the stream key)"
-                    .into(),
-            ));
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            PushError::Url("expected rtmp://host[:port]/app/key or srt://host:port".into())
+        })?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "rtmp" => parse_rtmp(rest),
+            "srt" => parse_srt(rest),
+            "rtmps" => Err(PushError::Url(
+                "rtmps:// is not supported yet (use rtmp:// or srt://, or a local relay)".into(),
+            )),
+            "whip" | "http" | "https" => Err(PushError::Url(format!(
+                "{scheme}:// (WHIP) push is not supported yet"
+            ))),
+            other => Err(PushError::Url(format!("unknown scheme {other:?}"))),
         }
-        let (host, port) = split_host_port(authority, default_port)?;
-        let (app, key) = path.split_once('/').unwrap_or((path, ""));
-        if app.is_empty() {
-            return Err(PushError::Url(
-                "missing the application (rtmp://host/APP/key)".into(),
-            ));
-        }
-        if key.is_empty() {
-            return Err(PushError::Url(format!(
-                "missing the stream key (rtmp://{}/{app}/KEY)",
-                authority
-            )));
-        }
-        Ok(PushUrl {
-            host,
-            port,
-            app: app.to_owned(),
-            stream_key: key.to_owned(),
-        })
     }
 
     fn host_port(&self) -> String {
@@ -78,45 +68,258 @@ impl PushUrl {
         }
     }
 
+    /// A URL from the panel's two fields: the key goes where the scheme
+    /// keeps its secret (RTMP: the last path segment; SRT: `passphrase=`),
+    /// so the URL field never needs to hold it.
+    pub fn parse_with_key(url: &str, key: &str) -> Result<PushUrl, PushError> {
+        let (url, key) = (url.trim(), key.trim());
+        if key.is_empty() {
+            return PushUrl::parse(url);
+        }
+        let lower = url.to_ascii_lowercase();
+        let joined = if lower.starts_with("srt://") {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{sep}passphrase={}", enc(key))
+        } else {
+            format!("{}/{key}", url.trim_end_matches('/'))
+        };
+        PushUrl::parse(&joined)
+    }
+
     /// Address to connect to.
     pub fn addr(&self) -> String {
         self.host_port()
     }
 
-    /// The URL with its stream key hidden but for its last 3 characters
-    /// (when it has 16 or more, so that this gives little away), so a user can
-    /// tell two targets apart.
+    /// The URL with its secrets hidden: the RTMP key and the SRT stream id
+    /// but for their last 3 characters (when they have 16 or more, so that
+    /// this gives little away, and a user can tell two targets apart); the
+    /// passphrase wholly.
     pub fn redacted(&self) -> String {
-        let n = self.stream_key.chars().count();
-        let hint: String = if n >= 16 {
-            self.stream_key.chars().skip(n - 3).collect()
-        } else {
-            String::new()
-        };
-        format!("rtmp://{}/{}/***{hint}", self.host_port(), self.app)
+        match &self.kind {
+            Kind::Rtmp { app, stream_key } => {
+                format!("rtmp://{}/{app}/***{}", self.host_port(), hint(stream_key))
+            }
+            Kind::Srt(o) => {
+                let mut q = Vec::new();
+                if let Some(id) = &o.streamid {
+                    q.push(format!("streamid=***{}", enc(&hint(id))));
+                }
+                if o.passphrase.is_some() {
+                    q.push("passphrase=***".to_owned());
+                }
+                srt_url(&self.host_port(), q, o)
+            }
+        }
     }
 
-    /// The whole URL, key included: for saving it root-only, never for
+    /// The whole URL, secrets included: for saving it root-only, never for
     /// showing or logging.
     pub fn secret_url(&self) -> String {
-        format!(
-            "rtmp://{}/{}/{}",
-            self.host_port(),
-            self.app,
-            self.stream_key
-        )
+        match &self.kind {
+            Kind::Rtmp { app, stream_key } => {
+                format!("rtmp://{}/{app}/{stream_key}", self.host_port())
+            }
+            Kind::Srt(o) => {
+                let mut q = Vec::new();
+                if let Some(id) = &o.streamid {
+                    q.push(format!("streamid={}", enc(id)));
+                }
+                if let Some(p) = &o.passphrase {
+                    q.push(format!("passphrase={}", enc(p)));
+                }
+                srt_url(&self.host_port(), q, o)
+            }
+        }
     }
 
-    pub fn publish_params(&self) -> PublishParams {
-        PublishParams {
-            app: self.app.clone(),
-            tc_url: format!("rtmp://{}/{}", self.host_port(), self.app),
-            stream_key: self.stream_key.clone(),
+    /// The strings a server's error text must never show.
+    pub fn secrets(&self) -> Vec<&str> {
+        match &self.kind {
+            Kind::Rtmp { stream_key, .. } => vec![stream_key.as_str()],
+            Kind::Srt(o) => o
+                .streamid
+                .iter()
+                .chain(o.passphrase.iter())
+                .map(String::as_str)
+                .collect(),
+        }
+    }
+
+    /// RTMP's connect and publish parameters (`None` for SRT).
+    pub fn publish_params(&self) -> Option<PublishParams> {
+        match &self.kind {
+            Kind::Rtmp { app, stream_key } => Some(PublishParams {
+                app: app.clone(),
+                tc_url: format!("rtmp://{}/{app}", self.host_port()),
+                stream_key: stream_key.clone(),
+            }),
+            Kind::Srt(_) => None,
         }
     }
 }
 
-fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), PushError> {
+fn hint(secret: &str) -> String {
+    let n = secret.chars().count();
+    if n >= 16 {
+        secret.chars().skip(n - 3).collect()
+    } else {
+        String::new()
+    }
+}
+
+fn srt_url(host_port: &str, mut q: Vec<String>, o: &SrtOptions) -> String {
+    if o.pbkeylen != 16 {
+        q.push(format!("pbkeylen={}", o.pbkeylen));
+    }
+    if o.latency_ms != SRT_LATENCY_MS {
+        q.push(format!("latency={}", o.latency_ms));
+    }
+    if q.is_empty() {
+        format!("srt://{host_port}")
+    } else {
+        format!("srt://{host_port}?{}", q.join("&"))
+    }
+}
+
+pub const SRT_LATENCY_MS: u32 = 120;
+
+fn parse_rtmp(rest: &str) -> Result<PushUrl, PushError> {
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.contains('@') {
+        return Err(PushError::Url(
+            "user:password@ in an RTMP URL is not supported (put the secret in the stream key)"
+                .into(),
+        ));
+    }
+    let (host, port) = split_host_port(authority, Some(1935))?;
+    let (app, key) = path.split_once('/').unwrap_or((path, ""));
+    if app.is_empty() {
+        return Err(PushError::Url(
+            "missing the application (rtmp://host/APP/key)".into(),
+        ));
+    }
+    if key.is_empty() {
+        return Err(PushError::Url(format!(
+            "missing the stream key (rtmp://{}/{app}/KEY)",
+            authority
+        )));
+    }
+    Ok(PushUrl {
+        host,
+        port,
+        kind: Kind::Rtmp {
+            app: app.to_owned(),
+            stream_key: key.to_owned(),
+        },
+    })
+}
+
+fn parse_srt(rest: &str) -> Result<PushUrl, PushError> {
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = authority.trim_end_matches('/');
+    if authority.contains('@') || authority.contains('/') {
+        return Err(PushError::Url(
+            "srt:// takes host:port and ?options only (streamid=, passphrase=)".into(),
+        ));
+    }
+    let (host, port) = split_host_port(authority, None)?;
+    let mut o = SrtOptions {
+        pbkeylen: 16,
+        latency_ms: SRT_LATENCY_MS,
+        ..SrtOptions::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = dec(v)?;
+        match k {
+            "streamid" if !v.is_empty() => {
+                if v.len() > 512 {
+                    return Err(PushError::Url("streamid: at most 512 bytes".into()));
+                }
+                o.streamid = Some(v);
+            }
+            "passphrase" if !v.is_empty() => {
+                // Never quote it back.
+                if !(10..=79).contains(&v.chars().count()) {
+                    return Err(PushError::Url(
+                        "passphrase: 10 to 79 characters (SRT's limits)".into(),
+                    ));
+                }
+                o.passphrase = Some(v);
+            }
+            "pbkeylen" => {
+                o.pbkeylen = match v.as_str() {
+                    "16" => 16,
+                    "24" => 24,
+                    "32" => 32,
+                    _ => return Err(PushError::Url("pbkeylen: 16, 24 or 32".into())),
+                }
+            }
+            "latency" => {
+                o.latency_ms = v
+                    .parse()
+                    .ok()
+                    .filter(|ms| (20..=10_000).contains(ms))
+                    .ok_or_else(|| PushError::Url("latency: 20 to 10000 ms".into()))?
+            }
+            "mode" if v == "caller" => {}
+            "mode" => {
+                return Err(PushError::Url(
+                    "mode: pinhole pushes as an SRT caller only".into(),
+                ))
+            }
+            "streamid" | "passphrase" => {}
+            other => {
+                return Err(PushError::Url(format!(
+                    "unknown SRT option {:?} (streamid, passphrase, pbkeylen, latency, mode)",
+                    other.chars().take(20).collect::<String>()
+                )))
+            }
+        }
+    }
+    Ok(PushUrl {
+        host,
+        port,
+        kind: Kind::Srt(o),
+    })
+}
+
+/// Percent-decoding of a query value (a stream id such as
+/// `#!::r=live/cam,m=publish` must be encoded in a URL).
+fn dec(v: &str) -> Result<String, PushError> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = v
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| PushError::Url("bad %-escape in an SRT option".into()))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| PushError::Url("an SRT option is not UTF-8".into()))
+}
+
+fn enc(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:/,*".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String, u16), PushError> {
     let bad_port = |p: &str| PushError::Url(format!("bad port {p:?}"));
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest
@@ -124,13 +327,19 @@ fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), 
             .ok_or_else(|| PushError::Url("unclosed [ in host".into()))?;
         match after.strip_prefix(':') {
             Some(p) => (h, p.parse().map_err(|_| bad_port(p))?),
-            None if after.is_empty() => (h, default_port),
+            None if after.is_empty() => (
+                h,
+                default_port.ok_or_else(|| PushError::Url("missing :port".into()))?,
+            ),
             None => return Err(PushError::Url(format!("junk after host: {after:?}"))),
         }
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h, p.parse().map_err(|_| bad_port(p))?),
-            None => (authority, default_port),
+            None => (
+                authority,
+                default_port.ok_or_else(|| PushError::Url("missing :port".into()))?,
+            ),
         }
     };
     if host.is_empty() {
@@ -146,20 +355,17 @@ mod tests {
     #[test]
     fn parses_and_redacts() {
         let u = PushUrl::parse("rtmp://a.rtmp.youtube.com/live2/abcd-efgh-ijkl-mnop").unwrap();
-        assert_eq!(
-            (u.host.as_str(), u.port, u.app.as_str()),
-            ("a.rtmp.youtube.com", 1935, "live2")
-        );
-        assert_eq!(u.stream_key, "abcd-efgh-ijkl-mnop");
+        assert_eq!((u.host.as_str(), u.port), ("a.rtmp.youtube.com", 1935));
+        assert_eq!(u.secrets(), vec!["abcd-efgh-ijkl-mnop"]);
         assert_eq!(u.redacted(), "rtmp://a.rtmp.youtube.com:1935/live2/***nop");
         assert!(!format!("{u:?}").contains("efgh"));
         assert_eq!(PushUrl::parse(&u.secret_url()).unwrap(), u);
-        let p = u.publish_params();
+        let p = u.publish_params().unwrap();
         assert_eq!(p.tc_url, "rtmp://a.rtmp.youtube.com:1935/live2");
 
         let short = PushUrl::parse("rtmp://[::1]:25001/live/cam?token=s3").unwrap();
         assert_eq!((short.host.as_str(), short.port), ("::1", 25001));
-        assert_eq!(short.stream_key, "cam?token=s3");
+        assert_eq!(short.secrets(), vec!["cam?token=s3"]);
         assert_eq!(short.redacted(), "rtmp://[::1]:25001/live/***");
     }
 
@@ -172,10 +378,56 @@ mod tests {
             "rtmp://host:x/live/key",
             "rtmp://u:p@host/live/key",
             "rtmps://host/live/key",
-            "srt://host:9000",
+            "srt://host",
+            "srt://host:9000?passphrase=short",
+            "srt://host:9000?mode=listener",
+            "srt://host:9000?pbkeylen=8",
+            "srt://host:9000?latency=5",
+            "srt://host:9000?nonsense=1",
+            "srt://host:9000?streamid=%zz",
+            "srt://host:9000/path",
             "host/live/key",
         ] {
             assert!(PushUrl::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_key_field_goes_where_the_scheme_keeps_its_secret() {
+        let r = PushUrl::parse_with_key("rtmp://h/live/", "abc").unwrap();
+        assert_eq!(r.secret_url(), "rtmp://h:1935/live/abc");
+        let s = PushUrl::parse_with_key("srt://h:9000?streamid=x", "pass word&=10").unwrap();
+        let Kind::Srt(o) = &s.kind else { panic!("srt") };
+        assert_eq!(o.passphrase.as_deref(), Some("pass word&=10"));
+        assert_eq!(
+            PushUrl::parse_with_key("rtmp://h/live/k", "")
+                .unwrap()
+                .secrets(),
+            vec!["k"]
+        );
+    }
+
+    #[test]
+    fn srt_urls_parse_and_hide_the_stream_id_and_passphrase() {
+        let u = PushUrl::parse(
+            "srt://203.0.113.5:9000?streamid=%23!%3A%3Ar%3Dlive%2Fcam%2Cm%3Dpublish&passphrase=correct-horse-battery&latency=200",
+        )
+        .unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("203.0.113.5", 9000));
+        let Kind::Srt(o) = &u.kind else { panic!("srt") };
+        assert_eq!(o.streamid.as_deref(), Some("#!::r=live/cam,m=publish"));
+        assert_eq!(o.passphrase.as_deref(), Some("correct-horse-battery"));
+        assert_eq!((o.pbkeylen, o.latency_ms), (16, 200));
+        let shown = u.redacted();
+        assert_eq!(
+            shown,
+            "srt://203.0.113.5:9000?streamid=***ish&passphrase=***&latency=200"
+        );
+        assert!(!format!("{u:?}").contains("horse"));
+        assert_eq!(PushUrl::parse(&u.secret_url()).unwrap(), u);
+        assert!(u.publish_params().is_none());
+        let plain = PushUrl::parse("srt://[::1]:9001").unwrap();
+        assert_eq!(plain.redacted(), "srt://[::1]:9001");
+        assert!(plain.secrets().is_empty());
     }
 }

@@ -12,63 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pinhole_hub::{Hub, HubConfig};
-use pinhole_media::{AccessUnit, AccessUnitAssembler, Clock, SystemClock};
+use pinhole_media::SystemClock;
 use pinhole_push::{PushTarget, PushUrl, State};
 
 mod common;
 use common::nginx_rtmp::{ffprobe, NginxRtmp};
-
-/// The x264 fixture, looped at 30 fps on the real clock, until `stop`.
-/// With `fat` set, each access unit carries 64 KiB of filler NAL units
-/// (~16 Mbit/s), so a hung server's socket buffers fill within seconds.
-fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>, fat: Arc<AtomicBool>) {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../pinhole-media/testdata/x264_baseline_320x240_30fps_gop30.h264"
-    );
-    let bytes = std::fs::read(path).unwrap();
-    let mut asm = AccessUnitAssembler::new();
-    let mut aus = asm.push(&bytes);
-    aus.extend(asm.finish());
-    let start = clock.now_us();
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        for au in &aus {
-            let due = start + n * 33_333;
-            clock.sleep_until_us(due);
-            let data = if fat.load(Ordering::Relaxed) {
-                let mut d = au.data.to_vec();
-                d.extend_from_slice(&[0, 0, 0, 1, 12]);
-                d.resize(d.len() + (64 << 10), 0xff);
-                d.push(0x80);
-                bytes::Bytes::from(d)
-            } else {
-                au.data.clone()
-            };
-            hub.publish(AccessUnit {
-                data,
-                pts_us: due,
-                wallclock_us: clock.wall_us(),
-                keyframe: au.keyframe,
-            });
-            n += 1;
-            if stop.load(Ordering::Relaxed) {
-                return;
-            }
-        }
-    }
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{feed, wait_for};
 
 #[test]
 fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
@@ -159,15 +108,20 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     });
 
     let gap = max_gap_ms.load(Ordering::Relaxed);
-    // 33 ms at 30 fps; the bound leaves room for a loaded CI machine, and
-    // a viewer held up by the push would wait seconds (the write timeout).
-    assert!(gap < 400, "a local viewer waited {gap} ms for a frame");
+    // 33 ms at 30 fps; a viewer held up by the push would wait seconds
+    // (the write timeout). On a loaded machine the source itself stalls:
+    // only what the viewer waited beyond that counts.
+    let source_gap = common::FEED_MAX_GAP_MS.load(Ordering::Relaxed);
+    assert!(
+        gap < source_gap + 400,
+        "a local viewer waited {gap} ms for a frame (the source {source_gap} ms)"
+    );
     let s = target.status();
     assert!(
         !format!("{s:?}").contains("0123456789"),
         "key leaked: {s:?}"
     );
-    eprintln!("status at the end: {s:?}; local viewer max gap {gap} ms");
+    eprintln!("status at the end: {s:?}; local viewer max gap {gap} ms, source {source_gap} ms");
 
     stop.store(true, Ordering::Relaxed);
     feeder.join().unwrap();

@@ -273,27 +273,7 @@ fn printable(s: &str) -> String {
         .collect::<String>()
 }
 
-/// Private, link-local, unique-local or loopback.
-pub fn is_lan(ip: IpAddr) -> bool {
-    match canonical(ip) {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments()[0];
-            v6.is_loopback() || (s & 0xffc0) == 0xfe80 || (s & 0xfe00) == 0xfc00
-        }
-    }
-}
-
-/// IPv4-mapped IPv6 addresses as IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
+pub use pinhole_media::peer::{canonical, is_lan};
 
 /// The host name of an authority (`name[:port]`, `[v6]:port`), lower case,
 /// without a trailing dot; `None` if malformed.

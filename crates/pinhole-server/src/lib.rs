@@ -19,6 +19,7 @@ pub mod limits;
 pub mod listen;
 mod mjpeg;
 mod mp4;
+pub mod onvif;
 pub mod push_api;
 mod routes;
 pub mod rtsp;
@@ -112,6 +113,10 @@ pub async fn serve(
                 tokio::select! {
                     _ = stop_rx.changed() => break,
                     conn = accept(&listener) => match conn {
+                        Ok(Conn::Tcp(_, peer)) if !state.config.security.accept_from.accepts(peer.ip()) => {
+                            // Dropping closes it unread ([security] accept_from).
+                            tracing::debug!(%peer, "refused: not a LAN address");
+                        }
                         Ok(io) => serve_connection(io, state.clone(), conn_stop.clone(), alive.clone()),
                         Err(e) => {
                             // EMFILE and friends: back off instead of spinning.

@@ -22,6 +22,32 @@ pub(crate) const PATH: &str = "/api/push";
 #[serde(deny_unknown_fields)]
 struct Add {
     url: String,
+    /// The stream key (RTMP) or passphrase (SRT), from its own field.
+    #[serde(default)]
+    key: String,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Patch {
+    enabled: Option<bool>,
+    #[serde(default)]
+    clear_error: bool,
+}
+
+/// `push.json`: a URL, or a URL and whether it is enabled (older files
+/// hold plain strings).
+#[derive(Deserialize, serde::Serialize)]
+#[serde(untagged)]
+enum Saved {
+    Url(String),
+    Entry { url: String, enabled: bool },
 }
 
 fn set(state: &AppState) -> Result<&Arc<PushSet>, ServerError> {
@@ -41,7 +67,7 @@ pub fn start_saved(state: &AppState) {
     let Ok(text) = std::fs::read_to_string(&path) else {
         return;
     };
-    let urls: Vec<String> = match serde_json::from_str(&text) {
+    let urls: Vec<Saved> = match serde_json::from_str(&text) {
         Ok(u) => u,
         Err(e) => {
             tracing::error!(path = %path.display(), error = %e, "ignoring the saved push targets");
@@ -49,10 +75,14 @@ pub fn start_saved(state: &AppState) {
         }
     };
     for u in urls {
+        let (u, enabled) = match u {
+            Saved::Url(u) => (u, true),
+            Saved::Entry { url, enabled } => (url, enabled),
+        };
         match PushUrl::parse(&u) {
             Ok(url) => {
-                tracing::info!(target = %url.redacted(), "push (saved)");
-                let _ = set.add_from(url, true);
+                tracing::info!(target = %url.redacted(), enabled, "push (saved)");
+                let _ = set.add_with(url, true, enabled);
             }
             Err(e) => tracing::error!(path = %path.display(), "saved push target skipped: {e}"),
         }
@@ -63,7 +93,14 @@ async fn save(state: &AppState, set: &PushSet) -> Result<(), ServerError> {
     let Some(dir) = state.auth.config().data_dir.clone() else {
         return Ok(());
     };
-    let urls: Vec<String> = set.api_urls().iter().map(PushUrl::secret_url).collect();
+    let urls: Vec<Saved> = set
+        .api_targets()
+        .into_iter()
+        .map(|(u, enabled)| Saved::Entry {
+            url: u.secret_url(),
+            enabled,
+        })
+        .collect();
     let text = serde_json::to_vec(&urls).map_err(|e| ServerError::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || crate::auth::write_private(&dir.join(FILE), &text))
         .await
@@ -81,6 +118,8 @@ fn reply(state: &AppState, status: StatusCode) -> Result<Response<Body>, ServerE
             json!({
                 "id": l.id,
                 "from": if l.from_api { "api" } else { "config" },
+                "enabled": l.enabled,
+                "retry_in_ms": t.retry_in_ms,
                 "url": t.url,
                 "state": t.state.as_str(),
                 "frames": t.frames,
@@ -122,12 +161,14 @@ pub(crate) async fn handle(
             let body = read_body(req.into_body(), MAX_JSON_BODY).await?;
             let add: Add = serde_json::from_slice(&body).map_err(|_| {
                 // serde's message may quote the input, i.e. the key.
-                ServerError::BadRequest("expected {\"url\": \"rtmp://host/app/key\"}".into())
+                ServerError::BadRequest(
+                    "expected {\"url\": \"rtmp://host/app/key\", \"key\": optional}".into(),
+                )
             })?;
-            let url =
-                PushUrl::parse(&add.url).map_err(|e| ServerError::BadRequest(e.to_string()))?;
+            let url = PushUrl::parse_with_key(&add.url, &add.key)
+                .map_err(|e| ServerError::BadRequest(e.to_string()))?;
             let shown = url.redacted();
-            set.add_from(url, true).map_err(|_| {
+            set.add_with(url, true, add.enabled).map_err(|_| {
                 ServerError::Conflict(format!(
                     "at most {} push targets",
                     pinhole_push::MAX_TARGETS
@@ -136,6 +177,29 @@ pub(crate) async fn handle(
             save(state, &set).await?;
             tracing::info!(target = %shown, "push target added");
             reply(state, StatusCode::CREATED)
+        }
+        (&Method::PATCH, Some(rest)) => {
+            let id: u64 = rest
+                .strip_prefix('/')
+                .and_then(|i| i.parse().ok())
+                .ok_or_else(|| ServerError::NotFound(path.to_owned()))?;
+            let body = read_body(req.into_body(), MAX_JSON_BODY).await?;
+            let patch: Patch = serde_json::from_slice(&body).map_err(|_| {
+                ServerError::BadRequest(
+                    "expected {\"enabled\": true|false} and/or {\"clear_error\": true}".into(),
+                )
+            })?;
+            let found =
+                |r: Result<(), SetError>| r.map_err(|_| ServerError::NotFound(path.to_owned()));
+            if patch.clear_error {
+                found(set.clear_error(id))?;
+            }
+            if let Some(on) = patch.enabled {
+                found(set.set_enabled(id, on))?;
+                save(state, &set).await?;
+                tracing::info!(id, enabled = on, "push target switched");
+            }
+            reply(state, StatusCode::OK)
         }
         (&Method::DELETE, Some(rest)) => {
             let id: u64 = rest

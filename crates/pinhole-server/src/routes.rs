@@ -117,6 +117,7 @@ async fn route(
         Target::Auth => crate::auth::handle(req, state, admitted).await,
         Target::UpdateUnknown | Target::ApiUnknown => Err(ServerError::NotFound(path.to_owned())),
         Target::Whep => crate::whep::handle(req, state, path, method).await,
+        Target::Onvif => crate::onvif::handle(req, state, path).await,
         Target::Ui => ui::serve(state, path).await,
     }
 }

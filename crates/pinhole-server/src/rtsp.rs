@@ -142,6 +142,10 @@ pub async fn serve(
                 tokio::select! {
                     _ = stop.changed() => break,
                     r = l.tcp.accept() => match r {
+                        Ok((_, peer)) if !shared.state.config.security.accept_from.accepts(peer.ip()) => {
+                            // Closed unread ([security] accept_from).
+                            tracing::debug!(%peer, "rtsp refused: not a LAN address");
+                        }
                         Ok((s, peer)) => {
                             let permit = match shared.connections.acquire(peer.ip()) {
                                 Ok(p) => p,
@@ -319,7 +323,8 @@ async fn connection(
                                             }
                                         }
                                         if resp.status == 200 {
-                                            resp = resp.header("RTP-Info", rtp_info(&req, &outs));
+                                            let first = playing.as_ref().and_then(|p| p.viewer.peek());
+                                            resp = resp.header("RTP-Info", rtp_info(&req, &outs, first.as_deref()));
                                         }
                                     }
                                     if write(&mut wr, &resp.encode(Some(cseq))).await.is_err() {
@@ -620,16 +625,37 @@ fn ssrc_of(r: &u64, i: usize) -> u32 {
     (*r as u32) ^ (i as u32)
 }
 
-fn rtp_info(req: &Request, outs: &HashMap<usize, Out>) -> String {
+/// `RTP-Info` (RFC 2326 12.33): per track its URL, the sequence number of
+/// its first packet and, for the track of the first frame the session will
+/// get (the held keyframe), that frame's RTP time, so a client maps its
+/// first packet to the start of play. Other tracks' first frames are not
+/// known yet: no `rtptime` for them (it is optional).
+fn rtp_info(req: &Request, outs: &HashMap<usize, Out>, first: Option<&Frame>) -> String {
     // The aggregate URL the client used, up to and including the stream path.
     let uri = req.uri.split(['?', '#']).next().unwrap_or("");
     let base = uri.find(PATH).map_or(uri, |i| &uri[..i + PATH.len()]);
     let mut idx: Vec<_> = outs.keys().copied().collect();
     idx.sort_unstable();
     idx.iter()
-        .map(|i| format!("url={base}/trackID={i};seq={}", outs[i].pk.next_seq()))
+        .map(|i| {
+            let o = &outs[i];
+            let mut s = format!("url={base}/trackID={i};seq={}", o.pk.next_seq());
+            if let Some(f) = first.filter(|f| f.track.id == o.hub_track) {
+                s.push_str(&format!(";rtptime={}", rtp_ts(f, o)));
+            }
+            s
+        })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A frame's RTP timestamp on its track.
+fn rtp_ts(frame: &Frame, out: &Out) -> u32 {
+    if out.video {
+        rtp::video_ts(frame.au.pts_us, out.ts_offset)
+    } else {
+        (frame.decode_time as u32).wrapping_add(out.ts_offset)
+    }
 }
 
 /// One frame of a track as RTP (and, once a second, an RTCP SR first).
@@ -641,11 +667,7 @@ async fn send_frame(
     ip: IpAddr,
     scratch: &mut Vec<u8>,
 ) -> Result<(), &'static str> {
-    let ts = if out.video {
-        rtp::video_ts(frame.au.pts_us, out.ts_offset)
-    } else {
-        (frame.decode_time as u32).wrapping_add(out.ts_offset)
-    };
+    let ts = rtp_ts(frame, out);
     // The report first (counts as sent so far): the mapping of this
     // frame's RTP time to its capture wall-clock time.
     let sr_due = out

@@ -156,6 +156,8 @@ pub struct AppState {
     pub webrtc: std::sync::OnceLock<Arc<pinhole_webrtc::Endpoint>>,
     /// The first RTSP listener's port, for `/api/status` (the UI shows the URL).
     pub rtsp_port: std::sync::OnceLock<u16>,
+    /// ONVIF (onvif.rs), when the daemon offers it.
+    pub onvif: std::sync::OnceLock<crate::onvif::Onvif>,
     /// One `PUT /api/camera` at a time.
     pub(crate) camera_lock: tokio::sync::Mutex<()>,
 }
@@ -182,6 +184,7 @@ impl AppState {
             camera: std::sync::OnceLock::new(),
             webrtc: std::sync::OnceLock::new(),
             rtsp_port: std::sync::OnceLock::new(),
+            onvif: std::sync::OnceLock::new(),
             camera_lock: tokio::sync::Mutex::new(()),
         })
     }

@@ -117,8 +117,10 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
                 "sessions_total": w.sessions_total,
                 "refused_full": w.refused_full,
                 "frames_sent": w.frames_sent,
+                "audio_sent": w.audio_sent,
                 "keyframe_requests": w.keyframe_requests,
                 "nacks": w.nacks,
+                "refused_packets": w.refused_packets,
             })
         }),
         // Push targets (URLs with their stream keys hidden): configuration,
@@ -153,6 +155,7 @@ fn push_json(state: &AppState) -> Vec<Value> {
                 "skipped": t.skipped,
                 "reconnects": t.reconnects,
                 "last_error": t.last_error,
+                "retry_in_ms": t.retry_in_ms,
             })
         })
         .collect()
@@ -365,6 +368,12 @@ pub(crate) fn prometheus(state: &Arc<AppState>) -> String {
             "counter",
             "PLI/FIR received from WebRTC viewers.",
             w.keyframe_requests as f64,
+        );
+        metric(
+            "webrtc_refused_packets_total",
+            "counter",
+            "UDP packets dropped unread: from an address [security] accept_from refuses.",
+            w.refused_packets as f64,
         );
     }
     metric(

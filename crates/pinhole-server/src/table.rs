@@ -40,6 +40,8 @@ pub enum Target {
     ApiUnknown,
     /// WHEP: `/whep`, `/stream/whep` and their sessions (whep.rs).
     Whep,
+    /// ONVIF's SOAP services (onvif.rs): WS-Security decides, not a cookie.
+    Onvif,
     /// The page and its files.
     Ui,
 }
@@ -186,7 +188,17 @@ pub static ROUTES: &[Route] = &[
     route(
         Prefix("/api/push/"),
         Target::Push,
-        Listed(&[("DELETE", Admin)]),
+        Listed(&[("DELETE", Admin), ("PATCH", Admin)]),
+        false,
+    ),
+    // ONVIF (docs/rtsp.md): SOAP over POST with its own credentials (a
+    // WS-UsernameToken, checked by the handler against the viewer policy),
+    // so `Auth`: Host checked, a browser's cross-site POST refused, no
+    // cookie asked for. Every operation offered only reads.
+    route(
+        Prefix("/onvif/"),
+        Target::Onvif,
+        Listed(&[("POST", Auth)]),
         false,
     ),
     route(Exact("/api/auth"), Target::Auth, Any(Auth), false),
@@ -366,6 +378,9 @@ mod tests {
         assert_eq!(classify("DELETE", "/whep/ab"), View);
         assert_eq!(classify("OPTIONS", "/stream/whep"), Class::Preflight);
         assert_eq!(classify("PUT", "/whep"), Admin);
+        assert_eq!(classify("POST", "/onvif/device_service"), Auth);
+        assert_eq!(classify("GET", "/onvif/device_service"), Static);
+        assert_eq!(classify("PUT", "/onvif/media_service"), Admin);
     }
 
     #[test]

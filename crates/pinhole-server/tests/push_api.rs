@@ -132,4 +132,85 @@ async fn the_admin_adds_and_removes_targets_and_keys_never_come_back() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(json(&r.body)["targets"].as_array().map(Vec::len), Some(1));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "[]");
+
+    // The panel's form: URL and key in two fields; SRT's key is its
+    // passphrase. Added switched off, it is listed as disabled and saved so.
+    let body = format!(
+        "{{\"url\":\"srt://127.0.0.1:9?streamid=cam\",\"key\":\"{KEY}\",\"enabled\":false}}"
+    );
+    let r = post_json(a, "/api/push", &body, &auth).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let v = json(&r.body);
+    let t = &v["targets"][1];
+    assert_eq!(t["url"], "srt://127.0.0.1:9?streamid=***&passphrase=***");
+    assert_eq!(
+        (t["state"].as_str(), t["enabled"].as_bool()),
+        (Some("disabled"), Some(false))
+    );
+    assert!(!v.to_string().contains(&KEY[..10]));
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        saved.contains("\"enabled\":false") && saved.contains(KEY),
+        "{saved}"
+    );
+    let id = t["id"].as_u64().unwrap();
+    let patch = |body: &'static str| {
+        let path = format!("/api/push/{id}");
+        async move { send_json(a, http::Method::PATCH, &path, body, &auth).await }
+    };
+    // Enabled: it runs (port 9 refuses), backs off with a countdown.
+    let r = patch("{\"enabled\":true}").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let t = loop {
+        let r = common::get_with(
+            &server.url("/api/push"),
+            http::Method::GET,
+            &auth,
+            Duration::from_secs(2),
+        )
+        .await;
+        let t = json(&r.body)["targets"][1].clone();
+        if t["state"] == "backing_off" && t["last_error"].is_string() {
+            break t;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never backed off: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        t["retry_in_ms"].as_u64().is_some_and(|ms| ms <= 30_000),
+        "{t}"
+    );
+    assert!(!t.to_string().contains(&KEY[..10]), "{t}");
+    let r = patch("{\"clear_error\":true,\"enabled\":false}").await;
+    let t = json(&r.body)["targets"][1].clone();
+    assert_eq!(
+        (t["state"].as_str(), t["last_error"].is_null()),
+        (Some("disabled"), true),
+        "{t}"
+    );
+    let r = patch("{\"enabled\":\"sekrit\"}").await;
+    assert_eq!(r.status, 400);
+    let r = send_json(
+        a,
+        http::Method::PATCH,
+        "/api/push/999",
+        "{\"enabled\":true}",
+        &auth,
+    )
+    .await;
+    assert_eq!(r.status, 404);
+    // Not for strangers.
+    let r = send_json(
+        a,
+        http::Method::PATCH,
+        &format!("/api/push/{id}"),
+        "{\"enabled\":true}",
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 401);
 }

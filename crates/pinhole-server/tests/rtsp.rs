@@ -3,46 +3,21 @@
 //! GStreamer) are in rtsp_clients.rs.
 
 mod common;
+#[path = "common/rtsp.rs"]
+mod rtsp_server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{post_json, publish_fixture, TestServer, ADMIN_PASSWORD};
+use common::{post_json, TestServer, ADMIN_PASSWORD};
 use pinhole_hub::HubConfig;
 use pinhole_server::rtsp::{RtspConfig, RtspListener};
-use pinhole_server::{AppState, ServerConfig};
+use pinhole_server::ServerConfig;
+use rtsp_server::{start_rtsp, wait_for_stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Serves RTSP for `state` on 127.0.0.1:0 until the test ends, once the
-/// stream has begun (before, DESCRIBE says 503).
-async fn start_rtsp(state: Arc<AppState>, cfg: RtspConfig) -> SocketAddr {
-    // Runs until the test's runtime ends.
-    drop(publish_fixture(state.clone(), 30.0));
-    wait_for_stream(&state).await;
-    let l = RtspListener::bind("127.0.0.1:0".parse().expect("addr"), true)
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let _ = state.rtsp_port.set(addr.port());
-    tokio::spawn(pinhole_server::rtsp::serve(
-        vec![l],
-        state,
-        cfg,
-        std::future::pending(),
-    ));
-    addr
-}
-
-async fn wait_for_stream(state: &AppState) {
-    let t = Instant::now();
-    while state.hub.stream().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(5), "no stream");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 struct Client {
     s: TcpStream,
@@ -150,8 +125,8 @@ impl Client {
         resp
     }
 
-    /// DESCRIBE, SETUP of the video over TCP, PLAY.
-    async fn play_tcp(&mut self) {
+    /// DESCRIBE, SETUP of the video over TCP, PLAY; PLAY's answer.
+    async fn play_tcp(&mut self) -> Resp {
         let url = self.url.clone();
         let r = self
             .request("DESCRIBE", &url, &["Accept: application/sdp"])
@@ -169,6 +144,7 @@ impl Client {
         self.session = Some(s.split(';').next().expect("id").to_owned());
         let r = self.request("PLAY", &url, &["Range: npt=0.000-"]).await;
         assert_eq!(r.status, 200, "{}", r.head);
+        r
     }
 
     /// The next interleaved block on `channel`.
@@ -642,15 +618,25 @@ fn md5_hex(s: &str) -> String {
 /// RTCP sender reports map RTP time to the capture wall clock: each names
 /// the RTP timestamp of a frame that follows it, the NTP times of two
 /// reports differ by what their RTP times do (90 kHz), and the first comes
-/// before any RTP packet.
+/// before any RTP packet. PLAY's `RTP-Info` names the first packet's
+/// sequence number and RTP time (RFC 2326 12.33).
 #[tokio::test]
 async fn sender_reports_map_rtp_time_to_the_capture_wall_clock() {
     let server = TestServer::start(HubConfig::default()).await;
     let addr = start_rtsp(server.state.clone(), RtspConfig::default()).await;
     let mut c = Client::connect(addr).await;
-    c.play_tcp().await;
+    let play = c.play_tcp().await;
+    let info = play.header("RTP-Info").expect("RTP-Info").to_owned();
+    let param = |name: &str| -> u32 {
+        info.split([';', ','])
+            .find_map(|p| p.trim().strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {info}"))
+    };
+    let (seq0, rtptime) = (param("seq="), param("rtptime="));
     let mut reports: Vec<(u64, u32)> = Vec::new(); // (unix µs, rtp ts)
     let mut rtp_ts: Vec<u32> = Vec::new();
+    let mut first_seq = None;
     let mut first_block = None;
     let t = Instant::now();
     while t.elapsed() < Duration::from_millis(2500) {
@@ -675,11 +661,18 @@ async fn sender_reports_map_rtp_time_to_the_capture_wall_clock() {
                 ));
                 assert_eq!(p[29], 202, "then SDES");
             } else {
+                first_seq.get_or_insert(u16::from_be_bytes([p[2], p[3]]));
                 rtp_ts.push(u32::from_be_bytes(p[4..8].try_into().expect("4")));
             }
         }
     }
     assert_eq!(first_block, Some(1), "a report before the first RTP packet");
+    assert_eq!(
+        first_seq.map(u32::from),
+        Some(seq0),
+        "RTP-Info's seq: {info}"
+    );
+    assert_eq!(rtp_ts.first(), Some(&rtptime), "RTP-Info's rtptime: {info}");
     assert!(reports.len() >= 2, "{} reports in 2.5 s", reports.len());
     for (_, ts) in &reports {
         assert!(rtp_ts.contains(ts), "a report names a frame's RTP time");

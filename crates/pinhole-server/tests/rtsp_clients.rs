@@ -6,41 +6,25 @@
 //! installs them; a missing one fails the test with that hint.
 
 mod common;
+#[path = "common/rtsp.rs"]
+mod rtsp_server;
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{post_json, publish_fixture, TestServer};
+use common::{post_json, TestServer};
 use pinhole_hub::HubConfig;
 use pinhole_server::rtsp::{RtspConfig, RtspListener};
 use pinhole_server::AppState;
+use rtsp_server::{start_rtsp, wait_for_stream};
 
+/// A server with RTSP on 127.0.0.1:0 playing the 30 fps fixture.
 async fn start() -> (TestServer, SocketAddr) {
     let server = TestServer::start(HubConfig::default()).await;
-    let state = server.state.clone();
-    drop(publish_fixture(state.clone(), 30.0));
-    wait_for_stream(&state).await;
-    let l = RtspListener::bind("127.0.0.1:0".parse().expect("addr"), true)
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(pinhole_server::rtsp::serve(
-        vec![l],
-        state,
-        RtspConfig::default(),
-        std::future::pending(),
-    ));
+    let addr = start_rtsp(server.state.clone(), RtspConfig::default()).await;
     (server, addr)
-}
-
-async fn wait_for_stream(state: &AppState) {
-    let t = Instant::now();
-    while state.hub.stream().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(5), "no stream");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Runs a client to completion (killed after 40 s) off the runtime.
@@ -214,7 +198,8 @@ async fn home_assistant_pyav() {
     // Like HA's worker: demux, drop packets without a timestamp (HA gives
     // up after 6 in a row: MAX_MISSING_DTS), decode. ffmpeg's RTSP demuxer
     // leaves the very first packet without one (it is the keyframe, so
-    // decoding starts at the next keyframe, as in HA).
+    // decoding starts at the next keyframe, as in HA); it does the same
+    // with ffmpeg's own RTP output, so it is ffmpeg's (docs/rtsp.md).
     let script = r#"
 import sys, av
 c = av.open(sys.argv[1], options={"rtsp_flags": "prefer_tcp", "stimeout": "5000000"}, timeout=(10, 10))

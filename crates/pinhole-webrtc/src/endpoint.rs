@@ -6,17 +6,17 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pinhole_hub::{Hub, Viewer};
-use pinhole_media::Clock;
+use pinhole_media::{Clock, Codec};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::offer::{check_offer, parse_fragment};
 use crate::session::{Session, SessionStats, Shared};
+use crate::start::{Join, Joiner, KeyframeGate};
 use crate::WebrtcError;
 
 /// A STUN/TURN server handed to clients (`Link: <url>; rel="ice-server"`).
@@ -55,6 +55,9 @@ pub struct EndpointConfig {
     pub ice_servers: Vec<IceServer>,
     /// Sessions at once; more get 503.
     pub max_sessions: usize,
+    /// Packets from other addresses are dropped unread (`[security]
+    /// accept_from`; a TURN relay or internet viewer needs `Any`).
+    pub accept_from: pinhole_media::peer::AcceptFrom,
 }
 
 impl Default for EndpointConfig {
@@ -65,6 +68,7 @@ impl Default for EndpointConfig {
             extra_candidates: Vec::new(),
             ice_servers: Vec::new(),
             max_sessions: 20,
+            accept_from: Default::default(),
         }
     }
 }
@@ -107,9 +111,12 @@ pub struct EndpointStats {
     pub sessions_total: u64,
     pub refused_full: u64,
     pub frames_sent: u64,
+    pub audio_sent: u64,
     pub keyframe_requests: u64,
     pub nacks: u64,
     pub unrouted_packets: u64,
+    /// From addresses `accept_from` refuses.
+    pub refused_packets: u64,
 }
 
 pub struct Endpoint {
@@ -121,7 +128,7 @@ pub struct Endpoint {
     cfg: EndpointConfig,
     table: Mutex<Table>,
     totals: Mutex<EndpointStats>,
-    last_keyframe_request_us: AtomicU64,
+    keyframes: Mutex<KeyframeGate>,
 }
 
 /// Per-session queue of incoming datagrams; more are dropped.
@@ -167,7 +174,7 @@ impl Endpoint {
             cfg,
             table: Mutex::new(Table::default()),
             totals: Mutex::new(EndpointStats::default()),
-            last_keyframe_request_us: AtomicU64::new(0),
+            keyframes: Mutex::new(KeyframeGate::default()),
         });
         tokio::spawn(receive_loop(ep.clone()));
         Ok(ep)
@@ -201,6 +208,7 @@ impl Endpoint {
         for h in table.by_id.values() {
             let s = *h.stats.lock().unwrap_or_else(|p| p.into_inner());
             t.frames_sent += s.frames_sent;
+            t.audio_sent += s.audio_sent;
             t.keyframe_requests += s.keyframe_requests;
             t.nacks += s.nacks;
         }
@@ -319,17 +327,35 @@ impl Endpoint {
             .unwrap_or(self.local)
     }
 
-    /// A viewer lost a picture (PLI/FIR): ask the source for a keyframe, at
-    /// most once a second whatever the viewers do (an IDR costs every
-    /// viewer bandwidth). The test pattern forces one; sources that cannot
-    /// recover at their next GOP.
+    /// A viewer lost a picture (PLI/FIR) or just connected: ask the source
+    /// for a keyframe, at most once per `KEYFRAME_INTERVAL_US` whatever the
+    /// viewers do (an IDR costs every viewer bandwidth); a request in between
+    /// is asked for when the interval is over (`keyframe_poll`). The test
+    /// pattern and the encoders force one; sources that cannot recover at
+    /// their next GOP.
     fn keyframe_request(&self, now_us: u64) {
-        let last = self.last_keyframe_request_us.load(Ordering::Relaxed);
-        if last == 0 || now_us.saturating_sub(last) >= 1_000_000 {
-            self.last_keyframe_request_us
-                .store(now_us.max(1), Ordering::Relaxed);
+        let ask = self
+            .keyframes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .request(now_us);
+        if ask {
             self.hub.request_keyframe();
             tracing::debug!("webrtc: keyframe asked of the source");
+        }
+    }
+
+    /// A kept keyframe request whose time has come (every session calls this
+    /// as it loops, at least once per frame).
+    fn keyframe_poll(&self, now_us: u64) {
+        let ask = self
+            .keyframes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .poll(now_us);
+        if ask {
+            self.hub.request_keyframe();
+            tracing::debug!("webrtc: kept keyframe request asked of the source");
         }
     }
 
@@ -360,6 +386,9 @@ async fn receive_loop(ep: Arc<Endpoint>) {
     let mut buf = vec![0u8; 2048];
     loop {
         match ep.socket.recv_from(&mut buf).await {
+            Ok((_, from)) if !ep.cfg.accept_from.accepts(from.ip()) => {
+                ep.totals().refused_packets += 1;
+            }
             Ok((n, from)) => ep.route(from, &buf[..n]),
             Err(e) => {
                 // ICMP port unreachable from a gone viewer shows up here on Linux.
@@ -385,6 +414,7 @@ async fn run_session(
     stats: Arc<Mutex<SessionStats>>,
 ) {
     let mut viewer: Option<Viewer> = None;
+    let mut joiner: Option<Joiner<Arc<pinhole_hub::Frame>>> = None;
     loop {
         let now = ep.clock.now_us();
         let p = s.poll(now);
@@ -394,21 +424,46 @@ async fn run_session(
             }
         }
         if p.connected && viewer.is_none() {
-            // Subscribing now starts the viewer at the hub's current GOP:
-            // its keyframe first.
+            // Subscribing now gives the hub's current GOP; a fresh keyframe
+            // is asked for too, and the viewer starts on whichever is better
+            // (start.rs says why).
             viewer = Some(ep.hub.subscribe());
+            joiner = Some(Joiner::new(now));
+            ep.keyframe_request(now);
             tracing::info!(session = %id, "webrtc: viewer connected");
         }
         if p.keyframe_wanted {
             ep.keyframe_request(now);
         }
+        ep.keyframe_poll(now);
         *stats.lock().unwrap_or_else(|p| p.into_inner()) = s.stats();
-        let Some(deadline) = p.deadline_us else { break };
+        let Some(mut deadline) = p.deadline_us else {
+            break;
+        };
+        if let Some(d) = joiner.as_ref().and_then(|j| j.deadline_us()) {
+            deadline = deadline.min(d);
+        }
         let wait = Duration::from_micros(deadline.saturating_sub(ep.clock.now_us()));
         tokio::select! {
             frame = next_frame(&mut viewer) => match frame {
                 Some(f) if f.is_video() => {
-                    s.write_video(&f.au.data, f.au.pts_us, f.au.keyframe, ep.clock.now_us());
+                    let now = ep.clock.now_us();
+                    let send = match joiner.as_mut() {
+                        Some(j) => {
+                            let (key, at) = (f.au.keyframe, f.published_us);
+                            j.frame(f, key, at, now)
+                        }
+                        None => Join::Send(vec![f]),
+                    };
+                    if let Join::Send(frames) = send {
+                        for f in frames {
+                            s.write_video(&f.au.data, f.au.pts_us, f.au.keyframe);
+                        }
+                    }
+                }
+                Some(f) if matches!(f.track.codec, Codec::Opus(_)) => {
+                    // Opus passed through; dropped until the picture starts.
+                    s.write_audio(&f.au.data, f.au.pts_us);
                 }
                 Some(_) => {}
                 None => s.close("daemon shutting down"),
@@ -422,7 +477,14 @@ async fn run_session(
                 }
                 Some(Cmd::Close) | None => s.close("ended by the viewer (DELETE)"),
             },
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait) => {
+                let now = ep.clock.now_us();
+                if let Some(Join::Send(frames)) = joiner.as_mut().map(|j| j.timeout(now)) {
+                    for f in frames {
+                        s.write_video(&f.au.data, f.au.pts_us, f.au.keyframe);
+                    }
+                }
+            }
         }
     }
     ep.remove(&id);
@@ -430,6 +492,7 @@ async fn run_session(
     {
         let mut t = ep.totals();
         t.frames_sent += st.frames_sent;
+        t.audio_sent += st.audio_sent;
         t.keyframe_requests += st.keyframe_requests;
         t.nacks += st.nacks;
     }

@@ -4,6 +4,8 @@
 //! - [`stun`]: finds which session a datagram on the shared port is for (pure, fuzzed).
 //! - [`session`]: one viewer's session on str0m, sans-I/O: packets and time in,
 //!   datagrams and the next deadline out.
+//! - [`start`]: how a new viewer starts (on a fresh keyframe) and how
+//!   keyframe requests are rate-limited (pure).
 //! - [`endpoint`]: the I/O shell: one UDP socket for every session, a task per
 //!   session pulling frames from the hub at its own pace.
 //!
@@ -14,6 +16,7 @@ pub mod endpoint;
 pub mod error;
 pub mod offer;
 pub mod session;
+pub mod start;
 pub mod stun;
 
 pub use endpoint::{Created, Endpoint, EndpointConfig, IceServer};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
-use str0m::media::{MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
@@ -22,6 +22,11 @@ use crate::WebrtcError;
 /// Without a packet from the viewer for this long its consent has expired
 /// (RFC 7675: browsers check consent every ~5 s, and give up at 30 s).
 pub const CONSENT_TIMEOUT_US: u64 = 30_000_000;
+
+/// NACKs are answered for packets this recent: 1024 packets (a few 720p
+/// keyframes) over 3 s, str0m's defaults.
+const RTX_CACHE_PACKETS: usize = 1024;
+const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
 
 /// What every session shares: the crypto provider and one DTLS certificate
 /// (made once: a key per session would cost a P-256 key generation each).
@@ -57,6 +62,8 @@ impl Shared {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SessionStats {
     pub frames_sent: u64,
+    /// Opus packets sent.
+    pub audio_sent: u64,
     /// Frames not sent while waiting for a keyframe (before the first one).
     pub frames_waiting_key: u64,
     /// PLI/FIR received from the viewer.
@@ -98,6 +105,8 @@ pub struct Session {
     ufrag: String,
     remote_ufrag: Option<String>,
     video: Option<(Mid, Pt)>,
+    /// The viewer's audio section, when it offered Opus.
+    audio: Option<(Mid, Pt)>,
     connected: bool,
     started_video: bool,
     ended: Option<&'static str>,
@@ -142,6 +151,7 @@ impl Session {
             ufrag,
             remote_ufrag: offer.ice_ufrag.clone(),
             video: None,
+            audio: None,
             connected: false,
             started_video: false,
             ended: None,
@@ -221,7 +231,7 @@ impl Session {
 
     /// One H.264 access unit (Annex B) from the hub. Nothing is sent before
     /// the viewer is connected, and the first frame sent is a keyframe.
-    pub fn write_video(&mut self, data: &[u8], pts_us: u64, keyframe: bool, now_us: u64) {
+    pub fn write_video(&mut self, data: &[u8], pts_us: u64, keyframe: bool) {
         let Some((mid, pt)) = self.video else { return };
         if !self.connected || self.ended.is_some() {
             return;
@@ -237,13 +247,35 @@ impl Session {
             return;
         };
         // RTP video time is 90 kHz; the capture clock is µs.
-        let rtp_time = MediaTime::new(
-            pts_us.saturating_mul(9) / 100,
-            str0m::media::Frequency::NINETY_KHZ,
-        );
-        match writer.write(pt, self.shared.at(now_us), rtp_time, data.to_vec()) {
+        let rtp_time = MediaTime::new(pts_us.saturating_mul(9) / 100, Frequency::NINETY_KHZ);
+        // The capture time as the wallclock: str0m's sender reports map
+        // both tracks' RTP times onto it, which is what lip sync needs.
+        match writer.write(pt, self.shared.at(pts_us), rtp_time, data.to_vec()) {
             Ok(()) => self.stats.frames_sent += 1,
             Err(e) => tracing::debug!(error = %e, "webrtc: frame not written"),
+        }
+    }
+
+    /// Whether the viewer takes audio (it offered Opus).
+    pub fn wants_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// One Opus packet (20 ms) from the hub's audio track, passed through.
+    /// Sent once the picture has started, so sound never runs ahead of it.
+    pub fn write_audio(&mut self, data: &[u8], pts_us: u64) {
+        let Some((mid, pt)) = self.audio else { return };
+        if !self.connected || !self.started_video || self.ended.is_some() {
+            return;
+        }
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        // Opus RTP time is always 48 kHz (RFC 7587).
+        let rtp_time = MediaTime::new(pts_us.saturating_mul(48) / 1000, Frequency::FORTY_EIGHT_KHZ);
+        match writer.write(pt, self.shared.at(pts_us), rtp_time, data.to_vec()) {
+            Ok(()) => self.stats.audio_sent += 1,
+            Err(e) => tracing::debug!(error = %e, "webrtc: audio not written"),
         }
     }
 
@@ -315,6 +347,21 @@ impl Session {
                 if let Some(pt) = self.pick_h264(m.mid) {
                     self.video = Some((m.mid, pt));
                 }
+                if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(m.mid, None) {
+                    // str0m drops every queued resend once resends pass 15 %
+                    // of a second's bytes. Receivers NACK a missing packet
+                    // again while its resend is in flight (aiortc repeats its
+                    // whole list on every new gap), so with a 100 ms RTT and
+                    // 5 % loss the cap trips, a keyframe packet is never
+                    // resent, and the viewer freezes until its jitter buffer
+                    // gives up (3-6 s). Resends only cost this viewer's link.
+                    tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
+                }
+            }
+            Event::MediaAdded(m) if m.kind == MediaKind::Audio && self.audio.is_none() => {
+                if let Some(pt) = self.pick(m.mid, Codec::Opus) {
+                    self.audio = Some((m.mid, pt));
+                }
             }
             Event::KeyframeRequest(_) => {
                 self.stats.keyframe_requests += 1;
@@ -327,6 +374,16 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// The first payload type of `codec` the viewer takes in `mid`.
+    fn pick(&mut self, mid: Mid, codec: Codec) -> Option<Pt> {
+        let writer = self.rtc.writer(mid)?;
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt());
+        pt
     }
 
     /// The H.264 payload type to send with: packetization-mode 1 (FU-A,
@@ -373,7 +430,7 @@ mod tests {
     fn nothing_is_sent_before_connection_and_consent_expires() {
         let offer = crate::offer::check_offer(AIORTC).unwrap();
         let (mut s, _) = Session::accept(&offer, &shared(), 0).unwrap();
-        s.write_video(&[0, 0, 0, 1, 0x65, 1, 2, 3], 0, true, 1_000);
+        s.write_video(&[0, 0, 0, 1, 0x65, 1, 2, 3], 0, true);
         let p = s.poll(2_000);
         assert!(p.send.is_empty());
         assert_eq!(s.stats().frames_sent, 0);

@@ -2,6 +2,8 @@
 //! off or to another device from the settings page (`PUT /api/camera`
 //! `{"audio": N}`, admin), without touching the video (docs/audio.md).
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,14 @@ use pinhole_media::Clock;
 use pinhole_server::camera::{Kind, Num, Setting};
 use pinhole_server::AppState;
 
-use crate::config::Config;
+use crate::audio_pair::microphone_for;
+use crate::camera_ctl::Active;
+use crate::config::{AudioConfig, Config};
+
+/// `[audio] source = "auto"`: the microphone of the webcam that runs.
+pub const AUTO: &str = "auto";
+/// How often `auto` looks whether the camera changed.
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
 
 /// How long a switch waits for the previous source to let go of its device.
 const STOP_WAIT: Duration = Duration::from_secs(3);
@@ -21,6 +30,7 @@ const STOP_WAIT: Duration = Duration::from_secs(3);
 const OFF: i64 = 0;
 const TEST: i64 = 1;
 const CONFIGURED: i64 = 2;
+const AUTO_V: i64 = 3;
 const ALSA_BASE: i64 = 1000;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,24 +82,96 @@ fn capture_devices() -> Vec<CaptureDevice> {
 pub struct AudioCtl {
     state: Arc<AppState>,
     clock: Arc<dyn Clock>,
+    /// The video source running now: `auto` pairs its microphone.
+    active: Active,
+    /// Where sysfs is (`/sys`; a fake tree in tests).
+    sys: PathBuf,
+    /// The `[audio]` settings last applied, and the source spec they
+    /// resolved to (`auto` becomes a device or `none`).
+    applied: Mutex<Option<(AudioConfig, String)>>,
     running: Mutex<Option<(Arc<Supervisor>, Arc<Feed>)>>,
+    stop: AtomicBool,
 }
 
 impl AudioCtl {
-    pub fn new(state: Arc<AppState>, clock: Arc<dyn Clock>) -> AudioCtl {
+    pub fn new(
+        state: Arc<AppState>,
+        clock: Arc<dyn Clock>,
+        active: Active,
+        sys: PathBuf,
+    ) -> AudioCtl {
         AudioCtl {
             state,
             clock,
+            active,
+            sys,
+            applied: Mutex::new(None),
             running: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// What `source` means now: `auto` is the microphone of the USB camera
+    /// that runs (audio_pair.rs), else `none`; anything else is itself.
+    fn resolve(&self, source: &str) -> String {
+        if source != AUTO {
+            return source.to_owned();
+        }
+        match self.active.get() {
+            ("v4l2", Some(dev)) => microphone_for(&self.sys, &dev)
+                .map(|m| m.spec())
+                .unwrap_or_else(|| "none".into()),
+            _ => "none".into(),
         }
     }
 
     /// Runs what `cfg.audio` says (after stopping what ran before).
     pub fn apply(&self, cfg: &Config) -> Result<(), String> {
-        let input = parse_spec(&cfg.audio.source)?;
+        let spec = self.resolve(&cfg.audio.source);
+        if cfg.audio.source == AUTO {
+            tracing::info!("audio auto: {spec}");
+        }
+        self.run(&cfg.audio, &spec)?;
+        *lock(&self.applied) = Some((cfg.audio.clone(), spec));
+        Ok(())
+    }
+
+    /// With `auto`, follows the camera: a webcam plugged in (or swapped)
+    /// brings its microphone, one unplugged takes it away. Checks every
+    /// [`FOLLOW_EVERY`] on its own thread, until [`AudioCtl::shutdown`].
+    pub fn follow_camera(self: &Arc<Self>) -> std::io::Result<()> {
+        let me = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("audio-auto".into())
+            .spawn(move || loop {
+                std::thread::sleep(FOLLOW_EVERY);
+                let Some(ctl) = me.upgrade() else { return };
+                if ctl.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Some((audio, was)) = lock(&ctl.applied).clone() else {
+                    continue;
+                };
+                if audio.source != AUTO {
+                    continue;
+                }
+                let now = ctl.resolve(AUTO);
+                if now != was {
+                    tracing::info!("audio auto: the camera changed, {was} -> {now}");
+                    if let Err(e) = ctl.run(&audio, &now) {
+                        tracing::error!("audio auto: {e}");
+                    }
+                    *lock(&ctl.applied) = Some((audio, now));
+                }
+            })
+            .map(|_| ())
+    }
+
+    fn run(&self, audio: &AudioConfig, spec: &str) -> Result<(), String> {
+        let input = parse_spec(spec)?;
         let source = match input {
             Some(i) => Some(
-                AudioSource::new(cfg.audio.capture(), i, self.clock.clone())
+                AudioSource::new(audio.capture(), i, self.clock.clone())
                     .map_err(|e| e.to_string())?,
             ),
             None => None,
@@ -120,6 +202,7 @@ impl AudioCtl {
     }
 
     pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Relaxed);
         if let Some((sup, _)) = lock(&self.running).take() {
             sup.shutdown();
         }
@@ -130,10 +213,15 @@ impl AudioCtl {
     pub fn setting(cfg: &Config) -> Setting {
         let devices = capture_devices();
         let src = cfg.audio.source.as_str();
-        let mut items = vec![(OFF, "off".to_owned()), (TEST, "test tone".to_owned())];
+        let mut items = vec![
+            (OFF, "off".to_owned()),
+            (AUTO_V, "the camera's own microphone (auto)".to_owned()),
+            (TEST, "test tone".to_owned()),
+        ];
         let mut value = match src {
             "none" | "" => OFF,
             "test" => TEST,
+            AUTO => AUTO_V,
             _ => CONFIGURED,
         };
         for d in &devices {
@@ -168,6 +256,7 @@ impl AudioCtl {
         match value {
             OFF => Ok("none".into()),
             TEST => Ok("test".into()),
+            AUTO_V => Ok(AUTO.into()),
             CONFIGURED => Ok(cfg.audio.source.clone()),
             v if v >= ALSA_BASE => {
                 let (card, device) = ((v - ALSA_BASE) / 100, (v - ALSA_BASE) % 100);
@@ -225,6 +314,7 @@ mod tests {
         let mut cfg = Config::default();
         assert_eq!(AudioCtl::source_for(OFF, &cfg).unwrap(), "none");
         assert_eq!(AudioCtl::source_for(TEST, &cfg).unwrap(), "test");
+        assert_eq!(AudioCtl::source_for(AUTO_V, &cfg).unwrap(), "auto");
         cfg.audio.source = "pipe:arecord -D hw:1".into();
         assert_eq!(
             AudioCtl::source_for(CONFIGURED, &cfg).unwrap(),

@@ -37,9 +37,10 @@ pub struct Cli {
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
 
-    /// Audio source: none | test (a tone with a click every second, for the
-    /// test pattern) | pipe:<command writing raw s16le PCM> | alsa:<device>.
-    /// [default: none]
+    /// Audio source: none | auto (the microphone of the USB webcam that
+    /// runs, if it has one) | test (a tone with a click every second, for
+    /// the test pattern) | pipe:<command writing raw s16le PCM> |
+    /// alsa:<device>. [default: none]
     #[arg(long, value_name = "SOURCE")]
     pub audio: Option<String>,
 
@@ -132,6 +133,31 @@ pub struct Config {
     /// `[[push]]` entries: media servers to push the stream to.
     pub push: Vec<PushConfig>,
     pub audio: AudioConfig,
+    pub onvif: OnvifConfig,
+}
+
+/// `[onvif]`: ONVIF Profile S, minimal (docs/rtsp.md). Served only with
+/// RTSP on (it hands out the RTSP URL).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnvifConfig {
+    /// `/onvif/device_service` and `/onvif/media_service`.
+    pub enabled: bool,
+    /// Answer WS-Discovery probes (UDP 3702, multicast 239.255.255.250).
+    pub discovery: bool,
+    /// The HTTP port discovery advertises (the image's nginx: 80);
+    /// 0: the first TCP `listen` port.
+    pub http_port: u16,
+}
+
+impl Default for OnvifConfig {
+    fn default() -> Self {
+        OnvifConfig {
+            enabled: true,
+            discovery: true,
+            http_port: 0,
+        }
+    }
 }
 
 /// One push target (docs/config.md). The URL holds the stream key: its
@@ -355,6 +381,8 @@ impl WebrtcConfig {
                 })
                 .collect(),
             max_sessions: self.max_sessions,
+            // Set by the daemon from [security] accept_from.
+            accept_from: Default::default(),
         })
     }
 }
@@ -428,6 +456,7 @@ impl Default for Config {
             webrtc: WebrtcConfig::default(),
             push: Vec::new(),
             audio: AudioConfig::default(),
+            onvif: OnvifConfig::default(),
         }
     }
 }
@@ -614,8 +643,11 @@ impl Config {
                 return bad("push.url", e.to_string());
             }
         }
-        if let Err(e) = pinhole_capture::audio::parse_spec(&self.audio.source) {
-            return bad("audio.source", e);
+        // `auto` (the camera's own microphone) is resolved by the daemon.
+        if self.audio.source != "auto" {
+            if let Err(e) = pinhole_capture::audio::parse_spec(&self.audio.source) {
+                return bad("audio.source", e);
+            }
         }
         if let Err(e) = self.audio.capture().validate() {
             return bad("audio", e.to_string());

@@ -2,6 +2,7 @@
 
 use pinholed::config;
 mod audio_ctl;
+mod audio_pair;
 mod auto;
 mod camera_ctl;
 mod error;
@@ -65,8 +66,15 @@ fn main() -> ExitCode {
 /// journald when started by systemd with a journal stream, plain text otherwise.
 fn init_logging() {
     use tracing_subscriber::prelude::*;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // srt-tokio's debug lines print the SRT stream id and handshakes (a
+    // push credential): never below info, whatever RUST_LOG asks.
+    for d in ["srt_tokio=info", "srt_protocol=info"] {
+        if let Ok(d) = d.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         if let Ok(journald) = tracing_journald::layer() {
             tracing_subscriber::registry()
@@ -275,12 +283,15 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     if cfg.webrtc.enabled {
         // WebRTC is one output among several: run without it if it cannot start.
         match cfg.webrtc.to_endpoint() {
-            Ok(wcfg) => match pinhole_webrtc::Endpoint::start(wcfg, state.hub.clone()).await {
-                Ok(ep) => {
-                    let _ = state.webrtc.set(ep);
+            Ok(mut wcfg) => {
+                wcfg.accept_from = cfg.security.accept_from();
+                match pinhole_webrtc::Endpoint::start(wcfg, state.hub.clone()).await {
+                    Ok(ep) => {
+                        let _ = state.webrtc.set(ep);
+                    }
+                    Err(e) => tracing::error!("WebRTC disabled: {e}"),
                 }
-                Err(e) => tracing::error!("WebRTC disabled: {e}"),
-            },
+            }
             Err(e) => tracing::error!("WebRTC disabled: {e}"),
         }
     }
@@ -305,6 +316,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     if let Some(a) = rtsp.first().and_then(|l| l.local_addr().ok()) {
         let _ = state.rtsp_port.set(a.port());
     }
+    let discovery = start_onvif(&cfg, &state, &listeners);
 
     match ota::start(&cfg.ota) {
         Ok(Some(svc)) => {
@@ -335,11 +347,16 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     let audio = Arc::new(audio_ctl::AudioCtl::new(
         state.clone(),
         wiring.clock.clone(),
+        wiring.active.clone(),
+        PathBuf::from("/sys"),
     ));
     if let Err(e) = audio.apply(&cfg) {
         // Validated with the config; a failure here (no thread) is not fatal
         // for the picture.
         tracing::error!("audio disabled: {e}");
+    }
+    if let Err(e) = audio.follow_camera() {
+        tracing::error!("audio auto cannot follow the camera: {e}");
     }
     let (active, saved) = (wiring.active.clone(), wiring.saved.clone());
     let libcamera = wiring.libcamera.clone();
@@ -368,7 +385,21 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
             },
         ))
     });
+    let (onvif_stop, onvif_stopped) = tokio::sync::oneshot::channel::<()>();
+    let discovery_task = discovery.map(|socket| {
+        tokio::spawn(pinhole_server::onvif::discovery(
+            socket,
+            state.clone(),
+            async {
+                let _ = onvif_stopped.await;
+            },
+        ))
+    });
     pinhole_server::serve(listeners, state, shutdown_signal()).await;
+    let _ = onvif_stop.send(());
+    if let Some(t) = discovery_task {
+        let _ = t.await;
+    }
     let _ = rtsp_stop.send(());
     if let Some(t) = rtsp_task {
         let _ = t.await;
@@ -377,6 +408,83 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     supervisor.shutdown();
     audio.shutdown();
     Ok(())
+}
+
+/// ONVIF (docs/rtsp.md): only with RTSP, whose URL it hands out. Returns
+/// the WS-Discovery socket when discovery is on and the port could be bound
+/// (without it, clients that are given the address still work).
+fn start_onvif(
+    cfg: &Config,
+    state: &Arc<AppState>,
+    listeners: &[Listener],
+) -> Option<tokio::net::UdpSocket> {
+    // Until ONVIF is on, the viewer password itself is not kept.
+    state.auth.keep_viewer_secret(false);
+    if !cfg.onvif.enabled {
+        return None;
+    }
+    if state.rtsp_port.get().is_none() {
+        tracing::info!("ONVIF off: it needs RTSP (`rtsp = [\"0.0.0.0:8554\"]`)");
+        return None;
+    }
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| {
+                s.trim_matches(|c: char| c.is_whitespace() || c == '\0')
+                    .to_owned()
+            })
+            .filter(|s| !s.is_empty())
+    };
+    let hostname = read("/proc/sys/kernel/hostname").unwrap_or_else(|| "pinhole".into());
+    // Stable and unique per card (docs/machine-id.md); hashed, never shown.
+    let id = read("/etc/machine-id").unwrap_or_else(|| hostname.clone());
+    let device = pinhole_onvif::DeviceInfo {
+        manufacturer: "pinhole".into(),
+        model: "pinhole camera".into(),
+        firmware: env!("CARGO_PKG_VERSION").into(),
+        serial: pinhole_server::onvif::serial_of(id.as_bytes()),
+        hardware: read("/proc/device-tree/model").unwrap_or_else(|| std::env::consts::ARCH.into()),
+    };
+    let http_port = match cfg.onvif.http_port {
+        0 => listeners
+            .iter()
+            .find_map(|l| match l.local_addr() {
+                ListenAddr::Tcp(a) => Some(a.port()),
+                _ => None,
+            })
+            .unwrap_or(80),
+        p => p,
+    };
+    let onvif = pinhole_server::onvif::Onvif::new(
+        device,
+        hostname,
+        id.as_bytes(),
+        http_port,
+        state.clock.wall_us(),
+    );
+    let _ = state.onvif.set(onvif);
+    state.auth.keep_viewer_secret(true);
+    tracing::info!("ONVIF on {}", pinhole_server::onvif::DEVICE_PATH);
+    // Discovery only for a camera the LAN can reach: RTSP on loopback alone
+    // (`cargo run`, tests) announces nothing and keeps off port 3702.
+    let lan_rtsp = cfg.rtsp.iter().any(|a| {
+        a.parse::<std::net::SocketAddr>()
+            .is_ok_and(|s| !s.ip().is_loopback())
+    });
+    if !cfg.onvif.discovery || !lan_rtsp {
+        return None;
+    }
+    match pinhole_server::onvif::bind_discovery(pinhole_onvif::discovery::PORT) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "WS-Discovery off (UDP {}): {e}",
+                pinhole_onvif::discovery::PORT
+            );
+            None
+        }
+    }
 }
 
 /// The HLS segment directory: the configured one, or a fresh temporary one

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use pinhole_media::peer::AcceptFrom;
 use pinhole_server::auth::{SecurityConfig, ViewerAccess};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -35,6 +36,10 @@ pub struct SecuritySection {
     /// Foreign origins (`http://printer.local`) whose pages may view the
     /// live streams (Mainsail, Fluidd); the settings panel adds more.
     pub allowed_origins: Vec<String>,
+    /// `lan` (default): the daemon's listeners (HTTP TCP, RTSP, WebRTC UDP)
+    /// answer LAN addresses only; `any`: everyone (a VPN outside the private
+    /// ranges, a port forward). Outgoing push is not affected.
+    pub accept_from: String,
 }
 
 impl Default for SecuritySection {
@@ -51,6 +56,7 @@ impl Default for SecuritySection {
             max_viewers_per_ip: d.max_viewers_per_ip,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            accept_from: "lan".into(),
         }
     }
 }
@@ -60,6 +66,9 @@ impl SecuritySection {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if let Err(e) = self.viewer_access.parse::<ViewerAccess>() {
             return Err(("security.viewer_access", e));
+        }
+        if let Err(e) = self.accept_from.parse::<AcceptFrom>() {
+            return Err(("security.accept_from", e));
         }
         if self.viewer_tokens.iter().any(|t| {
             t.len() < 16
@@ -134,6 +143,11 @@ impl SecuritySection {
         }
     }
 
+    /// `accept_from` (validated first).
+    pub fn accept_from(&self) -> AcceptFrom {
+        self.accept_from.parse().unwrap_or_default()
+    }
+
     /// The server's settings (validated first).
     pub fn to_server(&self) -> SecurityConfig {
         SecurityConfig {
@@ -147,6 +161,7 @@ impl SecuritySection {
             max_viewers_per_ip: self.max_viewers_per_ip,
             allowed_hosts: self.allowed_hosts.clone(),
             allowed_origins: self.allowed_origins.clone(),
+            accept_from: self.accept_from(),
             ..SecurityConfig::default()
         }
     }

@@ -287,9 +287,23 @@ async fn a_dead_audio_command_leaves_the_video_alone_and_comes_back() {
     let cmd =
         "pipe:exec ffmpeg -v error -re -f lavfi -i sine=f=440:d=1.5 -f s16le -ac 1 -ar 48000 -";
     let d = start(&["--audio", cmd, "--width", "320", "--height", "240"]);
-    let s = wait_status(&d.addr, 20, |s| s["audio"]["state"] == "running").await;
+    // The sound's track (and so the stream generation) must outlive the
+    // failure: `/stream.mp4` downloads go on, players are not re-initialised.
+    let s = wait_status(&d.addr, 20, |s| {
+        s["audio"]["state"] == "running" && s["audio"]["frames"].as_u64() > Some(0)
+    })
+    .await;
     let frames0 = s["frames"].as_u64().unwrap();
+    let generation = s["stream"]["generation"].clone();
     let failed = wait_status(&d.addr, 10, |s| s["audio"]["state"] == "failed").await;
+    let audio_frames = failed["audio"]["frames"].as_u64().unwrap_or_default();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let still = wait_status(&d.addr, 5, |s| s["audio"]["state"] == "failed").await;
+    assert!(
+        still["audio"]["frames"].as_u64().unwrap_or_default() >= audio_frames + 5,
+        "silence fills the gap: {audio_frames} then {}",
+        still["audio"]["frames"]
+    );
     let why = failed["audio"]["error"]
         .as_str()
         .unwrap_or_default()
@@ -306,6 +320,10 @@ async fn a_dead_audio_command_leaves_the_video_alone_and_comes_back() {
         "video kept flowing"
     );
     assert_eq!(back["source"]["state"], "running");
+    assert_eq!(
+        back["stream"]["generation"], generation,
+        "the audio failure did not start a new stream generation"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -327,6 +345,17 @@ async fn the_admin_switches_the_sound_on_and_off_without_restarting_the_picture(
     assert_eq!(st, 200, "{body}");
     let off = wait_status(&d.addr, 10, |s| s["audio"].is_null()).await;
     assert_eq!(off["source"]["state"], "running");
+    // `auto` follows the camera: the test pattern has no microphone, so
+    // there is no audio track, and the menu says auto.
+    let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 3}"#).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["fields"]["audio"]["value"], 3, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let auto = wait_status(&d.addr, 10, |s| s["source"]["state"] == "running").await;
+    assert!(
+        auto["audio"].is_null(),
+        "no microphone beside the test pattern: {auto}"
+    );
     // Not a choice: refused, naming the field.
     let (st, body) = common::put_camera(&d.addr, &cookie, r#"{"audio": 7}"#).await;
     assert_eq!(st, 400, "{body}");

@@ -49,13 +49,28 @@ fn client(url: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().unwrap_or("")).expect("one JSON line")
 }
 
+/// A running daemon, killed (and its directory removed) when dropped: a
+/// failing assertion leaves no process behind.
+struct Daemon {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A daemon with WebRTC on 127.0.0.1 only; `extra` is more TOML.
-fn daemon(name: &str, extra: &str) -> (std::process::Child, String, PathBuf) {
+fn daemon(name: &str, extra: &str) -> (Daemon, String) {
     daemon_with(name, extra, &[])
 }
 
 /// The same with more command-line arguments.
-fn daemon_with(name: &str, extra: &str, args: &[&str]) -> (std::process::Child, String, PathBuf) {
+fn daemon_with(name: &str, extra: &str, args: &[&str]) -> (Daemon, String) {
     let dir = std::env::temp_dir().join(format!("pinhole-webrtc-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
@@ -73,7 +88,7 @@ fn daemon_with(name: &str, extra: &str, args: &[&str]) -> (std::process::Child, 
     ];
     all.extend_from_slice(args);
     let (child, addr, _log) = common::spawn_daemon(&all);
-    (child, addr, dir)
+    (Daemon { child, dir }, addr)
 }
 
 fn steps(v: &serde_json::Value) -> Vec<(String, u64)> {
@@ -123,7 +138,7 @@ async fn metric(addr: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_decodes_the_720p30_pattern_at_25_fps_or_more() {
     let _one = SERIAL.lock().await;
-    let (mut child, addr, dir) = daemon("play", "");
+    let (_daemon, addr) = daemon("play", "");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let f0 = metric(&addr, "frames_total").await;
     let t0 = std::time::Instant::now();
@@ -151,16 +166,13 @@ async fn aiortc_decodes_the_720p30_pattern_at_25_fps_or_more() {
     assert_eq!(step(&r, "DELETE again"), 404);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(metric(&addr, "webrtc_sessions").await, 0.0);
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mainsails_request_sequence_plays_from_stream_whep() {
     let _one = SERIAL.lock().await;
     let printer = "http://printer.local";
-    let (mut child, addr, dir) = daemon_with(
+    let (_daemon, addr) = daemon_with(
         "mainsail",
         &format!(
             "ice_servers = [{{ url = \"stun:stun.example.org:3478\" }}, \
@@ -246,9 +258,6 @@ async fn mainsails_request_sequence_plays_from_stream_whep() {
     // Video flows (4 s of it: 120 frames on an idle machine; the GOP it
     // starts on is sent at once).
     assert!(r["frames"].as_u64().unwrap_or(0) >= 20, "{r}");
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 const AIORTC_OFFER: &str = include_str!("../../pinhole-webrtc/testdata/aiortc_offer.sdp");
@@ -263,7 +272,7 @@ async fn post(addr: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_clear_and_the_daemon_stays_healthy() {
     let _one = SERIAL.lock().await;
-    let (mut child, addr, dir) = daemon("refusals", "max_sessions = 2\n");
+    let (_daemon, addr) = daemon("refusals", "max_sessions = 2\n");
     // Malformed SDP.
     let (s, body) = post(&addr, "this is not SDP", &[]).await;
     assert_eq!(s, 400, "{body}");
@@ -326,27 +335,24 @@ async fn refusals_are_clear_and_the_daemon_stays_healthy() {
     // Healthy.
     let (s, _, _) = common::http(&addr, "GET", "/api/health", &[], "").await;
     assert_eq!(s, 200);
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
-// Known failure, issue 17: with 5 % loss the picture sometimes freezes
-// longer than a keyframe interval (3.8 s seen in CI's run, 6.2 s once
-// under load) although every frame arrives in the end. Run it with
-// `cargo test -p pinholed --features opus --test webrtc -- --ignored`.
-#[ignore = "freezes past a keyframe interval at 5 % loss: issue 17"]
+/// 5 % of RTP/RTCP dropped both ways and 100 ms of round trip (a poor
+/// Wi-Fi link): lost packets are resent on NACK, and when a picture is lost
+/// anyway the viewer's PLI makes the source send a keyframe at once. This
+/// froze 3-6 s before: resends a GOP burst provoked arrived after aiortc had
+/// moved on (it then waits 512 packets), and PLIs never reached the source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_percent_loss_is_recovered() {
     let _one = SERIAL.lock().await;
     // 360p: the test is about recovery, and it must not starve a loaded machine.
-    let (mut child, addr, dir) = daemon_with("loss", "", &["--width", "640", "--height", "360"]);
+    let (_daemon, addr) = daemon_with("loss", "", &["--width", "640", "--height", "360"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let f0 = metric(&addr, "frames_total").await;
     let t0 = std::time::Instant::now();
     let r = client(
         &format!("http://{addr}/whep"),
-        &["--seconds", "10", "--loss", "0.05"],
+        &["--seconds", "10", "--loss", "0.05", "--delay-ms", "50"],
     );
     let source_fps = (metric(&addr, "frames_total").await - f0) / t0.elapsed().as_secs_f64();
     eprintln!("5 % loss: {r}; source {source_fps:.1} fps");
@@ -358,18 +364,52 @@ async fn five_percent_loss_is_recovered() {
         dropped + passed
     );
     let fps = r["fps"].as_f64().unwrap_or(0.0);
-    // Video keeps flowing: lost packets are resent on NACK; no freeze as
-    // long as a keyframe interval (2 s).
     assert!(fps >= 0.8 * wanted_fps(source_fps), "{r}");
-    // The GOP is 60 frames: 2 s at 30 fps, longer when a loaded machine
-    // makes fewer (+1 s for a loaded client).
-    let gop_ms = 60_000.0 / source_fps.max(1.0);
+    // No freeze a viewer would call one: at most 1 s without a new picture,
+    // plus three frame intervals of a source a loaded machine slows down.
+    let bound_ms = 1000.0 + 3000.0 / source_fps.clamp(1.0, 30.0);
     let gap = r["max_gap_ms"].as_u64().unwrap_or(99_999) as f64;
-    assert!(gap < gop_ms.max(2000.0) + 1000.0, "{r}");
+    assert!(gap <= bound_ms, "froze {gap} ms (bound {bound_ms:.0}): {r}");
     let nacks = metric(&addr, "webrtc_nacks_total").await;
     eprintln!("NACKs received: {nacks}");
     assert!(nacks > 0.0, "no NACK was received: {nacks}");
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `--audio test`: the Opus track goes out beside the video, passed through
+/// (20 ms packets at 48 kHz), and aiortc decodes it.
+#[cfg(feature = "opus")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiortc_receives_the_opus_track() {
+    let _one = SERIAL.lock().await;
+    let (_daemon, addr) = daemon_with(
+        "audio",
+        "",
+        &["--width", "640", "--height", "360", "--audio", "test"],
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = client(
+        &format!("http://{addr}/whep"),
+        &["--seconds", "6", "--audio"],
+    );
+    eprintln!("audio: {r}");
+    assert_eq!(step(&r, "POST"), 201);
+    assert!(r["frames"].as_u64().unwrap_or(0) > 30, "no video: {r}");
+    let a = &r["audio"];
+    assert_eq!(a["rate"].as_u64(), Some(48_000), "{r}");
+    let first = a["first_s"].as_f64().unwrap_or(99.0);
+    assert!(first < 1.5, "sound began after {first} s: {r}");
+    // Every packet from the first on: 20 ms each, a loaded machine may lose a few.
+    let secs = a["seconds"].as_f64().unwrap_or(0.0);
+    assert!(
+        secs >= 0.8 * (6.0 - first),
+        "{secs} s of sound in {:.1} s: {r}",
+        6.0 - first
+    );
+    let (_, _, body) = common::http(&addr, "GET", "/api/status", &[], "").await;
+    let status: serde_json::Value = serde_json::from_slice(&body).expect("status JSON");
+    let sent = status["webrtc"]["audio_sent"].as_u64().unwrap_or(0);
+    assert!(
+        sent >= a["frames"].as_u64().unwrap_or(u64::MAX),
+        "{sent} sent: {status}"
+    );
 }

@@ -12,11 +12,17 @@ struct Rec {
     frames: Mutex<Vec<AccessUnit>>,
     removed: Mutex<u32>,
     states: Mutex<Vec<SourceState>>,
+    /// Frames published when the first failure was reported.
+    frames_at_failure: Mutex<Option<usize>>,
 }
 
 impl FrameSink for Rec {
     fn publish(&self, _au: AccessUnit) {}
     fn report(&self, state: SourceState) {
+        if matches!(state, SourceState::Failed(_)) {
+            let n = self.frames.lock().unwrap().len();
+            self.frames_at_failure.lock().unwrap().get_or_insert(n);
+        }
         self.states.lock().unwrap().push(state);
     }
     fn add_track(&self, codec: Codec) -> Option<TrackId> {
@@ -154,17 +160,65 @@ fn run_pipe(cmd: &str) -> (Result<(), CaptureError>, Arc<Rec>) {
 #[test]
 fn a_pipe_of_pcm_is_encoded_and_its_end_is_an_error_saying_so() {
     // 0.5 s of a 440 Hz tone (8-bit-ish sine table through printf is
-    // awkward: head -c of a tone made by awk).
-    let cmd = "awk 'BEGIN{for(i=0;i<24000;i++){v=int(8000*sin(i*0.0576));if(v<0)v+=65536;printf \"%c%c\", v%256, int(v/256)}}' LC_ALL=C; exit 3";
-    let (r, rec) = run_pipe(&format!("LC_ALL=C {cmd}"));
-    let e = r.unwrap_err().to_string();
-    assert!(e.contains("exited with status 3"), "{e}");
+    // awkward: head -c of a tone made by awk), written at once; the exit
+    // comes when that much time has passed, as for a microphone.
+    let cmd = "awk 'BEGIN{for(i=0;i<24000;i++){v=int(8000*sin(i*0.0576));if(v<0)v+=65536;printf \"%c%c\", v%256, int(v/256)}}' LC_ALL=C; sleep 0.5; exit 3";
+    let mut src = AudioSource::new(
+        AudioConfig::default(),
+        AudioInput::Command(format!("LC_ALL=C {cmd}")),
+        Arc::new(SystemClock::new()),
+    )
+    .unwrap();
+    let rec = Arc::new(Rec::default());
+    let stop = StopFlag::new();
+    let (r2, s2) = (rec.clone(), stop.clone());
+    let t = std::thread::spawn(move || src.run(&*r2, &s2));
+    // The command ends after sound: the failure is reported, the track is
+    // kept and filled with silence while the command is restarted.
+    let failed = |rec: &Rec| {
+        rec.states.lock().unwrap().iter().find_map(|s| match s {
+            SourceState::Failed(why) => Some(why.clone()),
+            _ => None,
+        })
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while failed(&rec).is_none() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let why = failed(&rec).expect("the end of the command is reported");
+    assert!(
+        why.contains("exited with status 3") && why.contains("retrying in"),
+        "{why}"
+    );
+    let sound = rec.frames_at_failure.lock().unwrap().unwrap_or_default();
+    assert!((20..=25).contains(&sound), "{sound} frames of sound");
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    stop.stop();
+    assert!(t.join().unwrap().is_ok(), "stopped, not failed");
+    assert_eq!(
+        *rec.removed.lock().unwrap(),
+        1,
+        "removed once, when stopped"
+    );
     let frames = rec.frames.lock().unwrap().clone();
-    assert!((20..=25).contains(&frames.len()), "{} frames", frames.len());
-    let pcm = decode(&frames, 1);
+    let pcm = decode(&frames[..sound], 1);
     let peak = pcm.iter().map(|s| s.unsigned_abs()).max().unwrap();
     assert!((6_000..=10_000).contains(&peak), "peak {peak}");
-    assert_eq!(*rec.removed.lock().unwrap(), 1);
+    // What followed is silence on the same 20 ms grid, never overlapping.
+    assert!(frames.len() >= sound + 5, "{} frames in all", frames.len());
+    // (The restart comes 0.5 s after the failure: 25 frames of silence.)
+    let quiet = decode(&frames[sound + 2..frames.len().min(sound + 20)], 1);
+    assert!(quiet.iter().all(|s| s.unsigned_abs() < 200), "silence");
+    // (From the second: the first is stamped at the clock's zero, where
+    // taking the encoder's look-ahead off saturates.)
+    for w in frames[1..].windows(2) {
+        assert!(
+            w[1].pts_us >= w[0].pts_us + 20_000,
+            "{} then {}",
+            w[0].pts_us,
+            w[1].pts_us
+        );
+    }
 }
 
 #[test]

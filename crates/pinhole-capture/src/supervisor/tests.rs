@@ -238,3 +238,44 @@ fn a_source_that_ends_by_itself_waits_for_new_settings() {
     wait_for("the new source", || b_runs.load(Ordering::SeqCst) == 1);
     sup.shutdown();
 }
+
+/// A source that asks its sink once whether a keyframe is wanted.
+struct AsksForKeyframe(Arc<AtomicBool>);
+
+impl Source for AsksForKeyframe {
+    fn info(&self) -> SourceInfo {
+        SourceInfo {
+            kind: "asks",
+            detail: String::new(),
+            fps: None,
+            bitrate: None,
+            keyframe_interval: None,
+        }
+    }
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::CAMERA
+    }
+    fn run(&mut self, sink: &dyn FrameSink, _stop: &StopFlag) -> Result<(), CaptureError> {
+        self.0.store(sink.keyframe_wanted(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_viewers_keyframe_request_reaches_the_running_source() {
+    let sink = Sink::default();
+    sink.keyframes_wanted.store(1, Ordering::SeqCst);
+    let asked = Arc::new(AtomicBool::new(false));
+    let clock = SimClock::new(0, 0);
+    let ended = run_restarting(
+        &mut AsksForKeyframe(asked.clone()),
+        &sink,
+        &StopFlag::default(),
+        &clock,
+    );
+    assert!(matches!(ended, Ended::ByItself));
+    assert!(
+        asked.load(Ordering::SeqCst),
+        "the request was not passed on"
+    );
+}

@@ -1,1 +1,75 @@
+//! Shared by the push tests: a looped H.264 fixture into a hub, waiting,
+//! and the real servers.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pinhole_hub::Hub;
+use pinhole_media::{AccessUnit, AccessUnitAssembler, Clock, SystemClock};
+
 pub mod nginx_rtmp;
+
+/// The x264 fixture, looped at 30 fps on the real clock, until `stop`.
+/// With `fat` set, each access unit carries 64 KiB of filler NAL units
+/// (~16 Mbit/s), so a hung server's socket buffers fill within seconds.
+/// The largest gap between two of `feed`'s publishes, in ms: on a loaded
+/// machine the source itself stalls, and a viewer's gap is only the push's
+/// fault beyond this.
+pub static FEED_MAX_GAP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>, fat: Arc<AtomicBool>) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pinhole-media/testdata/x264_baseline_320x240_30fps_gop30.h264"
+    );
+    let bytes = std::fs::read(path).unwrap();
+    let mut asm = AccessUnitAssembler::new();
+    let mut aus = asm.push(&bytes);
+    aus.extend(asm.finish());
+    let start = clock.now_us();
+    let mut n = 0u64;
+    let mut last: Option<Instant> = None;
+    while !stop.load(Ordering::Relaxed) {
+        for au in &aus {
+            let due = start + n * 33_333;
+            clock.sleep_until_us(due);
+            let data = if fat.load(Ordering::Relaxed) {
+                let mut d = au.data.to_vec();
+                d.extend_from_slice(&[0, 0, 0, 1, 12]);
+                d.resize(d.len() + (64 << 10), 0xff);
+                d.push(0x80);
+                bytes::Bytes::from(d)
+            } else {
+                au.data.clone()
+            };
+            if let Some(l) = last {
+                let gap = Instant::elapsed(&l).as_millis() as u64;
+                FEED_MAX_GAP_MS.fetch_max(gap, Ordering::Relaxed);
+            }
+            last = Some(Instant::now());
+            hub.publish(AccessUnit {
+                data,
+                pts_us: due,
+                wallclock_us: clock.wall_us(),
+                keyframe: au.keyframe,
+            });
+            n += 1;
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+        }
+    }
+}
+
+pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -11,7 +11,12 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{canonical, is_lan, sessions::Kind, store::Which, Auth, SESSION_COOKIE, VIEWER_COOKIE};
+use super::{
+    canonical, is_lan,
+    sessions::Kind,
+    store::{ViewerKeys, Which},
+    Auth, SESSION_COOKIE, VIEWER_COOKIE,
+};
 use crate::access::{self, Ask, Class, Credentials, Decision, One, Refusal, Settings};
 use crate::limits::{read_body, ViewerPermit};
 use crate::{error_response, full, AppState, Body, ServerError};
@@ -500,21 +505,22 @@ pub(crate) async fn handle(
             if !is_admin() {
                 return Err(ServerError::Unauthorized("log in as admin first".into()));
             }
-            let (hash, ha1) = if m == Method::POST {
+            let (hash, keys) = if m == Method::POST {
                 let body = password_from(req, auth.cfg.max_body).await?;
                 let pw = body.password.unwrap_or_default();
                 new_password_ok(&pw)?;
-                // RTSP Digest needs this; Argon2 cannot serve it.
-                let ha1 = pinhole_rtsp::auth::ha1(super::VIEWER_USER, &pw);
-                (Some(auth.hash(pw).await?), Some(ha1))
+                // RTSP Digest and ONVIF's digest need these; Argon2 cannot
+                // serve them.
+                let keys = ViewerKeys::of(&pw);
+                (Some(auth.hash(pw).await?), keys)
             } else {
-                (None, None)
+                (None, ViewerKeys::default())
             };
             let set = hash.is_some();
             auth.store
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .save_with(Which::Viewer, hash, ha1)?;
+                .save_with(Which::Viewer, hash, keys)?;
             // Whoever logged in with the old one logs in again.
             auth.drop_sessions(Kind::Viewer);
             tracing::info!(client = %client.ip, "viewer password {}", if set { "set" } else { "removed" });

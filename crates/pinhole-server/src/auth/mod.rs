@@ -18,11 +18,13 @@
 //! One concern per file: `store.rs` the password files and Argon2,
 //! `sessions.rs` the session tokens, `throttle.rs` the login backoff,
 //! `http.rs` the HTTP adapter (client address, guard, `/api/auth*`),
-//! `rtsp.rs` the RTSP adapter (Basic/Digest, `?token=`); the
+//! `rtsp.rs` the RTSP adapter (Basic/Digest, `?token=`), `onvif.rs` the
+//! ONVIF one (WS-UsernameToken); the
 //! policy itself is `crate::access`. This file holds the settings and the
 //! `Auth` state that ties them together.
 
 mod http;
+mod onvif;
 mod rtsp;
 mod sessions;
 mod store;
@@ -87,6 +89,9 @@ pub struct SecurityConfig {
     pub allowed_origins: Vec<String>,
     /// The hostname to accept; `None`: the system's, read at run time.
     pub hostname: Option<String>,
+    /// Whom the TCP/UDP listeners answer at all (HTTP, RTSP; WebRTC is told
+    /// separately): others are closed at accept, before a byte is read.
+    pub accept_from: pinhole_media::peer::AcceptFrom,
 }
 
 impl Default for SecurityConfig {
@@ -105,6 +110,7 @@ impl Default for SecurityConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             hostname: None,
+            accept_from: Default::default(),
         }
     }
 }
@@ -118,6 +124,9 @@ pub struct Auth {
     /// One Argon2 computation at a time (19 MiB each): a login flood cannot
     /// exhaust memory or every core.
     hashing: tokio::sync::Semaphore,
+    /// WS-UsernameToken nonces seen (ONVIF): a captured request cannot be
+    /// replayed.
+    wsse_nonces: Mutex<pinhole_onvif::wsse::NonceCache>,
     pub(crate) viewers: Arc<ViewerLimits>,
     /// Allowed host names and origins in effect: the config's and the
     /// settings panel's (access_lists.rs).
@@ -156,6 +165,7 @@ impl Auth {
             sessions: Mutex::default(),
             throttle: Mutex::default(),
             hashing: tokio::sync::Semaphore::new(1),
+            wsse_nonces: Mutex::default(),
             lists: std::sync::RwLock::new(AccessLists::merged(&config_lists, &saved)),
             saved_lists: Mutex::new(saved),
             hostname_cache: Mutex::new(None),
@@ -187,6 +197,16 @@ impl Auth {
     /// whoever asks it, so answers are `private`.
     pub fn shared_cache_ok(&self) -> bool {
         self.cfg.viewer != crate::access::ViewerAccess::Token && !self.has_viewer_password()
+    }
+
+    /// ONVIF is on (`true`): keep the viewer password itself, which its
+    /// PasswordDigest needs (docs/rtsp.md); off: forget it and remove its
+    /// file. Off until the daemon says.
+    pub fn keep_viewer_secret(&self, on: bool) {
+        self.store
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keep_secret(on);
     }
 
     pub fn has_viewer_password(&self) -> bool {

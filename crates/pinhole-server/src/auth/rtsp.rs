@@ -6,9 +6,9 @@
 
 use std::net::IpAddr;
 
-use pinhole_rtsp::auth::{self as wire, Authorization};
+use pinhole_rtsp::auth::Authorization;
 
-use super::store::Which;
+use super::store::{ViewerKeys, Which};
 use super::{query_param, Auth};
 use crate::access::{self, Ask, Class, Credentials, Decision, One, Settings};
 use crate::ServerError;
@@ -66,7 +66,7 @@ impl Auth {
             Authorization::Basic { user, password } => {
                 let ok = user == VIEWER_USER && self.verify(Which::Viewer, password.clone()).await;
                 if ok {
-                    self.remember_viewer_ha1(password);
+                    self.remember_viewer_keys(password);
                 }
                 ok
             }
@@ -98,17 +98,16 @@ impl Auth {
         Ok(ok)
     }
 
-    /// A viewer password file from before RTSP has no HA1: add it once the
-    /// password is known to be right.
-    fn remember_viewer_ha1(&self, password: &str) {
+    /// A viewer password file from before RTSP (or ONVIF) lacks the HA1
+    /// (or the digest secret): add them once the password is known to be right.
+    pub(super) fn remember_viewer_keys(&self, password: &str) {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if store.viewer_ha1.is_some() {
+        if store.viewer_ha1.is_some() && (store.viewer_secret.is_some() || !store.keep_secret) {
             return;
         }
         let hash = store.viewer_hash.clone();
-        let ha1 = wire::ha1(VIEWER_USER, password);
-        if let Err(e) = store.save_with(Which::Viewer, hash, Some(ha1)) {
-            tracing::warn!(error = %e, "cannot store the viewer password's Digest HA1");
+        if let Err(e) = store.save_with(Which::Viewer, hash, ViewerKeys::of(password)) {
+            tracing::warn!(error = %e, "cannot store the viewer password's Digest keys");
         }
     }
 }

@@ -12,6 +12,9 @@ use crate::ServerError;
 
 const ADMIN_FILE: &str = "admin.json";
 pub(super) const VIEWER_FILE: &str = "viewer.json";
+/// The viewer password itself, for ONVIF's PasswordDigest: its own file,
+/// written only while ONVIF is on (`Store::keep_secret`).
+pub(super) const WSSE_FILE: &str = "viewer-onvif.json";
 const RESET_DONE_FILE: &str = "reset-consumed";
 
 /// Which password: the admin's, or the optional one for viewers.
@@ -40,6 +43,30 @@ pub(super) struct Store {
     /// for a file written since RTSP came; older ones get it at the first
     /// RTSP Basic login.
     pub(super) viewer_ha1: Option<String>,
+    /// The viewer password itself, for ONVIF's WS-UsernameToken
+    /// PasswordDigest (SHA-1 over nonce, time and the password: no stored
+    /// hash can serve it). Kept (in `WSSE_FILE`, 0600) only while
+    /// `keep_secret`; see docs/rtsp.md.
+    pub(super) viewer_secret: Option<String>,
+    /// ONVIF is on: keep the viewer password itself.
+    pub(super) keep_secret: bool,
+}
+
+/// What the viewer's file keeps beside the Argon2 hash, for protocols that
+/// cannot work from it (RTSP Digest, ONVIF's PasswordDigest).
+#[derive(Clone, Debug, Default)]
+pub(super) struct ViewerKeys {
+    pub(super) ha1: Option<String>,
+    pub(super) secret: Option<String>,
+}
+
+impl ViewerKeys {
+    pub(super) fn of(password: &str) -> ViewerKeys {
+        ViewerKeys {
+            ha1: Some(pinhole_rtsp::auth::ha1(super::VIEWER_USER, password)),
+            secret: Some(password.to_owned()),
+        }
+    }
 }
 
 impl Store {
@@ -48,12 +75,18 @@ impl Store {
             let path = dir?.join(which.file());
             let text = std::fs::read_to_string(&path).ok()?;
             match serde_json::from_str::<AdminFile>(&text) {
-                Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some((f.argon2id, f.digest_ha1)),
+                Ok(f) if PasswordHash::new(&f.argon2id).is_ok() => Some((
+                    f.argon2id,
+                    ViewerKeys {
+                        ha1: f.digest_ha1.filter(|d| is_ha1(d)),
+                        secret: None,
+                    },
+                )),
                 _ => {
                     // Never fall back to "no password" silently for a file we
                     // cannot read: keep the file, refuse logins, say so.
                     tracing::error!(path = %path.display(), "password file is unreadable; remove it (or, for the admin's, use the reset file) to set a new password");
-                    Some((String::from("invalid"), None))
+                    Some((String::from("invalid"), ViewerKeys::default()))
                 }
             }
         };
@@ -61,11 +94,31 @@ impl Store {
         Store {
             dir: dir.map(Path::to_owned),
             hash: load(Which::Admin).map(|(h, _)| h),
-            viewer_ha1: viewer
-                .as_ref()
-                .and_then(|(_, d)| d.clone())
-                .filter(|d| is_ha1(d)),
+            viewer_ha1: viewer.as_ref().and_then(|(_, k)| k.ha1.clone()),
+            viewer_secret: viewer.as_ref().and_then(|_| {
+                let text = std::fs::read_to_string(dir?.join(WSSE_FILE)).ok()?;
+                serde_json::from_str::<SecretFile>(&text)
+                    .ok()
+                    .map(|f| f.password)
+            }),
             viewer_hash: viewer.map(|(h, _)| h),
+            keep_secret: false,
+        }
+    }
+
+    /// ONVIF on: keep the viewer password itself from now on; off: forget
+    /// it, and remove its file.
+    pub(super) fn keep_secret(&mut self, on: bool) {
+        self.keep_secret = on;
+        if !on {
+            self.viewer_secret = None;
+            if let Some(dir) = &self.dir {
+                if let Err(e) = std::fs::remove_file(dir.join(WSSE_FILE)) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(error = %e, "cannot remove {WSSE_FILE}");
+                    }
+                }
+            }
         }
     }
 
@@ -79,21 +132,21 @@ impl Store {
     /// Stores (or with `None`, removes) a password hash; for the viewer's,
     /// with its Digest HA1 when known.
     pub(super) fn save(&mut self, which: Which, hash: Option<String>) -> Result<(), ServerError> {
-        self.save_with(which, hash, None)
+        self.save_with(which, hash, ViewerKeys::default())
     }
 
     pub(super) fn save_with(
         &mut self,
         which: Which,
         hash: Option<String>,
-        ha1: Option<String>,
+        keys: ViewerKeys,
     ) -> Result<(), ServerError> {
         if let Some(dir) = &self.dir {
             let path = dir.join(which.file());
             let res = match &hash {
                 Some(h) => {
                     let mut doc = json!({ "version": 1, "argon2id": h });
-                    if let Some(d) = &ha1 {
+                    if let Some(d) = &keys.ha1 {
                         doc["digest_ha1"] = json!(d);
                     }
                     write_private(&path, doc.to_string().as_bytes())
@@ -104,11 +157,32 @@ impl Store {
                 },
             };
             res.map_err(|e| ServerError::Internal(format!("cannot store the password: {e}")))?;
+            if which == Which::Viewer {
+                let secret_path = dir.join(WSSE_FILE);
+                let res = match keys
+                    .secret
+                    .as_ref()
+                    .filter(|_| hash.is_some() && self.keep_secret)
+                {
+                    Some(p) => write_private(
+                        &secret_path,
+                        json!({ "version": 1, "password": p })
+                            .to_string()
+                            .as_bytes(),
+                    ),
+                    None => match std::fs::remove_file(&secret_path) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                        _ => Ok(()),
+                    },
+                };
+                res.map_err(|e| ServerError::Internal(format!("cannot store the password: {e}")))?;
+            }
         }
         match which {
             Which::Admin => self.hash = hash,
             Which::Viewer => {
-                self.viewer_ha1 = ha1.filter(|_| hash.is_some());
+                self.viewer_ha1 = keys.ha1.filter(|_| hash.is_some());
+                self.viewer_secret = keys.secret.filter(|_| hash.is_some() && self.keep_secret);
                 self.viewer_hash = hash;
             }
         }
@@ -121,6 +195,11 @@ struct AdminFile {
     argon2id: String,
     #[serde(default)]
     digest_ha1: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SecretFile {
+    password: String,
 }
 
 fn is_ha1(s: &str) -> bool {
@@ -262,19 +341,51 @@ mod tests {
         store.save(Which::Viewer, Some(h.clone())).unwrap();
         assert_eq!(Store::load(Some(d.path())).viewer_ha1, None);
         let ha1 = pinhole_rtsp::auth::ha1("viewer", "viewer pass");
+        // ONVIF off (the default): the password itself is not kept.
         store
-            .save_with(Which::Viewer, Some(h), Some(ha1.clone()))
+            .save_with(
+                Which::Viewer,
+                Some(h.clone()),
+                ViewerKeys::of("viewer pass"),
+            )
+            .unwrap();
+        assert_eq!(store.viewer_secret, None);
+        assert!(!d.path().join(WSSE_FILE).exists());
+        store.keep_secret(true);
+        store
+            .save_with(Which::Viewer, Some(h), ViewerKeys::of("viewer pass"))
             .unwrap();
         let again = Store::load(Some(d.path()));
         assert_eq!(again.viewer_ha1.as_deref(), Some(ha1.as_str()));
+        // ONVIF's PasswordDigest needs the password itself: in a file of
+        // its own, never in viewer.json.
+        assert_eq!(again.viewer_secret.as_deref(), Some("viewer pass"));
+        assert!(!std::fs::read_to_string(d.path().join(VIEWER_FILE))
+            .unwrap()
+            .contains("viewer pass"));
+        let mut off = Store::load(Some(d.path()));
+        off.keep_secret(false);
+        assert!(!d.path().join(WSSE_FILE).exists(), "ONVIF off: removed");
+        assert_eq!(Store::load(Some(d.path())).viewer_secret, None);
+        let mut again = Store::load(Some(d.path()));
+        again.keep_secret(true);
+        again
+            .save_with(
+                Which::Viewer,
+                again.viewer_hash.clone(),
+                ViewerKeys::of("viewer pass"),
+            )
+            .unwrap();
+        assert!(d.path().join(WSSE_FILE).exists());
         assert!(verify_password(
             "viewer pass",
             again.viewer_hash.as_ref().unwrap()
         ));
         // Removing the password removes its HA1 too.
-        let mut again = again;
         again.save(Which::Viewer, None).unwrap();
         assert_eq!(again.viewer_ha1, None);
+        assert_eq!(again.viewer_secret, None);
+        assert!(!d.path().join(WSSE_FILE).exists());
         // A malformed HA1 is ignored, not trusted.
         write_private(
             &d.path().join(VIEWER_FILE),

@@ -152,6 +152,20 @@ impl FrameSink for Observer<'_> {
     fn publish_jpeg(&self, jpeg: bytes::Bytes, pts_us: u64) {
         self.inner.publish_jpeg(jpeg, pts_us);
     }
+    fn keyframe_wanted(&self) -> bool {
+        self.inner.keyframe_wanted()
+    }
+    // Tracks beside the video (a camera's own stills, a microphone) pass
+    // straight through, as in the supervisor's wrapper.
+    fn add_track(&self, codec: pinhole_media::Codec) -> Option<pinhole_capture::TrackId> {
+        self.inner.add_track(codec)
+    }
+    fn publish_on(&self, track: pinhole_capture::TrackId, au: AccessUnit) {
+        self.inner.publish_on(track, au);
+    }
+    fn remove_track(&self, track: pinhole_capture::TrackId) {
+        self.inner.remove_track(track);
+    }
 }
 
 fn with_note(mut info: SourceInfo, note: &str) -> SourceInfo {

@@ -9,10 +9,16 @@ use std::time::{Duration, Instant};
 /// it logs. Returns the child, `IP:PORT`, and its remaining log lines
 /// (`PINHOLE_TEST_LOG=1` also echoes them).
 pub fn spawn_daemon(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
+    // Tests never take the default UDP port (nor any other interface,
+    // unless they ask).
+    let webrtc: &[&str] = if args.contains(&"--webrtc-listen") {
+        &[]
+    } else {
+        &["--webrtc-listen", "127.0.0.1:0"]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_pinholed"))
         .args(["--listen", "127.0.0.1:0"])
-        // Tests never take the default UDP port (nor any other interface).
-        .args(["--webrtc-listen", "127.0.0.1:0"])
+        .args(webrtc)
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())

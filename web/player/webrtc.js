@@ -1,0 +1,290 @@
+// WebRTC player: a WHEP client (RFC 9725) on whep. RTCPeerConnection with a recvonly video
+// transceiver (and a recvonly audio one: the daemon sends Opus when it has an audio track),
+// the offer POSTed as it is (pinhole is ICE-lite on one UDP port and answers our checks, so it
+// needs none of our candidates), the session's URL from Location, DELETE on stop. The picture
+// goes out as soon as the browser takes it (jitterBufferTarget 0).
+// Refusals are final and say why (401/403: login; 503: the server's session limit): in Auto
+// the UI then moves on to the next player. A failed connection retries with backoff.
+// Delay is an estimate from getStats: half the RTT + the jitter buffer's delay + decode time
+// over the last second (the browser does not expose the capture time without extra headers).
+
+import { Backoff, RateMeter } from './util.js';
+
+const STATS_EVERY_MS = 500;
+const DISCONNECTED_GRACE_MS = 4000; // ICE "disconnected" this long: start over
+// No picture this long after the answer: UDP to the camera is likely blocked (a remote
+// proxy, a firewall). Before the first picture that is an error (Auto moves on), after one a
+// retry.
+const FIRST_PICTURE_MS = 8000;
+
+const REFUSED = {
+  400: 'the server could not read the offer',
+  401: 'a viewer login is needed',
+  403: 'not allowed from this page',
+  406: 'the browser offers no H.264 the server can send',
+  415: 'the server refused the offer',
+  503: 'too many WebRTC viewers (the server\u2019s limit)',
+};
+
+/** `Link: <url>; rel="ice-server"; username=…; credential=…` headers as RTCIceServers. */
+export function iceServersFromLink(link) {
+  if (!link) return [];
+  const out = [];
+  for (const part of link.split(/,(?=\s*<)/)) {
+    const m = /<([^>]+)>/.exec(part);
+    if (!m || !/rel="?ice-server"?/.test(part)) continue;
+    const s = { urls: m[1] };
+    const u = /username="([^"]*)"/.exec(part);
+    const c = /credential="([^"]*)"/.exec(part);
+    if (u) s.username = u[1];
+    if (c) s.credential = c[1];
+    out.push(s);
+  }
+  return out;
+}
+
+export class WebRtcPlayer {
+  static id = 'webrtc';
+  static label = 'WebRTC';
+  static supported() { return typeof RTCPeerConnection === 'function'; }
+
+  /** @param {{onState?: (s: {kind: string, text: string}) => void, url?: string}} opts */
+  constructor(opts = {}) {
+    this.onState = opts.onState || (() => {});
+    this.url = opts.url || new URL('whep', location.href).href;
+    this.backoff = new Backoff();
+    this.frames = new RateMeter();
+    this.bytes = new RateMeter();
+    this.video = null;
+    this.pc = null;
+    this.resource = null;   // the session's URL (Location), DELETEd on stop
+    this.etag = null;
+    this.state = { kind: 'idle', text: '' };
+    this.timers = new Set();
+    this.stopped = true;
+    this.muted = true;
+    this.hasAudio = false;
+    this.last = null;        // the last getStats sample (for per-second deltas)
+    this.net = {};           // what the stats panel shows
+    this.played = false;     // a picture came at least once (failures then retry)
+    this.onPageHide = () => this._delete(true);
+  }
+
+  start(container) {
+    this.stopped = false;
+    const v = document.createElement('video');
+    v.muted = true;
+    v.autoplay = true;
+    v.playsInline = true;
+    v.setAttribute('playsinline', '');
+    v.addEventListener('playing', () => { this.played = true; this.backoff.reset(); this._setState('playing', ''); });
+    this.video = v;
+    container.appendChild(v);
+    addEventListener('pagehide', this.onPageHide);
+    this._every(STATS_EVERY_MS, () => this._tick());
+    this._connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    removeEventListener('pagehide', this.onPageHide);
+    for (const t of this.timers) { clearTimeout(t); clearInterval(t); }
+    this.timers.clear();
+    this._teardown();
+    if (this.video) { this.video.srcObject = null; this.video.remove(); }
+    this.video = null;
+    this._setState('idle', '');
+  }
+
+  /** The daemon restarted: its sessions are gone, start over. */
+  restart() {
+    if (this.stopped) return;
+    this._teardown();
+    this._connect();
+  }
+
+  audioState() {
+    return this.hasAudio ? { muted: this.muted, level: null } : null;
+  }
+
+  setMuted(m) {
+    this.muted = m;
+    if (this.video) { this.video.muted = m; if (!m) this.video.play().catch(() => {}); }
+  }
+
+  stats() {
+    const v = this.video;
+    return {
+      player: 'webrtc',
+      state: this.state.kind,
+      width: this.net.width || v?.videoWidth || 0,
+      height: this.net.height || v?.videoHeight || 0,
+      codec: this.net.codec ?? null,
+      fps: this.frames.rate(),
+      bitrate: this.bytes.rate() != null ? this.bytes.rate() * 8 : null,
+      delay: this.net.delay ?? null,
+      delaySource: this.net.delay != null ? 'webrtc' : null,
+      buffer: this.net.jitterBuffer ?? null,
+      decodedFrames: this.net.framesDecoded ?? 0,
+      droppedFrames: this.net.framesDropped ?? 0,
+      packetsLost: this.net.packetsLost ?? null,
+      nacks: this.net.nacks ?? null,
+      rtt: this.net.rtt ?? null,
+      session: this.resource,
+    };
+  }
+
+  // ---- internals --------------------------------------------------------------------------
+
+  async _connect() {
+    if (this.stopped || !this.video) return;
+    this._setState(this.backoff.attempts ? 'reconnecting' : 'connecting', 'connecting…');
+    let iceServers = [];
+    try {
+      // OPTIONS lists the configured STUN/TURN servers (none needed on a LAN).
+      const o = await fetch(this.url, { method: 'OPTIONS', cache: 'no-store' });
+      iceServers = iceServersFromLink(o.headers.get('link'));
+    } catch { /* the POST says what is wrong */ }
+    if (this.stopped) return;
+    const pc = new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle' });
+    this.pc = pc;
+    const stream = new MediaStream();
+    const video = pc.addTransceiver('video', { direction: 'recvonly' });
+    const audio = pc.addTransceiver('audio', { direction: 'recvonly' });
+    for (const t of [video, audio]) {
+      // As little buffering as the browser takes: this is a live camera.
+      if ('jitterBufferTarget' in t.receiver) t.receiver.jitterBufferTarget = 0;
+      else if ('playoutDelayHint' in t.receiver) t.receiver.playoutDelayHint = 0;
+    }
+    pc.ontrack = (ev) => {
+      if (pc !== this.pc || !this.video) return;
+      stream.addTrack(ev.track);
+      if (ev.track.kind === 'audio') {
+        // Sound only once packets flow: the daemon answers audio even without a microphone.
+        ev.track.onunmute = () => { if (pc === this.pc) this.hasAudio = true; };
+      }
+      if (this.video.srcObject !== stream) this.video.srcObject = stream;
+      this.video.muted = this.muted;
+      this.video.play().catch((e) => { if (e?.name === 'NotAllowedError') this._setState('blocked', 'tap to play'); });
+    };
+    pc.onconnectionstatechange = () => {
+      if (pc !== this.pc) return;
+      const s = pc.connectionState;
+      if (s === 'failed') this._fail('WebRTC connection failed (is UDP to the camera blocked?)');
+      else if (s === 'disconnected') {
+        this._after(DISCONNECTED_GRACE_MS, () => {
+          if (pc === this.pc && pc.connectionState === 'disconnected') this._retry('WebRTC connection lost');
+        });
+      }
+    };
+    let answer;
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      const r = await fetch(this.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/sdp' },
+        body: pc.localDescription.sdp,
+        cache: 'no-store',
+      });
+      if (pc !== this.pc) return;
+      if (r.status !== 201) {
+        const body = (await r.text().catch(() => '')).trim().slice(0, 200);
+        const why = REFUSED[r.status] || `the server answered ${r.status}`;
+        this._teardown();
+        // Refusals are final here: retrying would only be refused again.
+        this._setState('error', `WebRTC refused: ${why}${body ? ` (${body})` : ''}`);
+        return;
+      }
+      const loc = r.headers.get('location');
+      this.resource = loc ? new URL(loc, this.url).href : null;
+      this.etag = r.headers.get('etag');
+      answer = await r.text();
+      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+      this._after(FIRST_PICTURE_MS, () => {
+        if (pc === this.pc && this.state.kind !== 'playing' && this.state.kind !== 'blocked') {
+          this._fail('no WebRTC picture (is UDP to the camera blocked?)');
+        }
+      });
+    } catch (e) {
+      if (pc === this.pc) this._retry(`WebRTC: ${e?.message ?? e}`);
+    }
+  }
+
+  /** Ends the server's session (DELETE); keepalive lets it leave with the page. */
+  _delete(keepalive = false) {
+    const url = this.resource;
+    this.resource = null;
+    if (url) fetch(url, { method: 'DELETE', keepalive }).catch(() => {});
+  }
+
+  _teardown() {
+    this._delete();
+    if (this.pc) { try { this.pc.close(); } catch { /* closed */ } this.pc = null; }
+    this.hasAudio = false;
+    this.last = null;
+    this.net = {};
+  }
+
+  /** Before the first picture a failure is final (Auto moves on); after one, retry. */
+  _fail(reason) {
+    if (this.played) { this._retry(reason); return; }
+    this._teardown();
+    this._setState('error', reason);
+  }
+
+  _retry(reason) {
+    if (this.stopped) return;
+    this._teardown();
+    const delay = this.backoff.next();
+    this._setState('reconnecting', `${reason} · retrying in ${Math.ceil(delay)} s`, reason);
+    this._after(delay * 1000, () => this._connect());
+  }
+
+  async _tick() {
+    const pc = this.pc;
+    if (!pc) return;
+    let report;
+    try { report = await pc.getStats(); } catch { return; }
+    if (pc !== this.pc) return;
+    let inb = null;
+    let pair = null;
+    const codecs = new Map();
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') inb = s;
+      else if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s;
+      else if (s.type === 'codec') codecs.set(s.id, s);
+    });
+    if (!inb) return;
+    this.frames.sample(inb.framesDecoded ?? 0);
+    this.bytes.sample(inb.bytesReceived ?? 0);
+    const prev = this.last;
+    this.last = inb;
+    const per = (k) => (prev && inb[k] != null && prev[k] != null ? inb[k] - prev[k] : null);
+    const emitted = per('jitterBufferEmittedCount');
+    const decoded = per('framesDecoded');
+    const jb = emitted > 0 ? per('jitterBufferDelay') / emitted : null;
+    const dec = decoded > 0 ? per('totalDecodeTime') / decoded : null;
+    const rtt = pair?.currentRoundTripTime ?? null;
+    this.net = {
+      width: inb.frameWidth,
+      height: inb.frameHeight,
+      codec: codecs.get(inb.codecId)?.mimeType ?? null,
+      framesDecoded: inb.framesDecoded,
+      framesDropped: inb.framesDropped,
+      packetsLost: inb.packetsLost,
+      nacks: inb.nackCount,
+      rtt,
+      jitterBuffer: jb,
+      delay: jb != null ? jb + (dec ?? 0) + (rtt ?? 0) / 2 : null,
+    };
+  }
+
+  _every(ms, fn) { const t = setInterval(fn, ms); this.timers.add(t); }
+  _after(ms, fn) { const t = setTimeout(() => { this.timers.delete(t); fn(); }, ms); this.timers.add(t); }
+
+  _setState(kind, text, detail) {
+    if (this.state.kind === kind && this.state.text === text) return;
+    this.state = { kind, text, detail };
+    this.onState(this.state);
+  }
+}
