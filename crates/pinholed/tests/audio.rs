@@ -286,16 +286,28 @@ async fn a_dead_audio_command_leaves_the_video_alone_and_comes_back() {
     // 1.5 s of tone in real time, then the command exits.
     let cmd =
         "pipe:exec ffmpeg -v error -re -f lavfi -i sine=f=440:d=1.5 -f s16le -ac 1 -ar 48000 -";
-    let d = start(&["--audio", cmd, "--width", "320", "--height", "240"]);
-    // The sound's track (and so the stream generation) must outlive the
-    // failure: `/stream.mp4` downloads go on, players are not re-initialised.
+    // Keyframes every 10 frames: the audio track joins the stream (a new
+    // generation) at the first keyframe after it is added, well before the
+    // failure 1.5 s later.
+    let d = start(&[
+        "--audio",
+        cmd,
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--keyframe-interval",
+        "10",
+    ]);
     let s = wait_status(&d.addr, 20, |s| {
         s["audio"]["state"] == "running" && s["audio"]["frames"].as_u64() > Some(0)
     })
     .await;
     let frames0 = s["frames"].as_u64().unwrap();
-    let generation = s["stream"]["generation"].clone();
     let failed = wait_status(&d.addr, 10, |s| s["audio"]["state"] == "failed").await;
+    // The sound's track (and so the stream generation) must outlive the
+    // failure: `/stream.mp4` downloads go on, players are not re-initialised.
+    let generation = failed["stream"]["generation"].clone();
     let audio_frames = failed["audio"]["frames"].as_u64().unwrap_or_default();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let still = wait_status(&d.addr, 5, |s| s["audio"]["state"] == "failed").await;
