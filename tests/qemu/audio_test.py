@@ -43,7 +43,9 @@ def wait_status(port, pred, timeout, every=1.0):
 def record(port, secs, path):
     """`secs` of /stream.mp4 through nginx (whole top-level boxes only)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"GET /stream.mp4 HTTP/1.0\r\nHost: pinhole.local\r\n\r\n")
+    # The Host check refuses names that are not the camera's (DNS rebinding):
+    # the forwarded address, as the other checks use.
+    s.sendall(f"GET /stream.mp4 HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
     buf, end = b"", time.time() + secs
     s.settimeout(1)
     while time.time() < end:
