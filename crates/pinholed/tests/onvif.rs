@@ -10,22 +10,11 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::repo;
 
 /// The venv's python (made on first use, ~15 s).
 fn python() -> String {
-    let out = Command::new(repo().join("tests/onvif/venv.sh"))
-        .output()
-        .expect("run tests/onvif/venv.sh (needs python3 with venv)");
-    assert!(
-        out.status.success(),
-        "venv.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rel = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    repo().join(rel).to_string_lossy().into_owned()
+    common::venv_python("tests/onvif/venv.sh")
 }
 
 /// Runs ha_onvif.py in its namespace; its JSON report.

@@ -14,22 +14,11 @@ use std::time::Duration;
 /// it, and the machine has two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::repo;
 
 /// The venv's python (made on first use, ~10 s).
 fn python() -> String {
-    let out = Command::new(repo().join("tests/webrtc/venv.sh"))
-        .output()
-        .expect("run tests/webrtc/venv.sh (needs python3 with venv)");
-    assert!(
-        out.status.success(),
-        "venv.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rel = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    repo().join(rel).to_string_lossy().into_owned()
+    common::venv_python("tests/webrtc/venv.sh")
 }
 
 /// Runs the aiortc WHEP client; its JSON report.

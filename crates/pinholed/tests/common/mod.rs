@@ -137,3 +137,25 @@ pub async fn put_camera(addr: &str, cookie: &str, body: &str) -> (u16, serde_jso
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The repository's root.
+#[allow(dead_code)]
+pub fn repo() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The python of a test venv, made on first use by `script` (a
+/// `tests/*/venv.sh` that prints the venv's python relative to the repo).
+#[allow(dead_code)]
+pub fn venv_python(script: &str) -> String {
+    let out = Command::new(repo().join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("run {script} (needs python3 with venv): {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rel = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    repo().join(rel).to_string_lossy().into_owned()
+}
