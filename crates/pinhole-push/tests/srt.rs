@@ -205,6 +205,48 @@ fn pushes_over_srt_and_resumes_after_the_listener_dies() {
     rt.block_on(local).unwrap();
 }
 
+/// A hub fed with the test stream on its own thread, and a runtime for push
+/// targets; the feeder stops and the hub closes when it is dropped.
+struct Fed {
+    rt: tokio::runtime::Runtime,
+    hub: Arc<Hub>,
+    stop: Arc<AtomicBool>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Fed {
+    fn new() -> Fed {
+        let clock = Arc::new(SystemClock::new());
+        let hub = Hub::with_clock(HubConfig::default(), clock.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let feeder = {
+            let (hub, stop) = (hub.clone(), stop.clone());
+            std::thread::spawn(move || feed(hub, clock, stop, Arc::new(AtomicBool::new(false))))
+        };
+        Fed {
+            rt: tokio::runtime::Runtime::new().unwrap(),
+            hub,
+            stop,
+            feeder: Some(feeder),
+        }
+    }
+
+    fn push(&self, url: &str) -> PushTarget {
+        let _g = self.rt.enter();
+        PushTarget::spawn(self.hub.clone(), PushUrl::parse(url).unwrap())
+    }
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(f) = self.feeder.take() {
+            let _ = f.join();
+        }
+        self.hub.close();
+    }
+}
+
 /// ffmpeg's SRT listener (libsrt) reads what we push, without a passphrase.
 #[test]
 fn ffmpeg_reads_an_srt_push() {
@@ -221,22 +263,9 @@ fn ffmpeg_reads_an_srt_push() {
             .spawn()
             .expect("ffmpeg"),
     );
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let clock = Arc::new(SystemClock::new());
-    let hub = Hub::with_clock(HubConfig::default(), clock.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (hub, clock, stop) = (hub.clone(), clock.clone(), stop.clone());
-        std::thread::spawn(move || feed(hub, clock, stop, Arc::new(AtomicBool::new(false))))
-    };
+    let fed = Fed::new();
     // ffmpeg needs a moment to listen; the target's backoff retries.
-    let target = {
-        let _g = rt.enter();
-        PushTarget::spawn(
-            hub.clone(),
-            PushUrl::parse(&format!("srt://127.0.0.1:{port}")).unwrap(),
-        )
-    };
+    let target = fed.push(&format!("srt://127.0.0.1:{port}"));
     let mut ffmpeg = ffmpeg;
     let t = Instant::now();
     let status = loop {
@@ -259,9 +288,6 @@ fn ffmpeg_reads_an_srt_push() {
     let probe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     eprintln!("ffmpeg's recording: {probe}");
     assert!(probe.starts_with("h264,320,240"), "{probe}");
-    stop.store(true, Ordering::Relaxed);
-    feeder.join().unwrap();
-    hub.close();
     drop(target);
 }
 
@@ -271,21 +297,8 @@ fn ffmpeg_reads_an_srt_push() {
 fn a_missing_passphrase_is_refused() {
     let port = free_udp_port();
     let _listener = listener(port, Stdio::null());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let clock = Arc::new(SystemClock::new());
-    let hub = Hub::with_clock(HubConfig::default(), clock.clone());
-    let stop = Arc::new(AtomicBool::new(false));
-    let feeder = {
-        let (hub, clock, stop) = (hub.clone(), clock.clone(), stop.clone());
-        std::thread::spawn(move || feed(hub, clock, stop, Arc::new(AtomicBool::new(false))))
-    };
-    let target = {
-        let _g = rt.enter();
-        PushTarget::spawn(
-            hub.clone(),
-            PushUrl::parse(&format!("srt://127.0.0.1:{port}")).unwrap(),
-        )
-    };
+    let fed = Fed::new();
+    let target = fed.push(&format!("srt://127.0.0.1:{port}"));
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(8) {
         assert_ne!(
@@ -298,8 +311,5 @@ fn a_missing_passphrase_is_refused() {
     let s = target.status();
     eprintln!("without the passphrase: {s:?}");
     assert!(s.last_error.is_some(), "{s:?}");
-    stop.store(true, Ordering::Relaxed);
-    feeder.join().unwrap();
-    hub.close();
     drop(target);
 }
