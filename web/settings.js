@@ -6,14 +6,7 @@
 // allowed origins and host names of the access policy, and the RTSP URL
 // to copy into an NVR or Home Assistant.
 
-const el = (tag, attrs = {}, ...kids) => {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v; else if (k === 'text') e.textContent = v; else e.setAttribute(k, v);
-  }
-  e.append(...kids);
-  return e;
-};
+import { el } from './dom.js';
 
 const fmtValue = (s) => (s.unit === 'bit/s' && s.value >= 1000 ? `${(s.value / 1e6).toFixed(2)} Mbit/s` : '');
 
