@@ -850,3 +850,46 @@ fn random_hex(bytes: usize) -> String {
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// More slices than one writev takes (IOV_MAX) and more bytes than the
+    /// socket buffer holds: every byte arrives, in order.
+    #[tokio::test]
+    async fn vectored_write_of_many_slices_through_a_full_socket() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), l.accept());
+        let mut client = client.unwrap();
+        let (_rd, wr) = server.unwrap().0.into_split();
+        let chunks: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![(i % 251) as u8; 1 + (i as usize % 1400)])
+            .collect();
+        let want: Vec<u8> = chunks.concat();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 7000];
+            loop {
+                // Slowly at first, so the writer meets a full socket.
+                if got.len() < 200_000 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            got
+        });
+        let mut iov: Vec<IoSlice> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        write_all_vectored(&wr, &mut iov).await.unwrap();
+        drop(wr);
+        drop(_rd);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want);
+    }
+}
