@@ -11,7 +11,8 @@
 # PROFILE (release; "dev" for a quick check), RTSP_PORT / HTTP_PORT (0:
 # pick free ones), SERVER_BIN (a fanout-server binary to measure instead of
 # this tree's, for before/after runs back to back), OUT (the results file),
-# SERVER_CPUS / CLIENT_CPUS (taskset lists: 0 and 1).
+# SERVER_CPUS / CLIENT_CPUS (taskset lists: 0 and 1), BUILD (0: use the
+# binaries already built).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${CLIENTS:-"1 50 200"}
@@ -19,7 +20,7 @@ DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-5}
 PROFILE=${PROFILE:-release}
 dir=$PROFILE; [ "$PROFILE" = dev ] && dir=debug
-cargo build --profile "$PROFILE" -p pinhole-bench --bins
+[ "${BUILD:-1}" = 0 ] || cargo build --profile "$PROFILE" -p pinhole-bench --bins
 BIN=target/$dir
 SERVER_BIN=${SERVER_BIN:-$BIN/fanout-server}
 SERVER_CPUS=${SERVER_CPUS:-0}
