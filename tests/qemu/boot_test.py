@@ -13,7 +13,8 @@ reboot, none baked into the image); HTTPS turned on through the admin API
 serves the device's self-signed certificate for pinhole.local on 443, with
 wss:// viewers and HTTP redirected (not from loopback), survives a reboot
 and turns off again; ffprobe reads rtsp://…:8554/stream (TCP) through a
-host forward; only 80/443, RTSP (8554 TCP, 8554-8555 UDP) and mDNS listen
+host forward; aiortc plays WebRTC (WHEP through nginx, the UDP port forwarded,
+offered as an extra candidate); only 80/443, RTSP (8554 TCP, 8554-8555 UDP) and mDNS listen
 beyond loopback; sound from
 snd-aloop (a loopback ALSA card fed a tone) is served as Opus in /stream.mp4
 and survives the device going away (audio_test.py, in this same boot); SIGSTOP to
