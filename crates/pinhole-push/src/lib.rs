@@ -9,6 +9,7 @@
 
 mod error;
 pub mod flv;
+mod http;
 pub mod rtmp;
 pub mod run;
 mod set;
@@ -16,6 +17,7 @@ mod srt;
 pub mod target;
 pub mod ts;
 pub mod url;
+mod whip;
 
 pub use error::PushError;
 pub use run::{PushTarget, TargetStatus};

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use pinhole_hub::Hub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::rtmp::session::{Phase, Session};
@@ -56,11 +57,17 @@ pub struct PushTarget {
     url: PushUrl,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
 }
 
 impl Drop for PushTarget {
     fn drop(&mut self) {
-        self.task.abort();
+        let _ = self.stop.send(true);
+        // A WHIP session ends itself on the signal, after its DELETE (at
+        // most 2 s); RTMP and SRT have nothing to say on leaving.
+        if !matches!(self.url.kind, Kind::Whip(_)) {
+            self.task.abort();
+        }
     }
 }
 
@@ -74,8 +81,14 @@ impl PushTarget {
             skipped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
         });
-        let task = tokio::spawn(run(hub, url.clone(), shared.clone()));
-        PushTarget { url, shared, task }
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(hub, url.clone(), shared.clone(), stopped));
+        PushTarget {
+            url,
+            shared,
+            task,
+            stop,
+        }
     }
 
     pub fn url(&self) -> &PushUrl {
@@ -130,10 +143,13 @@ impl Shared {
     }
 }
 
-async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
+async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::default();
     let target = url.redacted();
     let mut first = true;
+    // WHIP's DTLS certificate: one per target, made once (a P-256 key).
+    let rtc = matches!(url.kind, Kind::Whip(_))
+        .then(|| pinhole_webrtc::session::Shared::new(Vec::new(), Instant::now()));
     loop {
         if !first {
             shared.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -144,6 +160,14 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
         let result = match &url.kind {
             Kind::Rtmp { .. } => session(&hub, &url, &shared, &mut published_us).await,
             Kind::Srt(o) => crate::srt::session(&hub, &url, o, &shared, &mut published_us).await,
+            Kind::Whip(w) => match &rtc {
+                Some(rtc) => {
+                    crate::whip::session(&hub, &url, w, &shared, rtc, &mut published_us, &mut stop)
+                        .await
+                        .map(|_| ())
+                }
+                None => return,
+            },
         };
         let err = match result {
             Ok(()) => return, // the hub closed: shutting down
@@ -161,7 +185,10 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
         shared.retry_at(Instant::now() + Duration::from_micros(wait));
         // A wait between connection attempts, not a media decision: tokio's
         // timer (the hub clock's sleep blocks a thread).
-        tokio::time::sleep(Duration::from_micros(wait)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_micros(wait)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
