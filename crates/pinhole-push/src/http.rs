@@ -61,19 +61,20 @@ pub async fn request(
     path: &str,
     token: Option<&str>,
     body: Option<String>,
+    ca: Option<&std::path::Path>,
 ) -> Result<Response, PushError> {
-    if origin.tls {
-        return Err(PushError::Url(
-            "whip+https:// needs TLS, which this build does not have yet".into(),
-        ));
-    }
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(origin.addr()))
         .await
         .map_err(|_| PushError::Timeout("connecting (5 s)"))?
         .map_err(PushError::io("connecting"))?;
     let _ = tcp.set_nodelay(true);
     let exchange = async {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        let io: Box<dyn crate::tls::Io> = if origin.tls {
+            crate::tls::connect(tcp, &origin.host, ca).await?
+        } else {
+            Box::new(tcp)
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(http_err)?;
         let conn = tokio::spawn(async move {

@@ -9,12 +9,13 @@
 
 mod error;
 pub mod flv;
-mod http;
+pub mod http;
 pub mod rtmp;
 pub mod run;
 mod set;
 mod srt;
 pub mod target;
+mod tls;
 pub mod ts;
 pub mod url;
 mod whip;

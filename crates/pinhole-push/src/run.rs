@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::rtmp::session::{Phase, Session};
 use crate::target::{Backoff, Muxer, Out, State};
+use crate::tls::Io;
 use crate::url::Kind;
 use crate::{PushError, PushUrl};
 
@@ -200,7 +201,7 @@ fn hide_secrets(text: &str, secrets: &[&str]) -> String {
         .fold(text.to_owned(), |t, s| t.replace(s, "***"))
 }
 
-async fn write(sock: &mut TcpStream, bytes: &[u8], shared: &Shared) -> Result<(), PushError> {
+async fn write(sock: &mut Box<dyn Io>, bytes: &[u8], shared: &Shared) -> Result<(), PushError> {
     if bytes.is_empty() {
         return Ok(());
     }
@@ -214,7 +215,7 @@ async fn write(sock: &mut TcpStream, bytes: &[u8], shared: &Shared) -> Result<()
     Ok(())
 }
 
-async fn read_some(sock: &mut TcpStream, buf: &mut [u8]) -> Result<usize, PushError> {
+async fn read_some(sock: &mut Box<dyn Io>, buf: &mut [u8]) -> Result<usize, PushError> {
     match sock.read(buf).await {
         Ok(0) => Err(PushError::Closed),
         Ok(n) => Ok(n),
@@ -229,11 +230,20 @@ async fn session(
     shared: &Shared,
     published_us: &mut u64,
 ) -> Result<(), PushError> {
-    let mut sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(url.addr()))
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(url.addr()))
         .await
         .map_err(|_| PushError::Timeout("connecting (5 s)"))?
         .map_err(PushError::io("connecting"))?;
-    let _ = sock.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut sock: Box<dyn Io> = match &url.kind {
+        Kind::Rtmp { tls: true, .. } => tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            crate::tls::connect(tcp, &url.host, url.tls_ca.as_deref()),
+        )
+        .await
+        .map_err(|_| PushError::Timeout("in the TLS handshake (5 s)"))??,
+        _ => Box::new(tcp),
+    };
     let clock = hub.clock().clone();
     let now_ms = (clock.now_us() / 1000) as u32;
     let params = url
@@ -256,7 +266,13 @@ async fn session(
         .map_err(|_| PushError::Timeout("waiting for the server to accept the publish (10 s)"))??;
     let started_us = clock.now_us();
     shared.set(State::Publishing, None);
-    tracing::info!(target: "pinhole::push", target = %url.redacted(), "publishing");
+    let sound = hub.track_of(pinhole_media::TrackKind::Audio).is_some();
+    tracing::info!(
+        target: "pinhole::push",
+        target = %url.redacted(),
+        "publishing{}",
+        if sound { " (video only: RTMP has no Opus; docs/audio.md)" } else { "" }
+    );
 
     // A new viewer starts on the held keyframe: the server gets a
     // decodable stream at once.

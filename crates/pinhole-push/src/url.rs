@@ -18,11 +18,19 @@ pub struct PushUrl {
     pub host: String,
     pub port: u16,
     pub kind: Kind,
+    /// A CA certificate (PEM) trusted for this target's TLS besides the
+    /// built-in roots: the config file's `tls_ca` (never from a URL).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Kind {
-    Rtmp { app: String, stream_key: String },
+    Rtmp {
+        app: String,
+        stream_key: String,
+        /// `rtmps://`: RTMP inside TLS.
+        tls: bool,
+    },
     Srt(SrtOptions),
     Whip(WhipOptions),
 }
@@ -64,11 +72,9 @@ impl PushUrl {
             PushError::Url("expected rtmp://host[:port]/app/key or srt://host:port".into())
         })?;
         match scheme.to_ascii_lowercase().as_str() {
-            "rtmp" => parse_rtmp(rest),
+            "rtmp" => parse_rtmp(rest, false),
+            "rtmps" => parse_rtmp(rest, true),
             "srt" => parse_srt(rest),
-            "rtmps" => Err(PushError::Url(
-                "rtmps:// is not supported yet (use rtmp:// or srt://, or a local relay)".into(),
-            )),
             "whip+http" => parse_whip(rest, false),
             "whip+https" => parse_whip(rest, true),
             "whip" | "http" | "https" => Err(PushError::Url(format!(
@@ -118,9 +124,16 @@ impl PushUrl {
     /// passphrase wholly.
     pub fn redacted(&self) -> String {
         match &self.kind {
-            Kind::Rtmp { app, stream_key } => {
-                format!("rtmp://{}/{app}/***{}", self.host_port(), hint(stream_key))
-            }
+            Kind::Rtmp {
+                app,
+                stream_key,
+                tls,
+            } => format!(
+                "{}://{}/{app}/***{}",
+                rtmp_scheme(*tls),
+                self.host_port(),
+                hint(stream_key)
+            ),
             Kind::Srt(o) => {
                 let mut q = Vec::new();
                 if let Some(id) = &o.streamid {
@@ -144,9 +157,15 @@ impl PushUrl {
     /// showing or logging.
     pub fn secret_url(&self) -> String {
         match &self.kind {
-            Kind::Rtmp { app, stream_key } => {
-                format!("rtmp://{}/{app}/{stream_key}", self.host_port())
-            }
+            Kind::Rtmp {
+                app,
+                stream_key,
+                tls,
+            } => format!(
+                "{}://{}/{app}/{stream_key}",
+                rtmp_scheme(*tls),
+                self.host_port()
+            ),
             Kind::Srt(o) => {
                 let mut q = Vec::new();
                 if let Some(id) = &o.streamid {
@@ -181,9 +200,13 @@ impl PushUrl {
     /// RTMP's connect and publish parameters (`None` for SRT).
     pub fn publish_params(&self) -> Option<PublishParams> {
         match &self.kind {
-            Kind::Rtmp { app, stream_key } => Some(PublishParams {
+            Kind::Rtmp {
+                app,
+                stream_key,
+                tls,
+            } => Some(PublishParams {
                 app: app.clone(),
-                tc_url: format!("rtmp://{}/{app}", self.host_port()),
+                tc_url: format!("{}://{}/{app}", rtmp_scheme(*tls), self.host_port()),
                 stream_key: stream_key.clone(),
             }),
             Kind::Srt(_) | Kind::Whip(_) => None,
@@ -244,7 +267,16 @@ fn parse_whip(rest: &str, tls: bool) -> Result<PushUrl, PushError> {
         host,
         port,
         kind: Kind::Whip(WhipOptions { tls, path, token }),
+        tls_ca: None,
     })
+}
+
+fn rtmp_scheme(tls: bool) -> &'static str {
+    if tls {
+        "rtmps"
+    } else {
+        "rtmp"
+    }
 }
 
 fn hint(secret: &str) -> String {
@@ -272,7 +304,7 @@ fn srt_url(host_port: &str, mut q: Vec<String>, o: &SrtOptions) -> String {
 
 pub const SRT_LATENCY_MS: u32 = 120;
 
-fn parse_rtmp(rest: &str) -> Result<PushUrl, PushError> {
+fn parse_rtmp(rest: &str, tls: bool) -> Result<PushUrl, PushError> {
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.contains('@') {
         return Err(PushError::Url(
@@ -280,7 +312,8 @@ fn parse_rtmp(rest: &str) -> Result<PushUrl, PushError> {
                 .into(),
         ));
     }
-    let (host, port) = split_host_port(authority, Some(1935))?;
+    // rtmps: 443, as YouTube, Twitch and Facebook publish it.
+    let (host, port) = split_host_port(authority, Some(if tls { 443 } else { 1935 }))?;
     let (app, key) = path.split_once('/').unwrap_or((path, ""));
     if app.is_empty() {
         return Err(PushError::Url(
@@ -299,7 +332,9 @@ fn parse_rtmp(rest: &str) -> Result<PushUrl, PushError> {
         kind: Kind::Rtmp {
             app: app.to_owned(),
             stream_key: key.to_owned(),
+            tls,
         },
+        tls_ca: None,
     })
 }
 
@@ -370,6 +405,7 @@ fn parse_srt(rest: &str) -> Result<PushUrl, PushError> {
         host,
         port,
         kind: Kind::Srt(o),
+        tls_ca: None,
     })
 }
 
@@ -468,7 +504,6 @@ mod tests {
             "rtmp:///live/key",
             "rtmp://host:x/live/key",
             "rtmp://u:p@host/live/key",
-            "rtmps://host/live/key",
             "srt://host",
             "srt://host:9000?passphrase=short",
             "srt://host:9000?mode=listener",
@@ -526,6 +561,21 @@ mod tests {
         let plain = PushUrl::parse("srt://[::1]:9001").unwrap();
         assert_eq!(plain.redacted(), "srt://[::1]:9001");
         assert!(plain.secrets().is_empty());
+    }
+
+    #[test]
+    fn rtmps_urls_default_to_443_and_say_rtmps() {
+        let u = PushUrl::parse("rtmps://live-api-s.facebook.com/rtmp/FB-1234567890123456").unwrap();
+        assert_eq!(u.port, 443);
+        assert_eq!(
+            u.redacted(),
+            "rtmps://live-api-s.facebook.com:443/rtmp/***456"
+        );
+        assert_eq!(
+            u.publish_params().unwrap().tc_url,
+            "rtmps://live-api-s.facebook.com:443/rtmp"
+        );
+        assert_eq!(PushUrl::parse(&u.secret_url()).unwrap(), u);
     }
 
     #[test]

@@ -76,6 +76,7 @@ pub(crate) async fn session(
         &w.path,
         w.token.as_deref(),
         Some(offer),
+        url.tls_ca.as_deref(),
     )
     .await?;
     if resp.status != StatusCode::CREATED {
@@ -109,7 +110,14 @@ pub(crate) async fn session(
     .await;
     if let Some((o, path)) = resource {
         // Best effort, briefly: the server may be the thing that died.
-        let del = request(&o, Method::DELETE, &path, w.token.as_deref(), None);
+        let del = request(
+            &o,
+            Method::DELETE,
+            &path,
+            w.token.as_deref(),
+            None,
+            url.tls_ca.as_deref(),
+        );
         match tokio::time::timeout(Duration::from_secs(2), del).await {
             Ok(Ok(r)) => {
                 tracing::debug!(target: "pinhole::push", status = %r.status, "WHIP DELETE")
