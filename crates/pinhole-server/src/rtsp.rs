@@ -811,10 +811,17 @@ async fn write_all_vectored(
     // Linux takes at most IOV_MAX (1024) slices per call.
     const IOV_MAX: usize = 1024;
     let mut deadline = None;
-    while !bufs.is_empty() {
+    // Counted, not `bufs.is_empty()`: a frame with nothing to send (only
+    // delimiters or filler) leaves empty slices, and a write of 0 bytes
+    // would look like a closed connection.
+    let mut left: usize = bufs.iter().map(|b| b.len()).sum();
+    while left > 0 {
         match wr.try_write_vectored(&bufs[..bufs.len().min(IOV_MAX)]) {
             Ok(0) => return Err("connection lost"),
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Ok(n) => {
+                left -= n;
+                IoSlice::advance_slices(&mut bufs, n);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let d = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + SEND_TIMEOUT);
                 match tokio::time::timeout_at(d, wr.writable()).await {
@@ -884,6 +891,10 @@ mod tests {
             }
             got
         });
+        // Nothing to send is no error (a frame of filler only).
+        write_all_vectored(&wr, &mut [IoSlice::new(&[]), IoSlice::new(&[])])
+            .await
+            .unwrap();
         let mut iov: Vec<IoSlice> = chunks.iter().map(|c| IoSlice::new(c)).collect();
         write_all_vectored(&wr, &mut iov).await.unwrap();
         drop(wr);
