@@ -5,7 +5,8 @@
 //! frame counter, and a barcode of the capture time ([`read_barcode`], layout
 //! in `docs/test-pattern.md`) — then encoded with OpenH264 as Constrained
 //! Baseline at the configured bitrate, an IDR with SPS/PPS every
-//! `keyframe_interval` frames.
+//! `keyframe_interval` frame slots of the capture clock (frames skipped
+//! under load do not stretch the GOP).
 
 use std::sync::Arc;
 
@@ -44,7 +45,8 @@ pub struct TestPatternConfig {
     pub fps: u32,
     /// Target bitrate in bit/s.
     pub bitrate: u32,
-    /// Frames from one IDR to the next (1 = every frame is an IDR).
+    /// Frame slots from one IDR to the next (1 = every frame is an IDR); a
+    /// slot skipped because encoding fell behind still counts.
     pub keyframe_interval: u32,
 }
 
@@ -194,6 +196,8 @@ impl Source for TestPattern {
         // The first frame at once, then on the grid.
         let mut slot: u64 = (run_start - start) * fps / 1_000_000;
         let mut frames: u64 = 0;
+        // The GOP (slot / interval) of the last IDR; None: the next frame is one.
+        let mut idr_gop: Option<u64> = None;
         let mut failures: u32 = 0;
         let mut running = false;
 
@@ -208,10 +212,19 @@ impl Source for TestPattern {
             // A whole-second slot: the test tone clicks at this instant.
             let marker = slot.is_multiple_of(fps) && pts_us == due(start, slot);
             self.draw(due(0, slot), wall_us, frames, marker);
-            // After an encoder failure the new encoder starts on an IDR; keep
-            // the count aligned with it.
+            // Keyframes on the capture clock's grid (every `interval` slots),
+            // not every `interval` frames: when encoding falls behind and
+            // slots are skipped, GOPs and so HLS/DASH segments keep their
+            // nominal duration, which DASH's `SegmentTemplate@duration`
+            // numbering (segment n starts at n × duration) relies on; counted
+            // in frames, a 21 fps spell stretched 1 s GOPs to 1.4 s and
+            // dash.js asked for segments that did not exist yet.
             // A viewer's keyframe request (WebRTC PLI/FIR) forces one too.
-            let force_idr = frames.checked_rem(interval) == Some(0) || sink.keyframe_wanted();
+            let gop = slot / interval;
+            let force_idr = idr_gop != Some(gop) || sink.keyframe_wanted();
+            if force_idr {
+                idr_gop = Some(gop);
+            }
             match enc.encode(&self.pic, pts_us, force_idr) {
                 Ok(Some(out)) => {
                     failures = 0;
@@ -238,7 +251,8 @@ impl Source for TestPattern {
                     sink.report(SourceState::Failed(format!("{e}; restarting encoder")));
                     running = false;
                     enc = self.new_encoder()?;
-                    frames = frames.div_ceil(interval) * interval;
+                    // The new encoder starts on an IDR: ask for one.
+                    idr_gop = None;
                 }
             }
             // Next slot, skipping any whose time has already passed: when

@@ -55,10 +55,10 @@ async fn the_admin_adds_and_removes_targets_and_keys_never_come_back() {
     assert_eq!(r.status, 401);
 
     // Bad URLs are refused with the reason, never echoing the key.
-    let r = post_json(a, "/api/push", "{\"url\":\"rtmps://h/live/sekrit\"}", &auth).await;
+    let r = post_json(a, "/api/push", "{\"url\":\"rtmpt://h/live/sekrit\"}", &auth).await;
     assert_eq!(r.status, 400);
     let text = String::from_utf8_lossy(&r.body).to_string();
-    assert!(text.contains("rtmps") && !text.contains("sekrit"), "{text}");
+    assert!(text.contains("rtmpt") && !text.contains("sekrit"), "{text}");
     let r = post_json(a, "/api/push", "{\"url\": 5, \"x\": \"sekrit\"}", &auth).await;
     assert_eq!(r.status, 400);
     assert!(!String::from_utf8_lossy(&r.body).contains("sekrit"));

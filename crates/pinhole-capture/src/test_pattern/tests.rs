@@ -150,6 +150,29 @@ fn the_sync_marker_flashes_on_the_whole_second_frames_only() {
 }
 
 #[test]
+fn keyframes_stay_on_the_clock_grid_when_frames_are_skipped() {
+    // 50 ms of encoding per frame at 30 fps: every other slot or so is
+    // skipped (20 fps). A keyframe every 30 slots (1 s of capture time), not
+    // every 30 frames (1.5 s): segment durations must not stretch.
+    let (aus, _) = run_fake(cfg(320, 240, 30), 1_000 + 6_000_000, 50_000);
+    assert!(aus.len() < 150, "slots were skipped: {} frames", aus.len());
+    let keys: Vec<u64> = aus.iter().filter(|a| a.keyframe).map(|a| a.pts_us).collect();
+    assert!(keys.len() >= 6, "keyframes at {keys:?}");
+    for (i, pts) in keys.iter().enumerate().skip(1) {
+        // The first frame of second i (within one 50 ms frame of its start).
+        let second = i as u64 * 1_000_000;
+        assert!(
+            (second..second + 60_000).contains(pts),
+            "keyframe {i} at {pts} µs: {keys:?}"
+        );
+    }
+    for a in &aus {
+        let first_of_second = keys.contains(&a.pts_us);
+        assert_eq!(a.keyframe, first_of_second);
+    }
+}
+
+#[test]
 fn keyframes_carry_parameter_sets_at_exact_interval() {
     let (aus, _) = run_fake(cfg(320, 240, 7), 3_000_000 - 1, 0);
     assert_eq!(aus.len(), 90);
