@@ -37,6 +37,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64
+# trixie's binaries use pointer authentication, which qemu-user's default CPU
+# emulates slowly: a core without it (image/build does the same)
+export QEMU_CPU=${QEMU_CPU:-cortex-a72}
 if [ -z "$deb" ]; then
     args=()
     [ -n "$pinholed" ] && args=(--pinholed "$pinholed")

@@ -706,7 +706,8 @@ def run_checks(g, port, tls_port, a, rtsp_port=None, webrtc_port=None):
     start = g.mark()
     g.send("systemctl reboot")
     g.wait_for(r"pinhole: slot b \(trial 1\)", 240, start)
-    g.wait_for(r"Starting kernel", 60, start)
+    # U-Boot loads a 38 MB Image and 10 MB initrd (trixie): 60 s ran out at load ~18
+    g.wait_for(r"Starting kernel", 180, start)
     g.monitor("system_reset")
     start2 = g.mark()
     m = g.wait_for(r"pinhole: slot (\w) \(trial (\d)\)", 180, start2)

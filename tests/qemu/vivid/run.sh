@@ -42,10 +42,12 @@ fetch() {
     apt-get -o DPkg::Lock::Timeout=900 update -qq || true
     (cd "$work/dl" && apt-get download -qq "$1") || true
 }
-# The image build's apt cache (image/build: PINHOLE_APT_CACHE); the newest
-# kernel there is the one the last image build installed.
+# The image build's apt cache (image/build: PINHOLE_APT_CACHE): the kernel the
+# qemu-arm64 image has (its stage/kernel-version; the cache is shared with the
+# Pi boards, and rpi5's backports kernel is newer), else the newest there.
 cache=${PINHOLE_APT_CACHE:-$repo/out/cache/apt}
-kdeb=$(ls "$cache"/linux-image-[0-9]*-arm64_*_arm64.deb 2>/dev/null | sort -V | tail -1 || true)
+kver=$(cat "${PINHOLE_OUT:-$repo/out}/qemu-arm64/stage/kernel-version" 2>/dev/null || true)
+kdeb=$(ls "$cache"/linux-image-"${kver:-[0-9]*-arm64}"_*_arm64.deb 2>/dev/null | sort -V | tail -1 || true)
 if [ -z "$kdeb" ]; then
     # `|| true`: before the arm64 lists exist apt-cache fails, and under
     # pipefail that would end the script before the fallback below runs.
