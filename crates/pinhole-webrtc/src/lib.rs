@@ -6,6 +6,7 @@
 //!   datagrams and the next deadline out.
 //! - [`start`]: how a new viewer starts (on a fresh keyframe) and how
 //!   keyframe requests are rate-limited (pure).
+//! - [`tcp`]: ICE-TCP framing (RFC 4571, pure).
 //! - [`endpoint`]: the I/O shell: one UDP socket for every session, a task per
 //!   session pulling frames from the hub at its own pace.
 //!
@@ -18,6 +19,7 @@ pub mod offer;
 pub mod session;
 pub mod start;
 pub mod stun;
+pub mod tcp;
 
-pub use endpoint::{Created, Endpoint, EndpointConfig, IceServer};
+pub use endpoint::{Created, Endpoint, EndpointConfig, IceServer, PatchAnswer};
 pub use error::WebrtcError;
