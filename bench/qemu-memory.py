@@ -12,13 +12,14 @@ the Pss of pinholed and of all nginx processes (smaps_rollup), tmpfs use
 (HLS segments, journal), and the kernel's view of the rest. Not in CI (one
 more boot, ~5 min); results go into image/README.md "Memory".
 """
-import argparse, json, os, shutil, subprocess, sys, tempfile, threading, time
+import argparse, base64, json, os, shutil, subprocess, sys, tempfile, threading, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "qemu"))
 from boot_test import Guest, boot_report, free_port, http_get, ws_frames  # noqa: E402
 
 MEASURE = r"""
-pss() { awk '/^Pss:/ {s+=$2} END {print s+0}' $(for p in "$@"; do echo /proc/$p/smaps_rollup; done) 2>/dev/null; }
+# cat, not awk FILES: a process gone between listing and reading must not end the sum
+pss() { for p in "$@"; do cat /proc/$p/smaps_rollup 2>/dev/null; done | awk '/^Pss:/ {s+=$2} END {print s+0}'; }
 echo "meminfo $(awk '/^(MemTotal|MemAvailable|MemFree|Shmem|Slab|Buffers|Cached):/ {printf "%s=%s ", $1, $2}' /proc/meminfo)"
 p=$(systemctl show -p MainPID --value pinholed); echo "pinholed_pss_kb $(pss $p) rss_kb $(awk '/^VmRSS/ {print $2}' /proc/$p/status)"
 n=$(for d in /proc/[0-9]*; do [ "$(cat $d/comm 2>/dev/null)" = nginx ] && echo ${d#/proc/}; done); echo "nginx_pss_kb $(pss $n) procs $(echo $n | wc -w)"
@@ -30,7 +31,8 @@ echo "tmpfs_kb $(df -k --output=used -t tmpfs | tail -n +2 | awk '{s+=$1} END {p
 def viewer(port, stop, counts, i):
     while not stop.is_set():
         try:
-            counts[i] += len(ws_frames(port, "/ws/h264", 30, timeout=20))
+            # 300 frames (10 s) per connection: reconnect gaps stay short
+            counts[i] += len(ws_frames(port, "/ws/h264", 300, timeout=20))
         except Exception:
             time.sleep(1)
 
@@ -50,19 +52,32 @@ def main():
     try:
         r = boot_report(g)
         print(f"booted with -m {a.mem}: {r}", flush=True)
+        # One line over the console: a multi-line command would end in a
+        # line starting with `;` (the marker's), a syntax error.
+        b64 = base64.b64encode(MEASURE.encode()).decode()
+        g.sh(f"echo {b64} | base64 -d > /run/measure.sh")
+        measure = "bash /run/measure.sh"
         time.sleep(20)  # let the first HLS segments and the journal settle
-        print("idle (no viewers):\n  " + g.sh(MEASURE)[1].replace("\n", "\n  "), flush=True)
+        print("idle (no viewers):\n  " + g.sh(measure, 300)[1].replace("\n", "\n  "), flush=True)
         stop, counts = threading.Event(), [0] * a.viewers
         ts = [threading.Thread(target=viewer, args=(port, stop, counts, i), daemon=True) for i in range(a.viewers)]
         for t in ts:
             t.start()
-        time.sleep(a.secs)
-        _, out = g.sh(MEASURE)
+        # the stream as the viewers get it, halfway: size, frame rate from
+        # the hub's frame counter over 10 s, viewer count per output
+        time.sleep(max(0, a.secs // 2 - 10))
         try:
-            st = json.loads(http_get(port, "/api/status")[2])
-            fps = f"source {st.get('measured', {}).get('fps')} fps, viewers {st.get('viewers')}"
+            s0 = json.loads(http_get(port, "/api/status")[2])
+            time.sleep(10)
+            s1 = json.loads(http_get(port, "/api/status")[2])
+            dt = s1["uptime_s"] - s0["uptime_s"]
+            sm = s1.get("stream") or {}
+            fps = (f"stream {sm.get('width')}x{sm.get('height')}, {(s1['frames'] - s0['frames']) / dt:.1f} fps"
+                   f" over {dt:.0f} s, viewers {s1.get('viewers')}")
         except Exception as e:
-            fps = f"status: {e}"
+            fps = f"status: {type(e).__name__}: {e}"
+        time.sleep(max(0, a.secs - a.secs // 2))
+        _, out = g.sh(measure, 300)
         stop.set()
         print(f"{a.viewers} viewers after {a.secs}s ({sum(counts)} frames received in total; {fps}):\n  "
               + out.replace("\n", "\n  "), flush=True)

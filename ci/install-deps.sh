@@ -4,7 +4,7 @@
 # our output), nginx (the LL-HLS front end), libopus-dev (the Opus encoder is
 # linked from Debian's libopus; the cross build takes its arm64 libopus.a),
 # GStreamer and PyAV (RTSP clients), nginx-rtmp and srt-tools (the media
-# servers the push tests feed), and the browser tests' npm modules.
+# servers the push tests feed; nginx's stream module for RTMPS), and the browser tests' npm modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +30,8 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v unshare >/dev/null || need+=(util-linux)
 # The push tests' real media servers: nginx-rtmp, and srt-live-transmit.
 dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need+=(libnginx-mod-rtmp)
+# ...and nginx's stream module, the TLS terminator in front of it (RTMPS).
+dpkg -s libnginx-mod-stream >/dev/null 2>&1 || need+=(libnginx-mod-stream)
 command -v srt-live-transmit >/dev/null || need+=(srt-tools)
 # crates/pinholed/tests/inbound.rs: network namespaces and veth pairs.
 command -v ip >/dev/null || need+=(iproute2)

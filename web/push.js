@@ -29,7 +29,7 @@ export function mountPush(parent) {
   const list = el('ul', { class: 'push-list', id: 'push-list' });
   const empty = el('p', { class: 'set-note', id: 'push-empty', text: 'No push targets.' });
   const url = el('input', {
-    type: 'url', id: 'push-url', placeholder: 'rtmp://a.rtmp.youtube.com/live2  or  srt://host:9000?streamid=…',
+    type: 'url', id: 'push-url', placeholder: 'rtmp(s)://host/app  srt://host:9000?streamid=…  whip+https://host/path',
     autocomplete: 'off', spellcheck: 'false', inputmode: 'url',
   });
   const key = el('input', {
@@ -43,7 +43,7 @@ export function mountPush(parent) {
     add);
   const panel = el('details', { class: 'panel', id: 'push', hidden: '' },
     el('summary', {}, 'Push to media servers'),
-    el('p', { class: 'set-note', text: 'Send the live video to a media server or platform (RTMP: YouTube, Twitch, Owncast, nginx-rtmp; SRT: mediamtx, OBS). Local viewers are never affected by a slow or failing target.' }),
+    el('p', { class: 'set-note', text: 'Send the live video to a media server or platform (RTMP/RTMPS: YouTube, Twitch, Owncast, nginx-rtmp — video only; SRT: mediamtx, OBS; WHIP: Cloudflare Stream, LiveKit, mediamtx — sound goes along over SRT and WHIP). The key field is the RTMP stream key, the SRT passphrase or the WHIP bearer token. Local viewers are never affected by a slow or failing target.' }),
     list, empty, form, msg);
   parent.append(panel);
 

@@ -215,7 +215,7 @@ async function byteProbe(url, n, seconds, { stream = false } = {}) {
 // ---- the seeds' pipelines ------------------------------------------------------------------------
 
 async function startSeeds(pinholedBase) {
-  const testsrc = path.join(repoRoot, 'target/release/testsrc');
+  const testsrc = process.env.TESTSRC || path.join(repoRoot, 'target/release/testsrc');
   if (!fs.existsSync(testsrc)) throw new Error(`${testsrc} missing: cargo build --release -p pinhole-bench --bin testsrc`);
   const srcPort = await freePort();
   const src = start('testsrc', testsrc, ['--listen', `127.0.0.1:${srcPort}`]);

@@ -146,9 +146,10 @@ test('MSE plays the sound apart (AudioDecoder) beside a video-only SourceBuffer'
     t.diagnostic(`MSE A/V skew (picture − sound), ms: ${skews.map((x) => x.toFixed(1)).join(', ')}`);
     assert.ok(skews.length >= 3, `matched ${skews.length} click/marker pairs (clicks ${clicks}, markers ${markers})`);
     const median = [...skews].sort((a, b) => a - b)[Math.floor(skews.length / 2)];
-    // The broadcast lip-sync bound (ITU-R BT.1359: sound at most 45 ms early, 125 ms late;
-    // sound late is a negative picture − sound).
-    assert.ok(median >= -125 && median <= 45, `median skew ${median} ms: ${skews}`);
+    // The issue's bound, tighter than the broadcast lip-sync one (ITU-R BT.1359: sound at most
+    // 45 ms early, 125 ms late). Before the paced picture waited for the sound, the sound was
+    // 38–45 ms behind on a quiet machine (Web Audio's output latency).
+    assert.ok(Math.abs(median) <= 45, `median skew ${median} ms: ${skews}`);
   } catch (e) {
     console.log(page.logs.join('\n'));
     throw e;

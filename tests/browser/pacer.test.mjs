@@ -200,3 +200,16 @@ test('measures the refresh interval: on a 120 Hz display it moves by 8.3 ms', ()
   assert.ok(Math.abs(p.refreshMs - 1000 / 120) < 0.01, `refresh ${p.refreshMs}`);
   assert.deepEqual(distinct(s.last(30 * 30)), [13.3], 'the first 120 Hz refresh at or after +8');
 });
+
+test('waits for the sound in whole refreshes, and not at all when muted or already late enough', () => {
+  const p = new Pacer({ warm: 10 });
+  assert.equal(p.waitFor(120), 0, 'nothing to wait for before the delay is learned');
+  new Sim(p).run(30 * 5, () => 20);
+  const d = p.delay;
+  assert.equal(p.waitFor(null), 0, 'muted');
+  assert.equal(p.waitFor(d - 5), 0, 'the picture is already later than the sound needs');
+  assert.equal(p.waitFor(d), 0);
+  // 1 ms more than D needs a whole refresh: the frames keep their phase on the grid.
+  assert.ok(Math.abs(p.waitFor(d + 1) - p.refreshMs) < 1e-9, `${p.waitFor(d + 1)}`);
+  assert.ok(Math.abs(p.waitFor(d + 40) - 3 * p.refreshMs) < 1e-9, `${p.waitFor(d + 40)}`);
+});

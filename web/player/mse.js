@@ -107,7 +107,7 @@ export class MsePlayer {
     const rvfc = !!globalThis.HTMLVideoElement?.prototype?.requestVideoFrameCallback;
     this.render = r === 'immediate' || !rvfc ? 'immediate' : 'paced';
     this.pacer = new Pacer();
-    this.held = [];          // paced: fragments waiting for their animation frame [{buf, due, ready, t}]
+    this.held = [];          // paced: fragments waiting for their animation frame [{buf, due, pacerDue, wait, ready, t}]
     this.gate = [];          // paced: due fragments waiting for the element to run dry
     this.gateTimer = 0;
     this.sent = [];          // paced: appended, not yet seen on screen [{t: media s, frame: rAF ts}]
@@ -144,6 +144,12 @@ export class MsePlayer {
 
   /** The picture's capture-to-screen delay now (ms), which the sound is played at. */
   _delayMs() {
+    // Paced: the schedule frames are appended on (+ the wait for the sound), as in the WebCodecs
+    // player; a frame is on screen ~2.5 ms after its append. The measured figure below moves
+    // with every frame that reaches the screen a refresh late, and the sound would move with it.
+    if (this.render === 'paced' && this.pacer.delay != null) {
+      return this.pacer.delay + this.pacer.waitFor(this.audio?.needMs);
+    }
     const d = this.stats().delay;
     return d != null ? d * 1000 : null;
   }
@@ -307,7 +313,10 @@ export class MsePlayer {
       this._enqueue({ kind: 'append', data: buf });
       return;
     }
-    this.held.push({ buf, due, ready, t });
+    // Held longer while the sound needs longer than the picture (unmuted), as in the WebCodecs
+    // player: otherwise the sound, which cannot be early, is heard that much after the picture.
+    const wait = this.pacer.waitFor(this.audio?.needMs);
+    this.held.push({ buf, due: due + wait, pacerDue: due, wait, ready, t });
     this._pace();
   }
 
@@ -337,7 +346,8 @@ export class MsePlayer {
       const playing = GATE_MS > 0 && !v.paused && v.readyState > v.HAVE_CURRENT_DATA;
       while (this.held.length && this.held[0].due <= frame + 1) {
         const h = this.held.shift();
-        this.pacer.shown(h.due, h.ready, this.lastFrame ?? frame - this.pacer.refreshMs, frame);
+        // The pacer judges its own schedule: the wait for the sound is not its lateness.
+        this.pacer.shown(h.pacerDue, h.ready + h.wait, this.lastFrame ?? frame - this.pacer.refreshMs, frame);
         this.sent.push({ t: h.t, frame: ts });
         if (this.sent.length > 60) this.sent.shift();
         this.gate.push(h.buf);

@@ -70,6 +70,17 @@ export class Pacer {
     this.moves = 0;      // changes of D by a slot, in total
   }
 
+  /**
+   * How much longer than D a frame waits so that its sound (which needs `needMs` from capture
+   * to being heard; null when muted) is heard with it: 0 when D covers it, else whole
+   * refreshes, so the frames keep the phase the pacer chose.
+   */
+  waitFor(needMs) {
+    if (needMs == null || this.delay == null) return 0;
+    const r = this.refreshMs;
+    return Math.max(0, Math.ceil((needMs - this.delay) / r) * r);
+  }
+
   /** Every animation frame's timestamp: the refresh interval (60 Hz is not universal; tune()). */
   frame(ts) {
     const d = this.lastTs == null ? 0 : ts - this.lastTs;

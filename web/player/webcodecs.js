@@ -300,15 +300,9 @@ export class WebCodecsPlayer {
     return this.delay != null ? Math.max(this.delay * 1000, this.audio?.needMs ?? 0) : null;
   }
 
-  /**
-   * Paced: how much longer than the pacer's delay a frame waits for its sound (0 when muted), in
-   * whole refreshes, so frames keep the refresh phase the pacer chose.
-   */
+  /** Paced: how much longer than the pacer's delay a frame waits for its sound (0 when muted). */
   _audioWaitMs() {
-    const need = this.audio?.needMs;
-    if (need == null || this.pacer.delay == null) return 0;
-    const r = this.pacer.refreshMs;
-    return Math.max(0, Math.ceil((need - this.pacer.delay) / r) * r);
+    return this.pacer.waitFor(this.audio?.needMs);
   }
 
   /** Sound: whether this stream has any, its level (dBFS), muted or not. */

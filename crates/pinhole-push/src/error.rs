@@ -23,6 +23,12 @@ pub enum PushError {
     /// The server stopped answering or accepting bytes in time.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// TLS failed: the handshake, the server's certificate, the CA file.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The WebRTC session (WHIP) failed or ended.
+    #[error("WebRTC: {0}")]
+    Webrtc(String),
     /// The server closed the connection.
     #[error("server closed the connection")]
     Closed,

@@ -9,13 +9,16 @@
 
 mod error;
 pub mod flv;
+pub mod http;
 pub mod rtmp;
 pub mod run;
 mod set;
 mod srt;
 pub mod target;
+mod tls;
 pub mod ts;
 pub mod url;
+mod whip;
 
 pub use error::PushError;
 pub use run::{PushTarget, TargetStatus};

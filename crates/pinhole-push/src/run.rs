@@ -11,10 +11,12 @@ use std::time::{Duration, Instant};
 use pinhole_hub::Hub;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::rtmp::session::{Phase, Session};
 use crate::target::{Backoff, Muxer, Out, State};
+use crate::tls::Io;
 use crate::url::Kind;
 use crate::{PushError, PushUrl};
 
@@ -56,11 +58,17 @@ pub struct PushTarget {
     url: PushUrl,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    stop: watch::Sender<bool>,
 }
 
 impl Drop for PushTarget {
     fn drop(&mut self) {
-        self.task.abort();
+        let _ = self.stop.send(true);
+        // A WHIP session ends itself on the signal, after its DELETE (at
+        // most 2 s); RTMP and SRT have nothing to say on leaving.
+        if !matches!(self.url.kind, Kind::Whip(_)) {
+            self.task.abort();
+        }
     }
 }
 
@@ -74,8 +82,14 @@ impl PushTarget {
             skipped: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
         });
-        let task = tokio::spawn(run(hub, url.clone(), shared.clone()));
-        PushTarget { url, shared, task }
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(hub, url.clone(), shared.clone(), stopped));
+        PushTarget {
+            url,
+            shared,
+            task,
+            stop,
+        }
     }
 
     pub fn url(&self) -> &PushUrl {
@@ -130,10 +144,13 @@ impl Shared {
     }
 }
 
-async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
+async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Backoff::default();
     let target = url.redacted();
     let mut first = true;
+    // WHIP's DTLS certificate: one per target, made once (a P-256 key).
+    let rtc = matches!(url.kind, Kind::Whip(_))
+        .then(|| pinhole_webrtc::session::Shared::new(Vec::new(), Instant::now()));
     loop {
         if !first {
             shared.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -144,6 +161,14 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
         let result = match &url.kind {
             Kind::Rtmp { .. } => session(&hub, &url, &shared, &mut published_us).await,
             Kind::Srt(o) => crate::srt::session(&hub, &url, o, &shared, &mut published_us).await,
+            Kind::Whip(w) => match &rtc {
+                Some(rtc) => {
+                    crate::whip::session(&hub, &url, w, &shared, rtc, &mut published_us, &mut stop)
+                        .await
+                        .map(|_| ())
+                }
+                None => return,
+            },
         };
         let err = match result {
             Ok(()) => return, // the hub closed: shutting down
@@ -161,7 +186,10 @@ async fn run(hub: Arc<Hub>, url: PushUrl, shared: Arc<Shared>) {
         shared.retry_at(Instant::now() + Duration::from_micros(wait));
         // A wait between connection attempts, not a media decision: tokio's
         // timer (the hub clock's sleep blocks a thread).
-        tokio::time::sleep(Duration::from_micros(wait)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_micros(wait)) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 
@@ -173,7 +201,7 @@ fn hide_secrets(text: &str, secrets: &[&str]) -> String {
         .fold(text.to_owned(), |t, s| t.replace(s, "***"))
 }
 
-async fn write(sock: &mut TcpStream, bytes: &[u8], shared: &Shared) -> Result<(), PushError> {
+async fn write(sock: &mut Box<dyn Io>, bytes: &[u8], shared: &Shared) -> Result<(), PushError> {
     if bytes.is_empty() {
         return Ok(());
     }
@@ -187,7 +215,7 @@ async fn write(sock: &mut TcpStream, bytes: &[u8], shared: &Shared) -> Result<()
     Ok(())
 }
 
-async fn read_some(sock: &mut TcpStream, buf: &mut [u8]) -> Result<usize, PushError> {
+async fn read_some(sock: &mut Box<dyn Io>, buf: &mut [u8]) -> Result<usize, PushError> {
     match sock.read(buf).await {
         Ok(0) => Err(PushError::Closed),
         Ok(n) => Ok(n),
@@ -202,11 +230,20 @@ async fn session(
     shared: &Shared,
     published_us: &mut u64,
 ) -> Result<(), PushError> {
-    let mut sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(url.addr()))
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(url.addr()))
         .await
         .map_err(|_| PushError::Timeout("connecting (5 s)"))?
         .map_err(PushError::io("connecting"))?;
-    let _ = sock.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut sock: Box<dyn Io> = match &url.kind {
+        Kind::Rtmp { tls: true, .. } => tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            crate::tls::connect(tcp, &url.host, url.tls_ca.as_deref()),
+        )
+        .await
+        .map_err(|_| PushError::Timeout("in the TLS handshake (5 s)"))??,
+        _ => Box::new(tcp),
+    };
     let clock = hub.clock().clone();
     let now_ms = (clock.now_us() / 1000) as u32;
     let params = url
@@ -229,7 +266,13 @@ async fn session(
         .map_err(|_| PushError::Timeout("waiting for the server to accept the publish (10 s)"))??;
     let started_us = clock.now_us();
     shared.set(State::Publishing, None);
-    tracing::info!(target: "pinhole::push", target = %url.redacted(), "publishing");
+    let sound = hub.track_of(pinhole_media::TrackKind::Audio).is_some();
+    tracing::info!(
+        target: "pinhole::push",
+        target = %url.redacted(),
+        "publishing{}",
+        if sound { " (video only: RTMP has no Opus; docs/audio.md)" } else { "" }
+    );
 
     // A new viewer starts on the held keyframe: the server gets a
     // decodable stream at once.

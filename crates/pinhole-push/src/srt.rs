@@ -1,4 +1,5 @@
-//! One SRT push session (caller mode): MPEG-TS from [`crate::ts`] over
+//! One SRT push session (caller mode): MPEG-TS (H.264, and Opus when the
+//! stream has sound) from [`crate::ts`] over
 //! `srt-tokio`, 7 TS packets (1316 bytes) per SRT packet as every SRT
 //! implementation expects. Like RTMP, its own hub viewer: a slow or gone
 //! receiver only makes that viewer skip.
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use pinhole_hub::Hub;
+use pinhole_media::Codec;
 use srt_tokio::SrtSocket;
 
 use crate::run::{Shared, CONNECT_TIMEOUT, WRITE_TIMEOUT};
@@ -55,6 +57,8 @@ pub(crate) async fn session(
     tracing::info!(target: "pinhole::push", target = %url.redacted(), "publishing (SRT)");
 
     let mut viewer = hub.subscribe();
+    // Sound goes along as Opus (ts.rs); if it joins later, the PMT lists
+    // it from the next keyframe.
     let mut muxer = TsMuxer::default();
     let mut ts = Vec::with_capacity(64 << 10);
     let mut skipped = 0;
@@ -69,11 +73,15 @@ pub(crate) async fn session(
             },
             frame = viewer.recv() => {
                 let Some(frame) = frame else { break Ok(()) };
-                if !frame.is_video() {
+                ts.clear();
+                if frame.is_video() {
+                    muxer.frame(frame.au.pts_us, frame.au.keyframe, &frame.au.data, &mut ts);
+                } else if let Codec::Opus(c) = &frame.track.codec {
+                    muxer.enable_opus(c.channels, c.pre_skip);
+                    muxer.audio(frame.au.pts_us, &frame.au.data, &mut ts);
+                } else {
                     continue;
                 }
-                ts.clear();
-                muxer.frame(frame.au.pts_us, frame.au.keyframe, &frame.au.data, &mut ts);
                 if ts.is_empty() {
                     continue;
                 }
@@ -97,7 +105,9 @@ pub(crate) async fn session(
                 if let Err(e) = sent {
                     break Err(e);
                 }
-                shared.frames.fetch_add(1, Ordering::Relaxed);
+                if frame.is_video() {
+                    shared.frames.fetch_add(1, Ordering::Relaxed);
+                }
                 shared.bytes.fetch_add(ts.len() as u64, Ordering::Relaxed);
             }
         }

@@ -1,7 +1,11 @@
 //! MPEG-TS (ISO/IEC 13818-1) for SRT push: one program, H.264 video on
 //! one PID, PAT and PMT before every keyframe (a receiver that joins or
-//! reconnects starts there), a PCR in every picture's first packet. Video
-//! only: see docs/scale.md, "SRT", for why audio is not sent yet.
+//! reconnects starts there), a PCR in every picture's first packet; and,
+//! when the stream has sound, Opus on a second PID as ffmpeg muxes it
+//! (ETSI TS 102 366's Opus-in-TS: stream type 0x06 with the registration
+//! descriptor `Opus` and the DVB extension descriptor 0x80 giving the
+//! channels; every access unit behind the 0x7fe0 control header with its
+//! size; private_stream_1 PES).
 //!
 //! Pure: access units in, 188-byte packets out.
 
@@ -10,7 +14,9 @@ use pinhole_media::annexb::{nal_type, nal_unit_type, nal_units};
 pub const PACKET: usize = 188;
 const PMT_PID: u16 = 0x1000;
 pub const VIDEO_PID: u16 = 0x0100;
+pub const AUDIO_PID: u16 = 0x0101;
 const STREAM_TYPE_H264: u8 = 0x1b;
+const STREAM_TYPE_PRIVATE: u8 = 0x06;
 /// PTS start (1.4 s) and PCR lead (0.7 s, as ffmpeg's default mux delay):
 /// the PCR must run ahead of the PTS it announces, and neither may wrap
 /// below zero.
@@ -23,10 +29,75 @@ const AUD: [u8; 6] = [0, 0, 0, 1, 0x09, 0xf0];
 #[derive(Debug, Default)]
 pub struct TsMuxer {
     origin_us: Option<u64>,
-    cc: [u8; 3], // PAT, PMT, video
+    cc: [u8; 4], // PAT, PMT, video, audio
+    /// Opus channels (1 or 2) when the program carries sound.
+    audio: Option<u8>,
+    /// Samples to trim from the first packet (Opus pre-skip), until sent.
+    trim_start: u16,
+    /// The PMT's version: bumped when sound joins mid-session.
+    version: u8,
+    /// A PMT listing the sound went out (no audio PES before it).
+    pmt_sent_audio: bool,
 }
 
 impl TsMuxer {
+    /// A muxer for video and Opus with `channels` (1 or 2) and the
+    /// encoder's `pre_skip` (48 kHz samples), trimmed from the first
+    /// packet as the Ogg header would.
+    pub fn with_opus(channels: u8, pre_skip: u16) -> TsMuxer {
+        TsMuxer {
+            audio: Some(channels.clamp(1, 2)),
+            trim_start: pre_skip,
+            ..TsMuxer::default()
+        }
+    }
+
+    /// Sound joined after the session started: the PMT lists it from the
+    /// next keyframe on, with a new version number (receivers re-read it).
+    pub fn enable_opus(&mut self, channels: u8, pre_skip: u16) {
+        if self.audio.is_none() {
+            self.audio = Some(channels.clamp(1, 2));
+            self.trim_start = pre_skip;
+            self.version = (self.version + 1) & 0x1f;
+        }
+    }
+
+    /// Whether the program carries sound.
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
+    }
+
+    /// Appends the packets for one Opus packet; nothing before the first
+    /// picture (the program starts on a keyframe) or without sound in the
+    /// program.
+    pub fn audio(&mut self, pts_us: u64, packet: &[u8], out: &mut Vec<u8>) {
+        let (Some(origin), Some(_), true) = (self.origin_us, self.audio, self.pmt_sent_audio)
+        else {
+            return;
+        };
+        if pts_us < origin || packet.is_empty() {
+            return;
+        }
+        let pts = (PTS_BASE + (pts_us - origin) * 9 / 100) & ((1 << 33) - 1);
+        let mut au = Vec::with_capacity(packet.len() + 8);
+        au.push(0x7f);
+        let trim = std::mem::take(&mut self.trim_start);
+        au.push(0xe0 | if trim > 0 { 0x10 } else { 0 });
+        // au_size: 0xff while 255 or more is left, then the rest.
+        let mut n = packet.len();
+        while n >= 255 {
+            au.push(0xff);
+            n -= 255;
+        }
+        au.push(n as u8);
+        if trim > 0 {
+            au.extend_from_slice(&trim.to_be_bytes());
+        }
+        au.extend_from_slice(packet);
+        let pes = pes(0xbd, pts, &au);
+        self.packetize(AUDIO_PID, &pes, None, out);
+    }
+
     /// Appends the packets for one access unit to `out` (none before the
     /// first keyframe); `pts_us` on the capture clock.
     pub fn frame(&mut self, pts_us: u64, keyframe: bool, annexb: &[u8], out: &mut Vec<u8>) {
@@ -41,7 +112,8 @@ impl TsMuxer {
         let pts = (PTS_BASE + pts_us.saturating_sub(origin) * 9 / 100) & ((1 << 33) - 1);
         if keyframe {
             self.psi(0, &pat(), out);
-            self.psi(PMT_PID, &pmt(), out);
+            self.psi(PMT_PID, &pmt(self.audio, self.version), out);
+            self.pmt_sent_audio = self.audio.is_some();
         }
         // Each access unit starts with an access unit delimiter in TS
         // (13818-1 2.14.1); the hub's start without one.
@@ -53,7 +125,7 @@ impl TsMuxer {
             es.extend_from_slice(&AUD);
         }
         es.extend_from_slice(annexb);
-        let pes = pes_video(pts, &es);
+        let pes = pes(0xe0, pts, &es);
         let pcr = pts.wrapping_sub(PCR_LEAD) & ((1 << 33) - 1);
         self.packetize(VIDEO_PID, &pes, Some((pcr, keyframe)), out);
     }
@@ -78,7 +150,8 @@ impl TsMuxer {
         let cc_slot = match pid {
             0 => 0,
             PMT_PID => 1,
-            _ => 2,
+            VIDEO_PID => 2,
+            _ => 3,
         };
         let mut first = true;
         while !data.is_empty() {
@@ -150,14 +223,14 @@ fn pat() -> Vec<u8> {
     s
 }
 
-fn pmt() -> Vec<u8> {
+fn pmt(audio: Option<u8>, version: u8) -> Vec<u8> {
     let mut s = vec![
         0x02, // table_id
         0xb0,
-        0x12, // length 18
+        0x12, // length 18 (video only; set below)
         0x00,
-        0x01, // program_number
-        0xc1,
+        0x01,                  // program_number
+        0xc1 | (version << 1), // version, current
         0x00,
         0x00,
         0xe0 | (VIDEO_PID >> 8) as u8, // PCR PID
@@ -170,16 +243,44 @@ fn pmt() -> Vec<u8> {
         0xf0,
         0x00, // ES_info_length 0
     ];
+    if let Some(channels) = audio {
+        s.extend_from_slice(&[
+            STREAM_TYPE_PRIVATE,
+            0xe0 | (AUDIO_PID >> 8) as u8,
+            AUDIO_PID as u8,
+            0xf0,
+            10,   // ES_info_length
+            0x05, // registration descriptor
+            4,
+            b'O',
+            b'p',
+            b'u',
+            b's',
+            0x7f, // DVB extension descriptor
+            2,
+            0x80,     // Opus audio descriptor
+            channels, // channel_config_code: 1 or 2 (mapping family 0)
+        ]);
+    }
+    // section_length: from after the length field, CRC included.
+    s[2] = (s.len() - 3 + 4) as u8;
     let crc = crc32_mpeg(&s);
     s.extend_from_slice(&crc.to_be_bytes());
     s
 }
 
-/// A video PES packet with a PTS (no B-frames: DTS = PTS is implied) and
-/// length 0 (unbounded, allowed for video).
-fn pes_video(pts: u64, es: &[u8]) -> Vec<u8> {
+/// A PES packet with a PTS (no B-frames: DTS = PTS is implied). Video may
+/// leave the length 0 (unbounded); audio PES are short and say it.
+fn pes(stream_id: u8, pts: u64, es: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(es.len() + 14);
-    p.extend_from_slice(&[0, 0, 1, 0xe0, 0, 0, 0x80, 0x80, 5]);
+    let len = if stream_id == 0xe0 {
+        0
+    } else {
+        u16::try_from(es.len() + 8).unwrap_or(0)
+    };
+    p.extend_from_slice(&[0, 0, 1, stream_id]);
+    p.extend_from_slice(&len.to_be_bytes());
+    p.extend_from_slice(&[0x80, 0x80, 5]);
     p.extend_from_slice(&[
         0x21 | ((pts >> 29) as u8 & 0x0e),
         (pts >> 22) as u8,
@@ -219,6 +320,13 @@ mod tests {
         assert_eq!(out.len() % PACKET, 0);
         out.chunks(PACKET).collect()
     }
+    fn payload(p: &[u8]) -> &[u8] {
+        &p[if p[3] & 0x20 != 0 {
+            5 + usize::from(p[4])
+        } else {
+            4
+        }..]
+    }
     fn pid(p: &[u8]) -> u16 {
         u16::from(p[1] & 0x1f) << 8 | u16::from(p[2])
     }
@@ -229,7 +337,9 @@ mod tests {
         assert_eq!(crc32_mpeg(b"123456789"), 0x0376_e6e7);
         // A section followed by its CRC leaves a zero remainder.
         assert_eq!(crc32_mpeg(&pat()), 0);
-        assert_eq!(crc32_mpeg(&pmt()), 0);
+        assert_eq!(crc32_mpeg(&pmt(None, 0)), 0);
+        assert_eq!(crc32_mpeg(&pmt(Some(2), 3)), 0);
+        assert_eq!(pmt(None, 0)[2], 0x12, "the video-only PMT as before");
     }
 
     #[test]
@@ -306,5 +416,39 @@ mod tests {
             assert_eq!(pes.len(), 14 + AUD.len() + au.len(), "len {len}");
             assert_eq!(&pes[14 + AUD.len()..], &au[..], "len {len}");
         }
+    }
+
+    #[test]
+    fn opus_after_the_first_picture_with_control_header_and_descriptors() {
+        let mut m = TsMuxer::with_opus(1, 312);
+        let mut out = Vec::new();
+        m.audio(900_000, &[0xf8, 0xff, 0xfe], &mut out);
+        assert!(out.is_empty(), "no sound before the first picture");
+        m.frame(1_000_000, true, IDR, &mut out);
+        let pmt_pkt = packets(&out)[1];
+        let sec = &payload(pmt_pkt)[1..]; // after the pointer field
+        let len = usize::from(sec[2]) + 3;
+        assert_eq!(crc32_mpeg(&sec[..len]), 0);
+        let es = &sec[17..len - 4];
+        assert_eq!(&es[..5], &[0x06, 0xe1, 0x01, 0xf0, 10]);
+        assert_eq!(&es[5..], &[5, 4, b'O', b'p', b'u', b's', 0x7f, 2, 0x80, 1]);
+
+        let mut a = Vec::new();
+        m.audio(1_020_000, &[0xf8, 0xff, 0xfe], &mut a);
+        let p = packets(&a);
+        assert_eq!((p.len(), pid(p[0])), (1, AUDIO_PID));
+        let pes = payload(p[0]);
+        assert_eq!(&pes[..4], &[0, 0, 1, 0xbd]);
+        // PES length: 3 + 5 (header) + the access unit (2 + 1 + 2 + 3).
+        assert_eq!(u16::from_be_bytes([pes[4], pes[5]]), 16);
+        assert_eq!(&pes[14..], &[0x7f, 0xf0, 3, 0x01, 0x38, 0xf8, 0xff, 0xfe]);
+        // Only the first packet trims; sizes of 255 and more take 0xff bytes.
+        let mut b = Vec::new();
+        m.audio(1_040_000, &[0x55; 300], &mut b);
+        let p = packets(&b);
+        assert_eq!(&payload(p[0])[14..18], &[0x7f, 0xe0, 0xff, 45]);
+        assert_eq!(p[0][3] & 0x0f, 1, "the audio PID's own continuity");
+        m.audio(999_999, &[1], &mut b);
+        assert_eq!(b.len(), 2 * PACKET, "sound before the origin is dropped");
     }
 }

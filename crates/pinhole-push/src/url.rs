@@ -1,6 +1,9 @@
 //! Push target URLs. `rtmp://host[:port]/app/stream-key`, and
 //! `srt://host:port?streamid=…&passphrase=…&latency=ms` (libsrt's URI
-//! syntax, caller mode). The stream key, the SRT stream id (it often carries
+//! syntax, caller mode), and `whip+https://host[:port]/path[#token=…]`
+//! (or `whip+http://`: the WHIP endpoint's own URL with `whip+` before it,
+//! so a plain `https://` never means "push"; the bearer token in the
+//! fragment, which HTTP never sends). The stream key, the SRT stream id (it often carries
 //! the publishing credential: mediamtx's `publish:path:user:pass`) and the
 //! passphrase are secrets: only [`PushUrl::redacted`] is ever logged or
 //! shown.
@@ -15,12 +18,33 @@ pub struct PushUrl {
     pub host: String,
     pub port: u16,
     pub kind: Kind,
+    /// A CA certificate (PEM) trusted for this target's TLS besides the
+    /// built-in roots: the config file's `tls_ca` (never from a URL).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Kind {
-    Rtmp { app: String, stream_key: String },
+    Rtmp {
+        app: String,
+        stream_key: String,
+        /// `rtmps://`: RTMP inside TLS.
+        tls: bool,
+    },
     Srt(SrtOptions),
+    Whip(WhipOptions),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WhipOptions {
+    /// `https` (else plain `http`).
+    pub tls: bool,
+    /// Path and query of the endpoint, from its first `/`. Services put
+    /// the stream's credential in it (Cloudflare's `/<key>/webRTC/publish`):
+    /// a secret, like the token.
+    pub path: String,
+    /// `Authorization: Bearer` value.
+    pub token: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -48,13 +72,13 @@ impl PushUrl {
             PushError::Url("expected rtmp://host[:port]/app/key or srt://host:port".into())
         })?;
         match scheme.to_ascii_lowercase().as_str() {
-            "rtmp" => parse_rtmp(rest),
+            "rtmp" => parse_rtmp(rest, false),
+            "rtmps" => parse_rtmp(rest, true),
             "srt" => parse_srt(rest),
-            "rtmps" => Err(PushError::Url(
-                "rtmps:// is not supported yet (use rtmp:// or srt://, or a local relay)".into(),
-            )),
+            "whip+http" => parse_whip(rest, false),
+            "whip+https" => parse_whip(rest, true),
             "whip" | "http" | "https" => Err(PushError::Url(format!(
-                "{scheme}:// (WHIP) push is not supported yet"
+                "{scheme}://: for a WHIP endpoint write whip+https:// (or whip+http://) before its URL"
             ))),
             other => Err(PushError::Url(format!("unknown scheme {other:?}"))),
         }
@@ -80,6 +104,9 @@ impl PushUrl {
         let joined = if lower.starts_with("srt://") {
             let sep = if url.contains('?') { '&' } else { '?' };
             format!("{url}{sep}passphrase={}", enc(key))
+        } else if lower.starts_with("whip+") {
+            let url = url.split_once('#').map_or(url, |(u, _)| u);
+            format!("{url}#token={}", enc(key))
         } else {
             format!("{}/{key}", url.trim_end_matches('/'))
         };
@@ -97,9 +124,16 @@ impl PushUrl {
     /// passphrase wholly.
     pub fn redacted(&self) -> String {
         match &self.kind {
-            Kind::Rtmp { app, stream_key } => {
-                format!("rtmp://{}/{app}/***{}", self.host_port(), hint(stream_key))
-            }
+            Kind::Rtmp {
+                app,
+                stream_key,
+                tls,
+            } => format!(
+                "{}://{}/{app}/***{}",
+                rtmp_scheme(*tls),
+                self.host_port(),
+                hint(stream_key)
+            ),
             Kind::Srt(o) => {
                 let mut q = Vec::new();
                 if let Some(id) = &o.streamid {
@@ -110,6 +144,12 @@ impl PushUrl {
                 }
                 srt_url(&self.host_port(), q, o)
             }
+            Kind::Whip(w) => whip_url(
+                &self.host_port(),
+                w,
+                &format!("/***{}", hint(&w.path)),
+                w.token.as_ref().map(|_| "***".to_owned()),
+            ),
         }
     }
 
@@ -117,9 +157,15 @@ impl PushUrl {
     /// showing or logging.
     pub fn secret_url(&self) -> String {
         match &self.kind {
-            Kind::Rtmp { app, stream_key } => {
-                format!("rtmp://{}/{app}/{stream_key}", self.host_port())
-            }
+            Kind::Rtmp {
+                app,
+                stream_key,
+                tls,
+            } => format!(
+                "{}://{}/{app}/{stream_key}",
+                rtmp_scheme(*tls),
+                self.host_port()
+            ),
             Kind::Srt(o) => {
                 let mut q = Vec::new();
                 if let Some(id) = &o.streamid {
@@ -130,6 +176,7 @@ impl PushUrl {
                 }
                 srt_url(&self.host_port(), q, o)
             }
+            Kind::Whip(w) => whip_url(&self.host_port(), w, &w.path, w.token.as_deref().map(enc)),
         }
     }
 
@@ -143,19 +190,92 @@ impl PushUrl {
                 .chain(o.passphrase.iter())
                 .map(String::as_str)
                 .collect(),
+            Kind::Whip(w) => std::iter::once(w.path.as_str())
+                .filter(|p| *p != "/")
+                .chain(w.token.as_deref())
+                .collect(),
         }
     }
 
     /// RTMP's connect and publish parameters (`None` for SRT).
     pub fn publish_params(&self) -> Option<PublishParams> {
         match &self.kind {
-            Kind::Rtmp { app, stream_key } => Some(PublishParams {
+            Kind::Rtmp {
+                app,
+                stream_key,
+                tls,
+            } => Some(PublishParams {
                 app: app.clone(),
-                tc_url: format!("rtmp://{}/{app}", self.host_port()),
+                tc_url: format!("{}://{}/{app}", rtmp_scheme(*tls), self.host_port()),
                 stream_key: stream_key.clone(),
             }),
-            Kind::Srt(_) => None,
+            Kind::Srt(_) | Kind::Whip(_) => None,
         }
+    }
+}
+
+fn whip_url(host_port: &str, w: &WhipOptions, path: &str, token: Option<String>) -> String {
+    let scheme = if w.tls { "whip+https" } else { "whip+http" };
+    match token {
+        Some(t) => format!("{scheme}://{host_port}{path}#token={t}"),
+        None => format!("{scheme}://{host_port}{path}"),
+    }
+}
+
+fn parse_whip(rest: &str, tls: bool) -> Result<PushUrl, PushError> {
+    let (rest, fragment) = rest.split_once('#').unwrap_or((rest, ""));
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.contains('@') {
+        return Err(PushError::Url(
+            "user:password@ in a WHIP URL is not supported (a bearer token goes in #token=…)"
+                .into(),
+        ));
+    }
+    let (host, port) = split_host_port(authority, Some(if tls { 443 } else { 80 }))?;
+    let path = match path {
+        "" => "/".to_owned(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_owned(),
+    };
+    if path.chars().any(|c| c.is_ascii_control() || c == ' ') {
+        return Err(PushError::Url(
+            "spaces or control characters in the path".into(),
+        ));
+    }
+    let mut token = None;
+    for pair in fragment.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("token", v)) if !v.is_empty() => {
+                let v = dec(v)?;
+                // It goes into an HTTP header: visible ASCII only.
+                if !v.bytes().all(|b| b.is_ascii_graphic()) || v.len() > 4096 {
+                    return Err(PushError::Url(
+                        "token: printable ASCII without spaces, at most 4096 bytes".into(),
+                    ));
+                }
+                token = Some(v);
+            }
+            _ => {
+                return Err(PushError::Url(
+                    "after # a WHIP URL takes token=… only".into(),
+                ))
+            }
+        }
+    }
+    Ok(PushUrl {
+        host,
+        port,
+        kind: Kind::Whip(WhipOptions { tls, path, token }),
+        tls_ca: None,
+    })
+}
+
+fn rtmp_scheme(tls: bool) -> &'static str {
+    if tls {
+        "rtmps"
+    } else {
+        "rtmp"
     }
 }
 
@@ -184,7 +304,7 @@ fn srt_url(host_port: &str, mut q: Vec<String>, o: &SrtOptions) -> String {
 
 pub const SRT_LATENCY_MS: u32 = 120;
 
-fn parse_rtmp(rest: &str) -> Result<PushUrl, PushError> {
+fn parse_rtmp(rest: &str, tls: bool) -> Result<PushUrl, PushError> {
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.contains('@') {
         return Err(PushError::Url(
@@ -192,7 +312,8 @@ fn parse_rtmp(rest: &str) -> Result<PushUrl, PushError> {
                 .into(),
         ));
     }
-    let (host, port) = split_host_port(authority, Some(1935))?;
+    // rtmps: 443, as YouTube, Twitch and Facebook publish it.
+    let (host, port) = split_host_port(authority, Some(if tls { 443 } else { 1935 }))?;
     let (app, key) = path.split_once('/').unwrap_or((path, ""));
     if app.is_empty() {
         return Err(PushError::Url(
@@ -211,7 +332,9 @@ fn parse_rtmp(rest: &str) -> Result<PushUrl, PushError> {
         kind: Kind::Rtmp {
             app: app.to_owned(),
             stream_key: key.to_owned(),
+            tls,
         },
+        tls_ca: None,
     })
 }
 
@@ -282,6 +405,7 @@ fn parse_srt(rest: &str) -> Result<PushUrl, PushError> {
         host,
         port,
         kind: Kind::Srt(o),
+        tls_ca: None,
     })
 }
 
@@ -296,7 +420,7 @@ fn dec(v: &str) -> Result<String, PushError> {
             let hex = v
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| PushError::Url("bad %-escape in an SRT option".into()))?;
+                .ok_or_else(|| PushError::Url("bad %-escape in an option".into()))?;
             out.push(hex);
             i += 3;
         } else {
@@ -304,7 +428,7 @@ fn dec(v: &str) -> Result<String, PushError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| PushError::Url("an SRT option is not UTF-8".into()))
+    String::from_utf8(out).map_err(|_| PushError::Url("an option is not UTF-8".into()))
 }
 
 fn enc(v: &str) -> String {
@@ -319,7 +443,10 @@ fn enc(v: &str) -> String {
     s
 }
 
-fn split_host_port(authority: &str, default_port: Option<u16>) -> Result<(String, u16), PushError> {
+pub(crate) fn split_host_port(
+    authority: &str,
+    default_port: Option<u16>,
+) -> Result<(String, u16), PushError> {
     let bad_port = |p: &str| PushError::Url(format!("bad port {p:?}"));
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (h, after) = rest
@@ -377,7 +504,6 @@ mod tests {
             "rtmp:///live/key",
             "rtmp://host:x/live/key",
             "rtmp://u:p@host/live/key",
-            "rtmps://host/live/key",
             "srt://host",
             "srt://host:9000?passphrase=short",
             "srt://host:9000?mode=listener",
@@ -387,6 +513,12 @@ mod tests {
             "srt://host:9000?streamid=%zz",
             "srt://host:9000/path",
             "host/live/key",
+            "https://host/whip",
+            "whip://host/whip",
+            "whip+https://u:p@host/whip",
+            "whip+https://host/whip#token=with%20space",
+            "whip+https://host/whip#other=1",
+            "whip+https:///whip",
         ] {
             assert!(PushUrl::parse(bad).is_err(), "{bad}");
         }
@@ -429,5 +561,62 @@ mod tests {
         let plain = PushUrl::parse("srt://[::1]:9001").unwrap();
         assert_eq!(plain.redacted(), "srt://[::1]:9001");
         assert!(plain.secrets().is_empty());
+    }
+
+    #[test]
+    fn rtmps_urls_default_to_443_and_say_rtmps() {
+        let u = PushUrl::parse("rtmps://live-api-s.facebook.com/rtmp/FB-1234567890123456").unwrap();
+        assert_eq!(u.port, 443);
+        assert_eq!(
+            u.redacted(),
+            "rtmps://live-api-s.facebook.com:443/rtmp/***456"
+        );
+        assert_eq!(
+            u.publish_params().unwrap().tc_url,
+            "rtmps://live-api-s.facebook.com:443/rtmp"
+        );
+        assert_eq!(PushUrl::parse(&u.secret_url()).unwrap(), u);
+    }
+
+    #[test]
+    fn whip_urls_parse_and_hide_the_path_and_token() {
+        let u = PushUrl::parse(
+            "whip+https://customer-x.cloudflarestream.com/0123456789abcdef0123/webRTC/publish#token=s3cr%2Bt",
+        )
+        .unwrap();
+        assert_eq!(u.port, 443);
+        let Kind::Whip(w) = &u.kind else {
+            panic!("whip")
+        };
+        assert!(w.tls);
+        assert_eq!(w.path, "/0123456789abcdef0123/webRTC/publish");
+        assert_eq!(w.token.as_deref(), Some("s3cr+t"));
+        assert_eq!(
+            u.redacted(),
+            "whip+https://customer-x.cloudflarestream.com:443/***ish#token=***"
+        );
+        assert!(!format!("{u:?}").contains("s3cr"));
+        assert_eq!(PushUrl::parse(&u.secret_url()).unwrap(), u);
+        assert_eq!(u.secrets(), vec![w.path.as_str(), "s3cr+t"]);
+
+        let plain = PushUrl::parse("whip+http://127.0.0.1:8889/cam/whip").unwrap();
+        assert_eq!(plain.port, 8889);
+        assert_eq!(plain.redacted(), "whip+http://127.0.0.1:8889/***");
+        assert_eq!(
+            PushUrl::parse("whip+http://h").unwrap().secrets(),
+            Vec::<&str>::new()
+        );
+        let q = PushUrl::parse("whip+http://h?x=1").unwrap();
+        let Kind::Whip(w) = &q.kind else {
+            panic!("whip")
+        };
+        assert_eq!(w.path, "/?x=1");
+        // The panel's key field is the token.
+        let k = PushUrl::parse_with_key("whip+http://h:80/w#token=old", "new/tok").unwrap();
+        let Kind::Whip(w) = &k.kind else {
+            panic!("whip")
+        };
+        assert_eq!(w.token.as_deref(), Some("new/tok"));
+        assert_eq!(PushUrl::parse(&k.secret_url()).unwrap(), k);
     }
 }

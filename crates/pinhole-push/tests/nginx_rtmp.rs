@@ -130,3 +130,46 @@ fn pushes_to_nginx_rtmp_and_resumes_after_a_restart() {
     rt.block_on(local).unwrap();
     drop(nginx);
 }
+
+/// RTMPS: nginx-rtmp behind nginx's `stream {}` TLS terminator, its
+/// certificate from a test CA that only this target trusts (`tls_ca`).
+/// Without that CA the same push is refused: the certificate is checked.
+#[test]
+fn pushes_rtmps_through_a_tls_terminator() {
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = NginxRtmp::start_tls(dir.path());
+    let (tls_port, ca) = nginx.tls.clone().unwrap();
+    let fed = common::Fed::new();
+    let url = format!("rtmps://127.0.0.1:{tls_port}/live/tls-key-0123456789");
+    let untrusted = fed.push(&url);
+    let target = {
+        let _g = fed.rt.enter();
+        let mut u = PushUrl::parse(&url).unwrap();
+        u.tls_ca = Some(ca);
+        PushTarget::spawn(fed.hub.clone(), u)
+    };
+    wait_for("publishing over TLS", 20, || {
+        let s = target.status();
+        s.state == State::Publishing && s.frames > 30
+    });
+    assert_eq!(
+        ffprobe(&format!(
+            "rtmp://127.0.0.1:{}/live/tls-key-0123456789",
+            nginx.port
+        )),
+        "h264,320,240"
+    );
+    let st = target.status();
+    assert_eq!(st.url, format!("rtmps://127.0.0.1:{tls_port}/live/***789"));
+    wait_for("the untrusted push's error", 20, || {
+        untrusted.status().last_error.is_some()
+    });
+    let refused = untrusted.status();
+    eprintln!("without the CA: {refused:?}");
+    assert_ne!(refused.state, State::Publishing);
+    assert!(
+        refused.last_error.as_deref().unwrap_or("").contains("TLS"),
+        "{refused:?}"
+    );
+    drop((target, untrusted));
+}

@@ -18,7 +18,7 @@ use pinhole_media::SystemClock;
 use pinhole_push::{PushTarget, PushUrl, State};
 
 mod common;
-use common::{feed, wait_for};
+use common::{feed, wait_for, Fed};
 
 const PASS: &str = "correct-horse-battery";
 const STREAM_ID: &str = "publish:cam/secret-id-0123456789";
@@ -205,48 +205,6 @@ fn pushes_over_srt_and_resumes_after_the_listener_dies() {
     rt.block_on(local).unwrap();
 }
 
-/// A hub fed with the test stream on its own thread, and a runtime for push
-/// targets; the feeder stops and the hub closes when it is dropped.
-struct Fed {
-    rt: tokio::runtime::Runtime,
-    hub: Arc<Hub>,
-    stop: Arc<AtomicBool>,
-    feeder: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Fed {
-    fn new() -> Fed {
-        let clock = Arc::new(SystemClock::new());
-        let hub = Hub::with_clock(HubConfig::default(), clock.clone());
-        let stop = Arc::new(AtomicBool::new(false));
-        let feeder = {
-            let (hub, stop) = (hub.clone(), stop.clone());
-            std::thread::spawn(move || feed(hub, clock, stop, Arc::new(AtomicBool::new(false))))
-        };
-        Fed {
-            rt: tokio::runtime::Runtime::new().unwrap(),
-            hub,
-            stop,
-            feeder: Some(feeder),
-        }
-    }
-
-    fn push(&self, url: &str) -> PushTarget {
-        let _g = self.rt.enter();
-        PushTarget::spawn(self.hub.clone(), PushUrl::parse(url).unwrap())
-    }
-}
-
-impl Drop for Fed {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(f) = self.feeder.take() {
-            let _ = f.join();
-        }
-        self.hub.close();
-    }
-}
-
 /// ffmpeg's SRT listener (libsrt) reads what we push, without a passphrase.
 #[test]
 fn ffmpeg_reads_an_srt_push() {
@@ -289,6 +247,40 @@ fn ffmpeg_reads_an_srt_push() {
     eprintln!("ffmpeg's recording: {probe}");
     assert!(probe.starts_with("h264,320,240"), "{probe}");
     drop(target);
+}
+
+/// Sound goes along: what srt-live-transmit relays has H.264 and Opus
+/// (ffmpeg's Opus-in-TS), and ffmpeg decodes both.
+#[test]
+fn opus_goes_along_and_ffmpeg_decodes_it() {
+    let port = free_udp_port();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("av.ts");
+    let relay = listener(port, Stdio::from(std::fs::File::create(&rec).unwrap()));
+    let fed = Fed::with_sound();
+    let target = fed.push(&format!("srt://127.0.0.1:{port}?passphrase={PASS}"));
+    wait_for("100 pictures over SRT", 30, || target.status().frames > 100);
+    drop(target);
+    std::thread::sleep(Duration::from_millis(300));
+    drop(relay);
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames"])
+        .args(["-show_entries", "stream=codec_name,nb_read_frames"])
+        .args(["-of", "csv=p=0"])
+        .arg(&rec)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("relayed: {text:?} {}", String::from_utf8_lossy(&out.stderr));
+    let count = |codec: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{codec},")))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("h264") >= 90, "{text}");
+    // ~3.3 s of 20 ms packets; decoded, not just listed.
+    assert!(count("opus") >= 100, "{text}");
 }
 
 /// A push without the listener's passphrase never publishes: the

@@ -90,27 +90,31 @@ impl Packetizer {
         (self.packets, self.octets)
     }
 
-    fn packet(&mut self, ts: u32, marker: bool, fu: Option<[u8; 2]>, payload: Bytes) -> Packet {
-        let mut header = [0u8; 14];
-        header[0] = 0x80; // V=2, no padding, no extension, no CSRC
-        header[1] = (u8::from(marker) << 7) | (self.payload_type & 0x7f);
-        header[2..4].copy_from_slice(&self.seq.to_be_bytes());
-        header[4..8].copy_from_slice(&ts.to_be_bytes());
-        header[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
-        let header_len = match fu {
-            Some(fu) => {
-                header[12..14].copy_from_slice(&fu);
-                14
-            }
-            None => 12,
-        };
+    /// The next packet's 12-byte RTP header; counts the packet and its
+    /// `payload_len` octets (FU header included) as sent.
+    fn rtp_header(&mut self, ts: u32, marker: bool, payload_len: usize) -> [u8; 12] {
+        let mut h = [0u8; 12];
+        h[0] = 0x80; // V=2, no padding, no extension, no CSRC
+        h[1] = (u8::from(marker) << 7) | (self.payload_type & 0x7f);
+        h[2..4].copy_from_slice(&self.seq.to_be_bytes());
+        h[4..8].copy_from_slice(&ts.to_be_bytes());
+        h[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
         self.seq = self.seq.wrapping_add(1);
         self.packets = self.packets.wrapping_add(1);
-        let plen = payload.len() + usize::from(header_len) - 12;
-        self.octets = self.octets.wrapping_add(plen as u32);
+        self.octets = self.octets.wrapping_add(payload_len as u32);
+        h
+    }
+
+    fn packet(&mut self, ts: u32, marker: bool, fu: Option<[u8; 2]>, payload: Bytes) -> Packet {
+        let fu_len = if fu.is_some() { 2 } else { 0 };
+        let mut header = [0u8; 14];
+        header[..12].copy_from_slice(&self.rtp_header(ts, marker, payload.len() + fu_len));
+        if let Some(fu) = fu {
+            header[12..14].copy_from_slice(&fu);
+        }
         Packet {
             header,
-            header_len,
+            header_len: 12 + fu_len as u8,
             payload,
         }
     }
@@ -120,42 +124,117 @@ impl Packetizer {
         self.packet(ts, marker, None, frame)
     }
 
-    /// An H.264 access unit (Annex B) as RTP packets, all with timestamp
-    /// `ts`, the marker bit on the last (RFC 6184 §5.1). NAL units that fit
-    /// go whole; larger ones as FU-A fragments. Access unit delimiters and
-    /// filler data are dropped (RFC 6184 leaves them optional; they only
-    /// cost bytes). SPS/PPS stay in-band, so a client gets new parameter
-    /// sets with the keyframe that starts a new stream generation.
+    /// An H.264 access unit (Annex B) as RTP packets: see [`h264_fragments`].
     pub fn h264(&mut self, annexb: &Bytes, ts: u32, out: &mut Vec<Packet>) {
-        let nals: Vec<(usize, usize)> = nal_ranges(annexb)
-            .into_iter()
-            .filter(|&(s, e)| e > s && !matches!(annexb[s] & 0x1f, 9 | 12))
-            .collect();
-        let count = nals.len();
-        for (i, (s, e)) in nals.into_iter().enumerate() {
-            let last = i + 1 == count;
-            let nal = annexb.slice(s..e);
-            if nal.len() <= MAX_PAYLOAD {
-                out.push(self.packet(ts, last, None, nal));
-                continue;
+        for f in h264_fragments(annexb) {
+            out.push(self.packet(ts, f.last, f.fu, f.payload));
+        }
+    }
+
+    /// This stream's headers for a frame's shared fragments, all with
+    /// timestamp `ts`, appended to `out`: per fragment, with `interleaved`
+    /// the 4-byte `$` block header of RTSP's TCP transport (RFC 2326
+    /// §10.12), then the RTP header and the FU-A bytes, so that each
+    /// header followed by its fragment's payload is one packet
+    /// ([`Fragment::header_len`] says where each header ends).
+    pub fn headers(
+        &mut self,
+        frags: &[Fragment],
+        ts: u32,
+        interleaved: Option<u8>,
+        out: &mut Vec<u8>,
+    ) {
+        for f in frags {
+            let fu_len = if f.fu.is_some() { 2 } else { 0 };
+            let len = 12 + fu_len + f.payload.len();
+            if let Some(ch) = interleaved {
+                out.push(b'$');
+                out.push(ch);
+                // Fragments are at most MAX_PAYLOAD bytes, but a whole NAL
+                // or Opus frame is whatever it is: saturate rather than lie
+                // (a client then sees a short packet, never a desync).
+                out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
             }
-            let hdr = nal[0];
-            let indicator = (hdr & 0xe0) | 28; // F and NRI kept, type FU-A
-            let nal_type = hdr & 0x1f;
-            let body = nal.slice(1..);
-            let chunk = MAX_PAYLOAD - 2;
-            let mut off = 0;
-            while off < body.len() {
-                let end = (off + chunk).min(body.len());
-                let start_bit = if off == 0 { 0x80 } else { 0 };
-                let end_bit = if end == body.len() { 0x40 } else { 0 };
-                let fu = [indicator, start_bit | end_bit | nal_type];
-                let marker = last && end == body.len();
-                out.push(self.packet(ts, marker, Some(fu), body.slice(off..end)));
-                off = end;
+            out.extend_from_slice(&self.rtp_header(ts, f.last, f.payload.len() + fu_len));
+            if let Some(fu) = f.fu {
+                out.extend_from_slice(&fu);
             }
         }
     }
+}
+
+/// One RTP payload of a frame, the same for every session that sends it
+/// (only the RTP header differs: SSRC, sequence number, timestamp offset):
+/// a whole NAL unit or one FU-A fragment, and whether it ends the access
+/// unit (the marker bit).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fragment {
+    /// FU indicator and FU header (RFC 6184 §5.8), for FU-A fragments.
+    pub fu: Option<[u8; 2]>,
+    pub payload: Bytes,
+    pub last: bool,
+}
+
+impl Fragment {
+    /// The whole frame as one payload (Opus).
+    pub fn whole(payload: Bytes) -> Fragment {
+        Fragment {
+            fu: None,
+            payload,
+            last: false,
+        }
+    }
+
+    /// Bytes [`Packetizer::headers`] writes before this fragment's payload.
+    pub fn header_len(&self, interleaved: bool) -> usize {
+        4 * usize::from(interleaved) + 12 + if self.fu.is_some() { 2 } else { 0 }
+    }
+}
+
+/// An H.264 access unit (Annex B) as RTP payloads (RFC 6184 §5.1): NAL
+/// units that fit go whole; larger ones as FU-A fragments; the last carries
+/// the marker. Access unit delimiters and filler data are dropped (RFC 6184
+/// leaves them optional; they only cost bytes). SPS/PPS stay in-band, so a
+/// client gets new parameter sets with the keyframe that starts a new
+/// stream generation. The payloads are slices of `annexb` (no copy): a
+/// frame is split once and every session sends the same pieces.
+pub fn h264_fragments(annexb: &Bytes) -> Vec<Fragment> {
+    let nals: Vec<(usize, usize)> = nal_ranges(annexb)
+        .into_iter()
+        .filter(|&(s, e)| e > s && !matches!(annexb[s] & 0x1f, 9 | 12))
+        .collect();
+    let count = nals.len();
+    let mut out = Vec::with_capacity(count + annexb.len() / (MAX_PAYLOAD - 2));
+    for (i, (s, e)) in nals.into_iter().enumerate() {
+        let last = i + 1 == count;
+        let nal = annexb.slice(s..e);
+        if nal.len() <= MAX_PAYLOAD {
+            out.push(Fragment {
+                fu: None,
+                payload: nal,
+                last,
+            });
+            continue;
+        }
+        let hdr = nal[0];
+        let indicator = (hdr & 0xe0) | 28; // F and NRI kept, type FU-A
+        let nal_type = hdr & 0x1f;
+        let body = nal.slice(1..);
+        let chunk = MAX_PAYLOAD - 2;
+        let mut off = 0;
+        while off < body.len() {
+            let end = (off + chunk).min(body.len());
+            let start_bit = if off == 0 { 0x80 } else { 0 };
+            let end_bit = if end == body.len() { 0x40 } else { 0 };
+            out.push(Fragment {
+                fu: Some([indicator, start_bit | end_bit | nal_type]),
+                payload: body.slice(off..end),
+                last: last && end == body.len(),
+            });
+            off = end;
+        }
+    }
+    out
 }
 
 /// (start, end) of each NAL unit's bytes (header byte first, start codes
@@ -265,6 +344,37 @@ mod tests {
         assert_eq!(re, idr);
         let seqs: Vec<u16> = out.iter().map(|p| p.seq()).collect();
         assert_eq!(seqs, (10..15).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn shared_fragments_with_per_session_headers_are_the_same_packets() {
+        let mut idr = vec![0x65];
+        idr.extend((0..3000u32).map(|i| (i % 251) as u8 + 1));
+        let data = au(&[&[0x09, 0xf0], &[0x67, 0x42], &[0x68, 0xce], &idr]);
+        let mut a = Packetizer::new(7, 96, 65530);
+        let mut want = Vec::new();
+        a.h264(&data, 42, &mut want);
+        let frags = h264_fragments(&data);
+        let mut b = Packetizer::new(7, 96, 65530);
+        let mut heads = Vec::new();
+        b.headers(&frags, 42, Some(2), &mut heads);
+        // Header, payload, header, payload…: the interleaved stream.
+        let mut off = 0;
+        for (f, p) in frags.iter().zip(&want) {
+            let h = &heads[off..off + f.header_len(true)];
+            off += f.header_len(true);
+            assert_eq!(&h[..2], b"$\x02");
+            assert_eq!(usize::from(u16::from_be_bytes([h[2], h[3]])), p.len());
+            assert_eq!(&h[4..], p.header());
+            assert_eq!(f.payload, p.payload);
+        }
+        assert_eq!(off, heads.len());
+        assert_eq!(frags.len(), want.len());
+        assert_eq!(a.counts(), b.counts());
+        assert_eq!(a.next_seq(), b.next_seq());
+        let mut plain = Vec::new();
+        Packetizer::new(7, 96, 1).headers(&frags[..1], 0, None, &mut plain);
+        assert_eq!(plain.len(), frags[0].header_len(false));
     }
 
     #[test]

@@ -6,19 +6,26 @@
 //! accepts nothing for 10 s is dropped; until then its backlog is the
 //! hub's ring (it skips to a keyframe), never our memory, and no other
 //! viewer waits for it.
+//!
+//! Fan-out cost: each frame is split into RTP payloads once (`Fragments`),
+//! and a session only writes its own headers (sequence numbers, SSRC,
+//! timestamp offset, interleaved channel) and hands headers and the
+//! shared payloads to one `writev`; sessions are tasks of the
+//! multi-thread runtime, so they spread over its workers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use pinhole_hub::{Frame, TrackId, Viewer, VIDEO};
 use pinhole_media::Codec;
 use pinhole_rtsp::auth::{self as wire, Authorization};
-use pinhole_rtsp::rtp::{self, Packet, Packetizer};
+use pinhole_rtsp::rtp::{self, Fragment, Packetizer};
 use pinhole_rtsp::sdp::MediaDesc;
 use pinhole_rtsp::{rtcp, Action, Conn, Input, Media, Method, Request, Response, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -111,6 +118,48 @@ struct Shared {
     connections: Arc<ViewerLimits>,
     sessions: AtomicUsize,
     sdp_session: u64,
+    fragments: Fragments,
+}
+
+/// The latest frames split into RTP payloads, shared by the sessions that
+/// send them: the start-code scan and FU-A split of a frame then happen
+/// once, not once per session (with 50 sessions that was most of the
+/// server's time per frame). Keyed by the frame's allocation: a `Weak`
+/// keeps the address from being reused while the entry lives, without
+/// keeping the frame's bytes.
+#[derive(Default)]
+struct Fragments(Mutex<VecDeque<Split>>);
+
+/// A frame (by allocation) and its RTP payloads.
+type Split = (Weak<Frame>, Arc<[Fragment]>);
+
+/// Enough for every track's live edge and sessions a few frames behind;
+/// older frames are split again by whoever asks.
+const FRAGMENT_CACHE: usize = 8;
+
+impl Fragments {
+    fn of(&self, frame: &Arc<Frame>) -> Arc<[Fragment]> {
+        let key = Arc::as_ptr(frame);
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, f)) = lock().iter().find(|(w, _)| w.as_ptr() == key) {
+            return f.clone();
+        }
+        // Split outside the lock: two sessions may both split a frame
+        // (same result), none waits for another's split.
+        let f: Arc<[Fragment]> = if frame.is_video() {
+            rtp::h264_fragments(&frame.au.data).into()
+        } else {
+            Arc::new([Fragment::whole(frame.au.data.clone())])
+        };
+        let mut c = lock();
+        if !c.iter().any(|(w, _)| w.as_ptr() == key) {
+            if c.len() >= FRAGMENT_CACHE {
+                c.pop_front();
+            }
+            c.push_back((Arc::downgrade(frame), f.clone()));
+        }
+        f
+    }
 }
 
 /// Serves RTSP on `listeners` until `shutdown` completes.
@@ -124,6 +173,7 @@ pub async fn serve(
         connections: ViewerLimits::new(cfg.max_connections, cfg.max_connections_per_ip),
         sessions: AtomicUsize::new(0),
         sdp_session: random_u64() >> 2,
+        fragments: Fragments::default(),
         state,
         cfg,
     });
@@ -256,24 +306,46 @@ async fn connection(
     let idle_timeout = Duration::from_secs(u64::from(shared.cfg.session_timeout_secs));
     let mut last_input = Instant::now();
     let mut partial_since: Option<Instant> = None;
-    let mut scratch = Vec::with_capacity(64 * 1024);
+    let mut scratch = Vec::with_capacity(4 * 1024);
+    // One timer, moved only when what it waits for changes (not re-made
+    // for every frame sent: that was a timer-wheel insert per frame per
+    // session).
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut timer_on = false;
+    let mut armed_for = None;
     let End::Closed(reason) = loop {
         // When this connection next needs attention without input.
-        let now_us = state.clock.now_us();
-        let session_wait = conn
-            .deadline()
-            .map(|d| Duration::from_micros(d.saturating_sub(now_us)));
-        let conn_wait = match (partial_since, conn.has_session()) {
-            (Some(t), _) => Some((t + header_timeout).saturating_duration_since(Instant::now())),
-            (None, false) => {
-                Some((last_input + idle_timeout).saturating_duration_since(Instant::now()))
+        let key = (
+            conn.deadline(),
+            partial_since,
+            last_input,
+            conn.has_session(),
+        );
+        if armed_for != Some(key) {
+            armed_for = Some(key);
+            let now_us = state.clock.now_us();
+            let session_wait = conn
+                .deadline()
+                .map(|d| Duration::from_micros(d.saturating_sub(now_us)));
+            let conn_wait = match (partial_since, conn.has_session()) {
+                (Some(t), _) => {
+                    Some((t + header_timeout).saturating_duration_since(Instant::now()))
+                }
+                (None, false) => {
+                    Some((last_input + idle_timeout).saturating_duration_since(Instant::now()))
+                }
+                (None, true) => None,
+            };
+            let wait = match (session_wait, conn_wait) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            timer_on = wait.is_some();
+            if let Some(w) = wait {
+                timer.as_mut().reset(tokio::time::Instant::now() + w);
             }
-            (None, true) => None,
-        };
-        let wait = match (session_wait, conn_wait) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        }
         tokio::select! {
             _ = stop.changed() => break End::Closed("daemon shutting down"),
             r = rd.read_buf(&mut buf) => {
@@ -360,7 +432,8 @@ async fn connection(
             frame = next_frame(&mut playing) => {
                 let Some(frame) = frame else { break End::Closed("daemon shutting down") };
                 let Some(out) = outs.values_mut().find(|o| o.hub_track == frame.track.id) else { continue };
-                match send_frame(&frame, out, &mut wr, udp.as_deref(), peer.ip(), &mut scratch).await {
+                let frags = shared.fragments.of(&frame);
+                match send_frame(&frame, &frags, out, &wr, udp.as_deref(), peer.ip(), &mut scratch).await {
                     Ok(()) => {
                         if out.video {
                             state.send_latency.record(state.hub.age(frame.published_us));
@@ -369,7 +442,8 @@ async fn connection(
                     Err(why) => break End::Closed(why),
                 }
             }
-            _ = sleep_opt(wait) => {
+            _ = &mut timer, if timer_on => {
+                armed_for = None;
                 if conn.on_timeout(state.clock.now_us()) == Action::Teardown {
                     break End::Closed("session timed out");
                 }
@@ -383,13 +457,6 @@ async fn connection(
         }
     };
     tracing::debug!(%peer, reason, skipped = playing.as_ref().map(|p| p.viewer.skipped()), "rtsp connection ended");
-}
-
-async fn sleep_opt(d: Option<Duration>) {
-    match d {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 async fn next_frame(p: &mut Option<Playing>) -> Option<Arc<Frame>> {
@@ -658,14 +725,16 @@ fn rtp_ts(frame: &Frame, out: &Out) -> u32 {
     }
 }
 
-/// One frame of a track as RTP (and, once a second, an RTCP SR first).
+/// One frame of a track as RTP (and, once a second, an RTCP SR first):
+/// this session's headers around the frame's shared payloads.
 async fn send_frame(
     frame: &Frame,
+    frags: &[Fragment],
     out: &mut Out,
-    wr: &mut OwnedWriteHalf,
+    wr: &OwnedWriteHalf,
     udp: Option<&UdpPair>,
     ip: IpAddr,
-    scratch: &mut Vec<u8>,
+    heads: &mut Vec<u8>,
 ) -> Result<(), &'static str> {
     let ts = rtp_ts(frame, out);
     // The report first (counts as sent so far): the mapping of this
@@ -678,31 +747,29 @@ async fn send_frame(
         let (n, octets) = out.pk.counts();
         rtcp::sender_report(out.pk.ssrc, frame.au.wallclock_us, ts, n, octets, "pinhole")
     });
-    let mut packets: Vec<Packet> = Vec::new();
-    if out.video {
-        out.pk.h264(&frame.au.data, ts, &mut packets);
-    } else {
-        packets.push(out.pk.whole(frame.au.data.clone(), ts, false));
-    }
+    heads.clear();
     match out.transport {
         Transport::Tcp { rtp, rtcp } => {
-            scratch.clear();
-            let mut push = |ch: u8, parts: &[&[u8]]| {
-                let len: usize = parts.iter().map(|p| p.len()).sum();
-                scratch.push(b'$');
-                scratch.push(ch);
-                scratch.extend_from_slice(&(len as u16).to_be_bytes());
-                for p in parts {
-                    scratch.extend_from_slice(p);
-                }
-            };
             if let Some(sr) = &sr {
-                push(rtcp, &[sr]);
+                heads.push(b'$');
+                heads.push(rtcp);
+                heads.extend_from_slice(&(sr.len() as u16).to_be_bytes());
+                heads.extend_from_slice(sr);
             }
-            for p in &packets {
-                push(rtp, &[p.header(), &p.payload]);
+            let sr_len = heads.len();
+            out.pk.headers(frags, ts, Some(rtp), heads);
+            // The report, then header and payload of each packet: one
+            // writev for the whole frame.
+            let mut iov = Vec::with_capacity(1 + 2 * frags.len());
+            iov.push(IoSlice::new(&heads[..sr_len]));
+            let mut off = sr_len;
+            for f in frags {
+                let end = off + f.header_len(true);
+                iov.push(IoSlice::new(&heads[off..end]));
+                iov.push(IoSlice::new(&f.payload));
+                off = end;
             }
-            write(wr, scratch).await
+            write_all_vectored(wr, &mut iov).await
         }
         Transport::Udp {
             client_rtp,
@@ -714,18 +781,53 @@ async fn send_frame(
             if let Some(sr) = &sr {
                 let _ = udp.rtcp.send_to(sr, (ip, client_rtcp)).await;
             }
-            for p in &packets {
-                scratch.clear();
-                p.write_to(scratch);
+            out.pk.headers(frags, ts, None, heads);
+            let mut packet = Vec::with_capacity(rtp::MAX_PAYLOAD + 16);
+            let mut off = 0;
+            for f in frags {
+                let end = off + f.header_len(false);
+                packet.clear();
+                packet.extend_from_slice(&heads[off..end]);
+                packet.extend_from_slice(&f.payload);
+                off = end;
                 // A full socket buffer or an unreachable port is packet
                 // loss, as on any network: never a reason to stall.
                 let _ = udp
                     .rtp
-                    .try_send_to(scratch, SocketAddr::new(ip, client_rtp));
+                    .try_send_to(&packet, SocketAddr::new(ip, client_rtp));
             }
             Ok(())
         }
     }
+}
+
+/// Writes all of `bufs`. The usual case, a socket with room, costs one
+/// `writev` and no timer; a full one is waited for, up to SEND_TIMEOUT in
+/// all, before the client counts as not reading.
+async fn write_all_vectored(
+    wr: &OwnedWriteHalf,
+    mut bufs: &mut [IoSlice<'_>],
+) -> Result<(), &'static str> {
+    // Linux takes at most IOV_MAX (1024) slices per call.
+    const IOV_MAX: usize = 1024;
+    let mut deadline = None;
+    while !bufs.is_empty() {
+        match wr.try_write_vectored(&bufs[..bufs.len().min(IOV_MAX)]) {
+            Ok(0) => return Err("connection lost"),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let d = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + SEND_TIMEOUT);
+                match tokio::time::timeout_at(d, wr.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err("connection lost"),
+                    Err(_) => return Err("client stopped reading"),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Err("connection lost"),
+        }
+    }
+    Ok(())
 }
 
 fn random_u64() -> u64 {
@@ -747,4 +849,47 @@ fn random_hex(bytes: usize) -> String {
         return format!("{:016x}", random_u64());
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// More slices than one writev takes (IOV_MAX) and more bytes than the
+    /// socket buffer holds: every byte arrives, in order.
+    #[tokio::test]
+    async fn vectored_write_of_many_slices_through_a_full_socket() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), l.accept());
+        let mut client = client.unwrap();
+        let (_rd, wr) = server.unwrap().0.into_split();
+        let chunks: Vec<Vec<u8>> = (0..3000u32)
+            .map(|i| vec![(i % 251) as u8; 1 + (i as usize % 1400)])
+            .collect();
+        let want: Vec<u8> = chunks.concat();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 7000];
+            loop {
+                // Slowly at first, so the writer meets a full socket.
+                if got.len() < 200_000 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                match client.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            got
+        });
+        let mut iov: Vec<IoSlice> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        write_all_vectored(&wr, &mut iov).await.unwrap();
+        drop(wr);
+        drop(_rd);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want);
+    }
 }

@@ -6,6 +6,8 @@
 //!   datagrams and the next deadline out.
 //! - [`start`]: how a new viewer starts (on a fresh keyframe) and how
 //!   keyframe requests are rate-limited (pure).
+//! - [`publish`]: the sending side (WHIP push): our offer, the server's
+//!   answer, we check ICE; sans-I/O like `session`.
 //! - [`tcp`]: ICE-TCP framing (RFC 4571, pure).
 //! - [`endpoint`]: the I/O shell: one UDP socket for every session, a task per
 //!   session pulling frames from the hub at its own pace.
@@ -16,6 +18,7 @@
 pub mod endpoint;
 pub mod error;
 pub mod offer;
+pub mod publish;
 pub mod session;
 pub mod start;
 pub mod stun;

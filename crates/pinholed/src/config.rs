@@ -169,6 +169,11 @@ impl Default for OnvifConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PushConfig {
     pub url: String,
+    /// A CA certificate (PEM file) trusted for this target's TLS
+    /// (`rtmps://`, `whip+https://`) besides the built-in roots: for a
+    /// server with a private or self-signed certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PushConfig {
@@ -176,7 +181,10 @@ impl std::fmt::Debug for PushConfig {
         let url = pinhole_push::PushUrl::parse(&self.url)
             .map(|u| u.redacted())
             .unwrap_or_else(|_| "(invalid)".into());
-        f.debug_struct("PushConfig").field("url", &url).finish()
+        f.debug_struct("PushConfig")
+            .field("url", &url)
+            .field("tls_ca", &self.tls_ca)
+            .finish()
     }
 }
 
@@ -638,7 +646,10 @@ impl Config {
             cfg.push = cli
                 .push
                 .iter()
-                .map(|url| PushConfig { url: url.clone() })
+                .map(|url| PushConfig {
+                    url: url.clone(),
+                    tls_ca: None,
+                })
                 .collect();
         }
         cfg.validate()?;
@@ -659,6 +670,11 @@ impl Config {
             // The error says what is wrong, never the key.
             if let Err(e) = pinhole_push::PushUrl::parse(&p.url) {
                 return bad("push.url", e.to_string());
+            }
+            if let Some(ca) = &p.tls_ca {
+                if !ca.is_absolute() {
+                    return bad("push.tls_ca", "an absolute path to a PEM file".into());
+                }
             }
         }
         // `auto` (the camera's own microphone) is resolved by the daemon.
@@ -813,16 +829,25 @@ mod tests {
         assert_eq!(
             cfg.push,
             vec![PushConfig {
-                url: "rtmp://c.example/live/x".into()
+                url: "rtmp://c.example/live/x".into(),
+                tls_ca: None,
             }]
         );
         // A bad URL is named, without its key.
         let mut bad = Config::default();
         bad.push.push(PushConfig {
-            url: "rtmps://h/live/sekrit".into(),
+            url: "rtmpx://h/live/sekrit".into(),
+            tls_ca: None,
         });
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("push.url") && !e.contains("sekrit"), "{e}");
+        let mut rel = Config::default();
+        rel.push.push(PushConfig {
+            url: "rtmps://h/live/k".into(),
+            tls_ca: Some("ca.pem".into()),
+        });
+        let e = rel.validate().unwrap_err().to_string();
+        assert!(e.contains("push.tls_ca"), "{e}");
     }
 
     #[test]

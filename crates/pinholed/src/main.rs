@@ -332,7 +332,8 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
     let push = pinhole_push::PushSet::new(state.hub.clone());
     for p in &cfg.push {
         match pinhole_push::PushUrl::parse(&p.url) {
-            Ok(url) => {
+            Ok(mut url) => {
+                url.tls_ca = p.tls_ca.clone();
                 tracing::info!(target = %url.redacted(), "push");
                 push.add(url);
             }

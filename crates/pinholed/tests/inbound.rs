@@ -11,8 +11,11 @@
 //! unless `CI` is set.
 
 mod common;
+#[path = "../../pinhole-push/tests/common/nginx_rtmp.rs"]
+mod nginx_rtmp;
+use nginx_rtmp::NginxRtmp;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const KEY: &str = "inbound-test-key-0123456789";
@@ -168,33 +171,12 @@ async fn listeners_answer_the_lan_only_and_push_reaches_the_internet() {
 
     // The "internet" media server: nginx-rtmp inside its namespace.
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().display().to_string();
-    std::fs::write(
-        dir.path().join("nginx.conf"),
-        format!(
-            "load_module /usr/lib/nginx/modules/ngx_rtmp_module.so;\n\
-             daemon off;\npid {root}/nginx.pid;\nerror_log {root}/error.log info;\n\
-             events {{ worker_connections 64; }}\n\
-             rtmp {{ server {{ listen {}:1935; chunk_size 4096;\n\
-               application live {{ live on; record off; }} }} }}\n",
-            inet.ns_ip
-        ),
-    )
-    .unwrap();
-    let _nginx = Killed(
-        inet.exec(&["nginx", "-p", &root, "-c", &format!("{root}/nginx.conf")])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("nginx (ci/install-deps.sh)"),
+    let _nginx = NginxRtmp::start_in(
+        dir.path(),
+        &inet.ns_ip,
+        1935,
+        &["ip", "netns", "exec", &inet.name],
     );
-    let t = Instant::now();
-    while std::net::TcpStream::connect((inet.ns_ip.as_str(), 1935)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "nginx-rtmp did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let data = tempfile::tempdir().unwrap();
     let url = format!("rtmp://{}:1935/live/{KEY}", inet.ns_ip);

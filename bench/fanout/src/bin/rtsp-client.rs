@@ -43,6 +43,12 @@ struct Shared {
     measuring: AtomicBool,
     /// Latency samples (µs) in the window.
     samples: Mutex<Vec<u32>>,
+    /// The same split by frame kind (keyframe: an IDR or SPS NAL in the
+    /// access unit), to see where the tail sits.
+    key_samples: Mutex<Vec<u32>>,
+    delta_samples: Mutex<Vec<u32>>,
+    /// Per session (in start order): its median latency (µs).
+    session_p50: Mutex<Vec<(usize, u32)>>,
     frames: Mutex<Vec<u64>>,
     lost: AtomicU64,
     failed: AtomicU64,
@@ -119,6 +125,12 @@ async fn client(i: usize, port: u16, shared: Arc<Shared>) -> std::io::Result<()>
     // its own further in).
     let mut first_in_au = true;
     let mut local = Vec::new();
+    let mut local_key = Vec::new();
+    let mut local_delta = Vec::new();
+    let mut all = Vec::new();
+    // The stamp of the access unit being received and whether it is a keyframe.
+    let mut pending: Option<u32> = None;
+    let mut is_key = false;
     let mut tmp = vec![0u8; 256 * 1024];
     loop {
         // Whole interleaved blocks out of the buffer.
@@ -138,17 +150,38 @@ async fn client(i: usize, port: u16, shared: Arc<Shared>) -> std::io::Result<()>
                 }
                 last_seq = Some(seq);
                 let payload = &p[12..];
-                let first = std::mem::replace(&mut first_in_au, p[1] & 0x80 != 0);
+                let marker = p[1] & 0x80 != 0;
+                let first = std::mem::replace(&mut first_in_au, marker);
+                if first {
+                    is_key = false;
+                }
+                // Keyframe: SPS, IDR, or an FU-A fragment of an IDR.
+                match payload[0] & 0x1f {
+                    5 | 7 => is_key = true,
+                    28 if payload.len() > 1 && payload[1] & 0x1f == 5 => is_key = true,
+                    _ => {}
+                }
                 if first && payload[0] & 0x1f == 6 && payload.len() < 64 {
                     let mut nal = vec![0, 0, 0, 1];
                     nal.extend_from_slice(payload);
                     if let Some(t) = find_timestamp_sei(&nal) {
                         if shared.measuring.load(Ordering::Relaxed) {
-                            local.push(wall_us().saturating_sub(t) as u32);
+                            pending = Some(wall_us().saturating_sub(t) as u32);
                         }
                     }
                 }
-                if p[1] & 0x80 != 0 && shared.measuring.load(Ordering::Relaxed) {
+                if marker {
+                    if let Some(us) = pending.take() {
+                        local.push(us);
+                        all.push(us);
+                        if is_key {
+                            local_key.push(us);
+                        } else {
+                            local_delta.push(us);
+                        }
+                    }
+                }
+                if marker && shared.measuring.load(Ordering::Relaxed) {
                     frames += 1;
                 }
             }
@@ -182,6 +215,24 @@ async fn client(i: usize, port: u16, shared: Arc<Shared>) -> std::io::Result<()>
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .append(&mut local);
+    shared
+        .key_samples
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .append(&mut local_key);
+    shared
+        .delta_samples
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .append(&mut local_delta);
+    all.sort_unstable();
+    if let Some(p50) = percentile(&all, 0.5) {
+        shared
+            .session_p50
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((i, p50));
+    }
     shared
         .frames
         .lock()
@@ -231,6 +282,25 @@ async fn main() {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let sorted = |m: &Mutex<Vec<u32>>| {
+        let mut v = m.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        v.sort_unstable();
+        v
+    };
+    let key = sorted(&shared.key_samples);
+    let delta = sorted(&shared.delta_samples);
+    // Median latency of the sessions by start order, in five groups: does
+    // the tail follow the order in which sessions are served?
+    let mut by_session = shared
+        .session_p50
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    by_session.sort_unstable();
+    let groups: Vec<f64> = by_session
+        .chunks(by_session.len().div_ceil(5).max(1))
+        .map(|c| c.iter().map(|&(_, v)| f64::from(v)).sum::<f64>() / c.len() as f64 / 1e3)
+        .collect();
     let name = "pinhole_send_latency_seconds";
     let hist = Histogram::from_prometheus(&m1, name).since(&Histogram::from_prometheus(&m0, name));
     let q = |p: f64| hist.quantile(p).map(|(est, _, hi)| (est * 1e3, hi * 1e3));
@@ -242,6 +312,10 @@ async fn main() {
             "clients": cli.clients,
             "failed": shared.failed.load(Ordering::Relaxed),
             "server_cpu_pct": (t1.saturating_sub(t0)) as f64 / CLK_TCK / window * 100.0,
+            // The server's CPU time per published frame (30 fps): on one
+            // core the last session's write cannot come sooner than this,
+            // whatever the load (it excludes time spent waiting for a CPU).
+            "server_cpu_ms_per_frame": (t1.saturating_sub(t0)) as f64 / CLK_TCK * 1e3 / (window * 30.0),
             "server_wait_ms_per_s": (w1.saturating_sub(w0)) as f64 / 1e6 / window,
             "server_rss_mib": rss as f64 / 1024.0,
             "server_hwm_mib": hwm as f64 / 1024.0,
@@ -250,6 +324,11 @@ async fn main() {
             "client_p50_ms": ms(percentile(&samples, 0.5)),
             "client_p99_ms": ms(percentile(&samples, 0.99)),
             "client_max_ms": samples.last().map(|u| f64::from(*u) / 1e3),
+            "client_key_p50_ms": ms(percentile(&key, 0.5)),
+            "client_key_p99_ms": ms(percentile(&key, 0.99)),
+            "client_delta_p50_ms": ms(percentile(&delta, 0.5)),
+            "client_delta_p99_ms": ms(percentile(&delta, 0.99)),
+            "session_p50_by_start_fifth_ms": groups,
             "samples": samples.len(),
             "frames_min": frames.iter().min(),
             "frames_max": frames.iter().max(),

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pinhole_hub::Hub;
+use pinhole_hub::{Hub, HubConfig};
 use pinhole_media::{AccessUnit, AccessUnitAssembler, Clock, SystemClock};
+use pinhole_push::{PushTarget, PushUrl};
 
 pub mod nginx_rtmp;
 
@@ -71,5 +72,90 @@ pub fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A hub fed with the test stream on its own thread, and a runtime for push
+/// targets; the feeder stops and the hub closes when it is dropped.
+pub struct Fed {
+    pub rt: tokio::runtime::Runtime,
+    pub hub: Arc<Hub>,
+    stop: Arc<AtomicBool>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+    sound: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Fed {
+    pub fn new() -> Fed {
+        let clock = Arc::new(SystemClock::new());
+        let hub = Hub::with_clock(HubConfig::default(), clock.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let feeder = {
+            let (hub, stop) = (hub.clone(), stop.clone());
+            std::thread::spawn(move || feed(hub, clock, stop, Arc::new(AtomicBool::new(false))))
+        };
+        Fed {
+            rt: tokio::runtime::Runtime::new().unwrap(),
+            hub,
+            stop,
+            feeder: Some(feeder),
+            sound: None,
+        }
+    }
+
+    /// With sound too: Opus silence, 20 ms packets, on an audio track.
+    pub fn with_sound() -> Fed {
+        let mut fed = Fed::new();
+        let ogg = pinhole_media::opus::read_ogg(include_bytes!(
+            "../../../pinhole-media/testdata/opus_silence_mono_48k_20ms.opus"
+        ))
+        .unwrap();
+        let hub = fed.hub.clone();
+        let track = hub
+            .add_track(pinhole_media::Codec::Opus(ogg.config.clone()))
+            .unwrap();
+        let stop = fed.stop.clone();
+        fed.sound = Some(std::thread::spawn(move || {
+            let clock = hub.clock().clone();
+            let start = clock.now_us();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for p in &ogg.packets {
+                    let due = start + n * 20_000;
+                    while clock.now_us() < due {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    hub.publish_on(
+                        track,
+                        AccessUnit {
+                            data: p.clone(),
+                            pts_us: due,
+                            wallclock_us: clock.wall_us(),
+                            keyframe: true,
+                        },
+                    );
+                    n += 1;
+                }
+            }
+        }));
+        fed
+    }
+
+    pub fn push(&self, url: &str) -> PushTarget {
+        let _g = self.rt.enter();
+        PushTarget::spawn(self.hub.clone(), PushUrl::parse(url).unwrap())
+    }
+}
+
+impl Drop for Fed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in [self.feeder.take(), self.sound.take()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = t.join();
+        }
+        self.hub.close();
     }
 }
