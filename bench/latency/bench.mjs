@@ -371,9 +371,10 @@ async function main() {
       }
     }
 
-    // Steadiness: one long run each for both MSE and both WebCodecs modes; first vs last minute.
+    // Steadiness: one long run each for both MSE and both WebCodecs modes and WebRTC (no creep
+    // over 5 minutes: issue 17); first vs last minute. `--only webrtc,webrtc-long`: WebRTC alone.
     if (LONG_S > 0) {
-      for (const p of probes.filter((x) => ['mse', 'mse-immediate', 'webcodecs', 'webcodecs-immediate'].includes(x.id))) {
+      for (const p of probes.filter((x) => ['mse', 'mse-immediate', 'webcodecs', 'webcodecs-immediate', 'webrtc'].includes(x.id))) {
         const id = `${p.id}-long`;
         if (only && !only.has(id) && !only.has(p.id)) continue;
         log(`probe ${id}: ${LONG_S} s (load ${loadavg()})`);

@@ -1,6 +1,8 @@
 // `/?player=webrtc`: the page's WHEP client plays the daemon's 720p test pattern over WebRTC
-// (Chromium's own stack against ours), stops cleanly (its session DELETEd, none left on the
-// server), and says why when the server refuses it (session limit 503, viewer login 401).
+// (Chromium's own stack against ours) with its sound (`--audio test`), survives an ICE restart
+// on the same session (WHEP PATCH), stops cleanly (its session DELETEd, none left on the
+// server), plays over ICE-TCP when Chromium may not use UDP, and says why when the server
+// refuses it (session limit 503, viewer login 401).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -23,7 +25,7 @@ before(async () => {
   fs.mkdirSync(path.join(dir, 'data'));
   daemon = await startDaemon(await freePort(), {
     extraArgs: ['--config', path.join(dir, 'pinhole.toml'), '--data-dir', path.join(dir, 'data'),
-      '--webrtc-listen', '127.0.0.1:0'],
+      '--webrtc-listen', '127.0.0.1:0', '--webrtc-tcp-listen', '127.0.0.1:0', '--audio', 'test'],
   });
   // Chromium leaves loopback out of WebRTC unless told: the daemon's one candidate is 127.0.0.1.
   ctx = await launchBrowser({ extraArgs: ['--allow-loopback-in-peer-connection'] });
@@ -38,6 +40,24 @@ async function sessions(cookie) {
   const s = await (await fetch(`${daemon.base}/api/status`, { headers: cookie ? { cookie } : {} })).json();
   return s.webrtc?.sessions;
 }
+
+/** The player's RTCPeerConnection stats we look at: inbound audio, the transport. */
+const rtcStats = (page) => page.evaluate(async () => {
+  const pc = window.pinhole.player.pc;
+  if (!pc) return null;
+  const out = { audio: null, transport: null, local: null, remote: null };
+  const all = new Map();
+  (await pc.getStats()).forEach((s) => {
+    all.set(s.id, s);
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audio = s;
+    if (s.type === 'transport') out.transport = s;
+  });
+  const pair = all.get(out.transport?.selectedCandidatePairId);
+  out.local = all.get(pair?.localCandidateId)?.protocol ?? null;
+  out.remote = all.get(pair?.remoteCandidateId)?.protocol ?? null;
+  out.codec = out.audio ? all.get(out.audio.codecId)?.mimeType : null;
+  return out;
+});
 
 const stateText = (page) => page.evaluate(() => document.getElementById('state-text')?.textContent ?? '');
 
@@ -56,9 +76,13 @@ test('the WebRTC player plays 720p, counts frames, and DELETEs its session on st
       const count = () => { window.rvfc++; v.requestVideoFrameCallback(count); };
       v.requestVideoFrameCallback(count);
     });
+    // Sound on: the audio track plays through the <video> element.
+    await page.evaluate(() => window.pinhole.player.setMuted(false));
     const a = await page.evaluate(() => window.pinhole.stats());
+    const ra = await rtcStats(page);
     await sleep(3000);
     const b = await page.evaluate(() => window.pinhole.stats());
+    const rb = await rtcStats(page);
     const presented = await page.evaluate(() => window.rvfc);
     const size = await page.evaluate(() => { const v = document.querySelector('video'); return [v.videoWidth, v.videoHeight]; });
     t.diagnostic(`decoded ${a.decodedFrames} -> ${b.decodedFrames} in 3 s, presented ${presented}, fps ${b.fps?.toFixed(1)}, delay estimate ${b.delay != null ? Math.round(b.delay * 1000) : '?'} ms, rtt ${b.rtt}, lost ${b.packetsLost}, codec ${b.codec}`);
@@ -69,6 +93,32 @@ test('the WebRTC player plays 720p, counts frames, and DELETEs its session on st
     assert.ok(presented >= 30, `only ${presented} frames presented in 3 s`);
     assert.match(b.codec ?? '', /H264/i);
     assert.ok(b.delay != null && b.delay < 1, `delay estimate ${b.delay}`);
+    // Sound: Opus packets arrive and the browser's audio pipeline plays them out (samples
+    // received grow at ~48 kHz; 50 packets/s). Half of that under load still counts.
+    const pk = (rb.audio?.packetsReceived ?? 0) - (ra.audio?.packetsReceived ?? 0);
+    const smp = (rb.audio?.totalSamplesReceived ?? 0) - (ra.audio?.totalSamplesReceived ?? 0);
+    t.diagnostic(`audio: ${pk} packets, ${smp} samples in 3 s, concealed ${rb.audio?.concealedSamples}, codec ${rb.codec}`);
+    assert.match(rb.codec ?? '', /opus/i);
+    assert.ok(pk >= 75, `only ${pk} audio packets in 3 s`);
+    assert.ok(smp >= 72000, `only ${smp} audio samples played in 3 s`);
+    assert.ok(await page.evaluate(() => window.pinhole.player.audioState() != null), 'no sound button');
+    assert.equal(await sessions(), 1);
+
+    // ICE restart on the same session: new credentials both ways (PATCH), Chromium checks
+    // and selects a pair with the new ones, the picture goes on, still one session.
+    const etag = await page.evaluate(() => window.pinhole.player.etag);
+    const changes = ra.transport.selectedCandidatePairChanges;
+    assert.equal(await page.evaluate(() => window.pinhole.player.iceRestart()), true, 'ICE restart refused');
+    assert.notEqual(await page.evaluate(() => window.pinhole.player.etag), etag, 'no new ETag');
+    const restarted = await waitFor(async () => {
+      const r = await rtcStats(page);
+      return r.transport.selectedCandidatePairChanges > changes && r.transport.iceState === 'connected';
+    }, { timeoutMs: 10000 });
+    assert.ok(restarted, `no pair selected after the restart: ${JSON.stringify((await rtcStats(page)).transport)}`);
+    const c = (await page.evaluate(() => window.pinhole.stats())).decodedFrames;
+    await sleep(2000);
+    const d = (await page.evaluate(() => window.pinhole.stats())).decodedFrames;
+    assert.ok(d - c >= 20, `decoded ${c} -> ${d} in 2 s after the ICE restart`);
     assert.equal(await sessions(), 1);
     // Stop: switching player ends the session on the server.
     await page.selectOption('#player-select', 'mjpeg');
@@ -80,6 +130,42 @@ test('the WebRTC player plays 720p, counts frames, and DELETEs its session on st
   } finally {
     await page.close();
   }
+});
+
+test('ICE-TCP: Chromium plays over the daemon\'s passive TCP candidate when it has no UDP one', { skip }, async (t) => {
+  // As behind a firewall that blocks UDP: the answer reaches the page without our UDP
+  // candidate, so Chromium's ICE can only connect to our TCP port (an ICE-lite server never
+  // sends checks, so no UDP path appears by itself). (Chromium's
+  // --force-webrtc-ip-handling-policy=disable_non_proxied_udp still used UDP on loopback.)
+  const page = await newPage(ctx);
+  await page.route('**/whep', async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    const r = await route.fetch();
+    const body = (await r.text()).split('\r\n').filter((l) => !/^a=candidate:\S+ \d+ udp /i.test(l)).join('\r\n');
+    await route.fulfill({ response: r, body });
+  });
+  try {
+    const st = await (await fetch(`${daemon.base}/api/status`)).json();
+    assert.ok(st.webrtc.tcp_candidates.length >= 1, JSON.stringify(st.webrtc));
+    await page.goto(`${daemon.base}/?player=webrtc`);
+    const playing = await waitFor(() => page.evaluate(() => window.pinhole?.stats().state === 'playing'), { timeoutMs: 15000 });
+    assert.ok(playing, `never "playing": ${await stateText(page)}`);
+    const r = await rtcStats(page);
+    const a = (await page.evaluate(() => window.pinhole.stats())).decodedFrames;
+    await sleep(2000);
+    const b = (await page.evaluate(() => window.pinhole.stats())).decodedFrames;
+    t.diagnostic(`selected pair: ${r.local} -> ${r.remote}; decoded ${a} -> ${b} in 2 s`);
+    assert.equal(r.local, 'tcp');
+    assert.equal(r.remote, 'tcp');
+    assert.ok(b - a >= 20, `decoded ${a} -> ${b} in 2 s over TCP`);
+  } catch (e) {
+    console.log(page.logs.join('\n'));
+    throw e;
+  } finally {
+    await page.evaluate(() => window.pinhole?.player?.stop()).catch(() => {});
+    await page.unroute('**/whep');
+  }
+  assert.ok(await waitFor(async () => (await sessions()) === 0, { timeoutMs: 3000 }), 'the session outlived the player');
 });
 
 test('refusals say why: the session limit (503), then a viewer login (401)', { skip }, async () => {

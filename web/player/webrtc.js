@@ -12,6 +12,7 @@ import { Backoff, RateMeter } from './util.js';
 
 const STATS_EVERY_MS = 500;
 const DISCONNECTED_GRACE_MS = 4000; // ICE "disconnected" this long: start over
+const RESTART_AFTER_MS = 1500; // ICE "disconnected" this long: try an ICE restart first
 // No picture this long after the answer: UDP to the camera is likely blocked (a remote
 // proxy, a firewall). Before the first picture that is an error (Auto moves on), after one a
 // retry.
@@ -172,6 +173,11 @@ export class WebRtcPlayer {
       const s = pc.connectionState;
       if (s === 'failed') this._fail('WebRTC connection failed (is UDP to the camera blocked?)');
       else if (s === 'disconnected') {
+        // A changed network (Wi-Fi to wired, a new address): new ICE credentials on the same
+        // session (PATCH) keep the decoder and the session; if that does not help, start over.
+        this._after(RESTART_AFTER_MS, () => {
+          if (pc === this.pc && pc.connectionState === 'disconnected') this.iceRestart();
+        });
         this._after(DISCONNECTED_GRACE_MS, () => {
           if (pc === this.pc && pc.connectionState === 'disconnected') this._retry('WebRTC connection lost');
         });
@@ -207,6 +213,41 @@ export class WebRtcPlayer {
       });
     } catch (e) {
       if (pc === this.pc) this._retry(`WebRTC: ${e?.message ?? e}`);
+    }
+  }
+
+  /**
+   * ICE restart on the same session (WHEP PATCH, RFC 9725 §4.4): new ICE credentials in an
+   * sdpfrag, the server's new ones in the answer fragment, put into the answer we have.
+   * Resolves true when the server took it.
+   */
+  async iceRestart() {
+    const pc = this.pc;
+    if (!pc || !this.resource || !pc.remoteDescription) return false;
+    try {
+      const offer = await pc.createOffer({ iceRestart: true });
+      await pc.setLocalDescription(offer);
+      const ufrag = /a=ice-ufrag:(\S+)/.exec(offer.sdp)?.[1];
+      const pwd = /a=ice-pwd:(\S+)/.exec(offer.sdp)?.[1];
+      const r = await fetch(this.resource, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/trickle-ice-sdpfrag', 'if-match': this.etag || '*' },
+        body: `a=ice-ufrag:${ufrag}\r\na=ice-pwd:${pwd}\r\n`,
+        cache: 'no-store',
+      });
+      if (pc !== this.pc || r.status !== 200) return false;
+      const frag = await r.text();
+      const u = /a=ice-ufrag:(\S+)/.exec(frag)?.[1];
+      const p = /a=ice-pwd:(\S+)/.exec(frag)?.[1];
+      if (!u || !p) return false;
+      this.etag = r.headers.get('etag') || this.etag;
+      const sdp = pc.remoteDescription.sdp
+        .replace(/a=ice-ufrag:\S+/g, `a=ice-ufrag:${u}`)
+        .replace(/a=ice-pwd:\S+/g, `a=ice-pwd:${p}`);
+      await pc.setRemoteDescription({ type: 'answer', sdp });
+      return true;
+    } catch {
+      return false;
     }
   }
 

@@ -113,6 +113,9 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
             json!({
                 "udp": ep.local_addr().to_string(),
                 "candidates": ep.candidates().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+                // ICE-TCP fallback (null: off) and its passive candidates.
+                "tcp": ep.tcp_addr().map(|a| a.to_string()),
+                "tcp_candidates": ep.tcp_candidates().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
                 "sessions": w.sessions,
                 "sessions_total": w.sessions_total,
                 "refused_full": w.refused_full,
@@ -121,6 +124,16 @@ pub(crate) fn json(state: &Arc<AppState>, admin: bool) -> Value {
                 "keyframe_requests": w.keyframe_requests,
                 "nacks": w.nacks,
                 "refused_packets": w.refused_packets,
+                "packets_sent": w.packets_sent,
+                "bytes_sent": w.bytes_sent,
+                "send_errors": w.send_errors,
+                "queue_drops": w.queue_drops,
+                // Frame published → sent, per viewer: counts per bucket (µs
+                // upper bounds; the last is everything above).
+                "send_delay_us": {
+                    "le": pinhole_webrtc::endpoint::SEND_DELAY_BUCKETS_US,
+                    "counts": w.send_delay,
+                },
             })
         }),
         // Push targets (URLs with their stream keys hidden): configuration,

@@ -1,6 +1,7 @@
 //! WHEP (RFC 9725): WebRTC playback over four HTTP calls. `POST /whep`
 //! with an SDP offer makes a session (201, the answer, `Location`,
-//! `ETag`); `PATCH /whep/<id>` trickles ICE candidates; `DELETE
+//! `ETag`); `PATCH /whep/<id>` trickles ICE candidates or restarts ICE
+//! (new credentials: 200 with ours); `DELETE
 //! /whep/<id>` ends it; `OPTIONS` lists the ICE servers as `Link`
 //! headers. The same under `/stream/whep` (mediamtx's URL shape, which
 //! Mainsail's and Fluidd's `webrtc-mediamtx` camera type builds from a
@@ -124,10 +125,21 @@ pub(crate) async fn handle(
             let body = crate::limits::read_body(req.into_body(), MAX_BODY).await?;
             let frag = std::str::from_utf8(&body)
                 .map_err(|_| ServerError::BadRequest("the fragment is not UTF-8 text".into()))?;
-            ep.patch(id, if_match.as_deref(), frag).await?;
-            let mut resp = full(StatusCode::NO_CONTENT, "text/plain", "");
-            resp.headers_mut().remove(header::CONTENT_TYPE);
-            Ok(resp)
+            match ep.patch(id, if_match.as_deref(), frag).await? {
+                pinhole_webrtc::PatchAnswer::Trickle => {
+                    let mut resp = full(StatusCode::NO_CONTENT, "text/plain", "");
+                    resp.headers_mut().remove(header::CONTENT_TYPE);
+                    Ok(resp)
+                }
+                // ICE restart (RFC 9725 §4.4): our new credentials, new ETag.
+                pinhole_webrtc::PatchAnswer::Restart { fragment, etag } => {
+                    let mut resp =
+                        full(StatusCode::OK, "application/trickle-ice-sdpfrag", fragment);
+                    put(&mut resp, header::ETAG, &etag);
+                    expose(&mut resp);
+                    Ok(resp)
+                }
+            }
         }
         ("DELETE", Some(id)) => {
             ep.delete(id)?;

@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 
 use pinhole_hub::{Hub, Viewer};
 use pinhole_media::{Clock, Codec};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::offer::{check_offer, parse_fragment};
-use crate::session::{Session, SessionStats, Shared};
+use crate::session::{Patched, Session, SessionStats, Shared};
 use crate::start::{Join, Joiner, KeyframeGate};
 use crate::WebrtcError;
 
@@ -47,6 +48,10 @@ impl IceServer {
 pub struct EndpointConfig {
     /// The UDP address every session shares (default `0.0.0.0:8189`).
     pub listen: SocketAddr,
+    /// ICE-TCP (RFC 6544, passive: viewers connect) on this TCP address, a
+    /// fallback where UDP is blocked. Port 0: the UDP port's number when
+    /// free, else any.
+    pub tcp_listen: Option<SocketAddr>,
     /// Offer every non-loopback interface address as a host candidate.
     pub lan_candidates: bool,
     /// More candidate addresses (a public or forwarded address; the QEMU
@@ -64,6 +69,7 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         EndpointConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8189)),
+            tcp_listen: None,
             lan_candidates: true,
             extra_candidates: Vec::new(),
             ice_servers: Vec::new(),
@@ -71,6 +77,21 @@ impl Default for EndpointConfig {
             accept_from: Default::default(),
         }
     }
+}
+
+/// What a `PATCH` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PatchAnswer {
+    /// Candidates taken: 204.
+    Trickle,
+    /// ICE restart: 200 with our answer fragment and the session's new ETag.
+    Restart { fragment: String, etag: String },
+}
+
+fn ufrag_of(fragment: &str) -> Option<&str> {
+    fragment
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:"))
 }
 
 /// A session made by `POST /whep`.
@@ -82,10 +103,11 @@ pub struct Created {
 }
 
 enum Cmd {
-    Packet(SocketAddr, Vec<u8>),
+    /// From, data, on ICE-TCP.
+    Packet(SocketAddr, Vec<u8>, bool),
     Remote(
         crate::offer::Fragment,
-        oneshot::Sender<Result<(), WebrtcError>>,
+        oneshot::Sender<Result<Patched, WebrtcError>>,
     ),
     Close,
 }
@@ -101,7 +123,8 @@ struct Handle {
 struct Table {
     by_id: HashMap<String, Handle>,
     by_ufrag: HashMap<String, String>,
-    by_addr: HashMap<SocketAddr, String>,
+    /// (ICE-TCP, the viewer's address) → session id.
+    by_addr: HashMap<(bool, SocketAddr), String>,
 }
 
 /// Totals for `/metrics` and `/api/status`.
@@ -117,11 +140,41 @@ pub struct EndpointStats {
     pub unrouted_packets: u64,
     /// From addresses `accept_from` refuses.
     pub refused_packets: u64,
+    /// Datagrams (RTP, RTCP, STUN, DTLS) sent to viewers, resends included.
+    pub packets_sent: u64,
+    pub bytes_sent: u64,
+    /// Datagrams the socket refused to send (lost to the viewer).
+    pub send_errors: u64,
+    /// Datagrams from viewers dropped because their session's queue was full.
+    pub queue_drops: u64,
+    /// Server-added delay: a frame published in the hub → its datagrams
+    /// handed to the socket, per viewer; counts per [`SEND_DELAY_BUCKETS_US`]
+    /// bucket (not cumulative; the last counts everything above).
+    pub send_delay: [u64; SEND_DELAY_BUCKETS_US.len() + 1],
+}
+
+/// Upper bounds (µs) of the send-delay buckets (as the server's other
+/// outputs: `pinhole_send_latency_seconds`).
+pub const SEND_DELAY_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+impl EndpointStats {
+    fn record_delay(&mut self, us: u64) {
+        let i = SEND_DELAY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(SEND_DELAY_BUCKETS_US.len());
+        self.send_delay[i] += 1;
+    }
 }
 
 pub struct Endpoint {
     socket: UdpSocket,
     local: SocketAddr,
+    tcp_local: Option<SocketAddr>,
+    /// Open ICE-TCP connections by the viewer's address: their writers.
+    tcp_conns: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     shared: Shared,
     hub: Arc<Hub>,
     clock: Arc<dyn Clock>,
@@ -161,14 +214,50 @@ impl Endpoint {
         if candidates.is_empty() && !local.ip().is_unspecified() {
             candidates.push(local);
         }
-        tracing::info!(%local, ?candidates, "webrtc: listening");
+        let tcp = match cfg.tcp_listen {
+            Some(mut at) => {
+                if at.port() == 0 {
+                    at.set_port(local.port());
+                }
+                let l = match TcpListener::bind(at).await {
+                    Ok(l) => l,
+                    // The UDP port's number is taken on TCP: any port.
+                    Err(_) if cfg.tcp_listen.is_some_and(|a| a.port() == 0) => {
+                        at.set_port(0);
+                        TcpListener::bind(at).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                Some(l)
+            }
+            None => None,
+        };
+        let tcp_local = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+        // The same addresses on the TCP port; a forwarded extra candidate's
+        // own port is taken to be forwarded for TCP too.
+        let tcp_candidates: Vec<SocketAddr> = match tcp_local {
+            Some(t) => candidates
+                .iter()
+                .map(|c| {
+                    let forwarded = cfg.extra_candidates.iter().any(|e| e.port() != 0 && e == c);
+                    SocketAddr::new(c.ip(), if forwarded { c.port() } else { t.port() })
+                })
+                .filter(|c| t.ip().is_unspecified() || t.ip() == c.ip())
+                .collect(),
+            None => Vec::new(),
+        };
+        tracing::info!(%local, ?candidates, ?tcp_local, ?tcp_candidates, "webrtc: listening");
         let clock = hub.clock().clone();
         // str0m counts in Instants: ours are `base` + the clock's µs.
         let base = Instant::now() - Duration::from_micros(clock.now_us());
+        let mut shared = Shared::new(candidates, base);
+        shared.tcp_candidates = tcp_candidates;
         let ep = Arc::new(Endpoint {
             socket,
             local,
-            shared: Shared::new(candidates, base),
+            tcp_local,
+            tcp_conns: Mutex::new(HashMap::new()),
+            shared,
             hub,
             clock,
             cfg,
@@ -177,7 +266,43 @@ impl Endpoint {
             keyframes: Mutex::new(KeyframeGate::default()),
         });
         tokio::spawn(receive_loop(ep.clone()));
+        if let Some(l) = tcp {
+            tokio::spawn(tcp_accept_loop(ep.clone(), l));
+        }
         Ok(ep)
+    }
+
+    /// The ICE-TCP listener's address, when it is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_local
+    }
+
+    /// Passive ICE-TCP host candidates offered.
+    pub fn tcp_candidates(&self) -> &[SocketAddr] {
+        &self.shared.tcp_candidates
+    }
+
+    fn tcp_conns(&self) -> MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+        self.tcp_conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One packet to a viewer: on the UDP socket, or framed on its ICE-TCP
+    /// connection (dropped when that is gone or backed up, as UDP would be).
+    async fn send(&self, d: &crate::session::Datagram) -> bool {
+        if d.tcp {
+            let conn = self.tcp_conns().get(&d.to).cloned();
+            return match (conn, crate::tcp::frame(&d.data)) {
+                (Some(tx), Some(f)) => tx.try_send(f).is_ok(),
+                _ => false,
+            };
+        }
+        match self.socket.send_to(&d.data, d.to).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, to = %d.to, "webrtc: send");
+                false
+            }
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -211,6 +336,8 @@ impl Endpoint {
             t.audio_sent += s.audio_sent;
             t.keyframe_requests += s.keyframe_requests;
             t.nacks += s.nacks;
+            t.packets_sent += s.packets_sent;
+            t.bytes_sent += s.bytes_sent;
         }
         t
     }
@@ -265,14 +392,15 @@ impl Endpoint {
         Ok(Created { id, answer, etag })
     }
 
-    /// `PATCH /whep/<id>`: trickled candidates. `if_match`: the client's
-    /// `If-Match` (`*` or the session's ETag).
+    /// `PATCH /whep/<id>`: trickled candidates or an ICE restart.
+    /// `if_match`: the client's `If-Match` (`*` or the session's ETag). A
+    /// restart gives the session a new ETag: it is in the answer.
     pub async fn patch(
         &self,
         id: &str,
         if_match: Option<&str>,
         frag: &str,
-    ) -> Result<(), WebrtcError> {
+    ) -> Result<PatchAnswer, WebrtcError> {
         let frag = parse_fragment(frag)?;
         let tx = {
             let table = self.table();
@@ -291,9 +419,28 @@ impl Endpoint {
         tx.send(Cmd::Remote(frag, reply))
             .await
             .map_err(|_| WebrtcError::NoSession(printable(id)))?;
-        answer
+        let patched = answer
             .await
-            .map_err(|_| WebrtcError::NoSession(printable(id)))?
+            .map_err(|_| WebrtcError::NoSession(printable(id)))??;
+        let Patched::Restart { fragment } = patched else {
+            return Ok(PatchAnswer::Trickle);
+        };
+        let etag = format!("\"{}\"", random_hex(8)?);
+        let mut table = self.table();
+        let table = &mut *table;
+        let h = table
+            .by_id
+            .get_mut(id)
+            .ok_or_else(|| WebrtcError::NoSession(printable(id)))?;
+        h.etag = etag.clone();
+        // Checks with the new credentials find the session by its new ufrag
+        // (the viewer may come from a new address).
+        if let Some(u) = ufrag_of(&fragment) {
+            table.by_ufrag.remove(&h.ufrag);
+            h.ufrag = u.to_owned();
+            table.by_ufrag.insert(h.ufrag.clone(), id.to_owned());
+        }
+        Ok(PatchAnswer::Restart { fragment, etag })
     }
 
     /// `DELETE /whep/<id>`.
@@ -316,8 +463,12 @@ impl Endpoint {
     /// Our address a datagram from `from` counts as arriving on (str0m
     /// wants one of our host candidates; the socket is bound to every
     /// address, so the same family's first candidate stands in).
-    fn local_for(&self, from: SocketAddr) -> SocketAddr {
-        let c = &self.shared.candidates;
+    fn local_for(&self, from: SocketAddr, tcp: bool) -> SocketAddr {
+        let c = if tcp {
+            &self.shared.tcp_candidates
+        } else {
+            &self.shared.candidates
+        };
         c.iter()
             .find(|a| {
                 a.ip().is_loopback() == from.ip().is_loopback() && a.is_ipv4() == from.is_ipv4()
@@ -359,15 +510,15 @@ impl Endpoint {
         }
     }
 
-    fn route(&self, from: SocketAddr, data: &[u8]) {
+    fn route(&self, from: SocketAddr, data: &[u8], tcp: bool) {
         let tx = {
             let mut table = self.table();
-            let id = match table.by_addr.get(&from) {
+            let id = match table.by_addr.get(&(tcp, from)) {
                 Some(id) => Some(id.clone()),
                 None => crate::stun::local_ufrag(data)
                     .and_then(|u| table.by_ufrag.get(u).cloned())
                     .inspect(|id| {
-                        table.by_addr.insert(from, id.clone());
+                        table.by_addr.insert((tcp, from), id.clone());
                     }),
             };
             id.and_then(|id| table.by_id.get(&id).map(|h| h.tx.clone()))
@@ -375,7 +526,9 @@ impl Endpoint {
         match tx {
             Some(tx) => {
                 // Full queue: the session is behind; drop like the network would.
-                let _ = tx.try_send(Cmd::Packet(from, data.to_vec()));
+                if tx.try_send(Cmd::Packet(from, data.to_vec(), tcp)).is_err() {
+                    self.totals().queue_drops += 1;
+                }
             }
             None => self.totals().unrouted_packets += 1,
         }
@@ -389,7 +542,7 @@ async fn receive_loop(ep: Arc<Endpoint>) {
             Ok((_, from)) if !ep.cfg.accept_from.accepts(from.ip()) => {
                 ep.totals().refused_packets += 1;
             }
-            Ok((n, from)) => ep.route(from, &buf[..n]),
+            Ok((n, from)) => ep.route(from, &buf[..n], false),
             Err(e) => {
                 // ICMP port unreachable from a gone viewer shows up here on Linux.
                 tracing::debug!(error = %e, "webrtc: receive");
@@ -415,12 +568,22 @@ async fn run_session(
 ) {
     let mut viewer: Option<Viewer> = None;
     let mut joiner: Option<Joiner<Arc<pinhole_hub::Frame>>> = None;
+    // When the oldest frame written but not yet sent was published.
+    let mut unsent_since: Option<u64> = None;
     loop {
         let now = ep.clock.now_us();
         let p = s.poll(now);
+        let mut errors = 0;
         for d in &p.send {
-            if let Err(e) = ep.socket.send_to(&d.data, d.to).await {
-                tracing::debug!(error = %e, to = %d.to, "webrtc: send");
+            if !ep.send(d).await {
+                errors += 1;
+            }
+        }
+        if errors > 0 || (!p.send.is_empty() && unsent_since.is_some()) {
+            let mut t = ep.totals();
+            t.send_errors += errors;
+            if let Some(at) = unsent_since.take().filter(|_| !p.send.is_empty()) {
+                t.record_delay(ep.clock.now_us().saturating_sub(at));
             }
         }
         if p.connected && viewer.is_none() {
@@ -457,6 +620,7 @@ async fn run_session(
                     };
                     if let Join::Send(frames) = send {
                         for f in frames {
+                            unsent_since.get_or_insert(f.published_us);
                             s.write_video(&f.au.data, f.au.pts_us, f.au.keyframe);
                         }
                     }
@@ -469,8 +633,8 @@ async fn run_session(
                 None => s.close("daemon shutting down"),
             },
             cmd = rx.recv() => match cmd {
-                Some(Cmd::Packet(from, data)) => {
-                    s.receive(from, ep.local_for(from), &data, ep.clock.now_us());
+                Some(Cmd::Packet(from, data, tcp)) => {
+                    s.receive(from, ep.local_for(from, tcp), tcp, &data, ep.clock.now_us());
                 }
                 Some(Cmd::Remote(frag, reply)) => {
                     let _ = reply.send(s.add_remote(&frag));
@@ -495,6 +659,8 @@ async fn run_session(
         t.audio_sent += st.audio_sent;
         t.keyframe_requests += st.keyframe_requests;
         t.nacks += st.nacks;
+        t.packets_sent += st.packets_sent;
+        t.bytes_sent += st.bytes_sent;
     }
     tracing::info!(
         session = %id,
@@ -503,6 +669,68 @@ async fn run_session(
         nacks = st.nacks,
         "webrtc: session ended"
     );
+}
+
+/// ICE-TCP connections at once: a few per session (a browser may open one
+/// per candidate pair it checks).
+const TCP_CONNS_PER_SESSION: usize = 4;
+
+async fn tcp_accept_loop(ep: Arc<Endpoint>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((_, from)) if !ep.cfg.accept_from.accepts(from.ip()) => {
+                ep.totals().refused_packets += 1;
+            }
+            Ok((stream, from)) => {
+                let open = ep.tcp_conns().len();
+                if open >= ep.cfg.max_sessions.saturating_mul(TCP_CONNS_PER_SESSION) {
+                    tracing::debug!(%from, open, "webrtc: ICE-TCP connection refused (too many)");
+                    continue;
+                }
+                tokio::spawn(tcp_conn(ep.clone(), stream, from));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "webrtc: ICE-TCP accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// One viewer's ICE-TCP connection: its packets are routed like datagrams
+/// (by the STUN username of the first, then by its address); what the
+/// session sends to its address is framed onto it.
+async fn tcp_conn(ep: Arc<Endpoint>, stream: TcpStream, from: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    ep.tcp_conns().insert(from, tx);
+    let writer = tokio::spawn(async move {
+        while let Some(f) = rx.recv().await {
+            if wr.write_all(&f).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut d = crate::tcp::Deframer::default();
+    let mut buf = vec![0u8; 4096];
+    // A connection that sends nothing for the consent time is gone (a
+    // silent one cannot hold a slot for longer).
+    let idle = Duration::from_micros(crate::session::CONSENT_TIMEOUT_US);
+    loop {
+        let want = d.room().min(buf.len());
+        let n = match tokio::time::timeout(idle, rd.read(&mut buf[..want])).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
+        };
+        d.push(&buf[..n]);
+        while let Some(p) = d.next_packet() {
+            ep.route(from, &p, true);
+        }
+    }
+    ep.tcp_conns().remove(&from);
+    ep.table().by_addr.remove(&(true, from));
+    writer.abort();
 }
 
 fn random_hex(bytes: usize) -> Result<String, WebrtcError> {

@@ -21,9 +21,6 @@ pub enum WebrtcError {
     /// `If-Match` names another version of the session.
     #[error("the session's ETag does not match If-Match")]
     EtagMismatch,
-    /// An ICE restart was asked for; not supported: start a new session.
-    #[error("ICE restart is not supported: DELETE this session and POST a new offer")]
-    IceRestart,
     /// str0m refused something (a bug or an offer it cannot answer).
     #[error("WebRTC stack: {0}")]
     Rtc(String),
@@ -42,7 +39,6 @@ impl WebrtcError {
             WebrtcError::Full(_) => 503,
             WebrtcError::NoSession(_) => 404,
             WebrtcError::EtagMismatch => 412,
-            WebrtcError::IceRestart => 422,
             WebrtcError::Rtc(_) | WebrtcError::Io(_) => 500,
         }
     }

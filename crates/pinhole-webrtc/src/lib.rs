@@ -8,6 +8,7 @@
 //!   keyframe requests are rate-limited (pure).
 //! - [`publish`]: the sending side (WHIP push): our offer, the server's
 //!   answer, we check ICE; sans-I/O like `session`.
+//! - [`tcp`]: ICE-TCP framing (RFC 4571, pure).
 //! - [`endpoint`]: the I/O shell: one UDP socket for every session, a task per
 //!   session pulling frames from the hub at its own pace.
 //!
@@ -21,6 +22,7 @@ pub mod publish;
 pub mod session;
 pub mod start;
 pub mod stun;
+pub mod tcp;
 
-pub use endpoint::{Created, Endpoint, EndpointConfig, IceServer};
+pub use endpoint::{Created, Endpoint, EndpointConfig, IceServer, PatchAnswer};
 pub use error::WebrtcError;

@@ -274,6 +274,8 @@ impl Publisher {
                     out.send.push(Datagram {
                         to: t.destination,
                         data: t.contents.to_vec(),
+                        // We publish over UDP only (no TCP candidates).
+                        tcp: false,
                     });
                 }
                 Ok(Output::Timeout(t)) => {
@@ -382,7 +384,7 @@ mod tests {
             let a = p.poll(now);
             for d in a.send {
                 assert_eq!(d.to, srv_addr);
-                s.receive(our_addr, srv_addr, &d.data, now);
+                s.receive(our_addr, srv_addr, false, &d.data, now);
             }
             let b = s.poll(now);
             for d in b.send {

@@ -13,7 +13,7 @@ use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use crate::offer::Offer;
@@ -39,6 +39,9 @@ pub struct Shared {
     /// Our address(es) as host candidates: every LAN address and the extra
     /// ones from the config, all on the one UDP port.
     pub candidates: Vec<SocketAddr>,
+    /// The same addresses on the ICE-TCP port (passive: viewers connect),
+    /// when it is on.
+    pub tcp_candidates: Vec<SocketAddr>,
 }
 
 impl Shared {
@@ -50,6 +53,7 @@ impl Shared {
             cert,
             base,
             candidates,
+            tcp_candidates: Vec::new(),
         }
     }
 
@@ -83,6 +87,8 @@ pub struct SessionStats {
 pub struct Datagram {
     pub to: SocketAddr,
     pub data: Vec<u8>,
+    /// On the viewer's ICE-TCP connection from `to`, not UDP.
+    pub tcp: bool,
 }
 
 /// What [`Session::poll`] found.
@@ -112,6 +118,19 @@ pub struct Session {
     ended: Option<&'static str>,
     last_rx_us: u64,
     stats: SessionStats,
+    /// The answer's first `m=` line and its `a=mid:`, and our candidates as
+    /// `a=candidate:` lines: repeated in an ICE restart's answer fragment.
+    frag_media: Vec<String>,
+}
+
+/// What a PATCH did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Patched {
+    /// Trickled candidates, taken (204).
+    Trickle,
+    /// An ICE restart (a new ufrag and pwd from the viewer): our answer
+    /// fragment with our new ufrag and pwd (200).
+    Restart { fragment: String },
 }
 
 impl Session {
@@ -144,7 +163,17 @@ impl Session {
             let c = Candidate::host(*addr, "udp").map_err(|e| WebrtcError::Rtc(e.to_string()))?;
             rtc.add_local_candidate(c);
         }
-        let answer = rtc.sdp_api().accept_offer(sdp)?;
+        for addr in &shared.tcp_candidates {
+            let c = Candidate::builder()
+                .tcp()
+                .host(*addr)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| WebrtcError::Rtc(e.to_string()))?;
+            rtc.add_local_candidate(c);
+        }
+        let answer = rtc.sdp_api().accept_offer(sdp)?.to_sdp_string();
+        let frag_media = restart_media_lines(&answer);
         let s = Session {
             rtc,
             shared: shared.clone(),
@@ -157,8 +186,8 @@ impl Session {
             ended: None,
             last_rx_us: now_us,
             stats: SessionStats::default(),
+            frag_media,
         };
-        let answer = answer.to_sdp_string();
         // str0m reports the media (MediaAdded) only once connected: check
         // the answer it wrote instead.
         if !crate::offer::has_live_h264_video(&answer) {
@@ -188,34 +217,71 @@ impl Session {
         self.ended
     }
 
-    /// Trickled candidates (PATCH). An ICE-lite server needs none — it
-    /// answers the viewer's checks from wherever they come — but they are
-    /// taken as the spec says. A new ufrag is an ICE restart: refused.
-    pub fn add_remote(&mut self, frag: &crate::offer::Fragment) -> Result<(), WebrtcError> {
-        if let (Some(new), Some(old)) = (&frag.ice_ufrag, &self.remote_ufrag) {
-            if new != old {
-                return Err(WebrtcError::IceRestart);
+    /// A PATCH fragment. Trickled candidates: an ICE-lite server needs none
+    /// (it answers the viewer's checks from wherever they come) but takes
+    /// them as the spec says. A new ufrag (with its pwd) is an ICE restart
+    /// (RFC 9725 §4.4): we take the viewer's new credentials, make new ones
+    /// of our own and answer them; media keeps flowing on the pair in use
+    /// until the viewer's checks with the new credentials succeed.
+    pub fn add_remote(&mut self, frag: &crate::offer::Fragment) -> Result<Patched, WebrtcError> {
+        let restart = match (&frag.ice_ufrag, &self.remote_ufrag) {
+            (Some(new), Some(old)) => new != old,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let mut out = Patched::Trickle;
+        if restart {
+            let (Some(ufrag), Some(pass)) = (frag.ice_ufrag.clone(), frag.ice_pwd.clone()) else {
+                return Err(WebrtcError::BadFragment(
+                    "an ICE restart needs both a=ice-ufrag and a=ice-pwd".into(),
+                ));
+            };
+            let ours = IceCreds::new();
+            let mut api = self.rtc.direct_api();
+            api.set_remote_ice_credentials(IceCreds {
+                ufrag: ufrag.clone(),
+                pass,
+            });
+            api.set_local_ice_credentials(ours.clone());
+            self.remote_ufrag = Some(ufrag);
+            self.ufrag = ours.ufrag.clone();
+            let mut f = format!(
+                "a=ice-lite\r\na=ice-ufrag:{}\r\na=ice-pwd:{}\r\n",
+                ours.ufrag, ours.pass
+            );
+            for l in &self.frag_media {
+                f.push_str(l);
+                f.push_str("\r\n");
             }
+            out = Patched::Restart { fragment: f };
         }
         for c in &frag.candidates {
-            // A candidate str0m cannot parse (mDNS names, TCP) is skipped:
-            // the viewer's checks reach us anyway.
+            // A candidate str0m cannot parse (mDNS names) is skipped: the
+            // viewer's checks reach us anyway.
             if let Ok(c) = Candidate::from_sdp_string(c) {
                 self.rtc.add_remote_candidate(c);
             }
         }
-        Ok(())
+        Ok(out)
     }
 
-    /// A datagram from `from` to our `local` address.
-    pub fn receive(&mut self, from: SocketAddr, local: SocketAddr, data: &[u8], now_us: u64) {
+    /// A datagram from `from` to our `local` address (a packet of an ICE-TCP
+    /// connection when `tcp`).
+    pub fn receive(
+        &mut self,
+        from: SocketAddr,
+        local: SocketAddr,
+        tcp: bool,
+        data: &[u8],
+        now_us: u64,
+    ) {
         let Ok(contents) = data.try_into() else {
             return; // not STUN, DTLS or RTP: ignore
         };
         let input = Input::Receive(
             self.shared.at(now_us),
             Receive {
-                proto: Protocol::Udp,
+                proto: if tcp { Protocol::Tcp } else { Protocol::Udp },
                 source: from,
                 destination: local,
                 contents,
@@ -310,6 +376,7 @@ impl Session {
                     out.send.push(Datagram {
                         to: t.destination,
                         data: t.contents.to_vec(),
+                        tcp: t.proto == Protocol::Tcp,
                     });
                 }
                 Ok(Output::Timeout(at)) => {
@@ -402,6 +469,29 @@ impl Session {
     }
 }
 
+/// From our answer: its first `m=` line, that section's `a=mid:`, and our
+/// candidates followed by `a=end-of-candidates` (what an ICE restart's
+/// answer fragment repeats, RFC 8840 §9).
+fn restart_media_lines(answer: &str) -> Vec<String> {
+    let lines: Vec<&str> = answer.lines().map(str::trim_end).collect();
+    let mut out = Vec::new();
+    if let Some(m) = lines.iter().find(|l| l.starts_with("m=")) {
+        out.push((*m).to_owned());
+    }
+    if let Some(mid) = lines.iter().find(|l| l.starts_with("a=mid:")) {
+        out.push((*mid).to_owned());
+    }
+    let mut seen = Vec::new();
+    for c in lines.iter().filter(|l| l.starts_with("a=candidate:")) {
+        if !seen.contains(c) {
+            seen.push(*c);
+            out.push((*c).to_owned());
+        }
+    }
+    out.push("a=end-of-candidates".to_owned());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,7 +506,13 @@ mod tests {
     #[test]
     fn answers_an_aiortc_offer_with_h264_and_our_candidate() {
         let offer = crate::offer::check_offer(AIORTC).unwrap();
-        let (s, answer) = Session::accept(&offer, &shared(), 0).unwrap();
+        let mut sh = shared();
+        sh.tcp_candidates = vec!["127.0.0.1:21090".parse().unwrap()];
+        let (s, answer) = Session::accept(&offer, &sh, 0).unwrap();
+        assert!(
+            answer.contains("tcp") && answer.contains("127.0.0.1 21090 typ host tcptype passive"),
+            "{answer}"
+        );
         assert!(answer.contains("a=ice-lite"), "{answer}");
         assert!(answer.contains("127.0.0.1 21089 typ host"), "{answer}");
         assert!(answer.contains("H264/90000"), "{answer}");
@@ -440,5 +536,36 @@ mod tests {
         let p = s.poll(CONSENT_TIMEOUT_US);
         assert!(p.deadline_us.is_none());
         assert!(s.ended().unwrap().contains("consent"));
+    }
+
+    #[test]
+    fn a_new_ufrag_is_an_ice_restart_with_new_credentials_of_ours() {
+        let offer = crate::offer::check_offer(AIORTC).unwrap();
+        let (mut s, _) = Session::accept(&offer, &shared(), 0).unwrap();
+        let old = s.ufrag().to_owned();
+        let same = crate::offer::parse_fragment(&format!(
+            "a=ice-ufrag:{}\r\na=ice-pwd:x\r\n",
+            offer.ice_ufrag.as_deref().unwrap()
+        ))
+        .unwrap();
+        assert_eq!(s.add_remote(&same).unwrap(), Patched::Trickle);
+        assert_eq!(s.ufrag(), old);
+        let no_pwd = crate::offer::parse_fragment("a=ice-ufrag:zzzz\r\n").unwrap();
+        assert_eq!(s.add_remote(&no_pwd).unwrap_err().status(), 400);
+        let restart = crate::offer::parse_fragment(
+            "a=ice-ufrag:zzzz\r\na=ice-pwd:0123456789012345678901\r\n",
+        )
+        .unwrap();
+        let Patched::Restart { fragment } = s.add_remote(&restart).unwrap() else {
+            panic!("not a restart");
+        };
+        assert_ne!(s.ufrag(), old);
+        assert!(fragment.contains(&format!("a=ice-ufrag:{}\r\n", s.ufrag())));
+        assert!(fragment.contains("a=ice-pwd:"));
+        assert!(fragment.contains("a=mid:"));
+        assert!(fragment.contains("127.0.0.1 21089 typ host"));
+        assert!(fragment.ends_with("a=end-of-candidates\r\n"));
+        // The same new ufrag again is trickle, not another restart.
+        assert_eq!(s.add_remote(&restart).unwrap(), Patched::Trickle);
     }
 }

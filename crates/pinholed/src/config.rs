@@ -102,6 +102,9 @@ pub struct Cli {
     /// The WebRTC (WHEP) UDP address, or `off`. [default: 0.0.0.0:8189]
     #[arg(long, value_name = "ADDR")]
     pub webrtc_listen: Option<String>,
+    /// The WebRTC ICE-TCP fallback's TCP address, or `off`. [default: off]
+    #[arg(long, value_name = "ADDR")]
+    pub webrtc_tcp_listen: Option<String>,
     /// Push the stream to a media server: rtmp://host[:port]/app/stream-key.
     /// Repeat for several; replaces the config file's [[push]] entries.
     /// The command line is visible to other local users: prefer the file.
@@ -324,6 +327,9 @@ pub struct WebrtcConfig {
     pub enabled: bool,
     /// The one UDP address every session shares (one firewall hole).
     pub listen: String,
+    /// ICE-TCP (passive) on this TCP address, a fallback where UDP is
+    /// blocked; empty: off. Port 0: the UDP port's number.
+    pub tcp_listen: String,
     /// Offer every non-loopback interface address as a host candidate.
     pub lan_candidates: bool,
     /// More addresses to offer: `"203.0.113.7"` (the UDP port) or
@@ -350,6 +356,7 @@ impl Default for WebrtcConfig {
         WebrtcConfig {
             enabled: true,
             listen: "0.0.0.0:8189".into(),
+            tcp_listen: String::new(),
             lan_candidates: true,
             extra_candidates: Vec::new(),
             ice_servers: Vec::new(),
@@ -375,8 +382,16 @@ impl WebrtcConfig {
                 })?;
             extra.push(addr);
         }
+        let tcp_listen = match self.tcp_listen.trim() {
+            "" | "off" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|e| format!("[webrtc] tcp_listen '{a}': {e}"))?,
+            ),
+        };
         Ok(pinhole_webrtc::EndpointConfig {
             listen,
+            tcp_listen,
             lan_candidates: self.lan_candidates,
             extra_candidates: extra,
             ice_servers: self
@@ -623,6 +638,9 @@ impl Config {
             Some("off") => cfg.webrtc.enabled = false,
             Some(a) => cfg.webrtc.listen = a.to_owned(),
             None => {}
+        }
+        if let Some(a) = cli.webrtc_tcp_listen.as_deref() {
+            cfg.webrtc.tcp_listen = a.to_owned();
         }
         if !cli.push.is_empty() {
             cfg.push = cli

@@ -258,6 +258,85 @@ async fn post(addr: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String)
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// ICE restart over plain HTTP (RFC 9725 §4.4): a PATCH with a new ufrag
+/// and pwd is answered 200 with our new ufrag/pwd and a new ETag; a stale
+/// or wrong `If-Match` is 412; a new ufrag without its pwd 400. (A real
+/// client's restart: tests/browser/webrtc.test.mjs, Chromium.)
+async fn ice_restart_by_patch(addr: &str) {
+    let (s, head, body) = common::http(
+        addr,
+        "POST",
+        "/whep",
+        &[("content-type", "application/sdp")],
+        AIORTC_OFFER,
+    )
+    .await;
+    assert_eq!(s, 201);
+    let answer = String::from_utf8_lossy(&body).into_owned();
+    let ufrag = |sdp: &str| {
+        sdp.lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=ice-ufrag:").map(str::to_owned))
+    };
+    let old_ufrag = ufrag(&answer).expect("answer ufrag");
+    let loc = header(&head, "location").expect("Location").to_owned();
+    let etag = header(&head, "etag").expect("ETag").to_owned();
+    let frag = "a=ice-ufrag:rst1
+a=ice-pwd:0123456789abcdef012345
+";
+    let patch = |if_match: String, body: &'static str| {
+        let loc = loc.clone();
+        async move {
+            common::http(
+                addr,
+                "PATCH",
+                &loc,
+                &[
+                    ("content-type", "application/trickle-ice-sdpfrag"),
+                    ("if-match", &if_match),
+                ],
+                body,
+            )
+            .await
+        }
+    };
+    let (s, _, _) = patch("\"not-the-etag\"".into(), frag).await;
+    assert_eq!(s, 412, "a wrong If-Match");
+    let (s, _, _) = patch(etag.clone(), "a=ice-ufrag:rst1\r\n").await;
+    assert_eq!(s, 400, "a restart without its pwd");
+    let (s, head2, body2) = patch(etag.clone(), frag).await;
+    let frag2 = String::from_utf8_lossy(&body2).into_owned();
+    assert_eq!(s, 200, "{frag2}");
+    assert!(
+        header(&head2, "content-type")
+            .is_some_and(|t| t.starts_with("application/trickle-ice-sdpfrag")),
+        "{head2}"
+    );
+    let new_ufrag = ufrag(&frag2).expect("a new ufrag");
+    assert_ne!(new_ufrag, old_ufrag);
+    assert!(frag2.contains("a=ice-pwd:"), "{frag2}");
+    assert!(frag2.contains("typ host"), "our candidates again: {frag2}");
+    let etag2 = header(&head2, "etag").expect("a new ETag").to_owned();
+    assert_ne!(etag2, etag);
+    // The old ETag names the session before the restart: 412.
+    let (s, _, _) = patch(etag, frag).await;
+    assert_eq!(s, 412);
+    let (s, _, _) = patch(
+        etag2,
+        "a=candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host\r\n",
+    )
+    .await;
+    assert_eq!(s, 204, "trickle after the restart");
+    let (s, _, _) = common::http(addr, "DELETE", &loc, &[], "").await;
+    assert_eq!(s, 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_clear_and_the_daemon_stays_healthy() {
     let _one = SERIAL.lock().await;
@@ -288,6 +367,7 @@ async fn refusals_are_clear_and_the_daemon_stays_healthy() {
     assert_eq!(s, 404);
     // Past the session limit: 503 with the reason.
     assert_eq!(post(&addr, AIORTC_OFFER, &[]).await.0, 201);
+    ice_restart_by_patch(&addr).await;
     assert_eq!(post(&addr, AIORTC_OFFER, &[]).await.0, 201);
     let (s, body) = post(&addr, AIORTC_OFFER, &[]).await;
     assert_eq!(s, 503, "{body}");

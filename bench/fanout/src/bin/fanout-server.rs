@@ -78,6 +78,10 @@ struct ServeArgs {
     /// filler, so the RTSP bench pads with SEI to carry the same bitrate.
     #[arg(long)]
     pad_sei: bool,
+    /// Also serve WHEP, with the WebRTC UDP socket on 127.0.0.1:PORT
+    /// (bench/webrtc-fanout.sh; 0: any free port).
+    #[arg(long)]
+    webrtc_port: Option<u16>,
     #[command(flatten)]
     enc: EncodeArgs,
 }
@@ -342,6 +346,20 @@ fn serve(args: ServeArgs) {
                 cfg,
                 std::future::pending(),
             ));
+        }
+        if let Some(port) = args.webrtc_port {
+            let cfg = pinhole_webrtc::EndpointConfig {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                lan_candidates: false,
+                max_sessions: 2000,
+                ..Default::default()
+            };
+            let ep = pinhole_webrtc::Endpoint::start(cfg, state.hub.clone())
+                .await
+                .unwrap_or_else(|e| die(&e.to_string()));
+            println!("WEBRTC {}", ep.local_addr());
+            let _ = std::io::stdout().flush();
+            let _ = state.webrtc.set(ep);
         }
         pinhole_server::serve(vec![listener], state, shutdown_signal()).await;
         stop.stop();
