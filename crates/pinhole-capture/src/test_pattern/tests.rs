@@ -156,7 +156,11 @@ fn keyframes_stay_on_the_clock_grid_when_frames_are_skipped() {
     // every 30 frames (1.5 s): segment durations must not stretch.
     let (aus, _) = run_fake(cfg(320, 240, 30), 1_000 + 6_000_000, 50_000);
     assert!(aus.len() < 150, "slots were skipped: {} frames", aus.len());
-    let keys: Vec<u64> = aus.iter().filter(|a| a.keyframe).map(|a| a.pts_us).collect();
+    let keys: Vec<u64> = aus
+        .iter()
+        .filter(|a| a.keyframe)
+        .map(|a| a.pts_us)
+        .collect();
     assert!(keys.len() >= 6, "keyframes at {keys:?}");
     for (i, pts) in keys.iter().enumerate().skip(1) {
         // The first frame of second i (within one 50 ms frame of its start).
