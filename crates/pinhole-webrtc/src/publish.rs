@@ -76,7 +76,7 @@ impl Publisher {
         if let Some(cert) = &shared.cert {
             cfg = cfg.set_dtls_cert(cert.clone());
         }
-        let mut rtc = cfg.build(at(shared, now_us));
+        let mut rtc = cfg.build(shared.at(now_us));
         for addr in local {
             let c = Candidate::host(*addr, "udp").map_err(|e| WebrtcError::Rtc(e.to_string()))?;
             rtc.add_local_candidate(c);
@@ -180,7 +180,7 @@ impl Publisher {
             return;
         };
         let input = Input::Receive(
-            at(&self.shared, now_us),
+            self.shared.at(now_us),
             Receive {
                 proto: Protocol::Udp,
                 source: from,
@@ -213,7 +213,7 @@ impl Publisher {
             return;
         };
         let rtp_time = MediaTime::new(pts_us.saturating_mul(9) / 100, Frequency::NINETY_KHZ);
-        match writer.write(pt, at(&self.shared, pts_us), rtp_time, data.to_vec()) {
+        match writer.write(pt, self.shared.at(pts_us), rtp_time, data.to_vec()) {
             Ok(()) => self.stats.frames_sent += 1,
             Err(e) => tracing::debug!(error = %e, "whip: frame not written"),
         }
@@ -231,7 +231,7 @@ impl Publisher {
             return;
         };
         let rtp_time = MediaTime::new(pts_us.saturating_mul(48) / 1000, Frequency::FORTY_EIGHT_KHZ);
-        match writer.write(pt, at(&self.shared, pts_us), rtp_time, data.to_vec()) {
+        match writer.write(pt, self.shared.at(pts_us), rtp_time, data.to_vec()) {
             Ok(()) => self.stats.audio_sent += 1,
             Err(e) => tracing::debug!(error = %e, "whip: audio not written"),
         }
@@ -263,7 +263,7 @@ impl Publisher {
         }
         if let Err(e) = self
             .rtc
-            .handle_input(Input::Timeout(at(&self.shared, now_us)))
+            .handle_input(Input::Timeout(self.shared.at(now_us)))
         {
             tracing::debug!(error = %e, "whip: timeout input");
         }
@@ -279,7 +279,7 @@ impl Publisher {
                     });
                 }
                 Ok(Output::Timeout(t)) => {
-                    let us = t.saturating_duration_since(self.shared.base).as_micros() as u64;
+                    let us = self.shared.us(t);
                     let watch = if self.connected {
                         self.last_rx_us + SILENCE_TIMEOUT_US
                     } else {
@@ -323,10 +323,6 @@ impl Publisher {
             _ => {}
         }
     }
-}
-
-fn at(shared: &Shared, now_us: u64) -> std::time::Instant {
-    shared.base + Duration::from_micros(now_us)
 }
 
 fn pick(rtc: &mut Rtc, mid: Mid, codec: Codec) -> Option<Pt> {

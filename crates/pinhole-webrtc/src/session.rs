@@ -57,8 +57,14 @@ impl Shared {
         }
     }
 
-    fn at(&self, now_us: u64) -> Instant {
+    /// Our µs timeline → str0m's `Instant`s (viewer sessions and publishers).
+    pub(crate) fn at(&self, now_us: u64) -> Instant {
         self.base + Duration::from_micros(now_us)
+    }
+
+    /// str0m's `Instant` → our µs timeline.
+    pub(crate) fn us(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_micros() as u64
     }
 }
 
@@ -380,7 +386,7 @@ impl Session {
                     });
                 }
                 Ok(Output::Timeout(at)) => {
-                    let us = at.saturating_duration_since(self.shared.base).as_micros() as u64;
+                    let us = self.shared.us(at);
                     // Wake for consent expiry too.
                     let consent = self.last_rx_us + CONSENT_TIMEOUT_US;
                     out.deadline_us = Some(us.min(consent).max(now_us));
