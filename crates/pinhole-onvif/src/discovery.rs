@@ -259,15 +259,7 @@ fn rfc3986_match(probe: &str, ours: &str) -> bool {
 
 /// A scope segment: unreserved characters as they are, the rest %XX.
 fn scope_escape(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::escape_unreserved(s)
 }
 
 #[cfg(test)]

@@ -20,6 +20,19 @@ mod xml;
 pub use service::{Access, Context, DeviceInfo, Fault, StreamInfo};
 pub use soap::{parse, Request};
 
+/// RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`) kept, every
+/// other byte `%XX`: for a URI segment or query value.
+pub const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `s` with every byte but the unreserved ones escaped.
+pub fn escape_unreserved(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, NOT_UNRESERVED).to_string()
+}
+
 /// Why a request could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {

@@ -441,16 +441,18 @@ fn dec(v: &str) -> Result<String, PushError> {
     String::from_utf8(out).map_err(|_| PushError::Url("an option is not UTF-8".into()))
 }
 
+/// Escapes a query value, keeping what stream ids commonly hold readable.
 fn enc(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:/,*".contains(&b) {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':')
+        .remove(b'/')
+        .remove(b',')
+        .remove(b'*');
+    percent_encoding::utf8_percent_encode(v, KEEP).to_string()
 }
 
 pub(crate) fn split_host_port(

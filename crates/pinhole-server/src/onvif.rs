@@ -210,15 +210,7 @@ fn snapshot_uri(state: &AppState, base: &str) -> String {
 }
 
 fn urlencode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    pinhole_onvif::escape_unreserved(s)
 }
 
 /// `Host` without its port (`[::1]:80` → `[::1]`).
