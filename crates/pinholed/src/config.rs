@@ -155,6 +155,13 @@ pub struct RtspServerConfig {
     /// Announced in `Session: …;timeout=`; a UDP or idle session ends
     /// after this long without a request.
     pub session_timeout_s: u32,
+    /// Multicast group (IPv4, e.g. `239.255.42.42`) offered to clients that
+    /// ask for `RTP/AVP;multicast`; empty: no multicast.
+    pub multicast_group: String,
+    /// Track N's RTP goes to `multicast_port + 2N`, its RTCP to the next.
+    pub multicast_port: u16,
+    /// Routers the group's packets may cross (1: this LAN only).
+    pub multicast_ttl: u8,
 }
 
 impl Default for RtspServerConfig {
@@ -165,6 +172,9 @@ impl Default for RtspServerConfig {
             max_connections_per_ip: d.max_connections_per_ip,
             max_sessions: d.max_sessions,
             session_timeout_s: d.session_timeout_secs,
+            multicast_group: String::new(),
+            multicast_port: 5004,
+            multicast_ttl: 1,
         }
     }
 }
@@ -177,6 +187,13 @@ impl RtspServerConfig {
             max_connections_per_ip: self.max_connections_per_ip,
             max_sessions: self.max_sessions,
             session_timeout_secs: self.session_timeout_s,
+            multicast: self.multicast_group.parse().ok().map(|group| {
+                pinhole_server::rtsp::Multicast {
+                    group,
+                    port: self.multicast_port,
+                    ttl: self.multicast_ttl,
+                }
+            }),
             ..Default::default()
         }
     }
@@ -201,6 +218,33 @@ impl RtspServerConfig {
                 "rtsp_server.session_timeout_s",
                 format!("{} (allowed: 10-3600)", self.session_timeout_s),
             ));
+        }
+        if !self.multicast_group.is_empty() {
+            match self.multicast_group.parse::<std::net::Ipv4Addr>() {
+                Ok(g) if g.is_multicast() => {}
+                _ => {
+                    return Err((
+                        "rtsp_server.multicast_group",
+                        format!(
+                            "'{}' is not an IPv4 multicast address (224.0.0.0/4)",
+                            self.multicast_group
+                        ),
+                    ))
+                }
+            }
+            // Even (RFC 3550), and room for two tracks' pairs.
+            if self.multicast_port < 1024
+                || !self.multicast_port.is_multiple_of(2)
+                || self.multicast_port > 65530
+            {
+                return Err((
+                    "rtsp_server.multicast_port",
+                    format!("{} (allowed: even, 1024-65530)", self.multicast_port),
+                ));
+            }
+            if self.multicast_ttl == 0 {
+                return Err(("rtsp_server.multicast_ttl", "0 (allowed: 1-255)".into()));
+            }
         }
         Ok(())
     }
@@ -999,6 +1043,25 @@ mod tests {
         bad.rtsp_server.session_timeout_s = 5;
         let e = bad.validate().unwrap_err().to_string();
         assert!(e.contains("rtsp_server.session_timeout_s"), "{e}");
+        // Multicast: off by default; a group must be IPv4 multicast, the
+        // port even.
+        assert!(Config::default()
+            .rtsp_server
+            .to_server()
+            .multicast
+            .is_none());
+        let mut m = Config::default();
+        m.rtsp_server.multicast_group = "239.255.42.42".into();
+        m.validate().expect("valid");
+        let g = m.rtsp_server.to_server().multicast.expect("on");
+        assert_eq!((g.port, g.ttl), (5004, 1));
+        m.rtsp_server.multicast_port = 5005;
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("rtsp_server.multicast_port"), "{e}");
+        m.rtsp_server.multicast_port = 5004;
+        m.rtsp_server.multicast_group = "192.168.1.9".into();
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("rtsp_server.multicast_group"), "{e}");
     }
 
     #[test]

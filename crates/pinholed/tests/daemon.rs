@@ -335,3 +335,34 @@ async fn rtsp_limits_come_from_the_config_file() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Multicast (`[rtsp_server] multicast_group`): two ffprobes asking for
+/// `udp_multicast` only read the one group at the right size, and the
+/// sender report reaches the group's RTCP port; in a network namespace
+/// of its own (`tests/onvif/netns.sh`), so nothing leaves loopback.
+#[test]
+fn rtsp_multicast_to_two_ffprobes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new(common::repo().join("tests/onvif/netns.sh"))
+        .arg(common::repo().join("tests/rtsp/multicast.sh"))
+        .arg(env!("CARGO_BIN_EXE_pinholed"))
+        .arg(dir.path())
+        .output()
+        .expect("run netns.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "multicast.sh failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for probe in &lines[..2] {
+        let f: Vec<&str> = probe.split(',').collect();
+        assert_eq!(&f[..3], ["h264", "320", "240"], "{stdout}");
+        // 2 s at 30 fps; some slack for a loaded machine.
+        let packets: u32 = f[3].trim().parse().expect("packets");
+        assert!(packets >= 20, "{stdout}");
+    }
+    assert!(lines[2].starts_with("rtcp pt=200 "), "{stdout}");
+}
