@@ -13,7 +13,7 @@ pub mod sdp;
 pub mod session;
 
 pub use message::{parse, Input, Method, Request, Response};
-pub use session::{Action, Config, Conn, Media, State, Transport};
+pub use session::{Action, Config, Conn, Media, Multicast, State, Transport};
 
 /// What went wrong with a request, with its RTSP status.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -23,6 +23,17 @@ pub struct Config {
     pub timeout_secs: u32,
     /// Our RTP/RTCP UDP ports, if UDP transport is offered.
     pub udp_server_ports: Option<(u16, u16)>,
+    /// The multicast group every multicast session shares, if offered.
+    pub multicast: Option<Multicast>,
+}
+
+/// One group for the stream: track N's RTP goes to `port + 2N`, its RTCP
+/// to the next port (RFC 3550's even/odd pair).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Multicast {
+    pub group: std::net::Ipv4Addr,
+    pub port: u16,
+    pub ttl: u8,
 }
 
 /// How one track's packets travel.
@@ -32,6 +43,9 @@ pub enum Transport {
     Tcp { rtp: u8, rtcp: u8 },
     /// UDP to the control connection's peer address at these ports.
     Udp { client_rtp: u16, client_rtcp: u16 },
+    /// The shared multicast group (`Config::multicast`) at this RTP port
+    /// (RTCP: the next); one sender for all such sessions, not this one.
+    Multicast { port: u16 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,8 +352,13 @@ impl Conn {
         let spec = req
             .header("Transport")
             .ok_or_else(|| RtspError::BadRequest("SETUP needs a Transport header".into()))?;
-        let transport = choose_transport(spec, track, self.cfg.udp_server_ports.is_some())
-            .ok_or(RtspError::UnsupportedTransport)?;
+        let transport = choose_transport(
+            spec,
+            track,
+            self.cfg.udp_server_ports.is_some(),
+            self.cfg.multicast.as_ref(),
+        )
+        .ok_or(RtspError::UnsupportedTransport)?;
         let ssrc = self.ssrc(track);
         let s = self.session.get_or_insert(Session {
             transports: Vec::new(),
@@ -363,6 +382,20 @@ impl Conn {
                     "RTP/AVP;unicast;client_port={client_rtp}-{client_rtcp};server_port={a}-{b};ssrc={ssrc:08X}"
                 )
             }
+            // No ssrc: the shared sender's, not this session's.
+            Transport::Multicast { port } => {
+                let m = self
+                    .cfg
+                    .multicast
+                    .as_ref()
+                    .ok_or(RtspError::UnsupportedTransport)?;
+                format!(
+                    "RTP/AVP;multicast;destination={};port={port}-{};ttl={}",
+                    m.group,
+                    port.saturating_add(1),
+                    m.ttl
+                )
+            }
         };
         Ok(Reply::ok(
             Response::new(200)
@@ -373,13 +406,30 @@ impl Conn {
 }
 
 /// The first transport in the client's list we can do.
-fn choose_transport(spec: &str, track: usize, udp: bool) -> Option<Transport> {
+fn choose_transport(
+    spec: &str,
+    track: usize,
+    udp: bool,
+    multicast: Option<&Multicast>,
+) -> Option<Transport> {
     for t in spec.split(',') {
         let mut parts = t.split(';').map(str::trim);
         let proto = parts.next()?;
         let params: Vec<&str> = parts.collect();
         if params.iter().any(|p| p.eq_ignore_ascii_case("multicast")) {
-            continue;
+            // The group and ports are ours to choose (a client cannot aim
+            // the stream at another group or host).
+            let is_udp =
+                proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVP/UDP");
+            match multicast {
+                Some(m) if is_udp => {
+                    let port = u16::try_from(u32::from(m.port) + 2 * u32::try_from(track).ok()?)
+                        .ok()
+                        .filter(|p| *p < u16::MAX)?;
+                    return Some(Transport::Multicast { port });
+                }
+                _ => continue,
+            }
         }
         if params.iter().any(|p| {
             p.to_ascii_lowercase().starts_with("mode=") && !p.to_ascii_lowercase().contains("play")
@@ -445,6 +495,7 @@ mod tests {
             path: "/stream".into(),
             timeout_secs: 60,
             udp_server_ports: Some((20000, 20001)),
+            multicast: None,
         }
     }
 
@@ -723,14 +774,15 @@ mod tests {
     #[test]
     fn transports() {
         assert_eq!(
-            choose_transport("RTP/AVP/TCP;unicast", 1, false),
+            choose_transport("RTP/AVP/TCP;unicast", 1, false, None),
             Some(Transport::Tcp { rtp: 2, rtcp: 3 })
         );
         assert_eq!(
             choose_transport(
                 "RTP/AVP;multicast, RTP/AVP;unicast;client_port=7000",
                 0,
-                true
+                true,
+                None
             ),
             Some(Transport::Udp {
                 client_rtp: 7000,
@@ -738,17 +790,80 @@ mod tests {
             })
         );
         assert_eq!(
-            choose_transport("RTP/AVP;unicast;client_port=65535", 0, true),
+            choose_transport("RTP/AVP;unicast;client_port=65535", 0, true, None),
             None
         );
         assert_eq!(
-            choose_transport("RTP/AVP/TCP;interleaved=300-301", 0, true),
+            choose_transport("RTP/AVP/TCP;interleaved=300-301", 0, true, None),
             None
         );
         assert_eq!(
-            choose_transport("RTP/AVP/TCP;unicast;mode=record", 0, true),
+            choose_transport("RTP/AVP/TCP;unicast;mode=record", 0, true, None),
             None
         );
-        assert_eq!(choose_transport("", 0, true), None);
+        assert_eq!(choose_transport("", 0, true, None), None);
+    }
+
+    #[test]
+    fn multicast_when_offered() {
+        let m = Multicast {
+            group: "239.0.0.7".parse().unwrap(),
+            port: 5000,
+            ttl: 1,
+        };
+        let spec = "RTP/AVP;multicast, RTP/AVP;unicast;client_port=7000";
+        assert_eq!(
+            choose_transport(spec, 1, true, Some(&m)),
+            Some(Transport::Multicast { port: 5002 }),
+            "track 1 on the group's second pair"
+        );
+        // The client's destination and port are not taken.
+        assert_eq!(
+            choose_transport(
+                "RTP/AVP;multicast;destination=10.0.0.9;port=9000-9001",
+                0,
+                false,
+                Some(&m)
+            ),
+            Some(Transport::Multicast { port: 5000 })
+        );
+        assert_eq!(
+            choose_transport("RTP/AVP/TCP;multicast", 0, true, Some(&m)),
+            None
+        );
+        let top = Multicast {
+            port: 65534,
+            ..m.clone()
+        };
+        assert_eq!(
+            choose_transport("RTP/AVP;multicast", 1, true, Some(&top)),
+            None
+        );
+        let mut c = Conn::new(
+            Config {
+                multicast: Some(m),
+                ..cfg()
+            },
+            "S".into(),
+            1,
+            1,
+        );
+        let r = c.handle(
+            &req(
+                "SETUP",
+                &format!("{U}/trackID=0"),
+                &["Transport: RTP/AVP;multicast"],
+            ),
+            Some(&media()),
+            0,
+        );
+        assert_eq!(r.response.status, 200);
+        let t = r.response.headers.iter().find(|(k, _)| *k == "Transport");
+        assert_eq!(
+            t.map(|(_, v)| v.as_str()),
+            Some("RTP/AVP;multicast;destination=239.0.0.7;port=5000-5001;ttl=1")
+        );
+        // A multicast session keeps itself alive by requests, as UDP does.
+        assert!(c.deadline().is_some());
     }
 }

@@ -27,6 +27,7 @@ use pinhole_media::Codec;
 use pinhole_rtsp::auth::{self as wire, Authorization};
 use pinhole_rtsp::rtp::{self, Fragment, Packetizer};
 use pinhole_rtsp::sdp::MediaDesc;
+pub use pinhole_rtsp::Multicast;
 use pinhole_rtsp::{rtcp, Action, Conn, Input, Media, Method, Request, Response, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -58,6 +59,8 @@ pub struct RtspConfig {
     pub session_timeout_secs: u32,
     /// Offer UDP unicast besides TCP interleaved.
     pub udp: bool,
+    /// Offer multicast: one group shared by every multicast session.
+    pub multicast: Option<Multicast>,
 }
 
 impl Default for RtspConfig {
@@ -68,6 +71,7 @@ impl Default for RtspConfig {
             max_sessions: 256,
             session_timeout_secs: 60,
             udp: true,
+            multicast: None,
         }
     }
 }
@@ -119,6 +123,118 @@ struct Shared {
     sessions: AtomicUsize,
     sdp_session: u64,
     fragments: Fragments,
+    mcast: Option<Arc<Mcast>>,
+}
+
+/// The multicast sender: one packetizer per track, shared by every
+/// multicast session, running while at least one of them plays.
+struct Mcast {
+    group: Multicast,
+    socket: UdpSocket,
+    watchers: AtomicUsize,
+    wake: tokio::sync::Notify,
+}
+
+/// A playing multicast session, counted for as long as this lives.
+struct McastGuard(Arc<Mcast>);
+
+impl McastGuard {
+    fn new(m: &Arc<Mcast>) -> McastGuard {
+        m.watchers.fetch_add(1, Ordering::Relaxed);
+        m.wake.notify_one();
+        McastGuard(m.clone())
+    }
+}
+
+impl Drop for McastGuard {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::Relaxed);
+        self.0.wake.notify_one();
+    }
+}
+
+impl Mcast {
+    fn open(group: Multicast) -> std::io::Result<Mcast> {
+        let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_multicast_ttl_v4(u32::from(group.ttl))?;
+        // Receivers on this host (and the tests, on loopback) get it too.
+        socket.set_multicast_loop_v4(true)?;
+        socket.set_nonblocking(true)?;
+        Ok(Mcast {
+            group,
+            socket: UdpSocket::from_std(socket)?,
+            watchers: AtomicUsize::new(0),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+}
+
+/// Sends the hub's frames to the group while anyone watches. Sequence
+/// numbers continue across idle spells, like a session's.
+async fn multicast_sender(
+    shared: Arc<Shared>,
+    m: Arc<Mcast>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut outs: HashMap<TrackId, Out> = HashMap::new();
+    let mut heads = Vec::new();
+    let seed = random_u64();
+    loop {
+        while m.watchers.load(Ordering::Relaxed) == 0 {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = m.wake.notified() => {}
+            }
+        }
+        let mut viewer = shared.state.hub.subscribe();
+        while m.watchers.load(Ordering::Relaxed) > 0 {
+            let frame = tokio::select! {
+                _ = stop.changed() => return,
+                _ = m.wake.notified() => continue,
+                f = viewer.recv() => match f {
+                    Some(f) => f,
+                    None => return,
+                },
+            };
+            let out = match outs.entry(frame.track.id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let ids = media(&shared.state, None)
+                        .map(|(_, ids)| ids)
+                        .unwrap_or_default();
+                    let Some(i) = ids.iter().position(|id| *id == frame.track.id) else {
+                        continue;
+                    };
+                    let Some(port) = u16::try_from(usize::from(m.group.port) + 2 * i).ok() else {
+                        continue;
+                    };
+                    e.insert(new_out(
+                        frame.track.id,
+                        i,
+                        Transport::Multicast { port },
+                        seed,
+                    ))
+                }
+            };
+            let Transport::Multicast { port } = out.transport else {
+                continue;
+            };
+            let frags = shared.fragments.of(&frame);
+            let group = IpAddr::V4(m.group.group);
+            send_datagrams(
+                &frame,
+                &frags,
+                out,
+                (&m.socket, &m.socket),
+                (
+                    SocketAddr::new(group, port),
+                    SocketAddr::new(group, port.saturating_add(1)),
+                ),
+                &mut heads,
+            )
+            .await;
+        }
+    }
 }
 
 /// The latest frames split into RTP payloads, shared by the sessions that
@@ -169,7 +285,16 @@ pub async fn serve(
     cfg: RtspConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) {
+    let mcast = match cfg.multicast.clone().map(Mcast::open) {
+        Some(Ok(m)) => Some(Arc::new(m)),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "rtsp multicast off: cannot open its socket");
+            None
+        }
+        None => None,
+    };
     let shared = Arc::new(Shared {
+        mcast: mcast.clone(),
         connections: ViewerLimits::new(cfg.max_connections, cfg.max_connections_per_ip),
         sessions: AtomicUsize::new(0),
         sdp_session: random_u64() >> 2,
@@ -179,6 +304,13 @@ pub async fn serve(
     });
     let mut tasks = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(m) = mcast {
+        tasks.push(tokio::spawn(multicast_sender(
+            shared.clone(),
+            m,
+            stop_rx.clone(),
+        )));
+    }
     for l in listeners {
         let shared = shared.clone();
         let mut stop = stop_rx.clone();
@@ -271,6 +403,8 @@ struct Out {
 /// A playing session: its hub cursor and what holds its slots.
 struct Playing {
     viewer: Viewer,
+    /// Set when a track goes to the multicast group.
+    _mcast: Option<McastGuard>,
     _permit: ViewerPermit,
     _counted: crate::state::ViewerGuard,
 }
@@ -293,6 +427,7 @@ async fn connection(
         path: PATH.into(),
         timeout_secs: shared.cfg.session_timeout_secs,
         udp_server_ports: udp.as_ref().map(|u| u.ports),
+        multicast: shared.mcast.as_ref().map(|m| m.group.clone()),
     };
     let mut conn = Conn::new(cfg, random_hex(8), random_u64(), shared.sdp_session);
     let nonce = random_hex(16);
@@ -432,6 +567,8 @@ async fn connection(
             frame = next_frame(&mut playing) => {
                 let Some(frame) = frame else { break End::Closed("daemon shutting down") };
                 let Some(out) = outs.values_mut().find(|o| o.hub_track == frame.track.id) else { continue };
+                // The shared sender sends it.
+                if matches!(out.transport, Transport::Multicast { .. }) { continue; }
                 let frags = shared.fragments.of(&frame);
                 match send_frame(&frame, &frags, out, &wr, udp.as_deref(), peer.ip(), &mut scratch).await {
                     Ok(()) => {
@@ -656,36 +793,49 @@ fn start(
         let Some(&hub_track) = ids.get(*i) else {
             continue;
         };
-        let video = hub_track == VIDEO;
-        let entry = outs.entry(*i).or_insert_with(|| {
-            let r = random_u64();
-            Out {
-                hub_track,
-                transport: *t,
-                pk: Packetizer::new(
-                    ssrc_of(&r, *i),
-                    if video {
-                        pinhole_rtsp::sdp::H264_PT
-                    } else {
-                        pinhole_rtsp::sdp::OPUS_PT
-                    },
-                    (r >> 16) as u16,
-                ),
-                ts_offset: (r >> 32) as u32,
-                last_sr: None,
-                video,
-            }
-        });
+        let entry = outs
+            .entry(*i)
+            .or_insert_with(|| new_out(hub_track, *i, *t, random_u64()));
         entry.hub_track = hub_track;
         entry.transport = *t;
         entry.last_sr = None;
     }
     outs.retain(|i, _| list.iter().any(|(j, _)| j == i));
+    let multicast = list
+        .iter()
+        .any(|(_, t)| matches!(t, Transport::Multicast { .. }));
+    let mcast = match (&shared.mcast, multicast) {
+        (Some(m), true) => Some(McastGuard::new(m)),
+        _ => None,
+    };
     Ok(Playing {
+        _mcast: mcast,
         viewer: state.hub.subscribe(),
         _permit: permit,
         _counted: state.viewer(Output::Rtsp),
     })
+}
+
+/// A track's sender state: random SSRC, first sequence number and
+/// timestamp offset (RFC 3550).
+fn new_out(hub_track: TrackId, i: usize, transport: Transport, r: u64) -> Out {
+    let video = hub_track == VIDEO;
+    Out {
+        hub_track,
+        transport,
+        pk: Packetizer::new(
+            ssrc_of(&r, i),
+            if video {
+                pinhole_rtsp::sdp::H264_PT
+            } else {
+                pinhole_rtsp::sdp::OPUS_PT
+            },
+            (r >> 16) as u16,
+        ),
+        ts_offset: (r >> 32) as u32,
+        last_sr: None,
+        video,
+    }
 }
 
 fn ssrc_of(r: &u64, i: usize) -> u32 {
@@ -701,7 +851,13 @@ fn rtp_info(req: &Request, outs: &HashMap<usize, Out>, first: Option<&Frame>) ->
     // The aggregate URL the client used, up to and including the stream path.
     let uri = req.uri.split(['?', '#']).next().unwrap_or("");
     let base = uri.find(PATH).map_or(uri, |i| &uri[..i + PATH.len()]);
-    let mut idx: Vec<_> = outs.keys().copied().collect();
+    // Multicast tracks' numbers are the shared sender's: left out
+    // (RTP-Info is optional per track).
+    let mut idx: Vec<_> = outs
+        .iter()
+        .filter(|(_, o)| !matches!(o.transport, Transport::Multicast { .. }))
+        .map(|(i, _)| *i)
+        .collect();
     idx.sort_unstable();
     idx.iter()
         .map(|i| {
@@ -781,23 +937,66 @@ async fn send_frame(
             if let Some(sr) = &sr {
                 let _ = udp.rtcp.send_to(sr, (ip, client_rtcp)).await;
             }
-            out.pk.headers(frags, ts, None, heads);
-            let mut packet = Vec::with_capacity(rtp::MAX_PAYLOAD + 16);
-            let mut off = 0;
-            for f in frags {
-                let end = off + f.header_len(false);
-                packet.clear();
-                packet.extend_from_slice(&heads[off..end]);
-                packet.extend_from_slice(&f.payload);
-                off = end;
-                // A full socket buffer or an unreachable port is packet
-                // loss, as on any network: never a reason to stall.
-                let _ = udp
-                    .rtp
-                    .try_send_to(&packet, SocketAddr::new(ip, client_rtp));
-            }
+            udp_packets(
+                frags,
+                ts,
+                out,
+                &udp.rtp,
+                SocketAddr::new(ip, client_rtp),
+                heads,
+            );
             Ok(())
         }
+        // The shared sender's (multicast_sender), never a session's.
+        Transport::Multicast { .. } => Ok(()),
+    }
+}
+
+/// One frame to a multicast group: the sender report (once a second) to
+/// the RTCP address, then the RTP packets.
+async fn send_datagrams(
+    frame: &Frame,
+    frags: &[Fragment],
+    out: &mut Out,
+    (rtp_sock, rtcp_sock): (&UdpSocket, &UdpSocket),
+    (rtp_to, rtcp_to): (SocketAddr, SocketAddr),
+    heads: &mut Vec<u8>,
+) {
+    let ts = rtp_ts(frame, out);
+    if out
+        .last_sr
+        .is_none_or(|t| frame.au.pts_us.saturating_sub(t) >= SR_INTERVAL_US)
+    {
+        out.last_sr = Some(frame.au.pts_us);
+        let (n, octets) = out.pk.counts();
+        let sr = rtcp::sender_report(out.pk.ssrc, frame.au.wallclock_us, ts, n, octets, "pinhole");
+        let _ = rtcp_sock.send_to(&sr, rtcp_to).await;
+    }
+    udp_packets(frags, ts, out, rtp_sock, rtp_to, heads);
+}
+
+/// A frame's RTP packets as datagrams to `to`.
+fn udp_packets(
+    frags: &[Fragment],
+    ts: u32,
+    out: &mut Out,
+    sock: &UdpSocket,
+    to: SocketAddr,
+    heads: &mut Vec<u8>,
+) {
+    heads.clear();
+    out.pk.headers(frags, ts, None, heads);
+    let mut packet = Vec::with_capacity(rtp::MAX_PAYLOAD + 16);
+    let mut off = 0;
+    for f in frags {
+        let end = off + f.header_len(false);
+        packet.clear();
+        packet.extend_from_slice(&heads[off..end]);
+        packet.extend_from_slice(&f.payload);
+        off = end;
+        // A full socket buffer or an unreachable port is packet loss, as
+        // on any network: never a reason to stall.
+        let _ = sock.try_send_to(&packet, to);
     }
 }
 

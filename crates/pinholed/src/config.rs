@@ -124,6 +124,9 @@ pub struct Config {
     pub listen: Vec<String>,
     /// RTSP listeners, IP:PORT (docs/rtsp.md); empty: no RTSP.
     pub rtsp: Vec<String>,
+    /// `[rtsp_server]`: the RTSP server's limits (the listeners are `rtsp`,
+    /// a list kept apart so `rtsp = []` turns RTSP off).
+    pub rtsp_server: RtspServerConfig,
     pub source: String,
     pub video: VideoConfig,
     pub pipe: PipeConfig,
@@ -137,6 +140,114 @@ pub struct Config {
     pub push: Vec<PushConfig>,
     pub audio: AudioConfig,
     pub onvif: OnvifConfig,
+}
+
+/// `[rtsp_server]`: limits of the RTSP server (docs/rtsp.md, *Limits*).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtspServerConfig {
+    /// Control connections in all; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// … and per client address.
+    pub max_connections_per_ip: usize,
+    /// Sessions (set up, playing or not); a SETUP beyond gets 453.
+    pub max_sessions: usize,
+    /// Announced in `Session: …;timeout=`; a UDP or idle session ends
+    /// after this long without a request.
+    pub session_timeout_s: u32,
+    /// Multicast group (IPv4, e.g. `239.255.42.42`) offered to clients that
+    /// ask for `RTP/AVP;multicast`; empty: no multicast.
+    pub multicast_group: String,
+    /// Track N's RTP goes to `multicast_port + 2N`, its RTCP to the next.
+    pub multicast_port: u16,
+    /// Routers the group's packets may cross (1: this LAN only).
+    pub multicast_ttl: u8,
+}
+
+impl Default for RtspServerConfig {
+    fn default() -> Self {
+        let d = pinhole_server::rtsp::RtspConfig::default();
+        RtspServerConfig {
+            max_connections: d.max_connections,
+            max_connections_per_ip: d.max_connections_per_ip,
+            max_sessions: d.max_sessions,
+            session_timeout_s: d.session_timeout_secs,
+            multicast_group: String::new(),
+            multicast_port: 5004,
+            multicast_ttl: 1,
+        }
+    }
+}
+
+impl RtspServerConfig {
+    /// The server's settings (validated first).
+    pub fn to_server(&self) -> pinhole_server::rtsp::RtspConfig {
+        pinhole_server::rtsp::RtspConfig {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_sessions: self.max_sessions,
+            session_timeout_secs: self.session_timeout_s,
+            multicast: self.multicast_group.parse().ok().map(|group| {
+                pinhole_server::rtsp::Multicast {
+                    group,
+                    port: self.multicast_port,
+                    ttl: self.multicast_ttl,
+                }
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        let range = |field, v: usize| {
+            if (1..=100_000).contains(&v) {
+                Ok(())
+            } else {
+                Err((field, format!("{v} (allowed: 1-100000)")))
+            }
+        };
+        range("rtsp_server.max_connections", self.max_connections)?;
+        range(
+            "rtsp_server.max_connections_per_ip",
+            self.max_connections_per_ip,
+        )?;
+        range("rtsp_server.max_sessions", self.max_sessions)?;
+        // Clients keep alive every timeout/2 or so (ffmpeg: 30 s of 60).
+        if !(10..=3600).contains(&self.session_timeout_s) {
+            return Err((
+                "rtsp_server.session_timeout_s",
+                format!("{} (allowed: 10-3600)", self.session_timeout_s),
+            ));
+        }
+        if !self.multicast_group.is_empty() {
+            match self.multicast_group.parse::<std::net::Ipv4Addr>() {
+                Ok(g) if g.is_multicast() => {}
+                _ => {
+                    return Err((
+                        "rtsp_server.multicast_group",
+                        format!(
+                            "'{}' is not an IPv4 multicast address (224.0.0.0/4)",
+                            self.multicast_group
+                        ),
+                    ))
+                }
+            }
+            // Even (RFC 3550), and room for two tracks' pairs.
+            if self.multicast_port < 1024
+                || !self.multicast_port.is_multiple_of(2)
+                || self.multicast_port > 65530
+            {
+                return Err((
+                    "rtsp_server.multicast_port",
+                    format!("{} (allowed: even, 1024-65530)", self.multicast_port),
+                ));
+            }
+            if self.multicast_ttl == 0 {
+                return Err(("rtsp_server.multicast_ttl", "0 (allowed: 1-255)".into()));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `[onvif]`: ONVIF Profile S, minimal (docs/rtsp.md). Served only with
@@ -468,6 +579,7 @@ impl Default for Config {
             // beyond its loopback HTTP port, and daemons started side by
             // side (tests, several helpers) cannot all own 8554.
             rtsp: Vec::new(),
+            rtsp_server: RtspServerConfig::default(),
             source: "test".into(),
             video: VideoConfig::default(),
             pipe: PipeConfig::default(),
@@ -691,6 +803,9 @@ impl Config {
                 return bad("rtsp", format!("'{a}' is not IP:PORT"));
             }
         }
+        if let Err((field, reason)) = self.rtsp_server.validate() {
+            return bad(field, reason);
+        }
         let v = &self.video;
         if !(16..=3840).contains(&v.width) || !v.width.is_multiple_of(2) {
             return bad(
@@ -903,6 +1018,50 @@ mod tests {
             ..Config::default()
         };
         assert!(cfg.validate().unwrap_err().to_string().contains("rtsp"));
+    }
+
+    #[test]
+    fn rtsp_limits_beside_the_listeners() {
+        let sys = "rtsp = [\"0.0.0.0:8554\"]\n";
+        let cfg = Config::from_layers(
+            Some((sys, Path::new("sys.toml"))),
+            "[rtsp_server]\nmax_sessions = 8\nsession_timeout_s = 30\n",
+            Path::new("u.toml"),
+        )
+        .expect("layers");
+        assert_eq!(cfg.rtsp, vec!["0.0.0.0:8554"], "the listeners stay");
+        let s = cfg.rtsp_server.to_server();
+        assert_eq!((s.max_sessions, s.session_timeout_secs), (8, 30));
+        let d = pinhole_server::rtsp::RtspConfig::default();
+        assert_eq!(s.max_connections, d.max_connections, "the rest default");
+        assert_eq!(s.max_connections_per_ip, d.max_connections_per_ip);
+        let mut bad = Config::default();
+        bad.rtsp_server.max_connections_per_ip = 0;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("rtsp_server.max_connections_per_ip"), "{e}");
+        bad = Config::default();
+        bad.rtsp_server.session_timeout_s = 5;
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(e.contains("rtsp_server.session_timeout_s"), "{e}");
+        // Multicast: off by default; a group must be IPv4 multicast, the
+        // port even.
+        assert!(Config::default()
+            .rtsp_server
+            .to_server()
+            .multicast
+            .is_none());
+        let mut m = Config::default();
+        m.rtsp_server.multicast_group = "239.255.42.42".into();
+        m.validate().expect("valid");
+        let g = m.rtsp_server.to_server().multicast.expect("on");
+        assert_eq!((g.port, g.ttl), (5004, 1));
+        m.rtsp_server.multicast_port = 5005;
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("rtsp_server.multicast_port"), "{e}");
+        m.rtsp_server.multicast_port = 5004;
+        m.rtsp_server.multicast_group = "192.168.1.9".into();
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("rtsp_server.multicast_group"), "{e}");
     }
 
     #[test]

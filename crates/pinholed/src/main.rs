@@ -380,7 +380,7 @@ async fn run(cfg: Config, config_path: Option<PathBuf>) -> Result<(), DaemonErro
         tokio::spawn(pinhole_server::rtsp::serve(
             rtsp,
             state.clone(),
-            pinhole_server::rtsp::RtspConfig::default(),
+            cfg.rtsp_server.to_server(),
             async {
                 let _ = rtsp_stopped.await;
             },

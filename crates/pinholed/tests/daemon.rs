@@ -218,3 +218,151 @@ fn cli_errors_name_the_setting() {
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("pinholed "));
 }
+
+/// One RTSP request on `s`; the response head (its body is read and dropped).
+async fn rtsp_request(s: &mut tokio::net::TcpStream, req: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(req.as_bytes()).await.expect("send");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await {
+            Ok(Ok(1)) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    // Error answers carry a text body: read it, so the next answer starts clean.
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut body)).await;
+    head
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.x:
+/// one more client address for the per-address limit).
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind(format!("{from}:0").parse().expect("addr"))
+        .expect("bind");
+    s.connect(to).await.expect("connect")
+}
+
+/// `[rtsp_server]` limits from the config file reach the server: past the
+/// configured numbers a connection gets 503 (per address and in all), a
+/// SETUP 453, and sessions announce the configured timeout.
+#[tokio::test]
+async fn rtsp_limits_come_from_the_config_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "rtsp = [\"127.0.0.1:0\"]\n[rtsp_server]\nmax_connections = 4\n\
+         max_connections_per_ip = 3\nmax_sessions = 2\nsession_timeout_s = 25\n",
+    )
+    .expect("write config");
+    let data = dir.path().join("data");
+    let s = |p: &std::path::Path| p.to_str().expect("utf-8 temp path").to_owned();
+    let (config, data) = (s(&config), s(&data));
+    let d = Daemon::start(&[
+        "--config",
+        &config,
+        "--data-dir",
+        &data,
+        "--width",
+        "320",
+        "--height",
+        "240",
+    ]);
+    let st = d
+        .wait_status(20, |s| {
+            s["frames"].as_u64() > Some(2) && s["rtsp"]["port"].as_u64().is_some()
+        })
+        .await;
+    let port = st["rtsp"]["port"].as_u64().expect("port") as u16;
+    let to: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let url = format!("rtsp://127.0.0.1:{port}/stream");
+    let options = |cseq: u32| format!("OPTIONS {url} RTSP/1.0\r\nCSeq: {cseq}\r\n\r\n");
+    let setup = |cseq: u32| {
+        format!(
+            "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: {cseq}\r\n\
+             Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        )
+    };
+
+    // Three from 127.0.0.1 are served; the fourth from there is refused.
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect_from("127.0.0.1", to).await;
+        let r = rtsp_request(&mut c, &options(1)).await;
+        assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+        conns.push(c);
+    }
+    let mut c = connect_from("127.0.0.1", to).await;
+    let r = rtsp_request(&mut c, &options(1)).await;
+    assert!(r.starts_with("RTSP/1.0 503"), "per-address limit: {r}");
+    // Another address takes the fourth slot in all; a fifth is refused.
+    let mut c = connect_from("127.0.0.2", to).await;
+    let r = rtsp_request(&mut c, &options(1)).await;
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    conns.push(c);
+    let mut c = connect_from("127.0.0.3", to).await;
+    let r = rtsp_request(&mut c, &options(1)).await;
+    assert!(r.starts_with("RTSP/1.0 503"), "connection limit: {r}");
+
+    // Two sessions, then 453.
+    for c in &mut conns[..2] {
+        let r = rtsp_request(c, &setup(2)).await;
+        assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+        assert!(r.contains(";timeout=25\r\n"), "configured timeout: {r}");
+    }
+    let r = rtsp_request(&mut conns[2], &setup(2)).await;
+    assert!(r.starts_with("RTSP/1.0 453"), "session limit: {r}");
+    // A session ended frees its slot.
+    drop(conns.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = rtsp_request(&mut conns[1], &setup(3)).await;
+        if r.starts_with("RTSP/1.0 200") {
+            break;
+        }
+        assert!(r.starts_with("RTSP/1.0 453"), "{r}");
+        assert!(Instant::now() < deadline, "the slot was never freed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Multicast (`[rtsp_server] multicast_group`): two ffprobes asking for
+/// `udp_multicast` only read the one group at the right size, and the
+/// sender report reaches the group's RTCP port; in a network namespace
+/// of its own (`tests/onvif/netns.sh`), so nothing leaves loopback.
+#[test]
+fn rtsp_multicast_to_two_ffprobes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = Command::new(common::repo().join("tests/onvif/netns.sh"))
+        .arg(common::repo().join("tests/rtsp/multicast.sh"))
+        .arg(env!("CARGO_BIN_EXE_pinholed"))
+        .arg(dir.path())
+        .output()
+        .expect("run netns.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "multicast.sh failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for probe in &lines[..2] {
+        let f: Vec<&str> = probe.split(',').collect();
+        assert_eq!(&f[..3], ["h264", "320", "240"], "{stdout}");
+        // 2 s at 30 fps; some slack for a loaded machine.
+        let packets: u32 = f[3].trim().parse().expect("packets");
+        assert!(packets >= 20, "{stdout}");
+    }
+    assert!(lines[2].starts_with("rtcp pt=200 "), "{stdout}");
+}

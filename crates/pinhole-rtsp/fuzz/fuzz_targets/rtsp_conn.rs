@@ -29,6 +29,11 @@ fuzz_target!(|data: &[u8]| {
         path: "/stream".into(),
         timeout_secs: 60,
         udp_server_ports: Some((20000, 20001)),
+        multicast: Some(pinhole_rtsp::Multicast {
+            group: std::net::Ipv4Addr::new(239, 0, 0, 7),
+            port: 5000,
+            ttl: 1,
+        }),
     };
     let mut conn = Conn::new(cfg, "S".into(), 1, 1);
     let ha1 = auth::ha1("viewer", "pw");
