@@ -388,7 +388,7 @@ async function main() {
       { id: 'webcodecs-raf', ours: true, label: 'pinhole WebCodecs, draw on requestAnimationFrame', url: `${base}/?player=webcodecs&render=raf`, mode: 'canvas' },
       { id: 'mse', ours: true, label: 'pinhole MSE (/ws/fmp4, UI `?player=mse`, paced: each frame appended on its refresh)', url: `${base}/?player=mse`, mode: 'video' },
       { id: 'mse-immediate', ours: true, label: 'pinhole MSE, append on arrival, playbackRate steers the buffer (`?render=immediate`)', url: `${base}/?player=mse&render=immediate`, mode: 'video' },
-      { id: 'webrtc', ours: true, label: 'pinhole WebRTC (WHEP, UI `?player=webrtc`, jitterBufferTarget 0)', url: `${base}/?player=webrtc`, mode: 'video', rtcStats: `${base}/api/status`, snapToTick: true },
+      { id: 'webrtc', ours: true, label: 'pinhole WebRTC (WHEP, UI `?player=webrtc`, playout delay 0: timed at the compositing refresh)', url: `${base}/?player=webrtc`, mode: 'video', rtcStats: `${base}/api/status`, snapToTick: true },
       { id: 'jmuxer', ours: true, label: 'pinhole /ws/h264 → jmuxer page (`/jmuxer.html`)', url: `${base}/jmuxer.html`, mode: 'video' },
       { id: 'mjpeg', ours: true, label: 'pinhole MJPEG (`<img>`, polled every 3 ms)', url: `${base}/?player=mjpeg`, mode: 'img' },
       ...(hlsOk ? [{ id: 'hls', ours: true, label: 'pinhole LL-HLS in hls.js (`?player=hls`)', url: `${base}/?player=hls`, mode: 'video', ...hlsStart, warmS: Math.max(WARM_S, SMOKE ? 1 : 10) }] : []),
