@@ -2,7 +2,10 @@
 // (RTMP, SRT), each with its live state from GET /api/push, added with the
 // URL and the key in separate fields (the key is sent once and never shown
 // back: the daemon answers with redacted URLs only), switched on and off,
-// removed, and its last error cleared. docs/config.md, "[[push]]".
+// removed, and its last error cleared. A server with a private or
+// self-signed certificate (rtmps://, whip+https://) gets its CA pasted or
+// loaded from a file: the daemon checks it and keeps it (its path is listed,
+// the PEM is not sent back). docs/config.md, "[[push]]".
 
 import { el, fmtBytes } from './dom.js';
 
@@ -35,11 +38,26 @@ export function mountPush(parent) {
   const key = el('input', {
     type: 'password', id: 'push-key', placeholder: 'stream key / SRT passphrase', autocomplete: 'new-password',
   });
+  const ca = el('textarea', {
+    id: 'push-ca', rows: '4', spellcheck: 'false', autocomplete: 'off',
+    placeholder: '-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----',
+  });
+  const caFile = el('input', { type: 'file', id: 'push-ca-file', accept: '.pem,.crt,.cer,text/plain' });
+  caFile.addEventListener('change', async () => {
+    const f = caFile.files?.[0];
+    if (f) ca.value = await f.text();
+    caFile.value = '';
+  });
+  const caBox = el('details', { class: 'push-ca', id: 'push-ca-box' },
+    el('summary', {}, 'Private CA (optional)'),
+    el('p', { class: 'set-note', text: 'For an rtmps:// or whip+https:// server whose certificate is not from a public CA: paste its CA (PEM) or load the file. Public servers need nothing here.' }),
+    ca, caFile);
   const add = el('button', { type: 'submit', id: 'push-add' }, 'Add');
   const msg = el('p', { class: 'fw-msg', id: 'push-msg', role: 'status', 'aria-live': 'polite' });
   const form = el('form', { class: 'push-form', id: 'push-form' },
     el('label', { for: 'push-url', text: 'Server URL' }), url,
     el('label', { for: 'push-key', text: 'Key' }), key,
+    caBox,
     add);
   const panel = el('details', { class: 'panel', id: 'push', hidden: '' },
     el('summary', {}, 'Push to media servers'),
@@ -72,6 +90,7 @@ export function mountPush(parent) {
       detail.textContent = `${fmtBytes(t.bytes)} sent · ${t.frames} frames`
         + (t.reconnects ? ` · ${t.reconnects} reconnects` : '')
         + (t.skipped ? ` · ${t.skipped} skipped` : '')
+        + (t.tls_ca ? ' · own CA' : '')
         + (t.from === 'config' ? ' · from the config file' : '');
       err.textContent = t.last_error ? `Last error: ${t.last_error}` : '';
       clear.hidden = !t.last_error;
@@ -142,10 +161,14 @@ export function mountPush(parent) {
     e.preventDefault();
     add.disabled = true;
     try {
-      const data = await call('POST', 'api/push', { url: url.value.trim(), key: key.value });
+      const body = { url: url.value.trim(), key: key.value };
+      if (ca.value.trim()) body.tls_ca = ca.value;
+      const data = await call('POST', 'api/push', body);
       show(data);
       url.value = '';
       key.value = ''; // never kept in the page
+      ca.value = '';
+      caBox.open = false;
       say('Added.', 'ok');
     } catch (x) {
       say(`Not added: ${x.message}`, 'error');

@@ -128,6 +128,27 @@ test('push panel: add with a key, connected, off/on, error with countdown, clear
 
     await row(page).locator('.push-remove').click();
     assert.ok(await waitFor(() => page.locator('#push-empty').isVisible()), 'removed');
+
+    // A private CA: refused for a target without TLS, kept for rtmps://.
+    const caDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pinhole-push-ca-'));
+    await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256',
+      '-nodes', '-days', '2', '-subj', '/CN=panel test CA', '-keyout', path.join(caDir, 'ca.key'),
+      '-out', path.join(caDir, 'ca.pem')]);
+    await page.locator('#push-ca-box > summary').click();
+    await page.setInputFiles('#push-ca-file', path.join(caDir, 'ca.pem'));
+    assert.match(await page.inputValue('#push-ca'), /BEGIN CERTIFICATE/, 'the file fills the field');
+    await page.fill('#push-url', `rtmp://127.0.0.1:${rtmpPort}/live`);
+    await page.fill('#push-key', KEY);
+    await page.click('#push-add');
+    assert.ok(await waitFor(async () => /Not added: .*rtmps:\/\//.test(await page.locator('#push-msg').textContent())));
+    await page.fill('#push-url', 'rtmps://127.0.0.1:9/live');
+    await page.click('#push-add');
+    assert.ok(await waitFor(async () => / · own CA/.test(await row(page).locator('.push-detail').textContent())), 'own CA listed');
+    assert.equal(await page.inputValue('#push-ca'), '', 'the CA field is emptied');
+    assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no horizontal overflow (CA box)');
+    await row(page).locator('.push-remove').click();
+    assert.ok(await waitFor(() => page.locator('#push-empty').isVisible()), 'removed (CA)');
+    fs.rmSync(caDir, { recursive: true, force: true });
     const errors = page.logs.filter((l) => l.startsWith('[pageerror]'));
     assert.deepEqual(errors, []);
   } catch (e) {

@@ -4,11 +4,15 @@ for pinhole's push tests. Takes one publisher at a time on POST /whip,
 decodes everything it receives and prints one JSON line per half second:
 
   {"sessions": 1, "deletes": 0, "video": 95, "width": 320, "height": 240,
-   "audio": 40, "state": "connected", "auth_refused": 0}
+   "audio": 40, "state": "connected", "auth_refused": 0, "plis": 0}
 
   whip_server.py --port P [--token T]
 
 --token T  requires `Authorization: Bearer T` (else 401).
+
+POST /pli makes aiortc send an RTCP PLI (picture loss) for every video
+source it receives, as a receiver does after losing a picture: the
+publisher is to ask its camera for a keyframe.
 
 The HTTP side is a few lines of asyncio: what is under test is the WebRTC
 exchange (offer/answer, ICE with us controlling, DTLS/SRTP, RTP decoding).
@@ -28,7 +32,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
 stats = {"sessions": 0, "deletes": 0, "video": 0, "width": 0, "height": 0,
-         "audio": 0, "state": "none", "auth_refused": 0}
+         "audio": 0, "state": "none", "auth_refused": 0, "plis": 0}
 pcs = {}
 
 
@@ -67,6 +71,20 @@ async def answer(offer_sdp):
     return sid, pc.localDescription.sdp
 
 
+async def send_plis():
+    n = 0
+    for pc in list(pcs.values()):
+        for r in pc.getReceivers():
+            if r.track is None or r.track.kind != "video":
+                continue
+            for src in r.getSynchronizationSources():
+                # aiortc's own PLI path (what its jitter buffer uses on loss).
+                await r._send_rtcp_pli(src.source)
+                n += 1
+    stats["plis"] += n
+    return n
+
+
 async def handle(reader, writer, token):
     try:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -94,6 +112,9 @@ async def handle(reader, writer, token):
                 sid, sdp = await answer(body.decode())
                 reply("201 Created", sdp.encode(),
                       ["Content-Type: application/sdp", f"Location: /whip/{sid}"])
+        elif method == "POST" and path == "/pli":
+            n = await send_plis()
+            reply("200 OK", f"{n}\n".encode())
         elif method == "DELETE" and path.startswith("/whip/"):
             pc = pcs.pop(path[len("/whip/"):], None)
             if pc is None:

@@ -5,76 +5,25 @@
 // picks it before HLS. Delay: dash.js's live latency, on the server's clock (UTCTiming), from
 // the capture time the manifest anchors media time to.
 
-import { Backoff, RateMeter } from './util.js';
+import { ElementPlayer, hasMse } from './element.js';
 
 const DASH_JS = '../vendor/dash.mediaplayer.min.mjs';
-const STALL_S = 6;        // currentTime frozen this long while playing: reload
 // Seconds behind live dash.js aims for, by its own clock mapping. At 0.8 the barcode in the
 // picture read 0.31 s (dash.js's figure runs ~0.5 s high, not yet explained) with 0.1 s of
 // buffer, which stalled under load; 1.2 keeps ~0.5 s of buffer. (The manifest's
 // ServiceDescription says 0.8; this setting wins.)
 const LIVE_DELAY_S = 1.2;
 
-function hasMse() {
-  const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
-  return !!MS && typeof MS.isTypeSupported === 'function' && MS.isTypeSupported('video/mp4; codecs="avc1.42c01f"');
-}
-
-export class DashPlayer {
+export class DashPlayer extends ElementPlayer {
   static id = 'dash';
   static label = 'DASH';
   static supported() { return hasMse(); }
 
   /** @param {{onState?: (s: {kind: string, text: string}) => void, url?: string}} opts */
   constructor(opts = {}) {
-    this.onState = opts.onState || (() => {});
+    super(opts);
     this.url = opts.url || new URL('dash/index.mpd', location.href).href;
-    this.backoff = new Backoff();
-    this.bytes = new RateMeter();
-    this.frames = new RateMeter();
-    this.video = null;
     this.dash = null;
-    this.state = { kind: 'idle', text: '' };
-    this.timers = new Set();
-    this.lastCt = -1;
-    this.lastCtChange = 0;
-    this.stopped = true;
-  }
-
-  start(container) {
-    this.stopped = false;
-    const v = document.createElement('video');
-    v.muted = true;
-    v.defaultMuted = true;
-    v.autoplay = true;
-    v.playsInline = true;
-    v.setAttribute('playsinline', '');
-    v.addEventListener('playing', () => { this.backoff.reset(); this._setState('playing', ''); });
-    this.video = v;
-    container.appendChild(v);
-    this._every(500, () => this._tick());
-    this._connect();
-  }
-
-  stop() {
-    this.stopped = true;
-    for (const t of this.timers) { clearTimeout(t); clearInterval(t); }
-    this.timers.clear();
-    this._teardown();
-    if (this.video) {
-      this.video.removeAttribute('src');
-      this.video.load();
-      this.video.remove();
-    }
-    this.video = null;
-    this._setState('idle', '');
-  }
-
-  /** The daemon restarted: its segment names changed, start over. */
-  restart() {
-    if (this.stopped) return;
-    this._teardown();
-    this._connect();
   }
 
   stats() {
@@ -147,41 +96,10 @@ export class DashPlayer {
     });
     d.on(dashjs.MediaPlayer.events.ERROR, (e) => this._retry(`dash.js: ${e?.error?.message ?? e?.error?.code ?? 'error'}`));
     d.initialize(v, this.url, true);
-    v.play().catch((e) => { if (e?.name === 'NotAllowedError') this._setState('blocked', 'tap to play'); });
+    this._play(v);
   }
 
   _teardown() {
     if (this.dash) { try { this.dash.destroy(); } catch { /* already gone */ } this.dash = null; }
-  }
-
-  _retry(reason) {
-    if (this.stopped) return;
-    this._teardown();
-    const delay = this.backoff.next();
-    this._setState('reconnecting', `reconnecting in ${Math.ceil(delay)} s`, reason);
-    this._after(delay * 1000, () => this._connect());
-  }
-
-  _tick() {
-    const v = this.video;
-    if (!v) return;
-    this.bytes.sample();
-    const q = v.getVideoPlaybackQuality?.();
-    if (q) this.frames.sample(q.totalVideoFrames);
-    const now = performance.now();
-    if (v.currentTime !== this.lastCt) { this.lastCt = v.currentTime; this.lastCtChange = now; return; }
-    if (this.state.kind === 'playing' && !v.paused && now - this.lastCtChange > STALL_S * 1000) {
-      this.lastCtChange = now;
-      this._retry('playback stalled');
-    }
-  }
-
-  _every(ms, fn) { const t = setInterval(fn, ms); this.timers.add(t); }
-  _after(ms, fn) { const t = setTimeout(() => { this.timers.delete(t); fn(); }, ms); this.timers.add(t); }
-
-  _setState(kind, text, detail) {
-    if (this.state.kind === kind && this.state.text === text) return;
-    this.state = { kind, text, detail };
-    this.onState(this.state);
   }
 }

@@ -5,11 +5,10 @@
 // only when this player starts) in low-latency mode: blocking playlist reloads and parts,
 // ~3 part targets (PART-HOLD-BACK) behind live. Delay is read from EXT-X-PROGRAM-DATE-TIME.
 
-import { Backoff, RateMeter } from './util.js';
+import { ElementPlayer, hasMse } from './element.js';
 
 const HLS_TYPE = 'application/vnd.apple.mpegurl';
 const HLS_JS = '../vendor/hls.light.min.mjs';
-const STALL_S = 6;     // currentTime frozen this long while playing: reload
 // hls.js 1.7.4 stopped loading at a segment boundary although the next parts were listed when
 // the buffer Chrome reported ended a few µs before the fragment end hls.js computed: it kept
 // asking for the finished fragment until those parts left the playlist (3 target durations).
@@ -31,75 +30,28 @@ function nativeHls() {
   }
 }
 
-function hasMse() {
-  const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
-  return !!MS && typeof MS.isTypeSupported === 'function' && MS.isTypeSupported('video/mp4; codecs="avc1.42c01f"');
-}
-
-export class HlsPlayer {
+export class HlsPlayer extends ElementPlayer {
   static id = 'hls';
   static label = 'HLS';
   static supported() { return nativeHls() || hasMse(); }
 
   /** @param {{onState?: (s: {kind: string, text: string}) => void, url?: string, native?: boolean}} opts */
   constructor(opts = {}) {
-    this.onState = opts.onState || (() => {});
+    super(opts);
     this.url = opts.url || new URL('hls/index.m3u8', location.href).href;
     // hls.js wherever MSE exists (its latency control is better); native otherwise.
     this.forceNative = opts.native ?? false;
-    this.backoff = new Backoff();
-    this.bytes = new RateMeter();
-    this.frames = new RateMeter();
-    this.video = null;
     this.hls = null;
     this.mode = null; // 'hls.js' | 'native'
-    this.state = { kind: 'idle', text: '' };
-    this.timers = new Set();
-    this.lastCt = -1;
-    this.lastCtChange = 0;
     this.wedgedSince = 0;
     this.nudges = 0;
-    this.stopped = true;
   }
 
-  start(container) {
-    this.stopped = false;
-    const v = document.createElement('video');
-    v.muted = true;
-    v.defaultMuted = true;
-    v.autoplay = true;
-    v.playsInline = true;
-    v.setAttribute('playsinline', '');
-    v.addEventListener('playing', () => { this.backoff.reset(); this._setState('playing', ''); });
+  _onVideo(v) {
     v.addEventListener('error', () => {
       if (this.mode === 'native') this._retry(`video error ${v.error?.code ?? ''}`);
     });
-    this.video = v;
-    container.appendChild(v);
-    this._every(500, () => this._tick());
     this._every(250, () => this._unwedge());
-    this._connect();
-  }
-
-  stop() {
-    this.stopped = true;
-    for (const t of this.timers) { clearTimeout(t); clearInterval(t); }
-    this.timers.clear();
-    this._teardown();
-    if (this.video) {
-      this.video.removeAttribute('src');
-      this.video.load();
-      this.video.remove();
-    }
-    this.video = null;
-    this._setState('idle', '');
-  }
-
-  /** The daemon restarted: its segment names changed, start over. */
-  restart() {
-    if (this.stopped) return;
-    this._teardown();
-    this._connect();
   }
 
   /**
@@ -110,10 +62,6 @@ export class HlsPlayer {
     const v = this.video;
     const decoded = v?.webkitAudioDecodedByteCount ?? (v?.audioTracks?.length || 0);
     return v && decoded > 0 ? { muted: v.muted, level: null } : null;
-  }
-
-  setMuted(muted) {
-    if (this.video) this.video.muted = muted;
   }
 
   stats() {
@@ -175,7 +123,7 @@ export class HlsPlayer {
       if (!nativeHls()) { this._setState('error', 'HLS is not supported by this browser'); return; }
       this.mode = 'native';
       v.src = this.url;
-      v.play().catch((e) => { if (e?.name === 'NotAllowedError') this._setState('blocked', 'tap to play'); });
+      this._play(v);
       return;
     }
     let Hls;
@@ -211,33 +159,11 @@ export class HlsPlayer {
     });
     hls.attachMedia(v);
     hls.loadSource(this.url);
-    v.play().catch((e) => { if (e?.name === 'NotAllowedError') this._setState('blocked', 'tap to play'); });
+    this._play(v);
   }
 
   _teardown() {
     if (this.hls) { this.hls.destroy(); this.hls = null; }
-  }
-
-  _retry(reason) {
-    if (this.stopped) return;
-    this._teardown();
-    const delay = this.backoff.next();
-    this._setState('reconnecting', `reconnecting in ${Math.ceil(delay)} s`, reason);
-    this._after(delay * 1000, () => this._connect());
-  }
-
-  _tick() {
-    const v = this.video;
-    if (!v) return;
-    this.bytes.sample();
-    const q = v.getVideoPlaybackQuality?.();
-    if (q) this.frames.sample(q.totalVideoFrames);
-    const now = performance.now();
-    if (v.currentTime !== this.lastCt) { this.lastCt = v.currentTime; this.lastCtChange = now; return; }
-    if (this.state.kind === 'playing' && !v.paused && now - this.lastCtChange > STALL_S * 1000) {
-      this.lastCtChange = now;
-      this._retry('playback stalled');
-    }
   }
 
   /** See WEDGED_MS. */
@@ -266,14 +192,5 @@ export class HlsPlayer {
     const to = Math.max(end + NUDGE_S, Number.isFinite(sync) ? sync : 0);
     console.warn(`hls: waiting at ${end.toFixed(3)} s with the playlist at ${edge.toFixed(3)} s; stepping to ${to.toFixed(3)} s`);
     v.currentTime = to;
-  }
-
-  _every(ms, fn) { const t = setInterval(fn, ms); this.timers.add(t); }
-  _after(ms, fn) { const t = setTimeout(() => { this.timers.delete(t); fn(); }, ms); this.timers.add(t); }
-
-  _setState(kind, text, detail) {
-    if (this.state.kind === kind && this.state.text === text) return;
-    this.state = { kind, text, detail };
-    this.onState(this.state);
   }
 }

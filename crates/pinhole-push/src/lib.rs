@@ -24,4 +24,5 @@ pub use error::PushError;
 pub use run::{PushTarget, TargetStatus};
 pub use set::{Listed, PushSet, SetError, MAX_TARGETS};
 pub use target::State;
+pub use tls::check_ca_pem;
 pub use url::PushUrl;

@@ -49,6 +49,8 @@ pub struct Listed {
     pub id: u64,
     pub from_api: bool,
     pub enabled: bool,
+    /// The target's own CA file (`tls_ca`), if it has one.
+    pub tls_ca: Option<std::path::PathBuf>,
     pub status: TargetStatus,
 }
 
@@ -185,6 +187,7 @@ impl PushSet {
                 id: e.id,
                 from_api: e.from_api,
                 enabled: e.target.is_some(),
+                tls_ca: e.url.tls_ca.clone(),
                 status: e.status(),
             })
             .collect()

@@ -28,21 +28,10 @@ pub fn config(ca: Option<&Path>) -> Result<ClientConfig, PushError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| PushError::Tls(format!("tls_ca {}: {e}", path.display())))?
-            .collect::<Result<_, _>>()
+        let pem = std::fs::read(path)
             .map_err(|e| PushError::Tls(format!("tls_ca {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(PushError::Tls(format!(
-                "tls_ca {}: no PEM certificate in it",
-                path.display()
-            )));
-        }
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| PushError::Tls(format!("tls_ca {}: {e}", path.display())))?;
-        }
+        add_pem(&mut roots, &pem)
+            .map_err(|e| PushError::Tls(format!("tls_ca {}: {e}", path.display())))?;
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     Ok(ClientConfig::builder_with_provider(provider)
@@ -50,6 +39,27 @@ pub fn config(ca: Option<&Path>) -> Result<ClientConfig, PushError> {
         .map_err(|e| PushError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// Adds the PEM certificates in `pem` to `roots`: how many, or what is wrong.
+fn add_pem(roots: &mut RootCertStore, pem: &[u8]) -> Result<usize, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no PEM certificate in it".into());
+    }
+    let n = certs.len();
+    for c in certs {
+        roots.add(c).map_err(|e| e.to_string())?;
+    }
+    Ok(n)
+}
+
+/// Checks a CA given as PEM text (the admin API's `tls_ca`) before it is
+/// stored: the certificates it holds, or a message for the user.
+pub fn check_ca_pem(pem: &[u8]) -> Result<usize, String> {
+    add_pem(&mut RootCertStore::empty(), pem)
 }
 
 /// TLS over `tcp` to `host` (its name is checked against the certificate;
@@ -86,5 +96,11 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("missing.pem"), "{e}");
+        assert_eq!(
+            check_ca_pem(b"not a certificate").unwrap_err(),
+            "no PEM certificate in it"
+        );
+        let broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(check_ca_pem(broken).is_err());
     }
 }

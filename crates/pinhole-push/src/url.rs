@@ -113,6 +113,16 @@ impl PushUrl {
         PushUrl::parse(&joined)
     }
 
+    /// Whether the target speaks TLS (`rtmps://`, `whip+https://`): the
+    /// ones a `tls_ca` applies to.
+    pub fn uses_tls(&self) -> bool {
+        match &self.kind {
+            Kind::Rtmp { tls, .. } => *tls,
+            Kind::Whip(w) => w.tls,
+            Kind::Srt(_) => false,
+        }
+    }
+
     /// Address to connect to.
     pub fn addr(&self) -> String {
         self.host_port()

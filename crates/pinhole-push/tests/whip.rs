@@ -5,7 +5,8 @@
 //! started again on the same port: the target notices, backs off and
 //! resumes by itself (a new offer, a new session) while a local hub viewer
 //! never notices. Removing the target DELETEs its session; a wrong bearer
-//! token is refused (401) and shown as the target's error.
+//! token is refused (401) and shown as the target's error. A PLI from
+//! aiortc reaches the source as a keyframe request.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -75,6 +76,24 @@ impl Server {
         Server { child, stats }
     }
 
+    /// Makes aiortc send a PLI for every video source: how many it sent.
+    fn pli(&self, port: u16) -> u64 {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            c,
+            "POST /pli HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n"
+        )
+        .expect("write");
+        let mut out = String::new();
+        c.read_to_string(&mut out).expect("read");
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        out.rsplit("\r\n\r\n")
+            .next()
+            .and_then(|b| b.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     fn get(&self, key: &str) -> u64 {
         self.stats.lock().unwrap()[key].as_u64().unwrap_or(0)
     }
@@ -136,6 +155,17 @@ fn pushes_to_aiortc_over_whip_and_resumes_after_the_server_dies() {
     assert_eq!(
         st.url,
         format!("whip+http://127.0.0.1:{port}/***#token=***")
+    );
+
+    // aiortc reports a lost picture (RTCP PLI): the push asks the source
+    // for a keyframe (rate-limited: the connect's own ask is > 0.5 s old).
+    let asked = common::KEYFRAME_REQUESTS.load(Ordering::Relaxed);
+    let sent = first.pli(port);
+    assert!(sent >= 1, "aiortc sent no PLI (no video source?)");
+    wait_for(
+        "the PLI to reach the source as a keyframe request",
+        10,
+        || common::KEYFRAME_REQUESTS.load(Ordering::Relaxed) > asked,
     );
 
     // Killed mid-push: no DELETE reaches it; the target notices (nothing

@@ -2,7 +2,10 @@
 //! added here are kept in `push.json` in the data dir (mode 0600: the URLs
 //! carry stream keys) and started again at the next start; the config
 //! file's targets are listed but changed only in the file. No answer ever
-//! carries a key (`PushUrl::redacted`).
+//! carries a key (`PushUrl::redacted`). A target may bring its own CA
+//! (PEM text, for an `rtmps://` or `whip+https://` server with a private or
+//! self-signed certificate): checked, then kept in `push-ca/` in the data
+//! dir and used as the config file's `tls_ca` is.
 
 use std::sync::Arc;
 
@@ -16,6 +19,9 @@ use crate::limits::{read_body, MAX_JSON_BODY};
 use crate::{full, AppState, Body, ServerError};
 
 const FILE: &str = "push.json";
+const CA_DIR: &str = "push-ca";
+/// A CA bundle is a few KiB; this is room for a long chain.
+const MAX_CA_PEM: usize = 64 << 10;
 pub(crate) const PATH: &str = "/api/push";
 
 #[derive(Deserialize)]
@@ -27,6 +33,9 @@ struct Add {
     key: String,
     #[serde(default = "yes")]
     enabled: bool,
+    /// PEM certificate(s) trusted for this target besides the built-in roots.
+    #[serde(default)]
+    tls_ca: Option<String>,
 }
 
 fn yes() -> bool {
@@ -47,7 +56,12 @@ struct Patch {
 #[serde(untagged)]
 enum Saved {
     Url(String),
-    Entry { url: String, enabled: bool },
+    Entry {
+        url: String,
+        enabled: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls_ca: Option<std::path::PathBuf>,
+    },
 }
 
 fn set(state: &AppState) -> Result<&Arc<PushSet>, ServerError> {
@@ -75,12 +89,17 @@ pub fn start_saved(state: &AppState) {
         }
     };
     for u in urls {
-        let (u, enabled) = match u {
-            Saved::Url(u) => (u, true),
-            Saved::Entry { url, enabled } => (url, enabled),
+        let (u, enabled, tls_ca) = match u {
+            Saved::Url(u) => (u, true, None),
+            Saved::Entry {
+                url,
+                enabled,
+                tls_ca,
+            } => (url, enabled, tls_ca),
         };
         match PushUrl::parse(&u) {
-            Ok(url) => {
+            Ok(mut url) => {
+                url.tls_ca = tls_ca;
                 tracing::info!(target = %url.redacted(), enabled, "push (saved)");
                 let _ = set.add_with(url, true, enabled);
             }
@@ -99,6 +118,7 @@ async fn save(state: &AppState, set: &PushSet) -> Result<(), ServerError> {
         .map(|(u, enabled)| Saved::Entry {
             url: u.secret_url(),
             enabled,
+            tls_ca: u.tls_ca.clone(),
         })
         .collect();
     let text = serde_json::to_vec(&urls).map_err(|e| ServerError::Internal(e.to_string()))?;
@@ -106,6 +126,53 @@ async fn save(state: &AppState, set: &PushSet) -> Result<(), ServerError> {
         .await
         .map_err(|e| ServerError::Internal(e.to_string()))?
         .map_err(|e| ServerError::Internal(format!("cannot save {FILE}: {e}")))
+}
+
+/// Checks a target's CA and keeps it in the data dir (named by its
+/// contents: the same CA twice is one file); its path.
+async fn store_ca(
+    state: &AppState,
+    url: &PushUrl,
+    pem: String,
+) -> Result<std::path::PathBuf, ServerError> {
+    if !url.uses_tls() {
+        return Err(ServerError::BadRequest(
+            "a CA applies to rtmps:// and whip+https:// targets only".into(),
+        ));
+    }
+    if pem.len() > MAX_CA_PEM {
+        return Err(ServerError::BadRequest(format!(
+            "the CA is over {} KiB",
+            MAX_CA_PEM >> 10
+        )));
+    }
+    pinhole_push::check_ca_pem(pem.as_bytes())
+        .map_err(|e| ServerError::BadRequest(format!("the CA: {e}")))?;
+    let Some(dir) = state.auth.config().data_dir.clone() else {
+        return Err(ServerError::Conflict(
+            "a target's own CA needs the data dir (--data-dir) to be kept in".into(),
+        ));
+    };
+    let name = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        pem.hash(&mut h);
+        format!("{:016x}.pem", h.finish())
+    };
+    let dir = dir.join(CA_DIR);
+    let path = dir.join(name);
+    let keep = path.clone();
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        // A CA is public: the daemon's usual umask is fine.
+        let tmp = keep.with_extension("tmp");
+        std::fs::write(&tmp, pem.as_bytes())?;
+        std::fs::rename(&tmp, &keep)
+    })
+    .await
+    .map_err(|e| ServerError::Internal(e.to_string()))?
+    .map_err(|e| ServerError::Internal(format!("cannot keep the CA: {e}")))?;
+    Ok(path)
 }
 
 fn reply(state: &AppState, status: StatusCode) -> Result<Response<Body>, ServerError> {
@@ -127,6 +194,7 @@ fn reply(state: &AppState, status: StatusCode) -> Result<Response<Body>, ServerE
                 "skipped": t.skipped,
                 "reconnects": t.reconnects,
                 "last_error": t.last_error,
+                "tls_ca": l.tls_ca.as_ref().map(|p| p.display().to_string()),
             })
         })
         .collect();
@@ -165,8 +233,11 @@ pub(crate) async fn handle(
                     "expected {\"url\": \"rtmp://host/app/key\", \"key\": optional}".into(),
                 )
             })?;
-            let url = PushUrl::parse_with_key(&add.url, &add.key)
+            let mut url = PushUrl::parse_with_key(&add.url, &add.key)
                 .map_err(|e| ServerError::BadRequest(e.to_string()))?;
+            if let Some(pem) = add.tls_ca.filter(|p| !p.trim().is_empty()) {
+                url.tls_ca = Some(store_ca(state, &url, pem).await?);
+            }
             let shown = url.redacted();
             set.add_with(url, true, add.enabled).map_err(|_| {
                 ServerError::Conflict(format!(

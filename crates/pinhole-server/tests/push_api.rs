@@ -214,3 +214,96 @@ async fn the_admin_adds_and_removes_targets_and_keys_never_come_back() {
     .await;
     assert_eq!(r.status, 401);
 }
+
+/// A target's own CA (the panel's "Private CA" field): only for TLS
+/// targets, checked, kept in the data dir by its contents, listed, and
+/// given back to the target after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_target_brings_its_own_ca() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path()).await;
+    let a = server.addr;
+    let cookie = admin_cookie(a).await;
+    let auth = [("cookie", cookie.as_str())];
+    let ca = data.path().join("made-ca.pem");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=test CA", "-keyout"])
+        .arg(data.path().join("made-ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    let body =
+        |url: &str, ca: &str| serde_json::json!({"url": url, "key": KEY, "tls_ca": ca}).to_string();
+
+    // Not for a target without TLS; not something that is no certificate.
+    let r = post_json(
+        a,
+        "/api/push",
+        &body("rtmp://127.0.0.1:9/live", &pem),
+        &auth,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("rtmps://"));
+    let r = post_json(
+        a,
+        "/api/push",
+        &body(
+            "rtmps://127.0.0.1:9/live",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ),
+        &auth,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(String::from_utf8_lossy(&r.body).contains("the CA"));
+    assert!(!data.path().join("push-ca").exists());
+
+    let r = post_json(
+        a,
+        "/api/push",
+        &body("rtmps://127.0.0.1:9/live", &pem),
+        &auth,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let v = json(&r.body);
+    let kept = v["targets"][1]["tls_ca"]
+        .as_str()
+        .expect("tls_ca listed")
+        .to_owned();
+    assert!(kept.contains("push-ca"), "{kept}");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), pem);
+    assert!(v["targets"][0]["tls_ca"].is_null());
+    // The target uses it: port 9 refuses before any TLS, so the error is
+    // the connection's, not "tls_ca …: no PEM certificate".
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let err = server.state.push.get().unwrap().list()[1]
+        .status
+        .last_error
+        .clone();
+    assert!(!err.unwrap_or_default().contains("tls_ca"));
+
+    server.stop().await;
+    let server = start(data.path()).await;
+    let listed = server.state.push.get().unwrap().list();
+    assert_eq!(
+        listed[1].tls_ca.as_deref(),
+        Some(std::path::Path::new(&kept))
+    );
+}

@@ -57,6 +57,19 @@ pub struct Publisher {
     stats: PublishStats,
 }
 
+/// A server's SDP answer, parsed: cheap and independent of a publisher
+/// (whose set-up costs a DTLS context), so malformed answers can be
+/// refused, and fuzzed, without one.
+pub struct Answer(SdpAnswer);
+
+impl Answer {
+    pub fn parse(sdp: &str) -> Result<Answer, WebrtcError> {
+        SdpAnswer::from_sdp_string(sdp)
+            .map(Answer)
+            .map_err(|e| WebrtcError::BadOffer(e.to_string()))
+    }
+}
+
 impl Publisher {
     /// A session that will send from the host candidates `local` (our UDP
     /// socket's addresses). Returns it and the SDP offer to POST.
@@ -123,13 +136,16 @@ impl Publisher {
     /// The server's answer (the 201's body). Its candidates are the ones
     /// we check; its codecs decide the payload types we send with.
     pub fn answer(&mut self, sdp: &str, now_us: u64) -> Result<(), WebrtcError> {
+        self.accept(Answer::parse(sdp)?, now_us)
+    }
+
+    /// Takes an answer parsed beforehand.
+    pub fn accept(&mut self, answer: Answer, now_us: u64) -> Result<(), WebrtcError> {
         let pending = self
             .pending
             .take()
             .ok_or_else(|| WebrtcError::Rtc("answered twice".into()))?;
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| WebrtcError::BadOffer(e.to_string()))?;
-        self.rtc.sdp_api().accept_answer(pending, answer)?;
+        self.rtc.sdp_api().accept_answer(pending, answer.0)?;
         self.video = pick_h264(&mut self.rtc, self.video_mid);
         if self.video.is_none() {
             return Err(WebrtcError::NoH264(

@@ -20,6 +20,10 @@ pub mod nginx_rtmp;
 /// fault beyond this.
 pub static FEED_MAX_GAP_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Keyframe requests the source took from the hub (the file cannot make a
+/// keyframe on demand; counting the asks is what a test can check).
+pub static KEYFRAME_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>, fat: Arc<AtomicBool>) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -50,6 +54,9 @@ pub fn feed(hub: Arc<Hub>, clock: Arc<SystemClock>, stop: Arc<AtomicBool>, fat: 
                 FEED_MAX_GAP_MS.fetch_max(gap, Ordering::Relaxed);
             }
             last = Some(Instant::now());
+            if hub.take_keyframe_request() {
+                KEYFRAME_REQUESTS.fetch_add(1, Ordering::Relaxed);
+            }
             hub.publish(AccessUnit {
                 data,
                 pts_us: due,
