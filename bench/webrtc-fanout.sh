@@ -13,6 +13,7 @@
 #
 # Environment: SESSIONS ("1 20 100"), DURATION (20 s per row), WARMUP (5 s),
 # BITRATE (3000000), PROFILE (release; "dev" for a quick check),
+# RESEND_KIB (the resend buffer per session, KiB: 512 as the daemon; 1200 as before 2026-12-07),
 # HTTP_PORT / WEBRTC_PORT (0: free ones), BUILD (0: use the built server), PIN (1: server on core 0, clients
 # on core 1; 0: let the scheduler place them, for a machine others load).
 set -euo pipefail
@@ -23,6 +24,7 @@ WARMUP=${WARMUP:-5}
 BITRATE=${BITRATE:-3000000}
 PROFILE=${PROFILE:-release}
 PIN=${PIN:-1}
+RESEND_KIB=${RESEND_KIB:-512}
 # exec: the server's pid is then $! itself.
 on() { if [ "$PIN" = 1 ]; then exec taskset -c "$@"; else shift; exec "$@"; fi; }
 dir=$PROFILE; [ "$PROFILE" = dev ] && dir=debug
@@ -38,7 +40,7 @@ server=
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-on 0 "$BIN/fanout-server" --port "$HTTP_PORT" --webrtc-port "$WEBRTC_PORT" \
+on 0 "$BIN/fanout-server" --port "$HTTP_PORT" --webrtc-port "$WEBRTC_PORT" --resend-kib "$RESEND_KIB" \
     --pad-sei --bitrate "$BITRATE" >"$tmp/server.log" 2>&1 &
 server=$!
 for _ in $(seq 120); do grep -q '^WEBRTC ' "$tmp/server.log" && break; sleep 1; done
@@ -51,7 +53,7 @@ out=bench/results/webrtc-fanout-$date.md
     echo "# WebRTC (WHEP) fan-out, $date ($(git rev-parse --short HEAD), $PROFILE build)"
     echo
     echo "$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -r); load before: $(cut -d' ' -f1-3 /proc/loadavg). $([ "$PIN" = 1 ] && echo "Server pinned to core 0, aiortc clients to core 1." || echo "Not pinned (PIN=0).") One probe session per 25 (decrypts, reads the timestamp SEI: the client-measured delay), the rest sinks (RTP counted from the clear header, not decrypted)."
-    echo "$(grep '^ENCODED' "$tmp/server.log")"
+    echo "$(grep '^ENCODED' "$tmp/server.log") Resend buffer: $RESEND_KIB KiB per session."
     echo
     echo "| Sessions | Server CPU, % of one core | Server waiting for a CPU, ms/s | Server RSS / peak, MiB | Server-added p50 / p99, ms (bucket top) | Client-measured p50 / p99 / max, ms (probes) | Datagrams sent/s | Mbit/s per session | Send errors | Lost (seq gaps; probes) | Client UDP buffer drops | Frames per session min / max (of $((DURATION * 30))) | Failed | Client CPU, % | Load (1 min) |"
     echo "|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|"

@@ -126,25 +126,88 @@ async function browserProbe(p, { warmS, measureS }) {
       throw new Error(`no frame read within ${(p.startTimeoutMs ?? 20000) / 1000} s: ${JSON.stringify(dbg)}\n${page.logs.slice(-10).join('\n')}`);
     }
     await sleep(warmS * 1000);
+    const rtc0 = p.rtcStats ? await rtcStages(page, p.rtcStats) : null;
     const t0 = Date.now();
     await sleep(measureS * 1000);
     const t1 = Date.now();
+    const rtc1 = p.rtcStats ? await rtcStages(page, p.rtcStats) : null;
     const r = await page.evaluate(() => ({
       samples: window.__lat.samples,
       reads: window.__lat.reads,
       fails: window.__lat.fails,
       shown: window.__lat.shown.slice().sort((a, b) => a - b),
+      phase: window.__lat.phase.slice().sort((a, b) => a - b),
       stats: window.pinhole?.stats?.() ?? null,
     }));
-    const samples = r.samples.filter(([t]) => t >= t0 && t < t1).map(([t, l]) => [t - t0, l]);
+    let samples = r.samples.filter(([t]) => t >= t0 && t < t1);
     const extra = {};
+    // WebRTC rendering without smoothing (playout delay 0) hands each picture to the compositor
+    // between refreshes: presentationTime is then that moment, not the refresh that composites
+    // it as for every other <video> (whose presentationTimes sit just after a tick). Then each
+    // sample is moved to its next tick, so every player is timed at the same point.
+    const phaseMid = r.phase.length ? r.phase[r.phase.length >> 1] : 0;
+    if (p.snapToTick && phaseMid > 3) {
+      extra.unsnappedP50 = pct(samples.map((x) => x[1]).sort((a, b) => a - b), 0.5);
+      samples = samples.map(([t, l, toTick]) => [t + (toTick ?? 0), Math.round((l + (toTick ?? 0)) * 10) / 10]);
+    }
+    samples = samples.map(([t, l]) => [t - t0, l]);
     if (r.stats) for (const k of ['jumps', 'droppedFrames', 'resyncs', 'playbackRate', 'buffer']) if (r.stats[k] != null) extra[k] = r.stats[k];
     // <video>: the screen shows a frame this long after the frame the probe timestamps.
     if (r.shown.length) extra.displayAfterMs = Math.round(r.shown[r.shown.length >> 1] * 10) / 10;
+    // Where presentationTime falls after a refresh tick (median and the middle half, ms).
+    if (r.phase.length) extra.phaseMs = [0.25, 0.5, 0.75].map((q) => r.phase[Math.floor(r.phase.length * q)]);
+    if (rtc0 && rtc1) extra.webrtc = rtcDelta(rtc0, rtc1);
+    // WebRTC: the p50 at presentationTime itself, before moving it to the compositing tick.
     return { samples, seconds: (t1 - t0) / 1000, unreadable: r.fails, extra };
   } finally {
     await ctx.close();
   }
+}
+
+// ---- WebRTC: where the delay goes ----------------------------------------------------------------
+
+/** Chromium's inbound video stats of the page's newest RTCPeerConnection, and the daemon's WebRTC
+ *  counters (`/api/status`: publish → datagrams sent histogram). */
+async function rtcStages(page, statusUrl) {
+  const inb = await page.evaluate(async () => {
+    const pc = window.__pcs?.at(-1);
+    if (!pc) return null;
+    let v = null;
+    (await pc.getStats()).forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') v = s; });
+    return v;
+  }).catch(() => null);
+  let server = null;
+  try { server = (await (await fetch(statusUrl, { signal: AbortSignal.timeout(3000) })).json()).webrtc; } catch { /* none */ }
+  return { inb, server };
+}
+
+/** Per-frame means over the measurement (ms) from two rtcStages samples. */
+function rtcDelta(a, b) {
+  const out = {};
+  const d = (k) => (a.inb?.[k] != null && b.inb?.[k] != null ? b.inb[k] - a.inb[k] : null);
+  const per = (num, den) => (d(num) != null && d(den) > 0 ? Math.round((d(num) / d(den)) * 1e4) / 10 : null);
+  out.jitterBufferMs = per('jitterBufferDelay', 'jitterBufferEmittedCount');
+  out.jitterTargetMs = per('jitterBufferTargetDelay', 'jitterBufferEmittedCount');
+  out.jitterMinimumMs = per('jitterBufferMinimumDelay', 'jitterBufferEmittedCount');
+  out.assemblyMs = per('totalAssemblyTime', 'framesAssembledFromMultiplePackets');
+  out.decodeMs = per('totalDecodeTime', 'framesDecoded');
+  out.processingMs = per('totalProcessingDelay', 'framesDecoded');
+  out.framesDecoded = d('framesDecoded');
+  out.framesDropped = d('framesDropped');
+  out.packetsLost = d('packetsLost');
+  out.nacks = d('nackCount');
+  const h0 = a.server?.send_delay_us;
+  const h1 = b.server?.send_delay_us;
+  if (h0 && h1) {
+    // Median bucket of the server's publish → datagrams-sent delay in the measured seconds.
+    const counts = h1.counts.map((c, i) => c - (h0.counts[i] ?? 0));
+    const n = counts.reduce((x, y) => x + y, 0);
+    let acc = 0;
+    const i = counts.findIndex((c) => (acc += c) >= n / 2);
+    out.serverSendP50LeUs = n ? (h1.le[i] ?? '>' + h1.le.at(-1)) : null;
+    out.serverFrames = n;
+  }
+  return out;
 }
 
 // ---- byte-level probe (N WebSocket viewers; receive time − SEI time) ----------------------------
@@ -325,7 +388,7 @@ async function main() {
       { id: 'webcodecs-raf', ours: true, label: 'pinhole WebCodecs, draw on requestAnimationFrame', url: `${base}/?player=webcodecs&render=raf`, mode: 'canvas' },
       { id: 'mse', ours: true, label: 'pinhole MSE (/ws/fmp4, UI `?player=mse`, paced: each frame appended on its refresh)', url: `${base}/?player=mse`, mode: 'video' },
       { id: 'mse-immediate', ours: true, label: 'pinhole MSE, append on arrival, playbackRate steers the buffer (`?render=immediate`)', url: `${base}/?player=mse&render=immediate`, mode: 'video' },
-      { id: 'webrtc', ours: true, label: 'pinhole WebRTC (WHEP, UI `?player=webrtc`, jitterBufferTarget 0)', url: `${base}/?player=webrtc`, mode: 'video' },
+      { id: 'webrtc', ours: true, label: 'pinhole WebRTC (WHEP, UI `?player=webrtc`, playout delay 0: timed at the compositing refresh)', url: `${base}/?player=webrtc`, mode: 'video', rtcStats: `${base}/api/status`, snapToTick: true },
       { id: 'jmuxer', ours: true, label: 'pinhole /ws/h264 → jmuxer page (`/jmuxer.html`)', url: `${base}/jmuxer.html`, mode: 'video' },
       { id: 'mjpeg', ours: true, label: 'pinhole MJPEG (`<img>`, polled every 3 ms)', url: `${base}/?player=mjpeg`, mode: 'img' },
       ...(hlsOk ? [{ id: 'hls', ours: true, label: 'pinhole LL-HLS in hls.js (`?player=hls`)', url: `${base}/?player=hls`, mode: 'video', ...hlsStart, warmS: Math.max(WARM_S, SMOKE ? 1 : 10) }] : []),

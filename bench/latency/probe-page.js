@@ -16,7 +16,15 @@
 (() => {
   if (window !== window.top) return;
   const B = PINHOLE_BARCODE;
-  const L = (window.__lat = { samples: [], reads: 0, fails: 0, repeats: 0, lastMs: null, hooked: 0, shown: [] });
+  const L = (window.__lat = { samples: [], reads: 0, fails: 0, repeats: 0, lastMs: null, hooked: 0, shown: [], phase: [] });
+  // WebRTC: keep every RTCPeerConnection the page makes, for the bench's getStats breakdown.
+  if (typeof window.RTCPeerConnection === 'function') {
+    const Orig = window.RTCPeerConnection;
+    window.__pcs = [];
+    window.RTCPeerConnection = class extends Orig {
+      constructor(...a) { super(...a); window.__pcs.push(this); }
+    };
+  }
   let pc = null;
   let pctx = null;
   const origDraw = CanvasRenderingContext2D.prototype.drawImage;
@@ -93,8 +101,23 @@
         L.presented = meta.presentedFrames;
         const cap = read(v, v.videoWidth);
         if (cap != null) {
+          // Where presentationTime falls in the refresh interval (rAF ticks are the vsync
+          // ticks): just after a tick when the picture was taken in that frame's update (MSE,
+          // jmuxer, WebRTC with smoothing), anywhere when the player handed it to the compositor
+          // between frames (WebRTC without smoothing: playout delay 0), which composites it at
+          // the next tick. Each sample keeps how far that next tick is (bench.mjs decides).
+          let toTick = null;
+          if (ticks.length > 2) {
+            const d = ticks.slice(1).map((x, i) => x - ticks[i]).sort((a, b) => a - b);
+            const iv = d[d.length >> 1];
+            const ph = ((meta.presentationTime - ticks[ticks.length - 1]) % iv + iv) % iv;
+            toTick = ph > 0 ? Math.round((iv - ph) * 10) / 10 : 0;
+            L.phase.push(Math.round(ph * 10) / 10);
+            if (L.phase.length > 4000) L.phase.splice(0, 2000);
+          }
           const t = wallAt(meta.presentationTime);
           record(t, cap);
+          if (toTick != null) L.samples[L.samples.length - 1].push(toTick);
           // How long after that frame the screen shows it (expectedDisplayTime), for the report.
           L.shown.push(meta.expectedDisplayTime - meta.presentationTime);
           if (L.shown.length > 4000) L.shown.splice(0, 2000);
@@ -115,9 +138,13 @@
     setTimeout(pollImg, 3);
   }
 
+  // The last rAF ticks (performance.now() ms): the refresh phase of <video> presentations.
+  const ticks = [];
+  const tick = (ts) => { ticks.push(ts); if (ticks.length > 32) ticks.shift(); origRaf(tick); };
+
   window.__latStart = (mode) => {
     L.mode = mode;
-    if (mode === 'video') setInterval(hookVideos, 100);
+    if (mode === 'video') { setInterval(hookVideos, 100); origRaf(tick); }
     else if (mode === 'img') pollImg();
   };
   const mode = window.__LAT_MODE || new URLSearchParams(location.hash.slice(1)).get('probe');

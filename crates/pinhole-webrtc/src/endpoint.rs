@@ -63,6 +63,11 @@ pub struct EndpointConfig {
     /// Packets from other addresses are dropped unread (`[security]
     /// accept_from`; a TURN relay or internet viewer needs `Any`).
     pub accept_from: pinhole_media::peer::AcceptFrom,
+    /// The most playout delay asked of viewers (RTP playout-delay
+    /// extension, min 0); `None`: not asked. See [`Shared::playout_delay_max`].
+    pub playout_delay_max: Option<Duration>,
+    /// The NACK resend buffer per session, bytes.
+    pub resend_buffer: usize,
 }
 
 impl Default for EndpointConfig {
@@ -75,6 +80,8 @@ impl Default for EndpointConfig {
             ice_servers: Vec::new(),
             max_sessions: 20,
             accept_from: Default::default(),
+            playout_delay_max: Some(Duration::ZERO),
+            resend_buffer: crate::session::DEFAULT_RESEND_BUFFER_BYTES,
         }
     }
 }
@@ -252,6 +259,8 @@ impl Endpoint {
         let base = Instant::now() - Duration::from_micros(clock.now_us());
         let mut shared = Shared::new(candidates, base);
         shared.tcp_candidates = tcp_candidates;
+        shared.playout_delay_max = cfg.playout_delay_max;
+        shared.resend_buffer = cfg.resend_buffer;
         let ep = Arc::new(Endpoint {
             socket,
             local,

@@ -14,6 +14,7 @@ use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive, TcpType};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 
 use crate::offer::Offer;
@@ -23,10 +24,22 @@ use crate::WebrtcError;
 /// (RFC 7675: browsers check consent every ~5 s, and give up at 30 s).
 pub const CONSENT_TIMEOUT_US: u64 = 30_000_000;
 
-/// NACKs are answered for packets this recent: 1024 packets (a few 720p
-/// keyframes) over 3 s, str0m's defaults.
-const RTX_CACHE_PACKETS: usize = 1024;
+/// NACKs are answered for packets at most this old (str0m's default); how
+/// many are kept is [`Shared::resend_buffer`]'s byte bound.
 const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
+
+/// What one packet in the resend buffer may hold at most: str0m packetizes
+/// into datagrams of at most 1200 bytes, RTP payload less.
+pub const RESEND_PACKET_BYTES: usize = 1200;
+
+/// The resend buffer's default byte bound per session: about 1 s of a
+/// 4 Mbit/s stream, a 720p keyframe several times over; 10 viewers on a
+/// 512 MB Zero 2 W then hold ~6 MiB of it (docs/webrtc.md, "Memory").
+pub const DEFAULT_RESEND_BUFFER_BYTES: usize = 512 * 1024;
+
+/// The RTP header extension id we offer the playout-delay extension under;
+/// str0m answers with the id the viewer's offer uses (Chromium: 5).
+const PLAYOUT_DELAY_EXT_ID: u8 = 5;
 
 /// What every session shares: the crypto provider and one DTLS certificate
 /// (made once: a key per session would cost a P-256 key generation each).
@@ -42,6 +55,14 @@ pub struct Shared {
     /// The same addresses on the ICE-TCP port (passive: viewers connect),
     /// when it is on.
     pub tcp_candidates: Vec<SocketAddr>,
+    /// The playout delay asked of viewers that offer the playout-delay
+    /// header extension (Chromium does): min 0 and this max. `Some(0)`:
+    /// show each frame as soon as it is decoded, no smoothing delay.
+    /// `None`: the extension is not sent (the browser's own smoothing).
+    pub playout_delay_max: Option<Duration>,
+    /// The NACK resend buffer's bound per session, bytes (str0m counts
+    /// packets: this over [`RESEND_PACKET_BYTES`]).
+    pub resend_buffer: usize,
 }
 
 impl Shared {
@@ -54,7 +75,15 @@ impl Shared {
             base,
             candidates,
             tcp_candidates: Vec::new(),
+            playout_delay_max: Some(Duration::ZERO),
+            resend_buffer: DEFAULT_RESEND_BUFFER_BYTES,
         }
+    }
+
+    /// Packets the resend buffer holds: its byte bound over the largest
+    /// packet (at least a few, so a NACK can still be answered).
+    pub fn resend_packets(&self) -> usize {
+        (self.resend_buffer / RESEND_PACKET_BYTES).max(16)
     }
 
     /// Our µs timeline → str0m's `Instant`s (viewer sessions and publishers).
@@ -161,6 +190,10 @@ impl Session {
             // Fluidd) gets a live section; audio flows once the hub has it.
             .enable_opus(true, false)
             .set_stats_interval(Some(Duration::from_secs(1)));
+        if shared.playout_delay_max.is_some() {
+            // Answered only when the offer has it (str0m takes the offer's id).
+            cfg = cfg.set_extension(PLAYOUT_DELAY_EXT_ID, Extension::PlayoutDelay);
+        }
         if let Some(cert) = &shared.cert {
             cfg = cfg.set_dtls_cert(cert.clone());
         }
@@ -320,6 +353,17 @@ impl Session {
         };
         // RTP video time is 90 kHz; the capture clock is µs.
         let rtp_time = MediaTime::new(pts_us.saturating_mul(9) / 100, Frequency::NINETY_KHZ);
+        // Playout delay min 0, max as configured, on every frame: Chromium
+        // reads it from each frame's first packet. With max 0 it renders a
+        // frame as soon as it is decoded instead of holding it for its
+        // smoothed render time (10 ms and more; docs/webrtc.md, "Delay").
+        let writer = match self.shared.playout_delay_max {
+            Some(max) => writer.playout_delay(
+                MediaTime::from_hundredths(0),
+                MediaTime::from_hundredths((max.as_millis() / 10).min(0xfff) as u64),
+            ),
+            None => writer,
+        };
         // The capture time as the wallclock: str0m's sender reports map
         // both tracks' RTP times onto it, which is what lip sync needs.
         match writer.write(pt, self.shared.at(pts_us), rtp_time, data.to_vec()) {
@@ -374,6 +418,8 @@ impl Session {
         {
             tracing::debug!(error = %e, "webrtc: timeout input");
         }
+        // Without bandwidth estimation str0m has no pacer: a frame's packets
+        // all come out of this one loop (a test below holds it to that).
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Transmit(t)) => {
@@ -428,7 +474,7 @@ impl Session {
                     // 5 % loss the cap trips, a keyframe packet is never
                     // resent, and the viewer freezes until its jitter buffer
                     // gives up (3-6 s). Resends only cost this viewer's link.
-                    tx.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
+                    tx.set_rtx_cache(self.shared.resend_packets(), RTX_CACHE_AGE, None);
                 }
             }
             Event::MediaAdded(m) if m.kind == MediaKind::Audio && self.audio.is_none() => {
@@ -505,6 +551,9 @@ mod tests {
     /// An offer aiortc 1.16 made (recvonly video: VP8, H.264 42001f and 42e01f).
     const AIORTC: &str = include_str!("../testdata/aiortc_offer.sdp");
 
+    /// An offer Chromium 156 made (the player's: recvonly video and audio).
+    const CHROMIUM: &str = include_str!("../testdata/chromium_offer.sdp");
+
     fn shared() -> Shared {
         Shared::new(vec!["127.0.0.1:21089".parse().unwrap()], Instant::now())
     }
@@ -526,6 +575,119 @@ mod tests {
         assert!(!answer.contains("VP8"), "{answer}");
         assert!(s.ufrag().len() >= 4);
         assert!(answer.contains(&format!("a=ice-ufrag:{}", s.ufrag())));
+    }
+
+    #[test]
+    fn playout_delay_is_answered_when_offered_and_can_be_turned_off() {
+        const URI: &str = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay";
+        let offer = crate::offer::check_offer(CHROMIUM).unwrap();
+        let (_, answer) = Session::accept(&offer, &shared(), 0).unwrap();
+        // Chromium's id for it (5), in the video section only.
+        assert!(answer.contains(&format!("a=extmap:5 {URI}")), "{answer}");
+        assert_eq!(answer.matches(URI).count(), 1, "{answer}");
+        let mut off = shared();
+        off.playout_delay_max = None;
+        let (_, answer) = Session::accept(&offer, &off, 0).unwrap();
+        assert!(!answer.contains(URI), "{answer}");
+        // aiortc does not offer it: nothing to answer.
+        let offer = crate::offer::check_offer(AIORTC).unwrap();
+        let (_, answer) = Session::accept(&offer, &shared(), 0).unwrap();
+        assert!(!answer.contains(URI), "{answer}");
+    }
+
+    #[test]
+    fn the_resend_buffer_is_bounded_by_bytes() {
+        let mut sh = shared();
+        assert_eq!(sh.resend_packets(), DEFAULT_RESEND_BUFFER_BYTES / 1200);
+        sh.resend_buffer = 4 * 1024 * 1024;
+        assert_eq!(sh.resend_packets(), 3495);
+        sh.resend_buffer = 0;
+        assert_eq!(sh.resend_packets(), 16);
+    }
+
+    /// A viewer made of str0m itself (recvonly H.264, offering the
+    /// playout-delay extension as Chromium does), connected to a session on
+    /// simulated time: a frame leaves in one poll, every packet at once, and
+    /// arrives with playout delay 0/0.
+    #[test]
+    fn a_frame_leaves_in_one_burst_with_playout_delay_zero() {
+        use str0m::media::Direction;
+        let base = Instant::now();
+        let srv: SocketAddr = "127.0.0.1:40011".parse().unwrap();
+        let cli: SocketAddr = "127.0.0.1:40012".parse().unwrap();
+        let sh = Shared::new(vec![srv], base);
+        let mut viewer = RtcConfig::new()
+            .set_extension(5, Extension::PlayoutDelay)
+            .build(base);
+        viewer.add_local_candidate(Candidate::host(cli, "udp").unwrap());
+        let mut api = viewer.sdp_api();
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let checked = crate::offer::check_offer(&offer.to_sdp_string()).unwrap();
+        let (mut s, answer) = Session::accept(&checked, &sh, 0).unwrap();
+        let answer = str0m::change::SdpAnswer::from_sdp_string(&answer).unwrap();
+        viewer.sdp_api().accept_answer(pending, answer).unwrap();
+
+        // Runs both ends until `until` µs; what the viewer got, as media.
+        fn run(
+            s: &mut Session,
+            viewer: &mut Rtc,
+            (sh, srv, cli): (&Shared, SocketAddr, SocketAddr),
+            now: &mut u64,
+            until: u64,
+        ) -> Vec<str0m::media::MediaData> {
+            let mut got = Vec::new();
+            while *now < until {
+                viewer.handle_input(Input::Timeout(sh.at(*now))).unwrap();
+                while let Ok(o) = viewer.poll_output() {
+                    match o {
+                        Output::Transmit(t) => s.receive(cli, srv, false, &t.contents, *now),
+                        Output::Event(Event::MediaData(m)) => got.push(m),
+                        Output::Event(_) => {}
+                        Output::Timeout(_) => break,
+                    }
+                }
+                for d in s.poll(*now).send {
+                    let r = Receive::new(Protocol::Udp, srv, cli, &d.data).unwrap();
+                    viewer.handle_input(Input::Receive(sh.at(*now), r)).unwrap();
+                }
+                *now += 1_000;
+            }
+            got
+        }
+        let mut now = 0u64;
+        let net = (&sh, srv, cli);
+        run(&mut s, &mut viewer, net, &mut now, 2_000_000);
+        assert!(s.is_connected(), "not connected");
+        // Drain what connecting left (RTCP, stats) so the next poll is the frame.
+        let until = now + 10_000;
+        run(&mut s, &mut viewer, net, &mut now, until);
+        // A 30 kB keyframe: ~26 RTP packets of at most 1200 bytes.
+        let mut au = vec![
+            0, 0, 0, 1, 0x67, 0x42, 0, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65,
+        ];
+        au.extend((0..30_000u32).map(|i| (i % 251) as u8 | 1));
+        s.write_video(&au, now, true);
+        let p = s.poll(now);
+        assert!(p.send.len() >= 26, "one poll sent {} packets", p.send.len());
+        for d in p.send {
+            let r = Receive::new(Protocol::Udp, srv, cli, &d.data).unwrap();
+            viewer.handle_input(Input::Receive(sh.at(now), r)).unwrap();
+        }
+        let until = now + 5_000;
+        let got = run(&mut s, &mut viewer, net, &mut now, until);
+        let frame = got
+            .iter()
+            .find(|m| m.data.len() > 30_000)
+            .expect("the frame arrived whole");
+        assert_eq!(
+            frame.ext_vals.play_delay_min,
+            Some(MediaTime::from_hundredths(0))
+        );
+        assert_eq!(
+            frame.ext_vals.play_delay_max,
+            Some(MediaTime::from_hundredths(0))
+        );
     }
 
     #[test]

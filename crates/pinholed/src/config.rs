@@ -450,6 +450,12 @@ pub struct WebrtcConfig {
     pub ice_servers: Vec<IceServerConfig>,
     /// Sessions at once; more get 503.
     pub max_sessions: usize,
+    /// The most playout delay asked of browsers, ms (RTP playout-delay
+    /// extension, min 0): 0 shows each frame as soon as it is decoded; -1
+    /// asks nothing (the browser's own smoothing, 10–20 ms more).
+    pub playout_delay_ms: i32,
+    /// NACK resend history per session, KiB (512: ~1 s at 4 Mbit/s).
+    pub resend_buffer_kib: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -472,6 +478,8 @@ impl Default for WebrtcConfig {
             extra_candidates: Vec::new(),
             ice_servers: Vec::new(),
             max_sessions: 20,
+            playout_delay_ms: 0,
+            resend_buffer_kib: pinhole_webrtc::session::DEFAULT_RESEND_BUFFER_BYTES / 1024,
         }
     }
 }
@@ -500,6 +508,22 @@ impl WebrtcConfig {
                     .map_err(|e| format!("[webrtc] tcp_listen '{a}': {e}"))?,
             ),
         };
+        // The extension carries 10 ms units in 12 bits.
+        let playout_delay_max = match self.playout_delay_ms {
+            -1 => None,
+            ms @ 0..=40_950 => Some(std::time::Duration::from_millis(ms as u64)),
+            ms => {
+                return Err(format!(
+                    "[webrtc] playout_delay_ms {ms}: use 0 to 40950 (ms), or -1 to ask nothing"
+                ))
+            }
+        };
+        if self.resend_buffer_kib < 16 || self.resend_buffer_kib > 65_536 {
+            return Err(format!(
+                "[webrtc] resend_buffer_kib {}: use 16 to 65536",
+                self.resend_buffer_kib
+            ));
+        }
         Ok(pinhole_webrtc::EndpointConfig {
             listen,
             tcp_listen,
@@ -517,6 +541,8 @@ impl WebrtcConfig {
             max_sessions: self.max_sessions,
             // Set by the daemon from [security] accept_from.
             accept_from: Default::default(),
+            playout_delay_max,
+            resend_buffer: self.resend_buffer_kib * 1024,
         })
     }
 }
@@ -905,6 +931,31 @@ mod tests {
         assert_eq!(cfg.listen, vec!["127.0.0.1:8080"]);
         assert_eq!(cfg.source, "test");
         assert_eq!(cfg.keyframe_interval(), 60);
+    }
+
+    #[test]
+    fn webrtc_playout_delay_and_resend_buffer() {
+        let d = WebrtcConfig::default().to_endpoint().expect("defaults");
+        assert_eq!(d.playout_delay_max, Some(std::time::Duration::ZERO));
+        assert_eq!(d.resend_buffer, 512 * 1024);
+        let cfg = Config::from_toml(
+            "[webrtc]\nplayout_delay_ms = -1\nresend_buffer_kib = 128\n",
+            Path::new("w.toml"),
+        )
+        .expect("parse");
+        let e = cfg.webrtc.to_endpoint().expect("valid");
+        assert_eq!(e.playout_delay_max, None);
+        assert_eq!(e.resend_buffer, 128 * 1024);
+        let bad = |toml: &str| {
+            Config::from_toml(toml, Path::new("w.toml"))
+                .expect("parse")
+                .webrtc
+                .to_endpoint()
+                .unwrap_err()
+        };
+        assert!(bad("[webrtc]\nplayout_delay_ms = -2\n").contains("playout_delay_ms"));
+        assert!(bad("[webrtc]\nplayout_delay_ms = 50000\n").contains("playout_delay_ms"));
+        assert!(bad("[webrtc]\nresend_buffer_kib = 1\n").contains("resend_buffer_kib"));
     }
 
     #[test]

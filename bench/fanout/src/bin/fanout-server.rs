@@ -82,6 +82,10 @@ struct ServeArgs {
     /// (bench/webrtc-fanout.sh; 0: any free port).
     #[arg(long)]
     webrtc_port: Option<u16>,
+    /// WebRTC: the NACK resend buffer per session, KiB (the daemon's
+    /// `[webrtc] resend_buffer_kib`; 1200 held str0m's old 1024 packets).
+    #[arg(long, default_value_t = pinhole_webrtc::session::DEFAULT_RESEND_BUFFER_BYTES / 1024)]
+    resend_kib: usize,
     #[command(flatten)]
     enc: EncodeArgs,
 }
@@ -352,6 +356,7 @@ fn serve(args: ServeArgs) {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
                 lan_candidates: false,
                 max_sessions: 2000,
+                resend_buffer: args.resend_kib * 1024,
                 ..Default::default()
             };
             let ep = pinhole_webrtc::Endpoint::start(cfg, state.hub.clone())
