@@ -69,12 +69,61 @@ class Guest:
                + (f",hostfwd=tcp:127.0.0.1:{rtsp_port}-:8554" if rtsp_port else "")
                + (f",hostfwd=udp:127.0.0.1:{webrtc_port}-:8189" if webrtc_port else ""), "-device", "virtio-net-device,netdev=n",
                "-device", "i6300esb", "-device", "virtio-rng-device"]
+        # QMP for QEMU's own events: a reset by the i6300esb watchdog looks on
+        # the console exactly like a reboot (U-Boot's banner); the WATCHDOG
+        # event says which one it was.
+        self.qmp_dir = tempfile.mkdtemp(prefix="pinhole-qmp-")
+        qmp = os.path.join(self.qmp_dir, "qmp.sock")
+        # (-qmp alone drops -nographic's monitor on stdio: keep it for monitor())
+        cmd += ["-serial", "mon:stdio", "-qmp", f"unix:{qmp},server=on,wait=off"]
+        self.events = []   # (seconds since start, event name, data)
         self.log.write("$ " + " ".join(cmd) + "\n")
         self.t0 = time.monotonic()
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
+        threading.Thread(target=self._qmp_events, args=(qmp,), daemon=True).start()
         self.seq = 0
+
+    def _qmp_events(self, path):
+        """Log QEMU's WATCHDOG/RESET/SHUTDOWN/GUEST_PANICKED events into the console log."""
+        s = None
+        for _ in range(100):
+            try:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(path)
+                break
+            except OSError:
+                s.close()
+                s = None
+                if self.p.poll() is not None:
+                    return
+                time.sleep(0.2)
+        if s is None:
+            self.log.write("\n[qemu] no QMP socket: resets are not attributed\n")
+            return
+        f = s.makefile("rwb", buffering=0)
+        try:
+            f.readline()  # greeting
+            f.write(b'{"execute": "qmp_capabilities"}\n')
+            for line in f:
+                try:
+                    m = json.loads(line)
+                except ValueError:
+                    continue
+                if m.get("event") in ("WATCHDOG", "RESET", "SHUTDOWN", "GUEST_PANICKED"):
+                    t = self.elapsed()
+                    self.events.append((t, m["event"], m.get("data", {})))
+                    # own line in the log only: self.buf is what tests match on
+                    self.log.write(f"\n[qemu +{t:.1f}s] {m['event']} {json.dumps(m.get('data', {}))}\n")
+        except OSError:
+            pass
+        finally:
+            s.close()
+
+    def watchdog_fired(self):
+        """Times (s since start) at which QEMU's i6300esb watchdog fired."""
+        return [round(t, 1) for t, e, _ in self.events if e == "WATCHDOG"]
 
     def _read(self):
         while True:
@@ -156,6 +205,7 @@ class Guest:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+        shutil.rmtree(self.qmp_dir, ignore_errors=True)
 
 
 def http_get(port, path, timeout=10):
@@ -393,6 +443,8 @@ def main():
             tail = g.buf[-3000:]
         print("---- console tail ----\n" + tail + "\n----------------------", flush=True)
     finally:
+        if g.watchdog_fired():  # any of them is a hang the guest did not recover from by itself
+            print(f"note: QEMU's i6300esb watchdog reset the guest at {g.watchdog_fired()} s", flush=True)
         g.stop()
         if not a.log_dir:
             shutil.copy(log_path, os.path.join(os.environ.get("TMPDIR", "/tmp"), "pinhole-qemu-console.log"))

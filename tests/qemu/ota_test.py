@@ -57,6 +57,7 @@ class Device:
     def power_cut(self):
         self.g.p.kill()
         self.g.p.wait()
+        shutil.rmtree(self.g.qmp_dir, ignore_errors=True)
         self.g = None
 
     def booted(self, start=0, timeout=900):
@@ -251,7 +252,10 @@ def install(dev, bundle, want_slot, want_version, what, measure=False):
         table.append(("memory", "VmHWM before/after upload", f"{before} / {after}", True))
     dev.g.wait_for(rf"pinhole: slot {want_slot} \(trial 1\)", 300, start)
     r = dev.booted(start)
-    row(what + " trial", f"trial boot of slot {want_slot}", f"slot={r['slot']} state={r['state']}", r["slot"] == want_slot)
+    wd = dev.g.watchdog_fired()
+    row(what + " trial", f"trial boot of slot {want_slot}",
+        f"slot={r['slot']} state={r['state']}" + (f"; QEMU watchdog reset at {wd} s" if wd else ""),
+        r["slot"] == want_slot)
     s = dev.wait_status(lambda s: s.get("active_slot") == want_slot and s.get("trial") is False, 400)
     ok = s.get("active_slot") == want_slot and s.get("trial") is False and s.get("version") == want_version
     row(what + " commit", f"committed {want_slot}, version {want_version}", json.dumps(s)[:200], ok)
