@@ -402,7 +402,15 @@ async function main() {
     for (const p of probes) {
       log(`probe ${p.id}: ${p.url} (load ${loadavg()})`);
       try {
-        const r = await browserProbe(p, { warmS: p.warmS ?? WARM_S, measureS: MEASURE_S });
+        let r;
+        try {
+          r = await browserProbe(p, { warmS: p.warmS ?? WARM_S, measureS: MEASURE_S });
+        } catch (e) {
+          // Once more on a fresh page: the seeds' ffmpeg DASH pipeline now and then serves a
+          // manifest dash.js does not start on (its segment numbering drifts from its files).
+          log(`  ${p.id}: ${e.message.split('\n')[0]}; trying once more`);
+          r = await browserProbe(p, { warmS: p.warmS ?? WARM_S, measureS: MEASURE_S });
+        }
         const s = summarize(r.samples, r.seconds);
         results.push({ ...p, kind: 'browser', ...s, unreadable: r.unreadable, extra: r.extra, samples: r.samples });
         log(`  ${p.id}: n ${s.n}, p50 ${s.p50} ms, p95 ${s.p95} ms, max ${s.max} ms, ${s.fps?.toFixed(1)} fps ${JSON.stringify(r.extra)}`);
@@ -480,7 +488,9 @@ async function main() {
   const missing = results.filter((r) => !r.n);
   if (missing.length) {
     console.error(`probes without numbers: ${missing.map((r) => `${r.id} (${r.error ?? 'no samples'})`).join('; ')}`);
-    process.exitCode = 1;
+    // The smoke (CI) guards our probes and the bench code; a peer's pipeline that fails twice
+    // is reported above and in the table, not a failure of ours.
+    if (!SMOKE || missing.some((r) => r.ours)) process.exitCode = 1;
   }
 }
 

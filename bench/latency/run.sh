@@ -4,7 +4,8 @@
 #   (no flag)  every probe 30 s + the 5-minute MSE/WebCodecs/paced runs (~22 min); writes the
 #              "Latency" section of bench/README.md and bench/results/latency.{json,md,png}
 #   --quick    the same without the 5-minute runs (~6 min)
-#   --smoke    ~45 s, for CI: every probe must produce numbers (no timing assertions; debug build);
+#   --smoke    ~45 s, for CI: every probe of ours must produce numbers (no timing assertions; debug
+#              build; a seed pipeline that fails twice is reported, not fatal);
 #              writes to $TMPDIR/pinhole-latency-smoke/ only
 # Needs: cargo, node >= 20, /usr/bin/chromium, ffmpeg, nginx, websockify, gnuplot (the Debian
 # packages are installed when missing and we are root).
