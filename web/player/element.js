@@ -4,7 +4,7 @@
 // the state callback. A subclass gives _connect() and _teardown(), and may add listeners and
 // timers in _onVideo(v).
 
-import { Backoff, RateMeter } from './util.js';
+import { Backoff, RateMeter, liveVideo } from './util.js';
 
 const STALL_S = 6;     // currentTime frozen this long while playing: reload
 
@@ -31,12 +31,7 @@ export class ElementPlayer {
 
   start(container) {
     this.stopped = false;
-    const v = document.createElement('video');
-    v.muted = true;
-    v.defaultMuted = true;
-    v.autoplay = true;
-    v.playsInline = true;
-    v.setAttribute('playsinline', '');
+    const v = liveVideo();
     v.addEventListener('playing', () => { this.backoff.reset(); this._setState('playing', ''); });
     this.video = v;
     container.appendChild(v);

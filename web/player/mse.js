@@ -7,7 +7,7 @@
 import { findBox, fragmentTrack, parseFragment, parseTimescale, videoOnlyInit } from './boxes.js';
 import { AudioOut } from './audio.js';
 import { Pacer } from './pacer.js';
-import { Backoff, RateMeter, closeSocket, connectSocket, scheduleReconnect, wsUrl } from './util.js';
+import { Backoff, RateMeter, closeSocket, connectSocket, liveVideo, scheduleReconnect, wsUrl } from './util.js';
 
 const MS = globalThis.ManagedMediaSource || globalThis.MediaSource;
 
@@ -122,12 +122,7 @@ export class MsePlayer {
 
   start(container) {
     this.stopped = false;
-    const v = document.createElement('video');
-    v.muted = true;
-    v.defaultMuted = true;
-    v.autoplay = true;
-    v.playsInline = true;
-    v.setAttribute('playsinline', '');
+    const v = liveVideo();
     v.setAttribute('webkit-playsinline', '');
     v.disablePictureInPicture = false;
     if (globalThis.ManagedMediaSource) v.disableRemotePlayback = true; // required by Safari's MMS

@@ -93,3 +93,15 @@ export function connectSocket(player) {
   ws.onclose = (ev) => { if (ws === player.ws) player._retry(`connection closed${ev.code ? ` (${ev.code})` : ''}`); };
   ws.onerror = () => { if (ws === player.ws) player._retry('connection failed'); };
 }
+
+/** A muted, inline, autoplaying <video> for a live picture (browsers only autoplay muted;
+ *  iOS plays inline only when asked). */
+export function liveVideo() {
+  const v = document.createElement('video');
+  v.muted = true;
+  v.defaultMuted = true;
+  v.autoplay = true;
+  v.playsInline = true;
+  v.setAttribute('playsinline', '');
+  return v;
+}

@@ -8,7 +8,7 @@
 // Delay is an estimate from getStats: half the RTT + the jitter buffer's delay + decode time
 // over the last second (the browser does not expose the capture time without extra headers).
 
-import { Backoff, RateMeter } from './util.js';
+import { Backoff, RateMeter, liveVideo } from './util.js';
 
 const STATS_EVERY_MS = 500;
 const DISCONNECTED_GRACE_MS = 4000; // ICE "disconnected" this long: start over
@@ -73,11 +73,7 @@ export class WebRtcPlayer {
 
   start(container) {
     this.stopped = false;
-    const v = document.createElement('video');
-    v.muted = true;
-    v.autoplay = true;
-    v.playsInline = true;
-    v.setAttribute('playsinline', '');
+    const v = liveVideo();
     v.addEventListener('playing', () => { this.played = true; this.backoff.reset(); this._setState('playing', ''); });
     this.video = v;
     container.appendChild(v);

@@ -135,10 +135,13 @@ impl Announce<'_> {
         vec![
             "onvif://www.onvif.org/Profile/Streaming".into(),
             "onvif://www.onvif.org/type/video_encoder".into(),
-            format!("onvif://www.onvif.org/name/{}", scope_escape(self.name)),
+            format!(
+                "onvif://www.onvif.org/name/{}",
+                crate::escape_unreserved(self.name)
+            ),
             format!(
                 "onvif://www.onvif.org/hardware/{}",
-                scope_escape(self.hardware)
+                crate::escape_unreserved(self.hardware)
             ),
         ]
     }
@@ -255,11 +258,6 @@ fn rfc3986_match(probe: &str, ours: &str) -> bool {
         }
         _ => probe == ours,
     }
-}
-
-/// A scope segment: unreserved characters as they are, the rest %XX.
-fn scope_escape(s: &str) -> String {
-    crate::escape_unreserved(s)
 }
 
 #[cfg(test)]

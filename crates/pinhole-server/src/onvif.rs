@@ -203,14 +203,13 @@ fn snapshot_uri(state: &AppState, base: &str) -> String {
         .find(|t| !t.is_empty());
     match token {
         Some(t) if !state.auth.shared_cache_ok() => {
-            format!("{base}/snapshot.jpg?token={}", urlencode(t))
+            format!(
+                "{base}/snapshot.jpg?token={}",
+                pinhole_onvif::escape_unreserved(t)
+            )
         }
         _ => format!("{base}/snapshot.jpg"),
     }
-}
-
-fn urlencode(s: &str) -> String {
-    pinhole_onvif::escape_unreserved(s)
 }
 
 /// `Host` without its port (`[::1]:80` → `[::1]`).
@@ -408,6 +407,6 @@ mod tests {
         let m = message_id();
         assert_eq!(m.len(), "urn:uuid:".len() + 36);
         assert_ne!(m, message_id());
-        assert_eq!(urlencode("a b&c"), "a%20b%26c");
+        assert_eq!(pinhole_onvif::escape_unreserved("a b&c"), "a%20b%26c");
     }
 }
