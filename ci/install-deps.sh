@@ -33,6 +33,8 @@ dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need+=(libnginx-mod-rtmp)
 # ...and nginx's stream module, the TLS terminator in front of it (RTMPS).
 dpkg -s libnginx-mod-stream >/dev/null 2>&1 || need+=(libnginx-mod-stream)
 command -v srt-live-transmit >/dev/null || need+=(srt-tools)
+# Test CAs and certificates (RTMPS terminator, the push API's and panel's private CA).
+command -v openssl >/dev/null || need+=(openssl)
 # crates/pinholed/tests/inbound.rs: network namespaces and veth pairs.
 command -v ip >/dev/null || need+=(iproute2)
 if [ "${#need[@]}" -gt 0 ]; then
