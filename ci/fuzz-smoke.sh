@@ -23,6 +23,9 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing \
 -Cllvm-args=-simplifycfg-branch-fold-threshold=0 -Zsanitizer=address \
 -Cllvm-args=-sanitizer-coverage-stack-depth -Cdebug-assertions"
+# Line tables are all AddressSanitizer's reports need; full debuginfo made this
+# target dir several times larger.
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_odr_violation=0
 # One target dir for every fuzz crate: their shared dependencies (tokio,
 # serde, our own crates) build once instead of once per crate. The smoke
