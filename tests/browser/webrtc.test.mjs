@@ -1,4 +1,4 @@
-// `/?player=webrtc`: the page's WHEP client plays the daemon's 720p test pattern over WebRTC
+// Auto plays WebRTC where it connects. `/?player=webrtc`: the page's WHEP client plays the daemon's 720p test pattern over WebRTC
 // (Chromium's own stack against ours) with its sound (`--audio test`), survives an ICE restart
 // on the same session (WHEP PATCH), stops cleanly (its session DELETEd, none left on the
 // server), plays over ICE-TCP when Chromium may not use UDP, and says why when the server
@@ -60,6 +60,25 @@ const rtcStats = (page) => page.evaluate(async () => {
 });
 
 const stateText = (page) => page.evaluate(() => document.getElementById('state-text')?.textContent ?? '');
+
+test('Auto picks WebRTC where it connects', { skip }, async () => {
+  const page = await newPage(ctx);
+  try {
+    await page.goto(`${daemon.base}/?player=auto`);
+    assert.match(await page.locator('#player-select option[value="auto"]').textContent(), /WebRTC/);
+    const playing = await waitFor(() => page.evaluate(() => window.pinhole?.stats().state === 'playing'), { timeoutMs: 15000 });
+    assert.ok(playing, `never "playing": ${await stateText(page)}`);
+    assert.equal(await page.evaluate(() => window.pinhole.stats().player), 'webrtc');
+    assert.equal(await page.evaluate(() => localStorage.getItem('pinhole.webrtc.unreachable')), null);
+    await page.evaluate(() => window.pinhole.player.stop());
+    assert.ok(await waitFor(async () => (await sessions()) === 0, { timeoutMs: 3000 }), 'the session outlived the player');
+  } catch (e) {
+    console.log(page.logs.join('\n'));
+    throw e;
+  } finally {
+    await page.close();
+  }
+});
 
 test('the WebRTC player plays 720p, counts frames, and DELETEs its session on stop', { skip }, async (t) => {
   const page = await newPage(ctx);

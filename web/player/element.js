@@ -1,4 +1,4 @@
-// What the players that play into a <video> element through a library (hls.js, dash.js) share:
+// What the players that play into a <video> element (hls.js, dash.js, WebRTC) share:
 // the element (muted, inline, autoplay), timers that die with the player, the reconnect
 // backoff, frame/byte rates, the stall check (currentTime frozen while playing → reload) and
 // the state callback. A subclass gives _connect() and _teardown(), and may add listeners and
@@ -32,7 +32,11 @@ export class ElementPlayer {
   start(container) {
     this.stopped = false;
     const v = liveVideo();
-    v.addEventListener('playing', () => { this.backoff.reset(); this._setState('playing', ''); });
+    // 'resize' too: a WebRTC element starts "playing" on a 2x2 placeholder before the first
+    // decoded frame gives it its real size.
+    const playing = () => { if (v === this.video && !v.paused && this._showsPicture(v)) this._onPlaying(); };
+    v.addEventListener('playing', playing);
+    v.addEventListener('resize', playing);
     this.video = v;
     container.appendChild(v);
     this._every(500, () => this._tick());
@@ -46,6 +50,7 @@ export class ElementPlayer {
     this.timers.clear();
     this._teardown();
     if (this.video) {
+      this.video.srcObject = null;
       this.video.removeAttribute('src');
       this.video.load();
       this.video.remove();
@@ -70,6 +75,15 @@ export class ElementPlayer {
   /** Extra listeners and timers on a new element. */
   _onVideo(_v) {}
 
+  /** Does the element show the stream's picture yet (not a placeholder)? */
+  _showsPicture(_v) { return true; }
+
+  /** The picture is on screen. */
+  _onPlaying() {
+    this.backoff.reset();
+    this._setState('playing', '');
+  }
+
   _connect() {}
 
   _teardown() {}
@@ -87,12 +101,17 @@ export class ElementPlayer {
     this._after(delay * 1000, () => this._connect());
   }
 
-  _tick() {
-    const v = this.video;
-    if (!v) return;
+  /** Frame and byte rates (WebRTC takes both from getStats instead). */
+  _sampleRates(v) {
     this.bytes.sample();
     const q = v.getVideoPlaybackQuality?.();
     if (q) this.frames.sample(q.totalVideoFrames);
+  }
+
+  _tick() {
+    const v = this.video;
+    if (!v) return;
+    this._sampleRates(v);
     const now = performance.now();
     if (v.currentTime !== this.lastCt) { this.lastCt = v.currentTime; this.lastCtChange = now; return; }
     if (this.state.kind === 'playing' && !v.paused && now - this.lastCtChange > STALL_S * 1000) {

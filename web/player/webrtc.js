@@ -7,16 +7,25 @@
 // the UI then moves on to the next player. A failed connection retries with backoff.
 // Delay is an estimate from getStats: half the RTT + the jitter buffer's delay + decode time
 // over the last second (the browser does not expose the capture time without extra headers).
+// Auto tries WebRTC first; when its packets cannot reach this browser (UDP blocked, a remote
+// proxy) it says so within ICE_MS, Auto moves on, and Auto skips it for SKIP_MS afterwards.
 
-import { Backoff, RateMeter, liveVideo } from './util.js';
+import { ElementPlayer } from './element.js';
 
 const STATS_EVERY_MS = 500;
 const DISCONNECTED_GRACE_MS = 4000; // ICE "disconnected" this long: start over
 const RESTART_AFTER_MS = 1500; // ICE "disconnected" this long: try an ICE restart first
-// No picture this long after the answer: UDP to the camera is likely blocked (a remote
-// proxy, a firewall). Before the first picture that is an error (Auto moves on), after one a
-// retry.
+// ICE not connected this long after the answer: no path to the camera. On a LAN our host
+// candidates answer within milliseconds; with STUN/TURN servers listed a relay takes longer.
+const ICE_MS = 3000;
+const ICE_RELAY_MS = 10000;
+// Connected, video arriving, nothing decoded this long: this browser cannot decode it (an
+// error: Auto moves on). Nothing arriving is no error: the camera may be away (the status
+// overlay says so), and the session plays when it is back.
 const FIRST_PICTURE_MS = 8000;
+// A browser WebRTC could not reach the camera from: Auto starts elsewhere for this long.
+const LS_UNREACHABLE = 'pinhole.webrtc.unreachable';
+const SKIP_MS = 60 * 60 * 1000;
 
 const REFUSED = {
   400: 'the server could not read the offer',
@@ -44,25 +53,26 @@ export function iceServersFromLink(link) {
   return out;
 }
 
-export class WebRtcPlayer {
+export class WebRtcPlayer extends ElementPlayer {
   static id = 'webrtc';
   static label = 'WebRTC';
   static supported() { return typeof RTCPeerConnection === 'function'; }
 
+  /** Auto passes over WebRTC for a while after it could not connect from this browser. */
+  static skipInAuto(now = Date.now()) {
+    try {
+      const t = Number(localStorage.getItem(LS_UNREACHABLE));
+      return t > 0 && now - t < SKIP_MS;
+    } catch { return false; }
+  }
+
   /** @param {{onState?: (s: {kind: string, text: string}) => void, url?: string}} opts */
   constructor(opts = {}) {
-    this.onState = opts.onState || (() => {});
+    super(opts);
     this.url = opts.url || new URL('whep', location.href).href;
-    this.backoff = new Backoff();
-    this.frames = new RateMeter();
-    this.bytes = new RateMeter();
-    this.video = null;
     this.pc = null;
     this.resource = null;   // the session's URL (Location), DELETEd on stop
     this.etag = null;
-    this.state = { kind: 'idle', text: '' };
-    this.timers = new Set();
-    this.stopped = true;
     this.muted = true;
     this.hasAudio = false;
     this.last = null;        // the last getStats sample (for per-second deltas)
@@ -71,33 +81,23 @@ export class WebRtcPlayer {
     this.onPageHide = () => this._delete(true);
   }
 
-  start(container) {
-    this.stopped = false;
-    const v = liveVideo();
-    v.addEventListener('playing', () => { this.played = true; this.backoff.reset(); this._setState('playing', ''); });
-    this.video = v;
-    container.appendChild(v);
+  _onVideo() {
     addEventListener('pagehide', this.onPageHide);
-    this._every(STATS_EVERY_MS, () => this._tick());
-    this._connect();
+    this._every(STATS_EVERY_MS, () => this._stats());
   }
 
   stop() {
-    this.stopped = true;
     removeEventListener('pagehide', this.onPageHide);
-    for (const t of this.timers) { clearTimeout(t); clearInterval(t); }
-    this.timers.clear();
-    this._teardown();
-    if (this.video) { this.video.srcObject = null; this.video.remove(); }
-    this.video = null;
-    this._setState('idle', '');
+    super.stop();
   }
 
-  /** The daemon restarted: its sessions are gone, start over. */
-  restart() {
-    if (this.stopped) return;
-    this._teardown();
-    this._connect();
+  // Chromium plays a 2x2 placeholder until the first frame is decoded.
+  _showsPicture(v) { return v.videoWidth > 2 && v.videoHeight > 2; }
+
+  _onPlaying() {
+    this.played = true;
+    try { localStorage.removeItem(LS_UNREACHABLE); } catch { /* private mode */ }
+    super._onPlaying();
   }
 
   audioState() {
@@ -167,7 +167,7 @@ export class WebRtcPlayer {
     pc.onconnectionstatechange = () => {
       if (pc !== this.pc) return;
       const s = pc.connectionState;
-      if (s === 'failed') this._fail('WebRTC connection failed (is UDP to the camera blocked?)');
+      if (s === 'failed') this._fail('WebRTC connection failed (is UDP to the camera blocked?)', true);
       else if (s === 'disconnected') {
         // A changed network (Wi-Fi to wired, a new address): new ICE credentials on the same
         // session (PATCH) keep the decoder and the session; if that does not help, start over.
@@ -202,11 +202,21 @@ export class WebRtcPlayer {
       this.etag = r.headers.get('etag');
       answer = await r.text();
       await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-      this._after(FIRST_PICTURE_MS, () => {
-        if (pc === this.pc && this.state.kind !== 'playing' && this.state.kind !== 'blocked') {
-          this._fail('no WebRTC picture (is UDP to the camera blocked?)');
+      const iceMs = iceServers.length ? ICE_RELAY_MS : ICE_MS;
+      this._after(iceMs, () => {
+        if (pc === this.pc && !['connected', 'completed'].includes(pc.iceConnectionState)) {
+          this._fail('WebRTC cannot reach the camera (is UDP to it blocked?)', true);
         }
       });
+      const undecodable = () => {
+        if (pc !== this.pc || this.played || this.state.kind === 'blocked') return;
+        if ((this.last?.bytesReceived ?? 0) > 0 && !this.last?.framesDecoded) {
+          this._fail('this browser cannot decode the camera\u2019s WebRTC video');
+        } else {
+          this._after(FIRST_PICTURE_MS, undecodable);
+        }
+      };
+      this._after(FIRST_PICTURE_MS, undecodable);
     } catch (e) {
       if (pc === this.pc) this._retry(`WebRTC: ${e?.message ?? e}`);
     }
@@ -262,22 +272,22 @@ export class WebRtcPlayer {
     this.net = {};
   }
 
-  /** Before the first picture a failure is final (Auto moves on); after one, retry. */
-  _fail(reason) {
+  /**
+   * Before the first picture a failure is final (Auto moves on); after one, retry.
+   * `unreachable`: no path to the camera from here, so Auto skips WebRTC for a while.
+   */
+  _fail(reason, unreachable = false) {
     if (this.played) { this._retry(reason); return; }
+    if (unreachable) {
+      try { localStorage.setItem(LS_UNREACHABLE, String(Date.now())); } catch { /* private mode */ }
+    }
     this._teardown();
     this._setState('error', reason);
   }
 
-  _retry(reason) {
-    if (this.stopped) return;
-    this._teardown();
-    const delay = this.backoff.next();
-    this._setState('reconnecting', `${reason} · retrying in ${Math.ceil(delay)} s`, reason);
-    this._after(delay * 1000, () => this._connect());
-  }
+  _sampleRates() { /* _stats() samples them from getStats */ }
 
-  async _tick() {
+  async _stats() {
     const pc = this.pc;
     if (!pc) return;
     let report;
@@ -314,14 +324,5 @@ export class WebRtcPlayer {
       jitterBuffer: jb,
       delay: jb != null ? jb + (dec ?? 0) + (rtt ?? 0) / 2 : null,
     };
-  }
-
-  _every(ms, fn) { const t = setInterval(fn, ms); this.timers.add(t); }
-  _after(ms, fn) { const t = setTimeout(() => { this.timers.delete(t); fn(); }, ms); this.timers.add(t); }
-
-  _setState(kind, text, detail) {
-    if (this.state.kind === kind && this.state.text === text) return;
-    this.state = { kind, text, detail };
-    this.onState(this.state);
   }
 }
