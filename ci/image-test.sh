@@ -3,7 +3,8 @@
 # in QEMU and run the system test (with the snd-aloop audio checks in the same
 # boot), then the V4L2 camera scenarios on vivid with the same binary and
 # image (tests/qemu/vivid: run.sh in an initramfs, image_hotplug.py in the
-# image). Needs root (apt, binfmt, mmdebstrap).
+# image), and the .deb built from the same binary with its contents checked.
+# Needs root (apt, binfmt, mmdebstrap).
 #   ci/image-test.sh [--no-ab]        (extra args go to tests/qemu/boot_test.py)
 # PI_BOARDS="rpi3 rpi4" also builds those boards and checks their contents
 # (image/check: no boot; rpi3's boot.scr is the one booted here).
@@ -37,6 +38,9 @@ image/check qemu-arm64 || rc=$?
 for b in ${PI_BOARDS:-}; do
     image/build --pinholed "$bin" "$b" >/dev/null && image/check "$b" || rc=$?
 done
+# The Raspberry Pi OS package from the same binary, its contents checked (seconds;
+# installing it in an arm64 root is tests/deb/run.sh, ~12 min, not in CI).
+deb=$(image/deb/build --pinholed "$bin" | tail -n1) && tests/deb/contents.sh "$deb" || rc=$?
 t2=$(date +%s)
 mkdir -p out/test
 python3 tests/qemu/boot_test.py --log-dir out/test "$@" "$img" || rc=$?
