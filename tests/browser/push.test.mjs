@@ -136,7 +136,8 @@ test('push panel: add with a key, connected, off/on, error with countdown, clear
       '-out', path.join(caDir, 'ca.pem')]);
     await page.locator('#push-ca-box > summary').click();
     await page.setInputFiles('#push-ca-file', path.join(caDir, 'ca.pem'));
-    assert.match(await page.inputValue('#push-ca'), /BEGIN CERTIFICATE/, 'the file fills the field');
+    // The page reads the file asynchronously (File.text()).
+    assert.ok(await waitFor(async () => /BEGIN CERTIFICATE/.test(await page.inputValue('#push-ca'))), 'the file fills the field');
     await page.fill('#push-url', `rtmp://127.0.0.1:${rtmpPort}/live`);
     await page.fill('#push-key', KEY);
     await page.click('#push-add');
