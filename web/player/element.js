@@ -101,7 +101,7 @@ export class ElementPlayer {
     this._after(delay * 1000, () => this._connect());
   }
 
-  /** Frame and byte rates (WebRTC takes both from getStats instead). */
+  /** Frame and byte rates, every tick (WebRTC takes both from getStats instead). */
   _sampleRates(v) {
     this.bytes.sample();
     const q = v.getVideoPlaybackQuality?.();

@@ -6,13 +6,12 @@
 // Refusals are final and say why (401/403: login; 503: the server's session limit): in Auto
 // the UI then moves on to the next player. A failed connection retries with backoff.
 // Delay is an estimate from getStats: half the RTT + the jitter buffer's delay + decode time
-// over the last second (the browser does not expose the capture time without extra headers).
+// over the last 500 ms tick (the browser does not expose the capture time without extra headers).
 // Auto tries WebRTC first; when its packets cannot reach this browser (UDP blocked, a remote
 // proxy) it says so within ICE_MS, Auto moves on, and Auto skips it for SKIP_MS afterwards.
 
 import { ElementPlayer } from './element.js';
 
-const STATS_EVERY_MS = 500;
 const DISCONNECTED_GRACE_MS = 4000; // ICE "disconnected" this long: start over
 const RESTART_AFTER_MS = 1500; // ICE "disconnected" this long: try an ICE restart first
 // ICE not connected this long after the answer: no path to the camera. On a LAN our host
@@ -59,10 +58,10 @@ export class WebRtcPlayer extends ElementPlayer {
   static supported() { return typeof RTCPeerConnection === 'function'; }
 
   /** Auto passes over WebRTC for a while after it could not connect from this browser. */
-  static skipInAuto(now = Date.now()) {
+  static skipInAuto() {
     try {
       const t = Number(localStorage.getItem(LS_UNREACHABLE));
-      return t > 0 && now - t < SKIP_MS;
+      return t > 0 && Date.now() - t < SKIP_MS;
     } catch { return false; }
   }
 
@@ -83,7 +82,6 @@ export class WebRtcPlayer extends ElementPlayer {
 
   _onVideo() {
     addEventListener('pagehide', this.onPageHide);
-    this._every(STATS_EVERY_MS, () => this._stats());
   }
 
   stop() {
@@ -285,7 +283,8 @@ export class WebRtcPlayer extends ElementPlayer {
     this._setState('error', reason);
   }
 
-  _sampleRates() { /* _stats() samples them from getStats */ }
+  /** On the shell's 500 ms tick: rates and the stats panel's figures from getStats. */
+  _sampleRates() { this._stats(); }
 
   async _stats() {
     const pc = this.pc;
